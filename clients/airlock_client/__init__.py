@@ -1,0 +1,73 @@
+"""Airlock's Python SDK: a thin, typed, async client of the `airlock.v1` gRPC API, and the CLI.
+
+    from airlock_client import AirlockClient, NotFoundError
+
+    async with AirlockClient.connect("127.0.0.1:50051", token) as client:
+        team = await client.get_team(team_id)
+
+Results are the generated proto messages (`airlock.v1.*_pb2`); failures raise `AirlockError`
+subclasses carrying the server's stable `reason`.
+"""
+
+from airlock_client.client import DEFAULT_TARGET, DEFAULT_TIMEOUT, AirlockClient, RetryPolicy
+from airlock_client.errors import (
+    AbortedError,
+    AirlockError,
+    AlreadyExistsError,
+    CallCancelledError,
+    DataLossError,
+    DeadlineExceededError,
+    FailedPreconditionError,
+    FieldViolation,
+    InternalError,
+    InvalidArgumentError,
+    NotFoundError,
+    OutOfRangeError,
+    PermissionDeniedError,
+    ResourceExhaustedError,
+    StatusCode,
+    UnauthenticatedError,
+    UnavailableError,
+    UnimplementedError,
+    UnknownError,
+)
+from airlock_client.keys import (
+    KeyFileError,
+    generate_private_key,
+    load_private_key,
+    public_key_base64,
+    public_key_bytes,
+    save_private_key,
+)
+
+__all__ = [
+    "DEFAULT_TARGET",
+    "DEFAULT_TIMEOUT",
+    "AbortedError",
+    "AirlockClient",
+    "AirlockError",
+    "AlreadyExistsError",
+    "CallCancelledError",
+    "DataLossError",
+    "DeadlineExceededError",
+    "FailedPreconditionError",
+    "FieldViolation",
+    "InternalError",
+    "InvalidArgumentError",
+    "KeyFileError",
+    "NotFoundError",
+    "OutOfRangeError",
+    "PermissionDeniedError",
+    "ResourceExhaustedError",
+    "RetryPolicy",
+    "StatusCode",
+    "UnauthenticatedError",
+    "UnavailableError",
+    "UnimplementedError",
+    "UnknownError",
+    "generate_private_key",
+    "load_private_key",
+    "public_key_base64",
+    "public_key_bytes",
+    "save_private_key",
+]

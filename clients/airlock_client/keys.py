@@ -1,0 +1,127 @@
+"""Approver signing keys: Ed25519, kept in a PEM file only its owner can read.
+
+The private key never leaves the approver's machine: the SDK sends only the raw 32-byte public
+key and signatures made locally (the invitation proof, and later the vote signature).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import stat
+from pathlib import Path
+from typing import BinaryIO
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+__all__ = [
+    "KeyFileError",
+    "generate_private_key",
+    "load_private_key",
+    "open_secret_file",
+    "public_key_base64",
+    "public_key_bytes",
+    "save_private_key",
+    "sign_invitation",
+    "write_secret_file",
+]
+
+
+class KeyFileError(Exception):
+    """A key file could not be written or read safely."""
+
+
+def generate_private_key() -> Ed25519PrivateKey:
+    """A fresh Ed25519 private key."""
+    return Ed25519PrivateKey.generate()
+
+
+def open_secret_file(path: str | os.PathLike[str]) -> BinaryIO:
+    """Creates `path` with mode 0600 and opens it for writing; refuses an existing path.
+
+    The file is created with O_CREAT | O_EXCL | O_NOFOLLOW and mode 0600 in one system call, so
+    it is never readable by anyone else, not even for an instant, and an existing file (or a
+    symlink planted at the path) is never followed or truncated.
+    """
+    target = Path(path)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(target, flags, 0o600)
+    except FileExistsError as exc:
+        raise KeyFileError(f"{target}: already exists; refusing to overwrite it") from exc
+    except OSError as exc:
+        raise KeyFileError(f"{target}: cannot create: {exc.strerror}") from exc
+    if hasattr(os, "fchmod"):
+        os.fchmod(fd, 0o600)  # the umask can only remove bits; make the mode exact anyway
+    return os.fdopen(fd, "wb")
+
+
+def write_secret_file(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Writes `data` to a new file of mode 0600 (see `open_secret_file`); never overwrites."""
+    target = Path(path)
+    with open_secret_file(target) as handle:
+        try:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        except OSError as exc:
+            target.unlink(missing_ok=True)
+            raise KeyFileError(f"{target}: cannot write: {exc.strerror}") from exc
+    return target
+
+
+def save_private_key(key: Ed25519PrivateKey, path: str | os.PathLike[str]) -> Path:
+    """Writes the key as unencrypted PKCS#8 PEM to a new file of mode 0600 (never overwrites)."""
+    pem = key.private_bytes(
+        encoding=serialization.Encoding.PEM,
+        format=serialization.PrivateFormat.PKCS8,
+        encryption_algorithm=serialization.NoEncryption(),
+    )
+    return write_secret_file(path, pem)
+
+
+def load_private_key(
+    path: str | os.PathLike[str], *, require_private_mode: bool = True
+) -> Ed25519PrivateKey:
+    """Reads an Ed25519 private key from a PEM (PKCS#8) file.
+
+    With `require_private_mode` (the default), a file that its group or others can read or write
+    is refused, as ssh refuses such keys: the key could already be in someone else's hands.
+    """
+    source = Path(path)
+    try:
+        mode = source.stat().st_mode
+        data = source.read_bytes()
+    except OSError as exc:
+        raise KeyFileError(f"{source}: cannot read: {exc.strerror}") from exc
+    if require_private_mode and os.name == "posix" and mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise KeyFileError(
+            f"{source}: permissions {stat.S_IMODE(mode):04o} are too open; "
+            "the key file must be readable by its owner only (chmod 600)"
+        )
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError) as exc:
+        raise KeyFileError(f"{source}: not an unencrypted PEM private key") from exc
+    if not isinstance(key, Ed25519PrivateKey):
+        raise KeyFileError(f"{source}: not an Ed25519 private key")
+    return key
+
+
+def public_key_bytes(key: Ed25519PrivateKey | Ed25519PublicKey) -> bytes:
+    """The raw 32-byte public key (what the server enrolls)."""
+    public = key.public_key() if isinstance(key, Ed25519PrivateKey) else key
+    return public.public_bytes(
+        encoding=serialization.Encoding.Raw, format=serialization.PublicFormat.Raw
+    )
+
+
+def public_key_base64(key: Ed25519PrivateKey | Ed25519PublicKey) -> str:
+    """The raw public key in standard base64 (as the proto3 JSON mapping shows bytes)."""
+    return base64.b64encode(public_key_bytes(key)).decode("ascii")
+
+
+def sign_invitation(key: Ed25519PrivateKey, invitation_id: str) -> bytes:
+    """The key proof for accepting an invitation: Ed25519 over the UTF-8 bytes of its id."""
+    return key.sign(invitation_id.encode("utf-8"))

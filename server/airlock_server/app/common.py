@@ -1,0 +1,77 @@
+"""What every use case shares: its dependencies, the transaction runner, request ids."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TypeVar
+
+from airlock_server.app.ports import Clock, UnitOfWork, UnitOfWorkFactory
+from airlock_server.domain.errors import Conflict, InvalidArgument
+from airlock_server.domain.principals import Principal
+
+T = TypeVar("T")
+
+MAX_REQUEST_ID = 36
+ATTEMPTS = 5
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{secrets.token_hex(8)}"
+
+
+@dataclass(frozen=True)
+class Deps:
+    """The app layer's view of the world, wired by bootstrap."""
+
+    uow: UnitOfWorkFactory
+    clock: Clock = utcnow
+    region: str = "us-east-1"
+    new_id: Callable[[str], str] = field(default=new_id)
+
+
+async def transact(deps: Deps, work: Callable[[UnitOfWork], Awaitable[T]]) -> T:
+    """Run one use case as one transaction; retry when a concurrent change won."""
+    for attempt in range(ATTEMPTS):
+        try:
+            async with deps.uow() as uow:
+                return await work(uow)
+        except Conflict:
+            if attempt == ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def check_request_id(request_id: str) -> None:
+    if len(request_id) > MAX_REQUEST_ID:
+        raise InvalidArgument.field("request_id", f"at most {MAX_REQUEST_ID} characters")
+
+
+async def once(
+    uow: UnitOfWork,
+    deps: Deps,
+    principal: Principal,
+    method: str,
+    request_id: str,
+    create: Callable[[], Awaitable[str]],
+) -> tuple[str, bool]:
+    """AIP-155: the first call with a request_id does the work; a retry gets its result.
+
+    Returns (result, replayed). The key is claimed first, so a racing twin waits for it.
+    """
+    check_request_id(request_id)
+    if not request_id:
+        return await create(), False
+    scope = f"{principal}:{method}"
+    earlier = await uow.idempotency.claim(scope, request_id, deps.clock())
+    if earlier is not None:
+        return earlier, True
+    result = await create()
+    await uow.idempotency.complete(scope, request_id, result)
+    return result, False

@@ -1,0 +1,389 @@
+"""Identities and credentials: approvers, accounts, bearer tokens, bootstrap."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from airlock_server.app.common import Deps, once, transact
+from airlock_server.app.ports import UnitOfWork
+from airlock_server.domain.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Unauthenticated,
+)
+from airlock_server.domain.events import NewEvent
+from airlock_server.domain.identities import (
+    Account,
+    Approver,
+    Credential,
+    validate_account,
+    validate_approver,
+    validate_description,
+)
+from airlock_server.domain.paging import Page, decode_token, page_of, page_size
+from airlock_server.domain.principals import (
+    Principal,
+    PrincipalKind,
+    require,
+    require_admin,
+    validate_principal,
+)
+
+TOKEN_PREFIX = "alk_"
+BOOTSTRAP_KEY = "bootstrap.admin_credential"
+
+
+def hash_token(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+def new_token() -> str:
+    """256 random bits, URL-safe."""
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+@dataclass(frozen=True)
+class Caller:
+    principal: Principal
+    credential_id: str
+
+
+@dataclass(frozen=True)
+class IssuedCredential:
+    credential: Credential
+    token: str
+
+
+class IdentityService:
+    def __init__(self, deps: Deps) -> None:
+        self._deps = deps
+
+    # --- authentication -------------------------------------------------------------------
+
+    async def authenticate(self, token: str) -> Caller:
+        if not token:
+            raise Unauthenticated("send `authorization: Bearer <token>`")
+        digest = hash_token(token)
+
+        async def work(uow: UnitOfWork) -> Caller:
+            cred = await uow.credentials.find_by_token_hash(digest)
+            if cred is None or not cred.usable_at(self._deps.clock()):
+                raise Unauthenticated("the token is unknown, revoked or expired")
+            return Caller(cred.principal, cred.credential_id)
+
+        return await transact(self._deps, work)
+
+    # --- approvers --------------------------------------------------------------------------
+
+    async def create_approver(
+        self, caller: Principal, approver_id: str, display_name: str, email: str, request_id: str
+    ) -> Approver:
+        require_admin(caller)
+        validate_approver(approver_id, display_name, email)
+
+        async def work(uow: UnitOfWork) -> Approver:
+            async def create() -> str:
+                if await uow.approvers.get(approver_id) is not None:
+                    raise AlreadyExists("approver", approver_id)
+                approver = Approver(approver_id, display_name, email, True, self._deps.clock())
+                await uow.approvers.add(approver)
+                uow.record(
+                    NewEvent(
+                        "approver.created",
+                        caller,
+                        (f"approver:{approver_id}",),
+                        {"approver_id": approver_id},
+                    )
+                )
+                return approver_id
+
+            result, _ = await once(uow, self._deps, caller, "CreateApprover", request_id, create)
+            approver = await uow.approvers.get(result)
+            await uow.commit()
+            assert approver is not None
+            return approver
+
+        return await transact(self._deps, work)
+
+    async def get_approver(self, caller: Principal, approver_id: str) -> Approver:
+        if caller.kind is PrincipalKind.APPROVER:
+            if caller.subject != approver_id:
+                raise PermissionDenied("an approver may read only its own identity")
+        else:
+            require(caller, PrincipalKind.ADMIN, PrincipalKind.AUDITOR)
+
+        async def work(uow: UnitOfWork) -> Approver:
+            approver = await uow.approvers.get(approver_id)
+            if approver is None:
+                raise NotFound("approver", approver_id)
+            return approver
+
+        return await transact(self._deps, work)
+
+    async def list_approvers(
+        self, caller: Principal, enabled: bool | None, size: int, token: str
+    ) -> Page[Approver]:
+        require(caller, PrincipalKind.ADMIN, PrincipalKind.AUDITOR)
+        limit = page_size(size)
+        query = {"m": "ListApprovers", "e": str(enabled)}
+        after = decode_token(token, query)
+
+        async def work(uow: UnitOfWork) -> Page[Approver]:
+            rows = await uow.approvers.list_page(enabled, after, limit + 1)
+            return page_of(rows, limit, lambda a: a.approver_id, query)
+
+        return await transact(self._deps, work)
+
+    async def disable_approver(
+        self, caller: Principal, approver_id: str, request_id: str
+    ) -> Approver:
+        require_admin(caller)
+
+        async def work(uow: UnitOfWork) -> Approver:
+            async def disable() -> str:
+                approver = await uow.approvers.get(approver_id)
+                if approver is None:
+                    raise NotFound("approver", approver_id)
+                if approver.enabled:
+                    await uow.approvers.save(
+                        replace(approver, enabled=False, disable_time=self._deps.clock())
+                    )
+                    uow.record(
+                        NewEvent(
+                            "approver.disabled",
+                            caller,
+                            (f"approver:{approver_id}",),
+                            {"approver_id": approver_id},
+                        )
+                    )
+                return approver_id
+
+            await once(uow, self._deps, caller, "DisableApprover", request_id, disable)
+            approver = await uow.approvers.get(approver_id)
+            await uow.commit()
+            assert approver is not None
+            return approver
+
+        return await transact(self._deps, work)
+
+    # --- accounts ---------------------------------------------------------------------------
+
+    async def register_account(
+        self, caller: Principal, account_id: str, name: str, request_id: str
+    ) -> Account:
+        require_admin(caller)
+        validate_account(account_id, name)
+
+        async def work(uow: UnitOfWork) -> Account:
+            async def create() -> str:
+                if await uow.accounts.get(account_id) is not None:
+                    raise AlreadyExists("account", account_id)
+                await uow.accounts.add(Account(account_id, name, self._deps.clock()))
+                uow.record(
+                    NewEvent(
+                        "account.registered",
+                        caller,
+                        (f"account:{account_id}",),
+                        {"account_id": account_id, "name": name},
+                    )
+                )
+                return account_id
+
+            result, _ = await once(uow, self._deps, caller, "RegisterAccount", request_id, create)
+            account = await uow.accounts.get(result)
+            await uow.commit()
+            assert account is not None
+            return account
+
+        return await transact(self._deps, work)
+
+    async def list_accounts(self, caller: Principal, size: int, token: str) -> Page[Account]:
+        require(caller, PrincipalKind.ADMIN, PrincipalKind.AUDITOR)
+        limit = page_size(size)
+        query = {"m": "ListAccounts"}
+        after = decode_token(token, query)
+
+        async def work(uow: UnitOfWork) -> Page[Account]:
+            rows = await uow.accounts.list_page(after, limit + 1)
+            return page_of(rows, limit, lambda a: a.account_id, query)
+
+        return await transact(self._deps, work)
+
+    # --- credentials ------------------------------------------------------------------------
+
+    async def issue_credential(
+        self,
+        caller: Principal,
+        kind: PrincipalKind,
+        subject: str,
+        description: str,
+        expire_time: datetime | None,
+        request_id: str,
+    ) -> IssuedCredential:
+        require_admin(caller)
+        principal = validate_principal(kind, subject)
+        validate_description(description)
+        now = self._deps.clock()
+        if expire_time is not None and expire_time <= now:
+            raise InvalidArgument.field("expire_time", "must be in the future")
+
+        async def work(uow: UnitOfWork) -> IssuedCredential:
+            issued: IssuedCredential | None = None
+
+            async def issue() -> str:
+                nonlocal issued
+                await self._check_subject_exists(uow, principal)
+                issued = _new_credential(self._deps, principal, description, expire_time)
+                cred = issued.credential
+                await uow.credentials.add(cred, hash_token(issued.token))
+                uow.record(
+                    NewEvent(
+                        "credential.issued",
+                        caller,
+                        (f"credential:{cred.credential_id}", str(principal)),
+                        {"credential_id": cred.credential_id, "principal": str(principal)},
+                    )
+                )
+                return cred.credential_id
+
+            credential_id, _ = await once(
+                uow, self._deps, caller, "IssueCredential", request_id, issue
+            )
+            await uow.commit()
+            if issued is not None:
+                return issued
+            # A retry gets the first call's credential, but never its token again:
+            # tokens exist only as hashes.
+            first = await uow.credentials.get(credential_id)
+            assert first is not None
+            return IssuedCredential(first, "")
+
+        return await transact(self._deps, work)
+
+    @staticmethod
+    async def _check_subject_exists(uow: UnitOfWork, principal: Principal) -> None:
+        if principal.kind is PrincipalKind.APPROVER:
+            approver = await uow.approvers.get(principal.subject)
+            if approver is None:
+                raise NotFound("approver", principal.subject)
+            if not approver.enabled:
+                raise FailedPrecondition(
+                    f"approver {principal.subject!r} is disabled",
+                    reason="APPROVER_DISABLED",
+                    metadata={"approverId": principal.subject},
+                )
+        elif (
+            principal.kind is PrincipalKind.ACCOUNT
+            and await uow.accounts.get(principal.subject) is None
+        ):
+            raise NotFound("account", principal.subject)
+
+    async def revoke_credential(
+        self, caller: Principal, credential_id: str, request_id: str
+    ) -> Credential:
+        require_admin(caller)
+
+        async def work(uow: UnitOfWork) -> Credential:
+            async def revoke() -> str:
+                cred = await uow.credentials.get(credential_id)
+                if cred is None:
+                    raise NotFound("credential", credential_id)
+                if cred.revoke_time is None:
+                    await uow.credentials.save(replace(cred, revoke_time=self._deps.clock()))
+                    uow.record(
+                        NewEvent(
+                            "credential.revoked",
+                            caller,
+                            (f"credential:{credential_id}", str(cred.principal)),
+                            {"credential_id": credential_id},
+                        )
+                    )
+                return credential_id
+
+            await once(uow, self._deps, caller, "RevokeCredential", request_id, revoke)
+            cred = await uow.credentials.get(credential_id)
+            await uow.commit()
+            assert cred is not None
+            return cred
+
+        return await transact(self._deps, work)
+
+    async def list_credentials(
+        self,
+        caller: Principal,
+        principal: Principal | None,
+        kind: PrincipalKind | None,
+        state: str | None,
+        size: int,
+        token: str,
+    ) -> Page[Credential]:
+        """`state` is one of active, expired, revoked, or None for all."""
+        require(caller, PrincipalKind.ADMIN, PrincipalKind.AUDITOR)
+        limit = page_size(size)
+        query = {
+            "m": "ListCredentials",
+            "p": str(principal) if principal else "",
+            "k": kind.value if kind else "",
+            "s": state or "",
+        }
+        after = decode_token(token, query)
+
+        async def work(uow: UnitOfWork) -> Page[Credential]:
+            rows = await uow.credentials.list_page(
+                principal,
+                kind.value if kind else None,
+                state,
+                self._deps.clock(),
+                after,
+                limit + 1,
+            )
+            return page_of(rows, limit, lambda c: c.credential_id, query)
+
+        return await transact(self._deps, work)
+
+    # --- bootstrap --------------------------------------------------------------------------
+
+    async def bootstrap_admin(self, label: str = "bootstrap") -> IssuedCredential:
+        """The first admin credential of a fresh database; refused the second time."""
+        principal = Principal(PrincipalKind.ADMIN, label)
+
+        async def work(uow: UnitOfWork) -> IssuedCredential:
+            issued = _new_credential(self._deps, principal, "first admin, from bootstrap", None)
+            if not await uow.settings.put_new(BOOTSTRAP_KEY, issued.credential.credential_id):
+                raise FailedPrecondition(
+                    "this database was bootstrapped already; issue more credentials with an "
+                    "admin credential",
+                    reason="ALREADY_BOOTSTRAPPED",
+                )
+            await uow.credentials.add(issued.credential, hash_token(issued.token))
+            uow.record(
+                NewEvent(
+                    "server.bootstrapped",
+                    principal,
+                    (f"credential:{issued.credential.credential_id}",),
+                    {"credential_id": issued.credential.credential_id},
+                )
+            )
+            await uow.commit()
+            return issued
+
+        return await transact(self._deps, work)
+
+
+def _new_credential(
+    deps: Deps, principal: Principal, description: str, expire_time: datetime | None
+) -> IssuedCredential:
+    cred = Credential(
+        credential_id=deps.new_id("cred"),
+        principal=principal,
+        description=description,
+        create_time=deps.clock(),
+        expire_time=expire_time,
+    )
+    return IssuedCredential(cred, new_token())

@@ -1,0 +1,38 @@
+"""The composition root: the only place that wires persistence into the app and transport."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from airlock_server.app.common import Deps
+from airlock_server.app.identity import IdentityService
+from airlock_server.app.ports import UnitOfWork
+from airlock_server.app.teams import TeamService
+from airlock_server.config import Settings
+from airlock_server.persistence.db import create_engine, session_factory
+from airlock_server.persistence.uow import SqlUnitOfWork
+from airlock_server.transport.server import UseCases
+
+
+@dataclass
+class Wiring:
+    engine: AsyncEngine
+    deps: Deps
+    app: UseCases
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+
+def wire(settings: Settings) -> Wiring:
+    engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
+    sessions = session_factory(engine)
+
+    def uow() -> UnitOfWork:
+        return SqlUnitOfWork(sessions, deps.clock)
+
+    deps = Deps(uow=uow, region=settings.region)
+    app = UseCases(identities=IdentityService(deps), teams=TeamService(deps))
+    return Wiring(engine, deps, app)

@@ -1,0 +1,156 @@
+"""`airlock-server serve | migrate | bootstrap`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import structlog
+from sqlalchemy.engine import make_url
+
+from airlock_server.bootstrap import wire
+from airlock_server.config import Settings
+from airlock_server.domain.errors import DomainError
+from airlock_server.logs import configure_logging
+from airlock_server.persistence.db import is_sqlite
+from airlock_server.persistence.migrate import upgrade
+from airlock_server.transport.server import build_server
+
+log = structlog.get_logger("airlock.server")
+
+
+def _parser() -> argparse.ArgumentParser:
+    env = Settings.from_env()
+    parser = argparse.ArgumentParser(
+        prog="airlock-server", description="Airlock multi-party approval server"
+    )
+    parser.add_argument(
+        "--database-url",
+        default=env.database_url,
+        help="sqlite:///path or postgresql://user@host/db (env AIRLOCK_DATABASE_URL; "
+        f"default {env.database_url})",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=["auto", "json", "console"],
+        default=env.log_format,
+        help="env AIRLOCK_LOG_FORMAT; auto is console on a terminal, JSON otherwise",
+    )
+    parser.add_argument("--log-level", default=env.log_level, help="env AIRLOCK_LOG_LEVEL")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="serve gRPC until SIGTERM or SIGINT")
+    serve.add_argument("--listen", default=env.listen, help="host:port (env AIRLOCK_LISTEN)")
+    serve.add_argument("--region", default=env.region, help="env AIRLOCK_REGION")
+    serve.add_argument(
+        "--ready-file", type=Path, help="write the bound port here once serving (for scripts)"
+    )
+
+    sub.add_parser("migrate", help="upgrade the database schema to the newest revision")
+
+    boot = sub.add_parser("bootstrap", help="create the first admin credential, once")
+    boot.add_argument(
+        "--admin-token-file",
+        type=Path,
+        default=Path(os.environ.get("AIRLOCK_ADMIN_TOKEN_FILE", "var/admin.token")),
+        help="where to write the token (mode 0600; env AIRLOCK_ADMIN_TOKEN_FILE)",
+    )
+    return parser
+
+
+def _ensure_sqlite_dir(url: str) -> None:
+    if is_sqlite(url):
+        database = make_url(url).database
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+
+
+async def _serve(settings: Settings, ready_file: Path | None) -> None:
+    wiring = wire(settings)
+    served = build_server(wiring.app, settings.listen)
+    await served.server.start()
+    served.set_serving(True)
+    host = settings.listen.rsplit(":", 1)[0]
+    log.info("server.started", listen=f"{host}:{served.port}", region=settings.region)
+    if ready_file is not None:
+        await asyncio.to_thread(ready_file.write_text, f"{served.port}\n")
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    async def sweep() -> None:
+        while True:
+            try:
+                settled = await wiring.app.teams.sweep_expired_invitations()
+                if settled:
+                    log.info("sweeper.settled_teams", count=settled)
+            except Exception:
+                log.exception("sweeper.failed")
+            await asyncio.sleep(settings.sweep_interval)
+
+    sweeper = asyncio.create_task(sweep())
+    await stop.wait()
+    log.info("server.stopping", grace_seconds=settings.shutdown_grace)
+    served.set_serving(False)
+    await served.server.stop(settings.shutdown_grace)
+    sweeper.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await sweeper
+    await wiring.close()
+    log.info("server.stopped")
+
+
+async def _bootstrap(settings: Settings, token_file: Path) -> int:
+    token_file.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        print(f"error: {token_file} exists; refusing to overwrite it", file=sys.stderr)
+        return 1
+    wiring = wire(settings)
+    try:
+        issued = await wiring.app.identities.bootstrap_admin()
+    except DomainError as err:
+        os.close(fd)
+        os.unlink(token_file)
+        print(f"error: {err.reason}: {err.message}", file=sys.stderr)
+        return 1
+    finally:
+        await wiring.close()
+    with os.fdopen(fd, "w") as out:
+        out.write(issued.token + "\n")
+    print(f"admin credential {issued.credential.credential_id} written to {token_file}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    settings = replace(
+        Settings.from_env(),
+        database_url=args.database_url,
+        log_format=args.log_format,
+        log_level=args.log_level,
+    )
+    configure_logging(settings.log_format, settings.log_level)
+    _ensure_sqlite_dir(settings.database_url)
+    if args.command == "migrate":
+        asyncio.run(upgrade(settings.database_url))
+        print("database schema is at the newest revision")
+        return 0
+    if args.command == "bootstrap":
+        return asyncio.run(_bootstrap(settings, args.admin_token_file))
+    settings = replace(settings, listen=args.listen, region=args.region)
+    asyncio.run(_serve(settings, args.ready_file))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

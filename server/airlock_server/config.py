@@ -1,0 +1,35 @@
+"""Settings from flags and AIRLOCK_* environment variables (flags win)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+DEFAULT_DATABASE_URL = "sqlite:///var/airlock.db"
+
+
+@dataclass(frozen=True)
+class Settings:
+    listen: str = "127.0.0.1:50051"
+    database_url: str = DEFAULT_DATABASE_URL
+    log_format: str = "auto"
+    log_level: str = "info"
+    region: str = "us-east-1"
+    shutdown_grace: float = 10.0
+    sweep_interval: float = 30.0
+    db_pool_size: int = 10
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        env = os.environ
+        d = cls()
+        return cls(
+            listen=env.get("AIRLOCK_LISTEN", d.listen),
+            database_url=env.get("AIRLOCK_DATABASE_URL", d.database_url),
+            log_format=env.get("AIRLOCK_LOG_FORMAT", d.log_format),
+            log_level=env.get("AIRLOCK_LOG_LEVEL", d.log_level),
+            region=env.get("AIRLOCK_REGION", d.region),
+            shutdown_grace=float(env.get("AIRLOCK_SHUTDOWN_GRACE", d.shutdown_grace)),
+            sweep_interval=float(env.get("AIRLOCK_SWEEP_INTERVAL", d.sweep_interval)),
+            db_pool_size=int(env.get("AIRLOCK_DB_POOL_SIZE", d.db_pool_size)),
+        )

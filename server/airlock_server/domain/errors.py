@@ -1,0 +1,116 @@
+"""Domain errors. Each carries a stable AIP-193 `reason`; transport maps classes to codes once."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class FieldViolation:
+    """One bad field of a request, named as the caller wrote it."""
+
+    field: str
+    description: str
+
+
+class DomainError(Exception):
+    """Base of every error a caller can cause. `reason` is part of the public contract."""
+
+    reason: str = "DOMAIN_ERROR"
+
+    def __init__(self, message: str, *, metadata: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.metadata: dict[str, str] = dict(metadata or {})
+
+
+class InvalidArgument(DomainError):
+    """The request is malformed; `violations` names each offending field."""
+
+    reason = "INVALID_ARGUMENT"
+
+    def __init__(
+        self,
+        violations: Sequence[FieldViolation],
+        *,
+        message: str | None = None,
+        reason: str | None = None,
+    ) -> None:
+        self.violations = tuple(violations)
+        fields = ", ".join(v.field for v in self.violations)
+        super().__init__(
+            message or "; ".join(f"{v.field}: {v.description}" for v in self.violations),
+            metadata={"fields": fields},
+        )
+        if reason:
+            self.reason = reason
+
+    @classmethod
+    def field(cls, field: str, description: str) -> InvalidArgument:
+        return cls([FieldViolation(field, description)])
+
+
+class Unauthenticated(DomainError):
+    reason = "UNAUTHENTICATED"
+
+
+class PermissionDenied(DomainError):
+    reason = "PERMISSION_DENIED"
+
+
+class NotFound(DomainError):
+    reason = "NOT_FOUND"
+
+    def __init__(self, kind: str, key: str) -> None:
+        super().__init__(f"{kind} {key!r} was not found", metadata={"resource": kind, "id": key})
+
+
+class AlreadyExists(DomainError):
+    reason = "ALREADY_EXISTS"
+
+    def __init__(self, kind: str, key: str) -> None:
+        super().__init__(f"{kind} {key!r} already exists", metadata={"resource": kind, "id": key})
+
+
+class FailedPrecondition(DomainError):
+    """The object's current state forbids the operation; the message names the state."""
+
+    reason = "FAILED_PRECONDITION"
+
+    def __init__(
+        self, message: str, *, reason: str | None = None, metadata: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(message, metadata=metadata)
+        if reason:
+            self.reason = reason
+
+
+class EtagMismatch(FailedPrecondition):
+    reason = "ETAG_MISMATCH"
+
+    def __init__(self, expected: str, actual: str) -> None:
+        super().__init__(
+            "the etag does not match the current version; read the object again and retry",
+            metadata={"expectedEtag": expected, "actualEtag": actual},
+        )
+
+
+class InvalidTransition(FailedPrecondition):
+    reason = "INVALID_STATE_TRANSITION"
+
+    def __init__(self, kind: str, current: str, target: str) -> None:
+        super().__init__(
+            f"{kind} is {current} and cannot become {target}",
+            metadata={"resource": kind, "state": current, "target": target},
+        )
+
+
+class Unimplemented(DomainError):
+    reason = "NOT_IMPLEMENTED"
+
+
+class Conflict(DomainError):
+    """A concurrent change won; the caller may retry."""
+
+    reason = "CONCURRENT_CHANGE"

@@ -1,0 +1,71 @@
+"""Who calls: the principal kinds of the design and the checks every use case starts with."""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+
+from airlock_server.domain.errors import InvalidArgument, PermissionDenied
+
+
+class PrincipalKind(enum.Enum):
+    ADMIN = "admin"
+    ACCOUNT = "account"
+    APPROVER = "approver"
+    SERVICE = "service"
+    AUDITOR = "auditor"
+    # Airlock itself, acting on a rule (expiry, quorum); no credential is ever issued for it.
+    SYSTEM = "system"
+
+
+ACCOUNT_ID = re.compile(r"^[0-9]{12}\Z")
+NAME = re.compile(r"^[a-zA-Z0-9._-]{1,64}\Z")
+
+
+@dataclass(frozen=True)
+class Principal:
+    kind: PrincipalKind
+    subject: str
+
+    def __str__(self) -> str:
+        return f"{self.kind.value}:{self.subject}" if self.subject else self.kind.value
+
+    @property
+    def is_admin(self) -> bool:
+        return self.kind is PrincipalKind.ADMIN
+
+    def is_account(self, account_id: str) -> bool:
+        return self.kind is PrincipalKind.ACCOUNT and self.subject == account_id
+
+
+SYSTEM = Principal(PrincipalKind.SYSTEM, "")
+
+
+def validate_principal(kind: PrincipalKind, subject: str, field: str = "principal") -> Principal:
+    """The subject's shape depends on the kind: 12 digits for accounts, a name otherwise."""
+    if kind is PrincipalKind.SYSTEM:
+        raise InvalidArgument.field(f"{field}.kind", "not a kind a caller can have")
+    if kind is PrincipalKind.ACCOUNT:
+        if not ACCOUNT_ID.match(subject):
+            raise InvalidArgument.field(f"{field}.subject", "an account id is exactly 12 digits")
+    elif kind in (PrincipalKind.APPROVER, PrincipalKind.SERVICE):
+        if not NAME.match(subject):
+            raise InvalidArgument.field(f"{field}.subject", "must match [a-zA-Z0-9._-]{1,64}")
+    elif subject and not NAME.match(subject):
+        raise InvalidArgument.field(f"{field}.subject", "must match [a-zA-Z0-9._-]{1,64}")
+    return Principal(kind, subject)
+
+
+def require(principal: Principal, *kinds: PrincipalKind) -> None:
+    """Deny by default: only the named kinds pass."""
+    if principal.kind not in kinds:
+        allowed = ", ".join(k.value for k in kinds)
+        raise PermissionDenied(
+            f"a {principal.kind.value} credential may not do this (allowed: {allowed})",
+            metadata={"principalKind": principal.kind.value, "allowed": allowed},
+        )
+
+
+def require_admin(principal: Principal) -> None:
+    require(principal, PrincipalKind.ADMIN)

@@ -1,0 +1,208 @@
+"""SQLAlchemy records. They stay inside persistence; mappers turn them into domain objects."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on both databases (SQLite forgets the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON(), bytes: LargeBinary()}
+
+
+class ApproverRecord(Base):
+    __tablename__ = "approvers"
+
+    approver_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    display_name: Mapped[str] = mapped_column(String(128))
+    email: Mapped[str] = mapped_column(String(320))
+    enabled: Mapped[bool] = mapped_column(Boolean)
+    create_time: Mapped[datetime]
+    disable_time: Mapped[datetime | None]
+
+
+class AccountRecord(Base):
+    __tablename__ = "accounts"
+
+    account_id: Mapped[str] = mapped_column(String(12), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    create_time: Mapped[datetime]
+
+
+class CredentialRecord(Base):
+    __tablename__ = "credentials"
+
+    credential_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    principal_kind: Mapped[str] = mapped_column(String(16))
+    subject: Mapped[str] = mapped_column(String(64))
+    description: Mapped[str] = mapped_column(String(256))
+    # SHA-256 of the token: the token itself is never stored.
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    create_time: Mapped[datetime]
+    expire_time: Mapped[datetime | None]
+    revoke_time: Mapped[datetime | None]
+
+    __table_args__ = (Index("ix_credentials_principal", "principal_kind", "subject"),)
+
+
+class TeamRecord(Base):
+    __tablename__ = "teams"
+
+    team_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    arn: Mapped[str] = mapped_column(String(256))
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    state: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(32))
+    status_message: Mapped[str] = mapped_column(String(500))
+    current_version: Mapped[int] = mapped_column(Integer)
+    pending_version: Mapped[int | None] = mapped_column(Integer)
+    update_session_id: Mapped[str | None] = mapped_column(String(64))
+    revision: Mapped[int] = mapped_column(Integer)
+    # When the current activation's invitations expire; indexed for the sweeper.
+    activation_deadline: Mapped[datetime | None] = mapped_column(index=True)
+    create_time: Mapped[datetime]
+    update_time: Mapped[datetime]
+
+
+class TeamVersionRecord(Base):
+    __tablename__ = "team_versions"
+
+    team_id: Mapped[str] = mapped_column(ForeignKey("teams.team_id"), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    description: Mapped[str] = mapped_column(String(256))
+    min_approvals: Mapped[int] = mapped_column(Integer)
+    session_ttl_seconds: Mapped[int] = mapped_column(Integer)
+    invitation_ttl_seconds: Mapped[int] = mapped_column(Integer)
+    create_time: Mapped[datetime]
+    invitation_expire_time: Mapped[datetime]
+
+
+class TeamMemberRecord(Base):
+    """An approver of one team version together with its invitation."""
+
+    __tablename__ = "team_members"
+
+    invitation_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    team_id: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer)
+    position: Mapped[int] = mapped_column(Integer)
+    approver_id: Mapped[str] = mapped_column(ForeignKey("approvers.approver_id"), index=True)
+    invitation_state: Mapped[str] = mapped_column(String(16))
+    response_time: Mapped[datetime | None]
+    public_key: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["team_id", "version"], ["team_versions.team_id", "team_versions.version"]
+        ),
+        Index("ix_team_members_team_version", "team_id", "version", "approver_id", unique=True),
+    )
+
+
+class TeamShareRecord(Base):
+    __tablename__ = "team_shares"
+
+    team_id: Mapped[str] = mapped_column(ForeignKey("teams.team_id"), primary_key=True)
+    principal_kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(64), primary_key=True)
+    create_time: Mapped[datetime]
+
+
+class IdempotencyKeyRecord(Base):
+    """A mutation's request_id and the first call's result (AIP-155)."""
+
+    __tablename__ = "idempotency_keys"
+
+    scope: Mapped[str] = mapped_column(String(160), primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    result: Mapped[str | None] = mapped_column(Text)
+    create_time: Mapped[datetime]
+
+
+class SettingRecord(Base):
+    __tablename__ = "settings"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class EventRecord(Base):
+    """The append-only log. A migration's triggers refuse UPDATE and DELETE."""
+
+    __tablename__ = "events"
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    time: Mapped[datetime] = mapped_column(index=True)
+    type: Mapped[str] = mapped_column(String(64), index=True)
+    actor: Mapped[str] = mapped_column(String(96), index=True)
+    subjects: Mapped[list[str]] = mapped_column(JSON)
+    details: Mapped[dict[str, Any]]
+    prev_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+
+class EventSubjectRecord(Base):
+    """Index of events by subject, so a subject filter does not scan the log."""
+
+    __tablename__ = "event_subjects"
+
+    subject: Mapped[str] = mapped_column(String(256), primary_key=True)
+    seq: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("events.seq"), primary_key=True, autoincrement=False
+    )
+
+
+class LogHeadRecord(Base):
+    """One row: the last seq and hash. Appenders lock it, so seq follows commit order."""
+
+    __tablename__ = "log_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[bytes] = mapped_column(LargeBinary(32))

@@ -1,0 +1,513 @@
+"""Repositories: given a session by the unit of work, never committing themselves."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, delete, exists, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from airlock_server.domain.identities import Account, Approver, Credential
+from airlock_server.domain.principals import Principal, PrincipalKind
+from airlock_server.domain.teams import (
+    InvitationState,
+    Team,
+    TeamMember,
+    TeamShare,
+    TeamState,
+    TeamStatus,
+    TeamVersion,
+)
+from airlock_server.persistence.models import (
+    AccountRecord,
+    ApproverRecord,
+    CredentialRecord,
+    IdempotencyKeyRecord,
+    SettingRecord,
+    TeamMemberRecord,
+    TeamRecord,
+    TeamShareRecord,
+    TeamVersionRecord,
+)
+
+
+def _insert(session: AsyncSession):  # type: ignore[no-untyped-def]
+    """The dialect's INSERT, for ON CONFLICT DO NOTHING."""
+    return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+
+
+class SqlApproverRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._s = session
+
+    @staticmethod
+    def _to_domain(r: ApproverRecord) -> Approver:
+        return Approver(
+            r.approver_id, r.display_name, r.email, r.enabled, r.create_time, r.disable_time
+        )
+
+    async def add(self, approver: Approver) -> None:
+        self._s.add(
+            ApproverRecord(
+                approver_id=approver.approver_id,
+                display_name=approver.display_name,
+                email=approver.email,
+                enabled=approver.enabled,
+                create_time=approver.create_time,
+                disable_time=approver.disable_time,
+            )
+        )
+        await self._s.flush()
+
+    async def get(self, approver_id: str) -> Approver | None:
+        r = await self._s.get(ApproverRecord, approver_id)
+        return self._to_domain(r) if r else None
+
+    async def get_many(self, approver_ids: Sequence[str]) -> dict[str, Approver]:
+        rows = await self._s.scalars(
+            select(ApproverRecord).where(ApproverRecord.approver_id.in_(list(approver_ids)))
+        )
+        return {r.approver_id: self._to_domain(r) for r in rows}
+
+    async def list_page(
+        self, enabled: bool | None, after: str | None, limit: int
+    ) -> list[Approver]:
+        q = select(ApproverRecord).order_by(ApproverRecord.approver_id).limit(limit)
+        if enabled is not None:
+            q = q.where(ApproverRecord.enabled == enabled)
+        if after is not None:
+            q = q.where(ApproverRecord.approver_id > after)
+        return [self._to_domain(r) for r in await self._s.scalars(q)]
+
+    async def save(self, approver: Approver) -> None:
+        await self._s.execute(
+            update(ApproverRecord)
+            .where(ApproverRecord.approver_id == approver.approver_id)
+            .values(
+                display_name=approver.display_name,
+                email=approver.email,
+                enabled=approver.enabled,
+                disable_time=approver.disable_time,
+            )
+        )
+
+
+class SqlAccountRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._s = session
+
+    async def add(self, account: Account) -> None:
+        self._s.add(
+            AccountRecord(
+                account_id=account.account_id, name=account.name, create_time=account.create_time
+            )
+        )
+        await self._s.flush()
+
+    async def get(self, account_id: str) -> Account | None:
+        r = await self._s.get(AccountRecord, account_id)
+        return Account(r.account_id, r.name, r.create_time) if r else None
+
+    async def list_page(self, after: str | None, limit: int) -> list[Account]:
+        q = select(AccountRecord).order_by(AccountRecord.account_id).limit(limit)
+        if after is not None:
+            q = q.where(AccountRecord.account_id > after)
+        return [Account(r.account_id, r.name, r.create_time) for r in await self._s.scalars(q)]
+
+
+class SqlCredentialRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._s = session
+
+    @staticmethod
+    def _to_domain(r: CredentialRecord) -> Credential:
+        return Credential(
+            credential_id=r.credential_id,
+            principal=Principal(PrincipalKind(r.principal_kind), r.subject),
+            description=r.description,
+            create_time=r.create_time,
+            expire_time=r.expire_time,
+            revoke_time=r.revoke_time,
+        )
+
+    async def add(self, credential: Credential, token_hash: bytes) -> None:
+        self._s.add(
+            CredentialRecord(
+                credential_id=credential.credential_id,
+                principal_kind=credential.principal.kind.value,
+                subject=credential.principal.subject,
+                description=credential.description,
+                token_hash=token_hash,
+                create_time=credential.create_time,
+                expire_time=credential.expire_time,
+                revoke_time=credential.revoke_time,
+            )
+        )
+        await self._s.flush()
+
+    async def get(self, credential_id: str) -> Credential | None:
+        r = await self._s.get(CredentialRecord, credential_id)
+        return self._to_domain(r) if r else None
+
+    async def find_by_token_hash(self, token_hash: bytes) -> Credential | None:
+        r = await self._s.scalar(
+            select(CredentialRecord).where(CredentialRecord.token_hash == token_hash)
+        )
+        return self._to_domain(r) if r else None
+
+    async def list_page(
+        self,
+        principal: Principal | None,
+        kind: str | None,
+        state: str | None,
+        now: datetime,
+        after: str | None,
+        limit: int,
+    ) -> list[Credential]:
+        q = select(CredentialRecord).order_by(CredentialRecord.credential_id).limit(limit)
+        c = CredentialRecord
+        unexpired = or_(c.expire_time.is_(None), c.expire_time > now)
+        if state == "active":
+            q = q.where(c.revoke_time.is_(None), unexpired)
+        elif state == "expired":
+            q = q.where(c.revoke_time.is_(None), c.expire_time <= now)
+        elif state == "revoked":
+            q = q.where(c.revoke_time.is_not(None))
+        if principal is not None:
+            q = q.where(
+                CredentialRecord.principal_kind == principal.kind.value,
+                CredentialRecord.subject == principal.subject,
+            )
+        elif kind is not None:
+            q = q.where(CredentialRecord.principal_kind == kind)
+        if after is not None:
+            q = q.where(CredentialRecord.credential_id > after)
+        return [self._to_domain(r) for r in await self._s.scalars(q)]
+
+    async def save(self, credential: Credential) -> None:
+        await self._s.execute(
+            update(CredentialRecord)
+            .where(CredentialRecord.credential_id == credential.credential_id)
+            .values(revoke_time=credential.revoke_time, description=credential.description)
+        )
+
+
+class SqlTeamRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._s = session
+
+    async def _version(self, team_id: str, version: int) -> TeamVersion:
+        v = await self._s.get_one(TeamVersionRecord, (team_id, version))
+        members = await self._s.scalars(
+            select(TeamMemberRecord)
+            .where(TeamMemberRecord.team_id == team_id, TeamMemberRecord.version == version)
+            .order_by(TeamMemberRecord.position)
+        )
+        return TeamVersion(
+            version=v.version,
+            description=v.description,
+            min_approvals=v.min_approvals,
+            session_ttl=timedelta(seconds=v.session_ttl_seconds),
+            invitation_ttl=timedelta(seconds=v.invitation_ttl_seconds),
+            members=tuple(
+                TeamMember(
+                    approver_id=m.approver_id,
+                    invitation_id=m.invitation_id,
+                    invitation_state=InvitationState(m.invitation_state),
+                    response_time=m.response_time,
+                    public_key=m.public_key,
+                )
+                for m in members
+            ),
+            create_time=v.create_time,
+            invitation_expire_time=v.invitation_expire_time,
+        )
+
+    async def _to_domain(self, r: TeamRecord) -> Team:
+        current = await self._version(r.team_id, r.current_version)
+        pending = (
+            await self._version(r.team_id, r.pending_version)
+            if r.pending_version is not None
+            else None
+        )
+        return Team(
+            team_id=r.team_id,
+            arn=r.arn,
+            name=r.name,
+            state=TeamState(r.state),
+            status=TeamStatus(r.status),
+            status_message=r.status_message,
+            current=current,
+            revision=r.revision,
+            create_time=r.create_time,
+            update_time=r.update_time,
+            pending=pending,
+            update_session_id=r.update_session_id,
+        )
+
+    @staticmethod
+    def _deadline(team: Team) -> datetime | None:
+        if team.state is TeamState.PENDING:
+            return team.current.invitation_expire_time
+        if team.pending is not None:
+            return team.pending.invitation_expire_time
+        return None
+
+    async def _write_version(self, team_id: str, v: TeamVersion) -> None:
+        rec = await self._s.get(TeamVersionRecord, (team_id, v.version))
+        if rec is None:
+            self._s.add(
+                TeamVersionRecord(
+                    team_id=team_id,
+                    version=v.version,
+                    description=v.description,
+                    min_approvals=v.min_approvals,
+                    session_ttl_seconds=int(v.session_ttl.total_seconds()),
+                    invitation_ttl_seconds=int(v.invitation_ttl.total_seconds()),
+                    create_time=v.create_time,
+                    invitation_expire_time=v.invitation_expire_time,
+                )
+            )
+            await self._s.flush()
+            for i, m in enumerate(v.members):
+                self._s.add(
+                    TeamMemberRecord(
+                        invitation_id=m.invitation_id,
+                        team_id=team_id,
+                        version=v.version,
+                        position=i,
+                        approver_id=m.approver_id,
+                        invitation_state=m.invitation_state.value,
+                        response_time=m.response_time,
+                        public_key=m.public_key,
+                    )
+                )
+            await self._s.flush()
+            return
+        # Versions are immutable but for their invitations' answers.
+        for m in v.members:
+            await self._s.execute(
+                update(TeamMemberRecord)
+                .where(TeamMemberRecord.invitation_id == m.invitation_id)
+                .values(
+                    invitation_state=m.invitation_state.value,
+                    response_time=m.response_time,
+                    public_key=m.public_key,
+                )
+            )
+
+    async def add(self, team: Team) -> None:
+        self._s.add(
+            TeamRecord(
+                team_id=team.team_id,
+                arn=team.arn,
+                name=team.name,
+                state=team.state.value,
+                status=team.status.value,
+                status_message=team.status_message,
+                current_version=team.current.version,
+                pending_version=team.pending.version if team.pending else None,
+                update_session_id=team.update_session_id,
+                revision=team.revision,
+                activation_deadline=self._deadline(team),
+                create_time=team.create_time,
+                update_time=team.update_time,
+            )
+        )
+        await self._s.flush()
+        await self._write_version(team.team_id, team.current)
+        if team.pending is not None:
+            await self._write_version(team.team_id, team.pending)
+
+    async def get(self, team_id: str, *, for_update: bool = False) -> Team | None:
+        q = select(TeamRecord).where(TeamRecord.team_id == team_id)
+        if for_update:
+            # Locked reads must see the row as committed now, not as first loaded.
+            q = q.with_for_update().execution_options(populate_existing=True)
+        r = await self._s.scalar(q)
+        return await self._to_domain(r) if r else None
+
+    async def get_by_name(self, name: str) -> Team | None:
+        r = await self._s.scalar(select(TeamRecord).where(TeamRecord.name == name))
+        return await self._to_domain(r) if r else None
+
+    async def list_page(
+        self, visible_to: Principal | None, after: str | None, limit: int
+    ) -> list[Team]:
+        q = (
+            select(TeamRecord)
+            .where(TeamRecord.state != TeamState.DELETED.value)
+            .order_by(TeamRecord.team_id)
+            .limit(limit)
+        )
+        if visible_to is not None:
+            q = q.where(
+                exists().where(
+                    TeamShareRecord.team_id == TeamRecord.team_id,
+                    TeamShareRecord.principal_kind == visible_to.kind.value,
+                    TeamShareRecord.subject == visible_to.subject,
+                )
+            )
+        if after is not None:
+            q = q.where(TeamRecord.team_id > after)
+        return [await self._to_domain(r) for r in await self._s.scalars(q)]
+
+    async def save(self, team: Team) -> None:
+        await self._s.execute(
+            update(TeamRecord)
+            .where(TeamRecord.team_id == team.team_id)
+            .values(
+                state=team.state.value,
+                status=team.status.value,
+                status_message=team.status_message,
+                current_version=team.current.version,
+                pending_version=team.pending.version if team.pending else None,
+                update_session_id=team.update_session_id,
+                revision=team.revision,
+                activation_deadline=self._deadline(team),
+                update_time=team.update_time,
+            )
+        )
+        await self._write_version(team.team_id, team.current)
+        if team.pending is not None:
+            await self._write_version(team.team_id, team.pending)
+
+    async def find_by_invitation(
+        self, invitation_id: str, *, for_update: bool = False
+    ) -> Team | None:
+        team_id = await self._s.scalar(
+            select(TeamMemberRecord.team_id).where(TeamMemberRecord.invitation_id == invitation_id)
+        )
+        return await self.get(team_id, for_update=for_update) if team_id else None
+
+    async def list_for_approver(
+        self, approver_id: str, after: str | None, limit: int
+    ) -> list[Team]:
+        q = (
+            select(TeamRecord)
+            .where(
+                exists().where(
+                    TeamMemberRecord.team_id == TeamRecord.team_id,
+                    TeamMemberRecord.approver_id == approver_id,
+                    or_(
+                        TeamMemberRecord.version == TeamRecord.current_version,
+                        TeamMemberRecord.version == TeamRecord.pending_version,
+                    ),
+                )
+            )
+            .order_by(TeamRecord.team_id)
+            .limit(limit)
+        )
+        if after is not None:
+            q = q.where(TeamRecord.team_id > after)
+        return [await self._to_domain(r) for r in await self._s.scalars(q)]
+
+    async def pending_past_expiry(self, now: datetime, limit: int) -> list[str]:
+        q = (
+            select(TeamRecord.team_id)
+            .where(
+                and_(
+                    TeamRecord.activation_deadline.is_not(None),
+                    TeamRecord.activation_deadline <= now,
+                )
+            )
+            .order_by(TeamRecord.activation_deadline)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return list(await self._s.scalars(q))
+
+
+class SqlShareRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._s = session
+
+    async def add(self, share: TeamShare) -> bool:
+        stmt = (
+            _insert(self._s)(TeamShareRecord)
+            .values(
+                team_id=share.team_id,
+                principal_kind=share.principal_kind,
+                subject=share.subject,
+                create_time=share.create_time,
+            )
+            .on_conflict_do_nothing()
+        )
+        result = await self._s.execute(stmt)
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def remove(self, team_id: str, principal: Principal) -> bool:
+        result = await self._s.execute(
+            delete(TeamShareRecord).where(
+                TeamShareRecord.team_id == team_id,
+                TeamShareRecord.principal_kind == principal.kind.value,
+                TeamShareRecord.subject == principal.subject,
+            )
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def get(self, team_id: str, principal: Principal) -> TeamShare | None:
+        r = await self._s.get(TeamShareRecord, (team_id, principal.kind.value, principal.subject))
+        return TeamShare(r.team_id, r.principal_kind, r.subject, r.create_time) if r else None
+
+    async def list_page(self, team_id: str, after: str | None, limit: int) -> list[TeamShare]:
+        key = TeamShareRecord.principal_kind + ":" + TeamShareRecord.subject
+        q = (
+            select(TeamShareRecord)
+            .where(TeamShareRecord.team_id == team_id)
+            .order_by(key)
+            .limit(limit)
+        )
+        if after is not None:
+            q = q.where(key > after)
+        return [
+            TeamShare(r.team_id, r.principal_kind, r.subject, r.create_time)
+            for r in await self._s.scalars(q)
+        ]
+
+
+class SqlIdempotencyRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._s = session
+
+    async def claim(self, scope: str, request_id: str, now: datetime) -> str | None:
+        # A racing twin blocks on this insert until the first commits, then sees its result.
+        stmt = (
+            _insert(self._s)(IdempotencyKeyRecord)
+            .values(scope=scope, request_id=request_id, result=None, create_time=now)
+            .on_conflict_do_nothing()
+        )
+        inserted = (await self._s.execute(stmt)).rowcount  # type: ignore[attr-defined]
+        if inserted:
+            return None
+        result = await self._s.scalar(
+            select(IdempotencyKeyRecord.result).where(
+                IdempotencyKeyRecord.scope == scope, IdempotencyKeyRecord.request_id == request_id
+            )
+        )
+        return result or ""
+
+    async def complete(self, scope: str, request_id: str, result: str) -> None:
+        await self._s.execute(
+            update(IdempotencyKeyRecord)
+            .where(
+                IdempotencyKeyRecord.scope == scope, IdempotencyKeyRecord.request_id == request_id
+            )
+            .values(result=result)
+        )
+
+
+class SqlSettingsRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._s = session
+
+    async def get(self, key: str) -> str | None:
+        r = await self._s.get(SettingRecord, key)
+        return r.value if r else None
+
+    async def put_new(self, key: str, value: str) -> bool:
+        stmt = _insert(self._s)(SettingRecord).values(key=key, value=value).on_conflict_do_nothing()
+        return bool((await self._s.execute(stmt)).rowcount)  # type: ignore[attr-defined]

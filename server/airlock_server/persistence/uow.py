@@ -1,0 +1,82 @@
+"""The unit of work: one transaction per use case, events appended at commit."""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from airlock_server.app import ports
+from airlock_server.app.ports import Clock
+from airlock_server.domain.errors import Conflict
+from airlock_server.domain.events import NewEvent
+from airlock_server.persistence.event_log import append_events
+from airlock_server.persistence.repositories import (
+    SqlAccountRepository,
+    SqlApproverRepository,
+    SqlCredentialRepository,
+    SqlIdempotencyRepository,
+    SqlSettingsRepository,
+    SqlShareRepository,
+    SqlTeamRepository,
+)
+
+# Serialization failure, deadlock, unique violation: a concurrent change won; retry.
+RETRYABLE_SQLSTATES = {"40001", "40P01", "23505", "55P03"}
+
+
+def _is_conflict(exc: BaseException) -> bool:
+    if isinstance(exc, IntegrityError):
+        return True
+    if isinstance(exc, DBAPIError):
+        orig = exc.orig
+        code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+        if code in RETRYABLE_SQLSTATES:
+            return True
+        return "database is locked" in str(orig)
+    return False
+
+
+class SqlUnitOfWork:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Clock) -> None:
+        self._sessions = sessions
+        self._clock = clock
+        self._events: list[NewEvent] = []
+
+    async def __aenter__(self) -> SqlUnitOfWork:
+        self.session = self._sessions()
+        await self.session.begin()
+        s = self.session
+        self.approvers: ports.ApproverRepository = SqlApproverRepository(s)
+        self.accounts: ports.AccountRepository = SqlAccountRepository(s)
+        self.credentials: ports.CredentialRepository = SqlCredentialRepository(s)
+        self.teams: ports.TeamRepository = SqlTeamRepository(s)
+        self.shares: ports.ShareRepository = SqlShareRepository(s)
+        self.idempotency: ports.IdempotencyRepository = SqlIdempotencyRepository(s)
+        self.settings: ports.SettingsRepository = SqlSettingsRepository(s)
+        self._events = []
+        return self
+
+    def record(self, event: NewEvent) -> None:
+        self._events.append(event)
+
+    async def commit(self) -> None:
+        if self._events:
+            await append_events(self.session, self._events, self._clock())
+            self._events = []
+        await self.session.commit()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if self.session.in_transaction():
+                await self.session.rollback()
+        finally:
+            await self.session.close()
+        if exc is not None and _is_conflict(exc):
+            raise Conflict("a concurrent change won the race; retry the call") from exc

@@ -1,0 +1,97 @@
+"""The gRPC server: services, health, reflection."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from airlock.v1 import (
+    approver_service_pb2,
+    approver_service_pb2_grpc,
+    audit_service_pb2,
+    audit_service_pb2_grpc,
+    identity_service_pb2,
+    identity_service_pb2_grpc,
+    session_service_pb2,
+    session_service_pb2_grpc,
+    team_service_pb2,
+    team_service_pb2_grpc,
+    vault_service_pb2,
+    vault_service_pb2_grpc,
+)
+from airlock_server.app.identity import IdentityService
+from airlock_server.app.teams import TeamService
+from airlock_server.transport.interceptors import RpcInterceptor
+from airlock_server.transport.servicers.approver import ApproverServicer
+from airlock_server.transport.servicers.identity import IdentityServicer
+from airlock_server.transport.servicers.teams import TeamServicer
+
+SERVICE_NAMES = tuple(
+    module.DESCRIPTOR.services_by_name[name].full_name
+    for module, name in (
+        (identity_service_pb2, "IdentityService"),
+        (team_service_pb2, "TeamService"),
+        (approver_service_pb2, "ApproverService"),
+        (vault_service_pb2, "VaultService"),
+        (session_service_pb2, "SessionService"),
+        (audit_service_pb2, "AuditService"),
+    )
+)
+
+
+@dataclass(frozen=True)
+class UseCases:
+    identities: IdentityService
+    teams: TeamService
+
+
+@dataclass
+class Served:
+    server: grpc.aio.Server
+    health: health.HealthServicer
+    port: int
+
+    def set_serving(self, serving: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in ("", *SERVICE_NAMES):
+            self.health.set(name, status)
+
+
+def build_server(app: UseCases, listen: str) -> Served:
+    server = grpc.aio.server(interceptors=[RpcInterceptor(app.identities)])
+    identity_service_pb2_grpc.add_IdentityServiceServicer_to_server(
+        IdentityServicer(app.identities), server
+    )
+    team_service_pb2_grpc.add_TeamServiceServicer_to_server(TeamServicer(app.teams), server)
+    approver_service_pb2_grpc.add_ApproverServiceServicer_to_server(
+        ApproverServicer(app.teams), server
+    )
+    # Later issues fill these in; until then every call answers UNIMPLEMENTED.
+    vault_service_pb2_grpc.add_VaultServiceServicer_to_server(
+        vault_service_pb2_grpc.VaultServiceServicer(),  # type: ignore[abstract]
+        server,
+    )
+    session_service_pb2_grpc.add_SessionServiceServicer_to_server(
+        session_service_pb2_grpc.SessionServiceServicer(),  # type: ignore[abstract]
+        server,
+    )
+    audit_service_pb2_grpc.add_AuditServiceServicer_to_server(
+        audit_service_pb2_grpc.AuditServiceServicer(),  # type: ignore[abstract]
+        server,
+    )
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    port = server.add_insecure_port(listen)
+    if port == 0:
+        raise RuntimeError(f"cannot listen on {listen}")
+    return Served(server, health_servicer, port)

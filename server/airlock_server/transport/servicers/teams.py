@@ -1,0 +1,109 @@
+"""TeamService: request to use case to response, nothing more."""
+
+from __future__ import annotations
+
+from airlock.v1 import team_service_pb2 as pb
+from airlock.v1 import team_service_pb2_grpc
+from airlock_server.app.teams import TeamService
+from airlock_server.domain.errors import Unimplemented
+from airlock_server.domain.teams import validate_team_spec
+from airlock_server.transport import convert
+from airlock_server.transport.interceptors import Ctx, current_principal
+
+
+class TeamServicer(team_service_pb2_grpc.TeamServiceServicer):
+    def __init__(self, teams: TeamService) -> None:
+        self._app = teams
+
+    async def CreateApprovalTeam(
+        self, request: pb.CreateApprovalTeamRequest, context: Ctx
+    ) -> pb.CreateApprovalTeamResponse:
+        spec = validate_team_spec(
+            name=request.name,
+            description=request.description,
+            approver_ids=list(request.approver_ids),
+            min_approvals=request.min_approvals,
+            session_ttl=convert.from_dur(request.session_ttl, "session_ttl"),
+            invitation_ttl=convert.from_dur(request.invitation_ttl, "invitation_ttl"),
+        )
+        team = await self._app.create_team(current_principal(), spec, request.request_id)
+        return pb.CreateApprovalTeamResponse(team=convert.team_pb(team))
+
+    async def GetApprovalTeam(
+        self, request: pb.GetApprovalTeamRequest, context: Ctx
+    ) -> pb.GetApprovalTeamResponse:
+        team = await self._app.get_team(current_principal(), request.team_id)
+        return pb.GetApprovalTeamResponse(team=convert.team_pb(team))
+
+    async def ListApprovalTeams(
+        self, request: pb.ListApprovalTeamsRequest, context: Ctx
+    ) -> pb.ListApprovalTeamsResponse:
+        page = await self._app.list_teams(
+            current_principal(),
+            convert.TEAM_STATES_BACK.get(request.state),
+            request.page_size,
+            request.page_token,
+        )
+        return pb.ListApprovalTeamsResponse(
+            teams=[convert.team_pb(t) for t in page.items], next_page_token=page.next_page_token
+        )
+
+    async def DeleteInactiveTeam(
+        self, request: pb.DeleteInactiveTeamRequest, context: Ctx
+    ) -> pb.DeleteInactiveTeamResponse:
+        team = await self._app.delete_inactive_team(
+            current_principal(), request.team_id, request.request_id
+        )
+        return pb.DeleteInactiveTeamResponse(team=convert.team_pb(team))
+
+    async def ShareTeam(self, request: pb.ShareTeamRequest, context: Ctx) -> pb.ShareTeamResponse:
+        share = await self._app.share(
+            current_principal(),
+            request.team_id,
+            convert.principal_kind(request.principal.kind),
+            request.principal.subject,
+            request.request_id,
+        )
+        return pb.ShareTeamResponse(share=convert.share_pb(share))
+
+    async def UnshareTeam(
+        self, request: pb.UnshareTeamRequest, context: Ctx
+    ) -> pb.UnshareTeamResponse:
+        share = await self._app.unshare(
+            current_principal(),
+            request.team_id,
+            convert.principal_kind(request.principal.kind),
+            request.principal.subject,
+            request.request_id,
+        )
+        return pb.UnshareTeamResponse(share=convert.share_pb(share))
+
+    async def ListTeamShares(
+        self, request: pb.ListTeamSharesRequest, context: Ctx
+    ) -> pb.ListTeamSharesResponse:
+        page = await self._app.list_shares(
+            current_principal(), request.team_id, request.page_size, request.page_token
+        )
+        return pb.ListTeamSharesResponse(
+            shares=[convert.share_pb(s) for s in page.items], next_page_token=page.next_page_token
+        )
+
+    async def UpdateApprovalTeam(
+        self, request: pb.UpdateApprovalTeamRequest, context: Ctx
+    ) -> pb.UpdateApprovalTeamResponse:
+        raise Unimplemented("UpdateApprovalTeam arrives with the recovery flow")
+
+    async def StartTeamDeletion(
+        self, request: pb.StartTeamDeletionRequest, context: Ctx
+    ) -> pb.StartTeamDeletionResponse:
+        raise Unimplemented("StartTeamDeletion arrives with the recovery flow")
+
+    async def GetTeamHealth(
+        self, request: pb.GetTeamHealthRequest, context: Ctx
+    ) -> pb.GetTeamHealthResponse:
+        raise Unimplemented("GetTeamHealth arrives with the audit work")
+
+    async def StartTeamBaseline(
+        self, request: pb.StartTeamBaselineRequest, context: Ctx
+    ) -> pb.StartTeamBaselineResponse:
+        raise Unimplemented("StartTeamBaseline arrives with the audit work")
