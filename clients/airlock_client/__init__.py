@@ -9,7 +9,13 @@ Results are the generated proto messages (`airlock.v1.*_pb2`); failures raise `A
 subclasses carrying the server's stable `reason`.
 """
 
-from airlock_client.client import DEFAULT_TARGET, DEFAULT_TIMEOUT, AirlockClient, RetryPolicy
+from airlock_client.client import (
+    DEFAULT_TARGET,
+    DEFAULT_TIMEOUT,
+    AirlockClient,
+    RetryPolicy,
+    principal_kind,
+)
 from airlock_client.errors import (
     AbortedError,
     AirlockError,
@@ -38,6 +44,9 @@ from airlock_client.keys import (
     public_key_base64,
     public_key_bytes,
     save_private_key,
+    sign_invitation,
+    sign_vote,
+    vote_digest,
 )
 
 __all__ = [
@@ -67,7 +76,11 @@ __all__ = [
     "UnknownError",
     "generate_private_key",
     "load_private_key",
+    "principal_kind",
     "public_key_base64",
     "public_key_bytes",
     "save_private_key",
+    "sign_invitation",
+    "sign_vote",
+    "vote_digest",
 ]

@@ -198,6 +198,10 @@ class AirlockClient:
     ) -> AirlockClient:
         """Opens a channel to `target` ("host:port"); connection happens on the first call.
 
+        Call it inside the event loop that will use the client (grpc.aio binds a channel to
+        the running loop). `timeout` bounds each attempt of a unary call; a retried call
+        (UNAVAILABLE, ABORTED) may take up to `retry.max_attempts` attempts plus backoff.
+
         `token` is sent as `authorization: Bearer <token>` on every call. For mutual TLS give
         `certificate_chain` and `private_key` (PEM); `root_certificates` (PEM) replaces the
         system's CAs.
@@ -641,7 +645,7 @@ class AirlockClient:
         request_id: str | None = None,
     ) -> session_pb2.Session:
         """Casts the calling approver's vote. `signature` is the Ed25519 signature over the
-        session's canonical vote digest with this decision (computed by the caller for now)."""
+        session's vote digest with this decision (`keys.sign_vote`); see also `sign_and_vote`."""
         request = approver_service_pb2.VoteRequest(
             session_id=session_id,
             decision=session_pb2.VOTE_DECISION_APPROVE
@@ -652,6 +656,25 @@ class AirlockClient:
             request_id=_request_id(request_id),
         )
         return (await self._call(self._approver.Vote, request)).session
+
+    async def sign_and_vote(
+        self,
+        session: session_pb2.Session,
+        approve: bool,
+        key: Ed25519PrivateKey,
+        *,
+        comment: str = "",
+        request_id: str | None = None,
+    ) -> session_pb2.Session:
+        """Signs the vote digest of `session` (as fetched, and as shown to the approver) with
+        `key`, locally, and casts the vote (docs/signed-votes.md)."""
+        return await self.vote(
+            session.session_id,
+            approve,
+            signature=keys.sign_vote(key, session, approve),
+            comment=comment,
+            request_id=request_id,
+        )
 
     # -- VaultService --------------------------------------------------------------------------
 

@@ -7,6 +7,8 @@ key and signatures made locally (the invitation proof, and later the vote signat
 from __future__ import annotations
 
 import base64
+import datetime as dt
+import hashlib
 import os
 import stat
 from pathlib import Path
@@ -14,6 +16,8 @@ from typing import BinaryIO
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from airlock.v1 import common_pb2, session_pb2
 
 __all__ = [
     "KeyFileError",
@@ -24,6 +28,9 @@ __all__ = [
     "public_key_bytes",
     "save_private_key",
     "sign_invitation",
+    "sign_vote",
+    "vote_digest",
+    "vote_digest_input",
     "write_secret_file",
 ]
 
@@ -125,3 +132,52 @@ def public_key_base64(key: Ed25519PrivateKey | Ed25519PublicKey) -> str:
 def sign_invitation(key: Ed25519PrivateKey, invitation_id: str) -> bytes:
     """The key proof for accepting an invitation: Ed25519 over the UTF-8 bytes of its id."""
     return key.sign(invitation_id.encode("utf-8"))
+
+
+# -- signed votes (docs/signed-votes.md, encoding airlock.vote.v1) -------------------------------
+
+VOTE_DIGEST_TAG = "airlock.vote.v1"
+_KIND_PREFIX = "PRINCIPAL_KIND_"
+
+
+def _field(value: str) -> bytes:
+    data = value.encode("utf-8")
+    return len(data).to_bytes(4, "big") + data
+
+
+def _requester(principal: common_pb2.Principal) -> str:
+    kind = common_pb2.PrincipalKind.Name(principal.kind).removeprefix(_KIND_PREFIX).lower()
+    return f"{kind}:{principal.subject}" if principal.subject else kind
+
+
+def _expire_time(session: session_pb2.Session) -> str:
+    """UTC, RFC 3339 with exactly six fractional digits and Z."""
+    moment = dt.datetime.fromtimestamp(session.expire_time.seconds, dt.UTC)
+    micros = session.expire_time.nanos // 1000
+    return f"{moment:%Y-%m-%dT%H:%M:%S}.{micros:06d}Z"
+
+
+def vote_digest_input(session: session_pb2.Session, approve: bool) -> bytes:
+    """The nine length-prefixed UTF-8 fields that are hashed (docs/signed-votes.md)."""
+    fields = (
+        VOTE_DIGEST_TAG,
+        session.session_id,
+        session.team_id,
+        str(session.team_version),
+        session.action,
+        session.protected_resource,
+        _requester(session.requester),
+        _expire_time(session),
+        "APPROVE" if approve else "REJECT",
+    )
+    return b"".join(_field(value) for value in fields)
+
+
+def vote_digest(session: session_pb2.Session, approve: bool) -> bytes:
+    """SHA-256 of `vote_digest_input`: the 32 bytes an approver signs."""
+    return hashlib.sha256(vote_digest_input(session, approve)).digest()
+
+
+def sign_vote(key: Ed25519PrivateKey, session: session_pb2.Session, approve: bool) -> bytes:
+    """The Vote signature: Ed25519 over the session's vote digest with this decision."""
+    return key.sign(vote_digest(session, approve))

@@ -113,7 +113,7 @@ class TeamServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListApprovalTeams(self, request, context):
-        """Lists teams, ordered by create_time then team_id. The admin and auditors see all; accounts
+        """Lists teams, ordered by team_id. The admin and auditors see all; accounts
         and services see the teams shared with them.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

@@ -42,7 +42,7 @@ class TeamServiceStub:
     an auditor.
     """
     ListApprovalTeams: _grpc.UnaryUnaryMultiCallable[_team_service_pb2.ListApprovalTeamsRequest, _team_service_pb2.ListApprovalTeamsResponse]
-    """Lists teams, ordered by create_time then team_id. The admin and auditors see all; accounts
+    """Lists teams, ordered by team_id. The admin and auditors see all; accounts
     and services see the teams shared with them.
     """
     UpdateApprovalTeam: _grpc.UnaryUnaryMultiCallable[_team_service_pb2.UpdateApprovalTeamRequest, _team_service_pb2.UpdateApprovalTeamResponse]
@@ -83,7 +83,7 @@ class TeamServiceAsyncStub(TeamServiceStub):
     an auditor.
     """
     ListApprovalTeams: _aio.UnaryUnaryMultiCallable[_team_service_pb2.ListApprovalTeamsRequest, _team_service_pb2.ListApprovalTeamsResponse]  # type: ignore[assignment]
-    """Lists teams, ordered by create_time then team_id. The admin and auditors see all; accounts
+    """Lists teams, ordered by team_id. The admin and auditors see all; accounts
     and services see the teams shared with them.
     """
     UpdateApprovalTeam: _aio.UnaryUnaryMultiCallable[_team_service_pb2.UpdateApprovalTeamRequest, _team_service_pb2.UpdateApprovalTeamResponse]  # type: ignore[assignment]
@@ -139,7 +139,7 @@ class TeamServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _team_service_pb2.ListApprovalTeamsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_team_service_pb2.ListApprovalTeamsResponse, _abc.Awaitable[_team_service_pb2.ListApprovalTeamsResponse]]:
-        """Lists teams, ordered by create_time then team_id. The admin and auditors see all; accounts
+        """Lists teams, ordered by team_id. The admin and auditors see all; accounts
         and services see the teams shared with them.
         """
 

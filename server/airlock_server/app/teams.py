@@ -92,11 +92,8 @@ class TeamService:
     async def _check_visible(self, uow: UnitOfWork, caller: Principal, team: Team) -> None:
         if caller.kind in (PrincipalKind.ADMIN, PrincipalKind.AUDITOR):
             return
-        if caller.kind is PrincipalKind.APPROVER:
-            versions = [team.current] + ([team.pending] if team.pending else [])
-            if any(v.member(caller.subject) for v in versions):
-                return
-        elif caller.kind in (PrincipalKind.ACCOUNT, PrincipalKind.SERVICE) and await uow.shares.get(
+        # Approvers see their teams through their invitations and sessions, nothing else.
+        if caller.kind in (PrincipalKind.ACCOUNT, PrincipalKind.SERVICE) and await uow.shares.get(
             team.team_id, caller
         ):
             return
@@ -127,7 +124,6 @@ class TeamService:
             PrincipalKind.AUDITOR,
             PrincipalKind.ACCOUNT,
             PrincipalKind.SERVICE,
-            PrincipalKind.APPROVER,
         )
         limit = page_size(size)
         query = {"m": "ListApprovalTeams", "s": state.value if state else "", "c": str(caller)}
@@ -135,15 +131,8 @@ class TeamService:
         now = self._deps.clock()
 
         async def work(uow: UnitOfWork) -> Page[Team]:
-            if caller.kind is PrincipalKind.APPROVER:
-                rows = await uow.teams.list_for_approver(caller.subject, after, limit + 1)
-            else:
-                visible_to = (
-                    caller
-                    if caller.kind in (PrincipalKind.ACCOUNT, PrincipalKind.SERVICE)
-                    else None
-                )
-                rows = await uow.teams.list_page(visible_to, after, limit + 1)
+            shared_only = caller.kind in (PrincipalKind.ACCOUNT, PrincipalKind.SERVICE)
+            rows = await uow.teams.list_page(caller if shared_only else None, after, limit + 1)
             page = page_of(rows, limit, lambda t: t.team_id, query)
             # What a read sees is what a settled team would say; the sweeper writes it down.
             items = tuple(settle_new_team(t, now) for t in page.items)

@@ -59,11 +59,17 @@ class PermissionDenied(DomainError):
     reason = "PERMISSION_DENIED"
 
 
+def _reason_word(kind: str) -> str:
+    """'approval team' -> 'APPROVAL_TEAM', for reasons a client can branch on."""
+    return "_".join(kind.upper().replace("-", " ").split())
+
+
 class NotFound(DomainError):
     reason = "NOT_FOUND"
 
     def __init__(self, kind: str, key: str) -> None:
         super().__init__(f"{kind} {key!r} was not found", metadata={"resource": kind, "id": key})
+        self.reason = f"{_reason_word(kind)}_NOT_FOUND"
 
 
 class AlreadyExists(DomainError):
@@ -71,6 +77,7 @@ class AlreadyExists(DomainError):
 
     def __init__(self, kind: str, key: str) -> None:
         super().__init__(f"{kind} {key!r} already exists", metadata={"resource": kind, "id": key})
+        self.reason = f"{_reason_word(kind)}_ALREADY_EXISTS"
 
 
 class FailedPrecondition(DomainError):

@@ -62,9 +62,14 @@ def require(principal: Principal, *kinds: PrincipalKind) -> None:
     if principal.kind not in kinds:
         allowed = ", ".join(k.value for k in kinds)
         raise PermissionDenied(
-            f"a {principal.kind.value} credential may not do this (allowed: {allowed})",
+            f"{_article(principal.kind.value)} {principal.kind.value} credential may not do this "
+            f"(allowed: {allowed})",
             metadata={"principalKind": principal.kind.value, "allowed": allowed},
         )
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1] in "aeiou" else "a"
 
 
 def require_admin(principal: Principal) -> None:

@@ -280,6 +280,12 @@ def respond(
             reason="INVITATION_EXPIRED",
             metadata={"invitationId": invitation_id},
         )
+    # One key, one approver: else one key holder would count twice toward M.
+    if accept and public_key and any(m.public_key == public_key for m in version.members):
+        raise InvalidArgument(
+            [FieldViolation("public_key", "this key is enrolled by another approver")],
+            reason="KEY_ALREADY_ENROLLED",
+        )
     answered = replace(
         member,
         invitation_state=InvitationState.ACCEPTED if accept else InvitationState.DECLINED,

@@ -1,0 +1,111 @@
+"""The event log: the database refuses changes, and use cases write a gap-free hash chain."""
+
+from __future__ import annotations
+
+import pytest
+from integration.harness import POSTGRES_ONLY, Harness
+from sqlalchemy import select, text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from airlock_server.domain.errors import AlreadyExists
+from airlock_server.domain.events import GENESIS_HASH, event_hash
+from airlock_server.domain.principals import Principal, PrincipalKind
+from airlock_server.persistence.models import EventRecord, LogHeadRecord
+
+pytestmark = pytest.mark.asyncio
+
+
+async def _write_some_events(app: Harness, admin: Principal) -> None:
+    for i in range(3):
+        await app.identities.create_approver(admin, f"ann-{i}", f"Ann {i}", "", "")
+    await app.identities.register_account(admin, "111122223333", "prod", "")
+    await app.identities.issue_credential(
+        admin, PrincipalKind.APPROVER, "ann-0", "laptop", None, ""
+    )
+
+
+async def _events(app: Harness) -> list[EventRecord]:
+    async with AsyncSession(app.engine) as s:
+        return list(await s.scalars(select(EventRecord).order_by(EventRecord.seq)))
+
+
+async def _snapshot(app: Harness) -> list[tuple[object, ...]]:
+    async with app.engine.connect() as conn:
+        rows = await conn.execute(text("SELECT seq, type, actor, hash FROM events ORDER BY seq"))
+        return [tuple(r) for r in rows]
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE events SET type = 'forged' WHERE seq = 1",
+        "UPDATE events SET details = '{}'",
+        "DELETE FROM events WHERE seq = 2",
+        "DELETE FROM events",
+        "UPDATE event_subjects SET subject = 'forged'",
+        "DELETE FROM event_subjects",
+        "DELETE FROM log_head",
+    ],
+)
+async def test_database_refuses_changes_to_the_log(
+    app: Harness, admin: Principal, statement: str
+) -> None:
+    await _write_some_events(app, admin)
+    before = await _snapshot(app)
+    subjects_before = await app.count("event_subjects")
+    assert len(before) >= 5
+
+    with pytest.raises(DBAPIError, match="append-only"):
+        async with app.engine.begin() as conn:
+            await conn.execute(text(statement))
+
+    assert await _snapshot(app) == before
+    assert await app.count("event_subjects") == subjects_before
+    assert await app.count("log_head") == 1
+
+
+@pytest.mark.parametrize("backend", POSTGRES_ONLY)
+async def test_postgres_refuses_truncate(app: Harness, admin: Principal) -> None:
+    await _write_some_events(app, admin)
+    before = await _snapshot(app)
+    for table in ("events", "event_subjects", "log_head"):
+        with pytest.raises(DBAPIError, match="append-only"):
+            async with app.engine.begin() as conn:
+                await conn.execute(text(f"TRUNCATE {table} CASCADE"))
+    assert await _snapshot(app) == before
+
+
+async def test_use_cases_write_a_gap_free_hash_chain(app: Harness, admin: Principal) -> None:
+    await _write_some_events(app, admin)
+    events = await _events(app)
+
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    assert events[0].type == "server.bootstrapped"
+    prev = GENESIS_HASH
+    for e in events:
+        assert e.prev_hash == prev, f"seq {e.seq} does not point at its predecessor"
+        expected = event_hash(e.seq, e.time, e.type, e.actor, e.subjects, e.details, e.prev_hash)
+        assert e.hash == expected, f"seq {e.seq} hash does not match its content"
+        prev = e.hash
+
+    async with AsyncSession(app.engine) as s:
+        head = await s.get(LogHeadRecord, 1)
+    assert head is not None
+    assert (head.seq, head.hash) == (events[-1].seq, events[-1].hash)
+
+    types = [e.type for e in events]
+    assert types.count("approver.created") == 3
+    assert "account.registered" in types
+    assert "credential.issued" in types
+    # No secret in the log: events name credentials, never tokens or their hashes.
+    for e in events:
+        assert "token" not in str(e.details).lower()
+
+
+async def test_a_failed_use_case_appends_nothing(app: Harness, admin: Principal) -> None:
+    await _write_some_events(app, admin)
+    before = await _snapshot(app)
+    with pytest.raises(AlreadyExists):
+        await app.identities.create_approver(admin, "ann-0", "Ann again", "", "")
+    assert await _snapshot(app) == before
