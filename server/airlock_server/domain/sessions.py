@@ -31,7 +31,7 @@ MAX_PROTECTED_RESOURCE = 2048
 MAX_METADATA_ENTRIES = 50
 MAX_METADATA_KEY = 128
 MAX_METADATA_VALUE = 1024
-ACTION = re.compile(r"^[a-zA-Z0-9._:-]{1,128}$")
+ACTION = re.compile(r"^[a-zA-Z0-9._:-]{1,128}\Z")
 
 VOTE_DIGEST_TAG = "airlock.vote.v1"
 

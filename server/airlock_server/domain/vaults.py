@@ -30,9 +30,9 @@ MAX_TAGS = 50
 MAX_TAG_KEY = 128
 MAX_TAG_VALUE = 256
 
-REGION = re.compile(r"^[a-z0-9-]{1,32}$")
+REGION = re.compile(r"^[a-z0-9-]{1,32}\Z")
 VAULT_ARN = re.compile(
-    r"^arn:aws:backup:(?P<region>[^:]*):(?P<account>[^:]*):backup-vault:(?P<name>[^:]*)$"
+    r"^arn:aws:backup:(?P<region>[^:]*):(?P<account>[^:]*):backup-vault:(?P<name>[^:]*)\Z"
 )
 
 
