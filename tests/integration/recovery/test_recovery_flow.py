@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from conftest import OWNER, RECOVERY, World  # type: ignore[import-not-found]
+from recovery_world import OWNER, RECOVERY, World  # type: ignore[import-not-found]
 
 from airlock_server.app.ports import SessionQuery
 from airlock_server.domain.errors import (
