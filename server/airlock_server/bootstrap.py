@@ -9,7 +9,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from airlock_server.app.common import Deps
 from airlock_server.app.identity import IdentityService
 from airlock_server.app.ports import UnitOfWork
+from airlock_server.app.sessions import SessionService
 from airlock_server.app.teams import TeamService
+from airlock_server.app.vaults import VaultService
 from airlock_server.config import Settings
 from airlock_server.persistence.db import create_engine, session_factory
 from airlock_server.persistence.uow import SqlUnitOfWork
@@ -34,5 +36,11 @@ def wire(settings: Settings) -> Wiring:
         return SqlUnitOfWork(sessions, deps.clock)
 
     deps = Deps(uow=uow, region=settings.region)
-    app = UseCases(identities=IdentityService(deps), teams=TeamService(deps))
+    sessions_app = SessionService(deps)
+    app = UseCases(
+        identities=IdentityService(deps),
+        teams=TeamService(deps),
+        sessions=sessions_app,
+        vaults=VaultService(deps, sessions_app),
+    )
     return Wiring(engine, deps, app)

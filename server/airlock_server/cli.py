@@ -94,6 +94,12 @@ async def _serve(settings: Settings, ready_file: Path | None) -> None:
                     log.info("sweeper.settled_teams", count=settled)
             except Exception:
                 log.exception("sweeper.failed")
+            try:
+                expired = await wiring.app.sessions.sweep_expired_sessions()
+                if expired:
+                    log.info("sweeper.expired_sessions", count=expired)
+            except Exception:
+                log.exception("sweeper.failed")
             await asyncio.sleep(settings.sweep_interval)
 
     sweeper = asyncio.create_task(sweep())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
 from typing import Protocol
@@ -10,7 +11,9 @@ from typing import Protocol
 from airlock_server.domain.events import NewEvent
 from airlock_server.domain.identities import Account, Approver, Credential
 from airlock_server.domain.principals import Principal
+from airlock_server.domain.sessions import Session, SessionKind, SessionState
 from airlock_server.domain.teams import Team, TeamShare
+from airlock_server.domain.vaults import GrantState, RestoreAccessGrant, Vault
 
 Clock = Callable[[], datetime]
 
@@ -91,6 +94,100 @@ class SettingsRepository(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class SessionQuery:
+    """ListSessions' filters and who may see what; None or empty matches everything.
+
+    `visible_account`: only sessions that account requested or that guard one of its vaults.
+    `visible_approver`: only sessions whose frozen set holds that approver.
+    `visible_requester`: only sessions that principal requested.
+    `awaiting_vote_of`: pending, unexpired sessions that approver has not voted on.
+    """
+
+    team_id: str = ""
+    state: SessionState | None = None
+    kind: SessionKind | None = None
+    action: str = ""
+    protected_resource: str = ""
+    requester_account_id: str = ""
+    create_time_start: datetime | None = None
+    create_time_end: datetime | None = None
+    visible_account: str = ""
+    visible_approver: str = ""
+    visible_requester: Principal | None = None
+    awaiting_vote_of: str = ""
+
+
+# Page cursors of time-ordered lists: (create_time, id), newest first.
+TimeCursor = tuple[datetime, str]
+
+
+class SessionRepository(Protocol):
+    async def add(self, session: Session) -> None: ...
+    async def get(self, session_id: str, *, for_update: bool = False) -> Session | None: ...
+    async def save(self, session: Session) -> None:
+        """Write the session's state and insert its votes that are not stored yet."""
+        ...
+
+    async def list_page(
+        self, query: SessionQuery, now: datetime, after: TimeCursor | None, limit: int
+    ) -> list[Session]:
+        """Newest first. A PENDING session past its expiry counts as FAILED for `state`."""
+        ...
+
+    async def pending_past_expiry(self, now: datetime, limit: int) -> list[str]:
+        """Ids of PENDING sessions past their expiry, claimed for this transaction."""
+        ...
+
+    async def pending_of_team(self, team_id: str) -> list[str]: ...
+    async def team_names(self, team_ids: Sequence[str]) -> dict[str, str]: ...
+    async def enrolled_key(self, team_id: str, version: int, approver_id: str) -> bytes | None:
+        """The public key the approver enrolled in that team version, if any."""
+        ...
+
+
+class VaultRepository(Protocol):
+    async def add(self, vault: Vault) -> None: ...
+    async def get(self, vault_arn: str, *, for_update: bool = False) -> Vault | None: ...
+    async def save(self, vault: Vault) -> None: ...
+    async def list_page(
+        self, account_id: str, team_id: str, after: str | None, limit: int
+    ) -> list[Vault]: ...
+    async def of_team(self, team_id: str) -> list[str]:
+        """ARNs of the vaults the team guards or is the pending team of."""
+        ...
+
+
+class GrantRepository(Protocol):
+    async def add(self, grant: RestoreAccessGrant) -> None: ...
+    async def get(
+        self, grant_id: str, *, for_update: bool = False
+    ) -> RestoreAccessGrant | None: ...
+    async def save(self, grant: RestoreAccessGrant) -> None: ...
+    async def open_for(self, vault_arn: str, account_id: str) -> list[RestoreAccessGrant]:
+        """The (vault, account) pair's CREATING or AVAILABLE grants (at most one)."""
+        ...
+
+    async def by_session(
+        self, session_id: str, *, for_update: bool = False
+    ) -> RestoreAccessGrant | None:
+        """The grant that `session_id` requests or revokes."""
+        ...
+
+    async def list_page(
+        self,
+        vault_arn: str,
+        state: GrantState | None,
+        visible_account: str,
+        after: TimeCursor | None,
+        limit: int,
+    ) -> list[RestoreAccessGrant]:
+        """Newest first; `visible_account`: its own grants and all grants of its vaults."""
+        ...
+
+    async def open_of_vaults(self, vault_arns: Sequence[str]) -> list[str]: ...
+
+
 class UnitOfWork(Protocol):
     """One transaction. Leaving without commit() rolls back; events are appended at commit."""
 
@@ -101,6 +198,9 @@ class UnitOfWork(Protocol):
     shares: ShareRepository
     idempotency: IdempotencyRepository
     settings: SettingsRepository
+    sessions: SessionRepository
+    vaults: VaultRepository
+    grants: GrantRepository
 
     def record(self, event: NewEvent) -> None: ...
     async def commit(self) -> None: ...

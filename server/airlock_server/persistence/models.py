@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -206,3 +207,135 @@ class LogHeadRecord(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     seq: Mapped[int] = mapped_column(BigInteger)
     hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+
+# --- the recovery flow: sessions, votes, vaults, restore access grants, team deletions ---
+
+
+class SessionRecord(Base):
+    """An approval session. The frozen approver set lives in session_approvers, votes in votes."""
+
+    __tablename__ = "sessions"
+
+    session_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    team_id: Mapped[str] = mapped_column(ForeignKey("teams.team_id"), index=True)
+    team_version: Mapped[int] = mapped_column(Integer)
+    min_approvals: Mapped[int] = mapped_column(Integer)
+    requester_kind: Mapped[str] = mapped_column(String(16))
+    requester_subject: Mapped[str] = mapped_column(String(64))
+    requester_account_id: Mapped[str] = mapped_column(String(12), index=True)
+    action: Mapped[str] = mapped_column(String(128))
+    protected_resource: Mapped[str] = mapped_column(String(2048))
+    comment: Mapped[str] = mapped_column(String(200))
+    session_metadata: Mapped[dict[str, Any]]
+    state: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(32))
+    status_message: Mapped[str] = mapped_column(String(500))
+    execution_status: Mapped[str] = mapped_column(String(16))
+    execution_message: Mapped[str] = mapped_column(String(256))
+    create_time: Mapped[datetime]
+    expire_time: Mapped[datetime]
+    complete_time: Mapped[datetime | None]
+    execution_time: Mapped[datetime | None]
+
+    __table_args__ = (
+        Index("ix_sessions_create_time_id", "create_time", "session_id"),
+        # The sweeper's query: pending sessions by expiry.
+        Index("ix_sessions_state_expire", "state", "expire_time"),
+    )
+
+
+class SessionApproverRecord(Base):
+    """One approver of a session's frozen set (accepted members of the frozen version)."""
+
+    __tablename__ = "session_approvers"
+
+    session_id: Mapped[str] = mapped_column(ForeignKey("sessions.session_id"), primary_key=True)
+    approver_id: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
+    position: Mapped[int] = mapped_column(Integer)
+
+
+class VoteRecord(Base):
+    """One final vote. The primary key is the backstop against a second vote of an approver."""
+
+    __tablename__ = "votes"
+
+    session_id: Mapped[str] = mapped_column(ForeignKey("sessions.session_id"), primary_key=True)
+    approver_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer)
+    decision: Mapped[str] = mapped_column(String(16))
+    comment: Mapped[str] = mapped_column(String(200))
+    vote_time: Mapped[datetime]
+    signature: Mapped[bytes] = mapped_column(LargeBinary(64))
+
+
+class VaultRecord(Base):
+    __tablename__ = "vaults"
+
+    vault_arn: Mapped[str] = mapped_column(String(256), primary_key=True)
+    account_id: Mapped[str] = mapped_column(String(12))
+    name: Mapped[str] = mapped_column(String(64))
+    region: Mapped[str] = mapped_column(String(32))
+    min_retention_days: Mapped[int] = mapped_column(Integer)
+    max_retention_days: Mapped[int] = mapped_column(Integer)
+    tags: Mapped[dict[str, Any]]
+    team_id: Mapped[str | None] = mapped_column(ForeignKey("teams.team_id"), index=True)
+    # A pending association change exists when pending_session_id is set; pending_team_id None
+    # then means a disassociation.
+    pending_team_id: Mapped[str | None] = mapped_column(String(64))
+    pending_session_id: Mapped[str | None] = mapped_column(String(64))
+    pending_create_time: Mapped[datetime | None]
+    create_time: Mapped[datetime]
+    update_time: Mapped[datetime]
+
+    __table_args__ = (Index("ix_vaults_account_name", "account_id", "name", unique=True),)
+
+
+# Open grant states (domain.vaults.OPEN_GRANT_STATES), spelled out for the partial index.
+_OPEN_GRANT = "state IN ('CREATING', 'AVAILABLE')"
+
+
+class RestoreAccessGrantRecord(Base):
+    __tablename__ = "restore_access_grants"
+
+    grant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    vault_arn: Mapped[str] = mapped_column(ForeignKey("vaults.vault_arn"))
+    account_id: Mapped[str] = mapped_column(String(12), index=True)
+    restore_vault_name: Mapped[str] = mapped_column(String(64))
+    restore_vault_arn: Mapped[str] = mapped_column(String(256))
+    state: Mapped[str] = mapped_column(String(16))
+    status_message: Mapped[str] = mapped_column(String(500))
+    session_id: Mapped[str] = mapped_column(String(64), unique=True)
+    revoke_session_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    comment: Mapped[str] = mapped_column(String(200))
+    create_time: Mapped[datetime]
+    update_time: Mapped[datetime]
+
+    __table_args__ = (
+        Index("ix_restore_access_grants_vault_account", "vault_arn", "account_id"),
+        # The database's backstop for "one open request per (vault, account)".
+        Index(
+            "uq_restore_access_grants_open",
+            "vault_arn",
+            "account_id",
+            unique=True,
+            sqlite_where=text(_OPEN_GRANT),
+            postgresql_where=text(_OPEN_GRANT),
+        ),
+    )
+
+
+class TeamDeletionRecord(Base):
+    """A requested team deletion: its session, pending window and outcome."""
+
+    __tablename__ = "team_deletions"
+
+    session_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    team_id: Mapped[str] = mapped_column(ForeignKey("teams.team_id"), index=True)
+    pending_window_days: Mapped[int] = mapped_column(Integer)
+    request_time: Mapped[datetime]
+    approve_time: Mapped[datetime | None]
+    complete_time: Mapped[datetime | None]
+    # When an approved deletion is due; indexed for the sweeper.
+    due_time: Mapped[datetime | None] = mapped_column(index=True)

@@ -12,6 +12,11 @@ from airlock_server.app.ports import Clock
 from airlock_server.domain.errors import Conflict
 from airlock_server.domain.events import NewEvent
 from airlock_server.persistence.event_log import append_events
+from airlock_server.persistence.recovery_repositories import (
+    SqlGrantRepository,
+    SqlSessionRepository,
+    SqlVaultRepository,
+)
 from airlock_server.persistence.repositories import (
     SqlAccountRepository,
     SqlApproverRepository,
@@ -55,6 +60,9 @@ class SqlUnitOfWork:
         self.shares: ports.ShareRepository = SqlShareRepository(s)
         self.idempotency: ports.IdempotencyRepository = SqlIdempotencyRepository(s)
         self.settings: ports.SettingsRepository = SqlSettingsRepository(s)
+        self.sessions: ports.SessionRepository = SqlSessionRepository(s)
+        self.vaults: ports.VaultRepository = SqlVaultRepository(s)
+        self.grants: ports.GrantRepository = SqlGrantRepository(s)
         self._events = []
         return self
 

@@ -23,11 +23,15 @@ from airlock.v1 import (
     vault_service_pb2_grpc,
 )
 from airlock_server.app.identity import IdentityService
+from airlock_server.app.sessions import SessionService
 from airlock_server.app.teams import TeamService
+from airlock_server.app.vaults import VaultService
 from airlock_server.transport.interceptors import RpcInterceptor
 from airlock_server.transport.servicers.approver import ApproverServicer
 from airlock_server.transport.servicers.identity import IdentityServicer
+from airlock_server.transport.servicers.sessions import SessionServicer
 from airlock_server.transport.servicers.teams import TeamServicer
+from airlock_server.transport.servicers.vaults import VaultServicer
 
 SERVICE_NAMES = tuple(
     module.DESCRIPTOR.services_by_name[name].full_name
@@ -46,6 +50,8 @@ SERVICE_NAMES = tuple(
 class UseCases:
     identities: IdentityService
     teams: TeamService
+    sessions: SessionService
+    vaults: VaultService
 
 
 @dataclass
@@ -71,17 +77,13 @@ def build_server(app: UseCases, listen: str) -> Served:
     )
     team_service_pb2_grpc.add_TeamServiceServicer_to_server(TeamServicer(app.teams), server)
     approver_service_pb2_grpc.add_ApproverServiceServicer_to_server(
-        ApproverServicer(app.teams), server
+        ApproverServicer(app.teams, app.sessions), server
     )
-    # Later issues fill these in; until then every call answers UNIMPLEMENTED.
-    vault_service_pb2_grpc.add_VaultServiceServicer_to_server(
-        vault_service_pb2_grpc.VaultServiceServicer(),  # type: ignore[abstract]
-        server,
-    )
+    vault_service_pb2_grpc.add_VaultServiceServicer_to_server(VaultServicer(app.vaults), server)
     session_service_pb2_grpc.add_SessionServiceServicer_to_server(
-        session_service_pb2_grpc.SessionServiceServicer(),  # type: ignore[abstract]
-        server,
+        SessionServicer(app.sessions), server
     )
+    # Later issues fill this in; until then every call answers UNIMPLEMENTED.
     audit_service_pb2_grpc.add_AuditServiceServicer_to_server(
         audit_service_pb2_grpc.AuditServiceServicer(),  # type: ignore[abstract]
         server,

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from airlock.v1 import approver_service_pb2 as pb
 from airlock.v1 import approver_service_pb2_grpc
+from airlock_server.app.sessions import SessionService
 from airlock_server.app.teams import TeamService
-from airlock_server.domain.errors import InvalidArgument, Unimplemented
+from airlock_server.domain.errors import InvalidArgument
 from airlock_server.transport import convert
+from airlock_server.transport import convert_recovery as cr
 from airlock_server.transport.interceptors import Ctx, current_principal
 
 
 class ApproverServicer(approver_service_pb2_grpc.ApproverServiceServicer):
-    def __init__(self, teams: TeamService) -> None:
+    def __init__(self, teams: TeamService, sessions: SessionService) -> None:
         self._teams = teams
+        self._sessions = sessions
 
     async def ListInvitations(
         self, request: pb.ListInvitationsRequest, context: Ctx
@@ -51,7 +54,24 @@ class ApproverServicer(approver_service_pb2_grpc.ApproverServiceServicer):
     async def ListAssignedSessions(
         self, request: pb.ListAssignedSessionsRequest, context: Ctx
     ) -> pb.ListAssignedSessionsResponse:
-        raise Unimplemented("ListAssignedSessions arrives with the recovery flow")
+        page = await self._sessions.list_assigned(
+            current_principal(),
+            cr.SESSION_STATES_BACK.get(request.state),
+            request.awaiting_vote,
+            request.page_size,
+            request.page_token,
+        )
+        return pb.ListAssignedSessionsResponse(
+            sessions=[cr.session_pb(v) for v in page.items], next_page_token=page.next_page_token
+        )
 
     async def Vote(self, request: pb.VoteRequest, context: Ctx) -> pb.VoteResponse:
-        raise Unimplemented("Vote arrives with the recovery flow")
+        view = await self._sessions.vote(
+            current_principal(),
+            request.session_id,
+            cr.decision(request.decision),
+            request.comment,
+            request.signature,
+            request.request_id,
+        )
+        return pb.VoteResponse(session=cr.session_pb(view))

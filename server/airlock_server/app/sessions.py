@@ -1,0 +1,668 @@
+"""Approval sessions: generic guarded operations, votes, cancellation, expiry and the effects.
+
+A session's effect (a grant made AVAILABLE, an association changed, a grant revoked) happens in
+the same transaction as the state change that causes it, whoever causes it: the last vote, a
+cancellation, the expiry sweeper or a read that finds the session expired.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import TypeVar
+
+from airlock_server.app import signing
+from airlock_server.app.common import Deps, once, transact
+from airlock_server.app.ports import SessionQuery, TimeCursor, UnitOfWork
+from airlock_server.domain.errors import (
+    DomainError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+)
+from airlock_server.domain.events import NewEvent, format_time
+from airlock_server.domain.paging import Page, decode_token, encode_token, page_size
+from airlock_server.domain.principals import SYSTEM, Principal, PrincipalKind, require
+from airlock_server.domain.sessions import (
+    ExecutionStatus,
+    Session,
+    SessionKind,
+    SessionState,
+    SessionStatus,
+    VoteDecision,
+    cancel,
+    cast_vote,
+    complete,
+    new_session,
+    settle_expired,
+    vote_digest,
+)
+from airlock_server.domain.teams import InvitationState, Team, TeamState
+from airlock_server.domain.vaults import (
+    apply_association_change,
+    approve_grant,
+    drop_association_change,
+    drop_revoke,
+    fail_grant,
+    revoke,
+)
+
+T = TypeVar("T")
+
+SWEEP_BATCH = 100
+WATCH_INTERVAL = 0.5
+
+
+@dataclass(frozen=True)
+class SessionView:
+    """A session with its team's name, as the API shows it."""
+
+    session: Session
+    team_name: str
+
+
+class _SettleThenRaise(Exception):
+    """The session expired under a call: write the expiry down, then refuse the call."""
+
+    def __init__(self, session_id: str, error: DomainError) -> None:
+        super().__init__(error.message)
+        self.session_id = session_id
+        self.error = error
+
+
+def session_subject(session_id: str) -> str:
+    return f"session:{session_id}"
+
+
+def encode_cursor(t: datetime, key: str) -> str:
+    return f"{format_time(t)}|{key}"
+
+
+def decode_cursor(cursor: str | None) -> TimeCursor | None:
+    if cursor is None:
+        return None
+    raw_time, sep, key = cursor.partition("|")
+    try:
+        if not sep:
+            raise ValueError(cursor)
+        t = datetime.strptime(raw_time, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    except ValueError as exc:
+        raise InvalidArgument.field("page_token", "not a page token this service issued") from exc
+    return t, key
+
+
+def time_page(
+    rows: Sequence[T],
+    limit: int,
+    key: Callable[[T], tuple[datetime, str]],
+    query: Mapping[str, object],
+) -> Page[T]:
+    if len(rows) <= limit:
+        return Page(tuple(rows))
+    items = tuple(rows[:limit])
+    return Page(items, encode_token(encode_cursor(*key(items[-1])), query))
+
+
+def _event_details(s: Session) -> dict[str, object]:
+    return {
+        "session_id": s.session_id,
+        "kind": s.kind.value,
+        "team_id": s.team_id,
+        "team_version": s.team_version,
+        "action": s.action,
+        "protected_resource": s.protected_resource,
+        "state": s.state.value,
+        "status": s.status.value,
+        "approvals": s.approval_count,
+        "rejections": s.rejection_count,
+    }
+
+
+_FINAL_EVENTS = {
+    SessionStatus.APPROVED: "session.approved",
+    SessionStatus.REJECTED: "session.rejected",
+    SessionStatus.EXPIRED: "session.expired",
+    SessionStatus.CANCELLED_BY_USER: "session.cancelled",
+    SessionStatus.CONFIGURATION_CHANGED: "session.cancelled",
+    SessionStatus.TEAM_DELETED: "session.cancelled",
+}
+
+
+def can_see(caller: Principal, session: Session, vault_owner: str | None) -> bool:
+    """Who may read a session (GetSession, WatchSession)."""
+    if caller.kind in (PrincipalKind.ADMIN, PrincipalKind.AUDITOR):
+        return True
+    if caller == session.requester:
+        return True
+    if caller.kind is PrincipalKind.APPROVER:
+        return caller.subject in session.approver_ids
+    if caller.kind is PrincipalKind.ACCOUNT:
+        return vault_owner == caller.subject
+    return False
+
+
+class SessionService:
+    def __init__(self, deps: Deps, watch_interval: float = WATCH_INTERVAL) -> None:
+        self._deps = deps
+        self._watch_interval = watch_interval
+
+    # --- running use cases ---------------------------------------------------------------
+
+    async def _run(self, work: Callable[[UnitOfWork], Awaitable[T]]) -> T:
+        try:
+            return await transact(self._deps, work)
+        except _SettleThenRaise as expired:
+            await self.settle(expired.session_id)
+            raise expired.error from None
+
+    @staticmethod
+    def _expiry_guard(session_id: str, error: DomainError) -> Exception:
+        if error.reason == "SESSION_EXPIRED":
+            return _SettleThenRaise(session_id, error)
+        return error
+
+    async def _load(self, uow: UnitOfWork, session_id: str, *, for_update: bool = False) -> Session:
+        session = await uow.sessions.get(session_id, for_update=for_update)
+        if session is None:
+            raise NotFound("session", session_id)
+        return session
+
+    async def views(self, uow: UnitOfWork, sessions: Sequence[Session]) -> list[SessionView]:
+        names = await uow.sessions.team_names([s.team_id for s in sessions])
+        return [SessionView(s, names.get(s.team_id, "")) for s in sessions]
+
+    async def view(self, uow: UnitOfWork, session: Session) -> SessionView:
+        return (await self.views(uow, [session]))[0]
+
+    # --- opening sessions (also for the vault use cases) ---------------------------------
+
+    async def open_session(
+        self,
+        uow: UnitOfWork,
+        *,
+        kind: SessionKind,
+        team: Team,
+        requester: Principal,
+        protected_resource: str,
+        comment: str = "",
+        metadata: Mapping[str, str] | None = None,
+        action: str | None = None,
+        session_id: str | None = None,
+    ) -> Session:
+        """A PENDING session voted by the accepted approvers of the team's current version."""
+        if team.state is not TeamState.ACTIVE:
+            raise FailedPrecondition(
+                f"approval team {team.team_id} is {team.state.value}; only an ACTIVE team "
+                "votes on sessions",
+                reason="TEAM_NOT_ACTIVE",
+                metadata={"teamId": team.team_id, "state": team.state.value},
+            )
+        version = team.current
+        accepted = [
+            m.approver_id for m in version.members if m.invitation_state is InvitationState.ACCEPTED
+        ]
+        session = new_session(
+            session_id=session_id or self._deps.new_id("ses"),
+            kind=kind,
+            team_id=team.team_id,
+            team_version=version.version,
+            approver_ids=accepted,
+            min_approvals=version.min_approvals,
+            requester=requester,
+            protected_resource=protected_resource,
+            now=self._deps.clock(),
+            ttl=version.session_ttl,
+            action=action,
+            comment=comment,
+            metadata=metadata,
+        )
+        await uow.sessions.add(session)
+        uow.record(
+            NewEvent(
+                "session.created",
+                requester,
+                (session_subject(session.session_id), f"team:{team.team_id}", protected_resource),
+                {
+                    **_event_details(session),
+                    "min_approvals": session.min_approvals,
+                    "approver_ids": list(session.approver_ids),
+                    "expire_time": format_time(session.expire_time),
+                    "comment": session.comment,
+                },
+            )
+        )
+        return session
+
+    # --- outcomes and their effects -----------------------------------------------------
+
+    async def store_outcome(
+        self, uow: UnitOfWork, before: Session, after: Session, actor: Principal
+    ) -> Session:
+        """Save `after`; if it just became final, record it and run its effect, same tx."""
+        if after.is_final and not before.is_final:
+            uow.record(
+                NewEvent(
+                    _FINAL_EVENTS[after.status],
+                    actor,
+                    (session_subject(after.session_id), after.protected_resource),
+                    {**_event_details(after), "message": after.status_message},
+                )
+            )
+            after = await self._apply_effect(uow, after)
+        await uow.sessions.save(after)
+        return after
+
+    async def _executed(self, uow: UnitOfWork, s: Session, ok: bool, message: str) -> Session:
+        now = self._deps.clock()
+        done = complete(
+            s, ExecutionStatus.EXECUTED if ok else ExecutionStatus.FAILED, now, message[:256]
+        )
+        uow.record(
+            NewEvent(
+                "session.executed" if ok else "session.execution_failed",
+                SYSTEM,
+                (session_subject(s.session_id), s.protected_resource),
+                {"session_id": s.session_id, "message": done.execution_message},
+            )
+        )
+        return done
+
+    async def _apply_effect(self, uow: UnitOfWork, s: Session) -> Session:
+        now = self._deps.clock()
+        approved = s.state is SessionState.APPROVED
+        outcome = f"the session {s.session_id} ended {s.state.value} ({s.status.value})"
+        if s.kind is SessionKind.RESTORE_ACCESS:
+            grant = await uow.grants.by_session(s.session_id, for_update=True)
+            if grant is None or grant.session_id != s.session_id:
+                return s
+            if approved:
+                grant = approve_grant(grant, now)
+                kind = "grant.available"
+            else:
+                grant = fail_grant(grant, outcome, now)
+                kind = "grant.failed"
+            await uow.grants.save(grant)
+            uow.record(
+                NewEvent(
+                    kind,
+                    SYSTEM,
+                    (f"grant:{grant.grant_id}", grant.vault_arn, f"account:{grant.account_id}"),
+                    {
+                        "grant_id": grant.grant_id,
+                        "session_id": s.session_id,
+                        "state": grant.state.value,
+                    },
+                )
+            )
+            if approved:
+                return await self._executed(
+                    uow, s, True, f"restore access grant {grant.grant_id} is AVAILABLE"
+                )
+            return s
+        if s.kind is SessionKind.REVOKE_RESTORE_ACCESS:
+            grant = await uow.grants.by_session(s.session_id, for_update=True)
+            if grant is None or grant.revoke_session_id != s.session_id:
+                if approved:
+                    return await self._executed(uow, s, False, "the grant has no such revocation")
+                return s
+            grant = (
+                revoke(grant, s.session_id, now)
+                if approved
+                else drop_revoke(grant, s.session_id, now)
+            )
+            await uow.grants.save(grant)
+            uow.record(
+                NewEvent(
+                    "grant.revoked" if approved else "grant.revoke_dropped",
+                    SYSTEM,
+                    (f"grant:{grant.grant_id}", grant.vault_arn, f"account:{grant.account_id}"),
+                    {
+                        "grant_id": grant.grant_id,
+                        "session_id": s.session_id,
+                        "state": grant.state.value,
+                    },
+                )
+            )
+            if approved:
+                return await self._executed(
+                    uow, s, True, f"restore access grant {grant.grant_id} is REVOKED"
+                )
+            return s
+        if s.kind in (SessionKind.ASSOCIATE_TEAM, SessionKind.DISASSOCIATE_TEAM):
+            vault = await uow.vaults.get(s.protected_resource, for_update=True)
+            pending = vault.pending_association if vault else None
+            if vault is None or pending is None or pending.session_id != s.session_id:
+                if approved:
+                    return await self._executed(uow, s, False, "the vault has no such change")
+                return s
+            target_ok = True
+            if approved and pending.team_id is not None:
+                target = await uow.teams.get(pending.team_id)
+                target_ok = target is not None and target.state is TeamState.ACTIVE
+            if approved and target_ok:
+                changed = apply_association_change(vault, s.session_id, now)
+            else:
+                changed = drop_association_change(vault, s.session_id, now)
+            await uow.vaults.save(changed)
+            uow.record(
+                NewEvent(
+                    "vault.association_changed"
+                    if approved and target_ok
+                    else "vault.association_change_dropped",
+                    SYSTEM,
+                    (vault.vault_arn, session_subject(s.session_id)),
+                    {
+                        "vault_arn": vault.vault_arn,
+                        "session_id": s.session_id,
+                        "previous_team_id": vault.team_id or "",
+                        "team_id": changed.team_id or "",
+                    },
+                )
+            )
+            if approved:
+                message = (
+                    f"the vault's team is now {changed.team_id or 'none'}"
+                    if target_ok
+                    else f"team {pending.team_id} is no longer ACTIVE; the vault kept its team"
+                )
+                return await self._executed(uow, s, target_ok, message)
+            return s
+        if s.kind is SessionKind.BASELINE and approved:
+            return await self._executed(uow, s, True, "baseline answered")
+        return s
+
+    async def settle(self, session_id: str) -> SessionView:
+        """Write down the expiry of a session found expired (read time, refused calls)."""
+
+        async def work(uow: UnitOfWork) -> SessionView:
+            before = await self._load(uow, session_id, for_update=True)
+            after = settle_expired(before, self._deps.clock())
+            if after is not before:
+                after = await self.store_outcome(uow, before, after, SYSTEM)
+                await uow.commit()
+            return await self.view(uow, after)
+
+        return await transact(self._deps, work)
+
+    # --- generic guarded operations -----------------------------------------------------
+
+    async def start_session(
+        self,
+        caller: Principal,
+        team_id: str,
+        action: str,
+        protected_resource: str,
+        metadata: Mapping[str, str],
+        comment: str,
+        request_id: str,
+    ) -> SessionView:
+        require(caller, PrincipalKind.SERVICE)
+
+        async def work(uow: UnitOfWork) -> SessionView:
+            async def create() -> str:
+                team = await uow.teams.get(team_id)
+                if team is None or team.state is TeamState.DELETED:
+                    raise NotFound("approval team", team_id)
+                if await uow.shares.get(team_id, caller) is None:
+                    raise _not_shared(team_id, caller)
+                session = await self.open_session(
+                    uow,
+                    kind=SessionKind.GENERIC,
+                    team=team,
+                    requester=caller,
+                    protected_resource=protected_resource,
+                    comment=comment,
+                    metadata=metadata,
+                    action=action,
+                )
+                return session.session_id
+
+            session_id, _ = await once(uow, self._deps, caller, "StartSession", request_id, create)
+            view = await self.view(uow, await self._load(uow, session_id))
+            await uow.commit()
+            return view
+
+        return await self._run(work)
+
+    async def complete_session(
+        self,
+        caller: Principal,
+        session_id: str,
+        execution_status: ExecutionStatus,
+        message: str,
+        request_id: str,
+    ) -> SessionView:
+        require(caller, PrincipalKind.SERVICE)
+
+        async def work(uow: UnitOfWork) -> SessionView:
+            async def report() -> str:
+                before = await self._load(uow, session_id, for_update=True)
+                if before.requester != caller or before.kind is not SessionKind.GENERIC:
+                    raise PermissionDenied(
+                        "only the service that started a generic session reports its result",
+                        metadata={"sessionId": session_id},
+                    )
+                after = complete(before, execution_status, self._deps.clock(), message)
+                await uow.sessions.save(after)
+                uow.record(
+                    NewEvent(
+                        "session.completed",
+                        caller,
+                        (session_subject(session_id), after.protected_resource),
+                        {
+                            "session_id": session_id,
+                            "execution_status": after.execution_status.value,
+                            "message": after.execution_message,
+                        },
+                    )
+                )
+                return session_id
+
+            await once(uow, self._deps, caller, "CompleteSession", request_id, report)
+            view = await self.view(uow, await self._load(uow, session_id))
+            await uow.commit()
+            return view
+
+        return await self._run(work)
+
+    # --- reading -------------------------------------------------------------------------
+
+    async def _check_visible(self, uow: UnitOfWork, caller: Principal, s: Session) -> None:
+        owner: str | None = None
+        if caller.kind is PrincipalKind.ACCOUNT and caller != s.requester:
+            vault = await uow.vaults.get(s.protected_resource)
+            owner = vault.account_id if vault else None
+        if not can_see(caller, s, owner):
+            raise PermissionDenied(
+                "the caller may not see this session", metadata={"sessionId": s.session_id}
+            )
+
+    async def get_session(self, caller: Principal, session_id: str) -> SessionView:
+        async def work(uow: UnitOfWork) -> tuple[SessionView, bool]:
+            s = await self._load(uow, session_id)
+            await self._check_visible(uow, caller, s)
+            return await self.view(uow, s), s.is_expired_at(self._deps.clock())
+
+        view, expired = await transact(self._deps, work)
+        if expired:
+            # Read-time expiry writes the decision down, with its effect.
+            return await self.settle(session_id)
+        return view
+
+    async def list_sessions(
+        self, caller: Principal, query: SessionQuery, size: int, token: str
+    ) -> Page[SessionView]:
+        require(
+            caller,
+            PrincipalKind.ADMIN,
+            PrincipalKind.AUDITOR,
+            PrincipalKind.ACCOUNT,
+            PrincipalKind.APPROVER,
+            PrincipalKind.SERVICE,
+        )
+        if query.requester_account_id and not query.requester_account_id.isdigit():
+            raise InvalidArgument.field("requester_account_id", "an account id is 12 digits")
+        if caller.kind is PrincipalKind.ACCOUNT:
+            query = replace(query, visible_account=caller.subject)
+        elif caller.kind is PrincipalKind.APPROVER:
+            query = replace(query, visible_approver=caller.subject)
+        elif caller.kind is PrincipalKind.SERVICE:
+            query = replace(query, visible_requester=caller)
+        return await self._page(caller, "ListSessions", query, size, token)
+
+    async def list_assigned(
+        self,
+        caller: Principal,
+        state: SessionState | None,
+        awaiting_vote: bool,
+        size: int,
+        token: str,
+    ) -> Page[SessionView]:
+        require(caller, PrincipalKind.APPROVER)
+        query = (
+            SessionQuery(awaiting_vote_of=caller.subject)
+            if awaiting_vote
+            else SessionQuery(state=state, visible_approver=caller.subject)
+        )
+        return await self._page(caller, "ListAssignedSessions", query, size, token)
+
+    async def _page(
+        self, caller: Principal, method: str, query: SessionQuery, size: int, token: str
+    ) -> Page[SessionView]:
+        limit = page_size(size)
+        bound = {"m": method, "c": str(caller), "q": repr(query)}
+        after = decode_cursor(decode_token(token, bound))
+        now = self._deps.clock()
+
+        async def work(uow: UnitOfWork) -> Page[SessionView]:
+            rows = await uow.sessions.list_page(query, now, after, limit + 1)
+            page = time_page(rows, limit, lambda s: (s.create_time, s.session_id), bound)
+            # What a read sees is what the settled session would say; the sweeper writes it.
+            items = [settle_expired(s, now) for s in page.items]
+            return Page(tuple(await self.views(uow, items)), page.next_page_token)
+
+        return await transact(self._deps, work)
+
+    async def watch(self, caller: Principal, session_id: str) -> AsyncIterator[SessionView]:
+        """The session now and after every change, until it is final (and executed)."""
+        last: SessionView | None = None
+        while True:
+            view = await self.get_session(caller, session_id)
+            if view != last:
+                yield view
+                last = view
+            s = view.session
+            if s.is_final and s.execution_status is not ExecutionStatus.PENDING:
+                return
+            await asyncio.sleep(self._watch_interval)
+
+    # --- votes and cancellation ----------------------------------------------------------
+
+    async def vote(
+        self,
+        caller: Principal,
+        session_id: str,
+        decision: VoteDecision,
+        comment: str,
+        signature: bytes,
+        request_id: str,
+    ) -> SessionView:
+        require(caller, PrincipalKind.APPROVER)
+
+        async def work(uow: UnitOfWork) -> SessionView:
+            async def cast() -> str:
+                before = await self._load(uow, session_id, for_update=True)
+                now = self._deps.clock()
+                try:
+                    after = cast_vote(before, caller.subject, decision, comment, signature, now)
+                except DomainError as err:
+                    raise self._expiry_guard(session_id, err) from None
+                if not signature:
+                    raise InvalidArgument.field(
+                        "signature", "required: an Ed25519 signature over the vote digest"
+                    )
+                key = await uow.sessions.enrolled_key(
+                    before.team_id, before.team_version, caller.subject
+                )
+                if key is None:
+                    raise FailedPrecondition(
+                        f"approver {caller.subject!r} enrolled no key in team version "
+                        f"{before.team_version}",
+                        reason="NO_KEY_ENROLLED",
+                        metadata={"sessionId": session_id},
+                    )
+                signing.verify(key, signature, vote_digest(before, decision), "signature")
+                uow.record(
+                    NewEvent(
+                        "vote.cast",
+                        caller,
+                        (session_subject(session_id), f"approver:{caller.subject}"),
+                        {
+                            "session_id": session_id,
+                            "approver_id": caller.subject,
+                            "decision": decision.value,
+                            "comment": comment,
+                            "signature": signature.hex(),
+                        },
+                    )
+                )
+                await self.store_outcome(uow, before, after, caller)
+                return session_id
+
+            await once(uow, self._deps, caller, "Vote", request_id, cast)
+            view = await self.view(uow, await self._load(uow, session_id))
+            await uow.commit()
+            return view
+
+        return await self._run(work)
+
+    async def cancel_session(
+        self, caller: Principal, session_id: str, request_id: str
+    ) -> SessionView:
+        async def work(uow: UnitOfWork) -> SessionView:
+            async def stop() -> str:
+                before = await self._load(uow, session_id, for_update=True)
+                try:
+                    after = cancel(before, caller, self._deps.clock())
+                except DomainError as err:
+                    raise self._expiry_guard(session_id, err) from None
+                await self.store_outcome(uow, before, after, caller)
+                return session_id
+
+            await once(uow, self._deps, caller, "CancelSession", request_id, stop)
+            view = await self.view(uow, await self._load(uow, session_id))
+            await uow.commit()
+            return view
+
+        return await self._run(work)
+
+    # --- background ----------------------------------------------------------------------
+
+    async def sweep_expired_sessions(self) -> int:
+        """Settle pending sessions past their expiry. Safe on any number of replicas."""
+
+        async def work(uow: UnitOfWork) -> int:
+            now = self._deps.clock()
+            settled = 0
+            for session_id in await uow.sessions.pending_past_expiry(now, SWEEP_BATCH):
+                before = await self._load(uow, session_id)
+                after = settle_expired(before, now)
+                if after is not before:
+                    await self.store_outcome(uow, before, after, SYSTEM)
+                    settled += 1
+            await uow.commit()
+            return settled
+
+        return await transact(self._deps, work)
+
+
+def _not_shared(team_id: str, caller: Principal) -> PermissionDenied:
+    error = PermissionDenied(
+        f"approval team {team_id} is not shared with {caller}",
+        metadata={"teamId": team_id, "principal": str(caller)},
+    )
+    error.reason = "TEAM_NOT_SHARED"
+    return error

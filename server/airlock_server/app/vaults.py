@@ -1,0 +1,531 @@
+"""Vaults, their team association and restore access: the use cases.
+
+Every change after a vault's first association is a session voted by the team that guards the
+vault now; its effect is applied by the session use cases when the session ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from airlock_server.app.common import Deps, once, transact
+from airlock_server.app.ports import UnitOfWork
+from airlock_server.app.sessions import (
+    SessionService,
+    SessionView,
+    decode_cursor,
+    session_subject,
+    time_page,
+)
+from airlock_server.domain.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+)
+from airlock_server.domain.events import NewEvent
+from airlock_server.domain.paging import Page, decode_token, page_of, page_size
+from airlock_server.domain.principals import ACCOUNT_ID, Principal, PrincipalKind, require
+from airlock_server.domain.sessions import SessionKind, validate_comment
+from airlock_server.domain.teams import Team, TeamState
+from airlock_server.domain.vaults import (
+    AssociationPath,
+    GrantState,
+    RestoreAccessGrant,
+    Vault,
+    associate_now,
+    new_grant,
+    new_vault,
+    parse_vault_arn,
+    plan_association,
+    plan_disassociation,
+    request_association_change,
+    request_revoke,
+    require_no_open_grant,
+    require_team_can_guard,
+    validate_restore_request,
+)
+
+
+@dataclass(frozen=True)
+class AssociationChange:
+    """The vault after the call, and the session when the change waits for a vote."""
+
+    vault: Vault
+    session: SessionView | None
+
+
+@dataclass(frozen=True)
+class GrantChange:
+    grant: RestoreAccessGrant
+    session: SessionView
+
+
+@dataclass(frozen=True)
+class AccessAnswer:
+    allowed: bool
+    grant: RestoreAccessGrant | None
+
+
+def _denied(message: str, reason: str, **metadata: str) -> PermissionDenied:
+    error = PermissionDenied(message, metadata=metadata)
+    error.reason = reason
+    return error
+
+
+def _not_owner(vault: Vault, caller: Principal) -> PermissionDenied:
+    return _denied(
+        f"only the owner of vault {vault.vault_arn} may do this",
+        "NOT_VAULT_OWNER",
+        vaultArn=vault.vault_arn,
+        principal=str(caller),
+    )
+
+
+def _account_id(account_id: str, field: str = "account_id") -> str:
+    if not ACCOUNT_ID.match(account_id):
+        raise InvalidArgument.field(field, "an account id is exactly 12 digits")
+    return account_id
+
+
+class VaultService:
+    def __init__(self, deps: Deps, sessions: SessionService) -> None:
+        self._deps = deps
+        self._sessions = sessions
+
+    # --- helpers -------------------------------------------------------------------------
+
+    async def _vault(self, uow: UnitOfWork, arn: str, *, for_update: bool = False) -> Vault:
+        parse_vault_arn(arn)
+        vault = await uow.vaults.get(arn, for_update=for_update)
+        if vault is None:
+            raise NotFound("vault", arn)
+        return vault
+
+    async def _team(self, uow: UnitOfWork, team_id: str) -> Team:
+        team = await uow.teams.get(team_id)
+        if team is None or team.state is TeamState.DELETED:
+            raise NotFound("approval team", team_id)
+        return team
+
+    async def _require_shared(self, uow: UnitOfWork, team_id: str, account_id: str) -> None:
+        principal = Principal(PrincipalKind.ACCOUNT, account_id)
+        if await uow.shares.get(team_id, principal) is None:
+            raise _denied(
+                f"approval team {team_id} is not shared with account {account_id}",
+                "TEAM_NOT_SHARED",
+                teamId=team_id,
+                principal=str(principal),
+            )
+
+    async def _guarding_team(self, uow: UnitOfWork, vault: Vault) -> Team:
+        if vault.team_id is None:
+            raise FailedPrecondition(
+                f"vault {vault.vault_arn} has no approval team",
+                reason="NO_TEAM_ASSOCIATED",
+                metadata={"vaultArn": vault.vault_arn},
+            )
+        return await self._team(uow, vault.team_id)
+
+    async def _session_view(self, uow: UnitOfWork, session_id: str) -> SessionView:
+        session = await uow.sessions.get(session_id)
+        if session is None:
+            raise NotFound("session", session_id)
+        return await self._sessions.view(uow, session)
+
+    # --- vaults --------------------------------------------------------------------------
+
+    async def create_vault(
+        self,
+        caller: Principal,
+        account_id: str,
+        name: str,
+        min_retention_days: int,
+        max_retention_days: int,
+        tags: Mapping[str, str],
+        request_id: str,
+    ) -> Vault:
+        require(caller, PrincipalKind.ACCOUNT)
+        if account_id and account_id != caller.subject:
+            raise _denied(
+                "an account creates vaults in its own account only",
+                "NOT_OWN_ACCOUNT",
+                accountId=account_id,
+            )
+        vault = new_vault(
+            account_id=caller.subject,
+            name=name,
+            region=self._deps.region,
+            min_retention_days=min_retention_days,
+            max_retention_days=max_retention_days,
+            tags=tags,
+            now=self._deps.clock(),
+        )
+
+        async def work(uow: UnitOfWork) -> Vault:
+            async def create() -> str:
+                if await uow.vaults.get(vault.vault_arn) is not None:
+                    raise AlreadyExists("vault", vault.vault_arn)
+                if await uow.accounts.get(caller.subject) is None:
+                    raise NotFound("account", caller.subject)
+                await uow.vaults.add(vault)
+                uow.record(
+                    NewEvent(
+                        "vault.created",
+                        caller,
+                        (vault.vault_arn, f"account:{vault.account_id}"),
+                        {
+                            "vault_arn": vault.vault_arn,
+                            "min_retention_days": vault.min_retention_days,
+                            "max_retention_days": vault.max_retention_days,
+                        },
+                    )
+                )
+                return vault.vault_arn
+
+            arn, _ = await once(uow, self._deps, caller, "CreateVault", request_id, create)
+            created = await self._vault(uow, arn)
+            await uow.commit()
+            return created
+
+        return await transact(self._deps, work)
+
+    async def get_vault(self, caller: Principal, vault_arn: str) -> Vault:
+        async def work(uow: UnitOfWork) -> Vault:
+            vault = await self._vault(uow, vault_arn)
+            if caller.kind in (PrincipalKind.ADMIN, PrincipalKind.AUDITOR):
+                return vault
+            if caller.is_account(vault.account_id):
+                return vault
+            if (
+                caller.kind is PrincipalKind.ACCOUNT
+                and vault.team_id is not None
+                and await uow.shares.get(vault.team_id, caller) is not None
+            ):
+                return vault
+            raise _denied("the caller may not see this vault", "NOT_VISIBLE", vaultArn=vault_arn)
+
+        return await transact(self._deps, work)
+
+    async def list_vaults(
+        self, caller: Principal, account_id: str, team_id: str, size: int, token: str
+    ) -> Page[Vault]:
+        require(caller, PrincipalKind.ADMIN, PrincipalKind.AUDITOR, PrincipalKind.ACCOUNT)
+        if caller.kind is PrincipalKind.ACCOUNT:
+            if account_id and account_id != caller.subject:
+                raise _denied(
+                    "an account lists its own vaults only", "NOT_OWN_ACCOUNT", accountId=account_id
+                )
+            account_id = caller.subject
+        limit = page_size(size)
+        query = {"m": "ListVaults", "a": account_id, "t": team_id}
+        after = decode_token(token, query)
+
+        async def work(uow: UnitOfWork) -> Page[Vault]:
+            rows = await uow.vaults.list_page(account_id, team_id, after, limit + 1)
+            return page_of(rows, limit, lambda v: v.vault_arn, query)
+
+        return await transact(self._deps, work)
+
+    # --- associations --------------------------------------------------------------------
+
+    async def associate(
+        self, caller: Principal, vault_arn: str, team_id: str, comment: str, request_id: str
+    ) -> AssociationChange:
+        require(caller, PrincipalKind.ACCOUNT)
+        validate_comment(comment)
+        if not team_id:
+            raise InvalidArgument.field("team_id", "required")
+
+        async def work(uow: UnitOfWork) -> AssociationChange:
+            async def change() -> str:
+                vault = await self._vault(uow, vault_arn, for_update=True)
+                if not caller.is_account(vault.account_id):
+                    raise _not_owner(vault, caller)
+                team = await self._team(uow, team_id)
+                require_team_can_guard(team)
+                await self._require_shared(uow, team_id, vault.account_id)
+                now = self._deps.clock()
+                if plan_association(vault, team_id) is AssociationPath.IMMEDIATE:
+                    await uow.vaults.save(associate_now(vault, team_id, now))
+                    uow.record(
+                        NewEvent(
+                            "vault.team_associated",
+                            caller,
+                            (vault_arn, f"team:{team_id}"),
+                            {"vault_arn": vault_arn, "team_id": team_id},
+                        )
+                    )
+                    return ""
+                current = await self._guarding_team(uow, vault)
+                session = await self._sessions.open_session(
+                    uow,
+                    kind=SessionKind.ASSOCIATE_TEAM,
+                    team=current,
+                    requester=caller,
+                    protected_resource=vault_arn,
+                    comment=comment,
+                    metadata={"team_id": team_id, "previous_team_id": current.team_id},
+                )
+                await uow.vaults.save(
+                    request_association_change(vault, team_id, session.session_id, now)
+                )
+                uow.record(
+                    NewEvent(
+                        "vault.association_change_requested",
+                        caller,
+                        (vault_arn, f"team:{team_id}", session_subject(session.session_id)),
+                        {
+                            "vault_arn": vault_arn,
+                            "team_id": team_id,
+                            "previous_team_id": current.team_id,
+                            "session_id": session.session_id,
+                        },
+                    )
+                )
+                return session.session_id
+
+            session_id, _ = await once(
+                uow, self._deps, caller, "AssociateApprovalTeam", request_id, change
+            )
+            result = AssociationChange(
+                await self._vault(uow, vault_arn),
+                await self._session_view(uow, session_id) if session_id else None,
+            )
+            await uow.commit()
+            return result
+
+        return await transact(self._deps, work)
+
+    async def disassociate(
+        self, caller: Principal, vault_arn: str, comment: str, request_id: str
+    ) -> AssociationChange:
+        require(caller, PrincipalKind.ACCOUNT)
+        validate_comment(comment)
+
+        async def work(uow: UnitOfWork) -> AssociationChange:
+            async def change() -> str:
+                vault = await self._vault(uow, vault_arn, for_update=True)
+                if not caller.is_account(vault.account_id):
+                    raise _not_owner(vault, caller)
+                plan_disassociation(vault)
+                current = await self._guarding_team(uow, vault)
+                session = await self._sessions.open_session(
+                    uow,
+                    kind=SessionKind.DISASSOCIATE_TEAM,
+                    team=current,
+                    requester=caller,
+                    protected_resource=vault_arn,
+                    comment=comment,
+                    metadata={"previous_team_id": current.team_id},
+                )
+                now = self._deps.clock()
+                await uow.vaults.save(
+                    request_association_change(vault, None, session.session_id, now)
+                )
+                uow.record(
+                    NewEvent(
+                        "vault.association_change_requested",
+                        caller,
+                        (vault_arn, session_subject(session.session_id)),
+                        {
+                            "vault_arn": vault_arn,
+                            "team_id": "",
+                            "previous_team_id": current.team_id,
+                            "session_id": session.session_id,
+                        },
+                    )
+                )
+                return session.session_id
+
+            session_id, _ = await once(
+                uow, self._deps, caller, "DisassociateApprovalTeam", request_id, change
+            )
+            result = AssociationChange(
+                await self._vault(uow, vault_arn), await self._session_view(uow, session_id)
+            )
+            await uow.commit()
+            return result
+
+        return await transact(self._deps, work)
+
+    # --- restore access ------------------------------------------------------------------
+
+    async def request_restore_access(
+        self,
+        caller: Principal,
+        vault_arn: str,
+        restore_vault_name: str,
+        comment: str,
+        request_id: str,
+    ) -> GrantChange:
+        require(caller, PrincipalKind.ACCOUNT)
+        validate_restore_request(restore_vault_name, comment)
+
+        async def work(uow: UnitOfWork) -> GrantChange:
+            async def request() -> str:
+                # The vault's row lock serializes requests of one (vault, account).
+                vault = await self._vault(uow, vault_arn, for_update=True)
+                team = await self._guarding_team(uow, vault)
+                await self._require_shared(uow, team.team_id, caller.subject)
+                require_no_open_grant(
+                    await uow.grants.open_for(vault_arn, caller.subject), vault_arn, caller.subject
+                )
+                now = self._deps.clock()
+                grant_id, session_id = self._deps.new_id("rag"), self._deps.new_id("ses")
+                grant = new_grant(
+                    grant_id=grant_id,
+                    vault=vault,
+                    account_id=caller.subject,
+                    restore_vault_name=restore_vault_name,
+                    session_id=session_id,
+                    comment=comment,
+                    now=now,
+                )
+                await self._sessions.open_session(
+                    uow,
+                    kind=SessionKind.RESTORE_ACCESS,
+                    team=team,
+                    requester=caller,
+                    protected_resource=vault_arn,
+                    comment=comment,
+                    metadata={
+                        "grant_id": grant_id,
+                        "restore_vault_name": grant.restore_vault_name,
+                        "restore_vault_arn": grant.restore_vault_arn,
+                    },
+                    session_id=session_id,
+                )
+                await uow.grants.add(grant)
+                uow.record(
+                    NewEvent(
+                        "grant.requested",
+                        caller,
+                        (f"grant:{grant_id}", vault_arn, session_subject(session_id)),
+                        {
+                            "grant_id": grant_id,
+                            "vault_arn": vault_arn,
+                            "account_id": caller.subject,
+                            "restore_vault_arn": grant.restore_vault_arn,
+                            "session_id": session_id,
+                        },
+                    )
+                )
+                return grant_id
+
+            grant_id, _ = await once(
+                uow, self._deps, caller, "RequestRestoreAccess", request_id, request
+            )
+            grant = await uow.grants.get(grant_id)
+            assert grant is not None
+            result = GrantChange(grant, await self._session_view(uow, grant.session_id))
+            await uow.commit()
+            return result
+
+        return await transact(self._deps, work)
+
+    async def list_restore_access(
+        self,
+        caller: Principal,
+        vault_arn: str,
+        state: GrantState | None,
+        size: int,
+        token: str,
+    ) -> Page[RestoreAccessGrant]:
+        require(caller, PrincipalKind.ADMIN, PrincipalKind.AUDITOR, PrincipalKind.ACCOUNT)
+        if vault_arn:
+            parse_vault_arn(vault_arn)
+        visible = caller.subject if caller.kind is PrincipalKind.ACCOUNT else ""
+        limit = page_size(size)
+        query = {
+            "m": "ListRestoreAccess",
+            "c": str(caller),
+            "v": vault_arn,
+            "s": state.value if state else "",
+        }
+        after = decode_cursor(decode_token(token, query))
+
+        async def work(uow: UnitOfWork) -> Page[RestoreAccessGrant]:
+            rows = await uow.grants.list_page(vault_arn, state, visible, after, limit + 1)
+            return time_page(rows, limit, lambda g: (g.create_time, g.grant_id), query)
+
+        return await transact(self._deps, work)
+
+    async def revoke_restore_access(
+        self, caller: Principal, grant_id: str, comment: str, request_id: str
+    ) -> GrantChange:
+        require(caller, PrincipalKind.ACCOUNT, PrincipalKind.ADMIN)
+        validate_comment(comment)
+
+        async def work(uow: UnitOfWork) -> GrantChange:
+            async def start() -> str:
+                found = await uow.grants.get(grant_id)
+                if found is None:
+                    raise NotFound("restore access grant", grant_id)
+                # Vault first, then grant: the order every use case takes these locks in.
+                vault = await self._vault(uow, found.vault_arn, for_update=True)
+                if not (caller.is_admin or caller.is_account(vault.account_id)):
+                    raise _not_owner(vault, caller)
+                grant = await uow.grants.get(grant_id, for_update=True)
+                assert grant is not None
+                team = await self._guarding_team(uow, vault)
+                session_id = self._deps.new_id("ses")
+                now = self._deps.clock()
+                revoking = request_revoke(grant, session_id, now)
+                await self._sessions.open_session(
+                    uow,
+                    kind=SessionKind.REVOKE_RESTORE_ACCESS,
+                    team=team,
+                    requester=caller,
+                    protected_resource=vault.vault_arn,
+                    comment=comment,
+                    metadata={"grant_id": grant_id, "account_id": grant.account_id},
+                    session_id=session_id,
+                )
+                await uow.grants.save(revoking)
+                uow.record(
+                    NewEvent(
+                        "grant.revoke_requested",
+                        caller,
+                        (f"grant:{grant_id}", vault.vault_arn, session_subject(session_id)),
+                        {"grant_id": grant_id, "session_id": session_id},
+                    )
+                )
+                return session_id
+
+            session_id, _ = await once(
+                uow, self._deps, caller, "RevokeRestoreAccess", request_id, start
+            )
+            grant = await uow.grants.get(grant_id)
+            assert grant is not None
+            result = GrantChange(grant, await self._session_view(uow, session_id))
+            await uow.commit()
+            return result
+
+        return await transact(self._deps, work)
+
+    async def check_access(
+        self, caller: Principal, vault_arn: str, account_id: str
+    ) -> AccessAnswer:
+        require(
+            caller,
+            PrincipalKind.SERVICE,
+            PrincipalKind.AUDITOR,
+            PrincipalKind.ADMIN,
+            PrincipalKind.ACCOUNT,
+        )
+        _account_id(account_id)
+
+        async def work(uow: UnitOfWork) -> AccessAnswer:
+            vault = await self._vault(uow, vault_arn)
+            if caller.kind is PrincipalKind.ACCOUNT and not caller.is_account(vault.account_id):
+                raise _not_owner(vault, caller)
+            grant = next(
+                (g for g in await uow.grants.open_for(vault_arn, account_id) if g.grants_access),
+                None,
+            )
+            return AccessAnswer(grant is not None, grant)
+
+        return await transact(self._deps, work)

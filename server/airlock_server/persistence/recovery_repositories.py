@@ -1,0 +1,502 @@
+"""Repositories of the recovery flow: sessions and votes, vaults, restore access grants."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql import ColumnElement
+
+from airlock_server.app.ports import SessionQuery, TimeCursor
+from airlock_server.domain.principals import Principal, PrincipalKind
+from airlock_server.domain.sessions import (
+    ExecutionStatus,
+    Session,
+    SessionKind,
+    SessionState,
+    SessionStatus,
+    Vote,
+    VoteDecision,
+)
+from airlock_server.domain.vaults import (
+    OPEN_GRANT_STATES,
+    GrantState,
+    PendingAssociation,
+    RestoreAccessGrant,
+    Vault,
+)
+from airlock_server.persistence.models import (
+    RestoreAccessGrantRecord,
+    SessionApproverRecord,
+    SessionRecord,
+    TeamMemberRecord,
+    TeamRecord,
+    VaultRecord,
+    VoteRecord,
+)
+
+
+def _before(time_col: Any, id_col: Any, after: TimeCursor | None) -> ColumnElement[bool] | None:
+    """Newest-first keyset paging: rows strictly after the cursor."""
+    if after is None:
+        return None
+    t, key = after
+    return or_(time_col < t, and_(time_col == t, id_col < key))
+
+
+class SqlSessionRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._s = session
+
+    async def _to_domain(self, r: SessionRecord) -> Session:
+        approvers = await self._s.scalars(
+            select(SessionApproverRecord.approver_id)
+            .where(SessionApproverRecord.session_id == r.session_id)
+            .order_by(SessionApproverRecord.position)
+        )
+        votes = await self._s.scalars(
+            select(VoteRecord)
+            .where(VoteRecord.session_id == r.session_id)
+            .order_by(VoteRecord.position)
+        )
+        return Session(
+            session_id=r.session_id,
+            kind=SessionKind(r.kind),
+            team_id=r.team_id,
+            team_version=r.team_version,
+            approver_ids=tuple(approvers),
+            min_approvals=r.min_approvals,
+            requester=Principal(PrincipalKind(r.requester_kind), r.requester_subject),
+            requester_account_id=r.requester_account_id,
+            action=r.action,
+            protected_resource=r.protected_resource,
+            comment=r.comment,
+            create_time=r.create_time,
+            expire_time=r.expire_time,
+            metadata=dict(r.session_metadata),
+            votes=tuple(
+                Vote(v.approver_id, VoteDecision(v.decision), v.comment, v.vote_time, v.signature)
+                for v in votes
+            ),
+            state=SessionState(r.state),
+            status=SessionStatus(r.status),
+            status_message=r.status_message,
+            execution_status=ExecutionStatus(r.execution_status),
+            execution_message=r.execution_message,
+            complete_time=r.complete_time,
+            execution_time=r.execution_time,
+        )
+
+    @staticmethod
+    def _values(s: Session) -> dict[str, Any]:
+        return {
+            "state": s.state.value,
+            "status": s.status.value,
+            "status_message": s.status_message,
+            "execution_status": s.execution_status.value,
+            "execution_message": s.execution_message,
+            "complete_time": s.complete_time,
+            "execution_time": s.execution_time,
+        }
+
+    async def add(self, session: Session) -> None:
+        self._s.add(
+            SessionRecord(
+                session_id=session.session_id,
+                kind=session.kind.value,
+                team_id=session.team_id,
+                team_version=session.team_version,
+                min_approvals=session.min_approvals,
+                requester_kind=session.requester.kind.value,
+                requester_subject=session.requester.subject,
+                requester_account_id=session.requester_account_id,
+                action=session.action,
+                protected_resource=session.protected_resource,
+                comment=session.comment,
+                session_metadata=dict(session.metadata),
+                create_time=session.create_time,
+                expire_time=session.expire_time,
+                **self._values(session),
+            )
+        )
+        await self._s.flush()
+        for i, approver_id in enumerate(session.approver_ids):
+            self._s.add(
+                SessionApproverRecord(
+                    session_id=session.session_id, approver_id=approver_id, position=i
+                )
+            )
+        await self._s.flush()
+        await self._insert_votes(session, set())
+
+    async def _insert_votes(self, session: Session, stored: set[str]) -> None:
+        added = False
+        for i, v in enumerate(session.votes):
+            if v.approver_id in stored:
+                continue
+            self._s.add(
+                VoteRecord(
+                    session_id=session.session_id,
+                    approver_id=v.approver_id,
+                    position=i,
+                    decision=v.decision.value,
+                    comment=v.comment,
+                    vote_time=v.time,
+                    signature=v.signature,
+                )
+            )
+            added = True
+        if added:
+            # A second vote of one approver fails here (primary key), whatever the app did.
+            await self._s.flush()
+
+    async def get(self, session_id: str, *, for_update: bool = False) -> Session | None:
+        q = select(SessionRecord).where(SessionRecord.session_id == session_id)
+        if for_update:
+            q = q.with_for_update().execution_options(populate_existing=True)
+        r = await self._s.scalar(q)
+        return await self._to_domain(r) if r else None
+
+    async def save(self, session: Session) -> None:
+        await self._s.execute(
+            update(SessionRecord)
+            .where(SessionRecord.session_id == session.session_id)
+            .values(**self._values(session))
+        )
+        stored = set(
+            await self._s.scalars(
+                select(VoteRecord.approver_id).where(VoteRecord.session_id == session.session_id)
+            )
+        )
+        await self._insert_votes(session, stored)
+
+    async def list_page(
+        self, query: SessionQuery, now: datetime, after: TimeCursor | None, limit: int
+    ) -> list[Session]:
+        r = SessionRecord
+        q = select(r).order_by(r.create_time.desc(), r.session_id.desc()).limit(limit)
+        conditions: list[ColumnElement[bool]] = []
+        if query.team_id:
+            conditions.append(r.team_id == query.team_id)
+        if query.state is SessionState.PENDING:
+            conditions += [r.state == SessionState.PENDING.value, r.expire_time > now]
+        elif query.state is SessionState.FAILED:
+            conditions.append(
+                or_(
+                    r.state == SessionState.FAILED.value,
+                    and_(r.state == SessionState.PENDING.value, r.expire_time <= now),
+                )
+            )
+        elif query.state is not None:
+            conditions.append(r.state == query.state.value)
+        if query.kind is not None:
+            conditions.append(r.kind == query.kind.value)
+        if query.action:
+            conditions.append(r.action == query.action)
+        if query.protected_resource:
+            conditions.append(r.protected_resource == query.protected_resource)
+        if query.requester_account_id:
+            conditions.append(r.requester_account_id == query.requester_account_id)
+        if query.create_time_start is not None:
+            conditions.append(r.create_time >= query.create_time_start)
+        if query.create_time_end is not None:
+            conditions.append(r.create_time < query.create_time_end)
+        if query.visible_account:
+            conditions.append(
+                or_(
+                    and_(
+                        r.requester_kind == PrincipalKind.ACCOUNT.value,
+                        r.requester_subject == query.visible_account,
+                    ),
+                    exists().where(
+                        VaultRecord.vault_arn == r.protected_resource,
+                        VaultRecord.account_id == query.visible_account,
+                    ),
+                )
+            )
+        if query.visible_approver:
+            conditions.append(
+                exists().where(
+                    SessionApproverRecord.session_id == r.session_id,
+                    SessionApproverRecord.approver_id == query.visible_approver,
+                )
+            )
+        if query.visible_requester is not None:
+            conditions += [
+                r.requester_kind == query.visible_requester.kind.value,
+                r.requester_subject == query.visible_requester.subject,
+            ]
+        if query.awaiting_vote_of:
+            conditions += [
+                r.state == SessionState.PENDING.value,
+                r.expire_time > now,
+                exists().where(
+                    SessionApproverRecord.session_id == r.session_id,
+                    SessionApproverRecord.approver_id == query.awaiting_vote_of,
+                ),
+                ~exists().where(
+                    VoteRecord.session_id == r.session_id,
+                    VoteRecord.approver_id == query.awaiting_vote_of,
+                ),
+            ]
+        cursor = _before(r.create_time, r.session_id, after)
+        if cursor is not None:
+            conditions.append(cursor)
+        if conditions:
+            q = q.where(*conditions)
+        return [await self._to_domain(x) for x in await self._s.scalars(q)]
+
+    async def pending_past_expiry(self, now: datetime, limit: int) -> list[str]:
+        q = (
+            select(SessionRecord.session_id)
+            .where(
+                SessionRecord.state == SessionState.PENDING.value,
+                SessionRecord.expire_time <= now,
+            )
+            .order_by(SessionRecord.expire_time)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return list(await self._s.scalars(q))
+
+    async def pending_of_team(self, team_id: str) -> list[str]:
+        q = (
+            select(SessionRecord.session_id)
+            .where(
+                SessionRecord.team_id == team_id,
+                SessionRecord.state == SessionState.PENDING.value,
+            )
+            .order_by(SessionRecord.session_id)
+        )
+        return list(await self._s.scalars(q))
+
+    async def team_names(self, team_ids: Sequence[str]) -> dict[str, str]:
+        if not team_ids:
+            return {}
+        rows = await self._s.execute(
+            select(TeamRecord.team_id, TeamRecord.name).where(TeamRecord.team_id.in_(set(team_ids)))
+        )
+        return {str(row[0]): str(row[1]) for row in rows}
+
+    async def enrolled_key(self, team_id: str, version: int, approver_id: str) -> bytes | None:
+        key: bytes | None = await self._s.scalar(
+            select(TeamMemberRecord.public_key).where(
+                TeamMemberRecord.team_id == team_id,
+                TeamMemberRecord.version == version,
+                TeamMemberRecord.approver_id == approver_id,
+            )
+        )
+        return key
+
+
+class SqlVaultRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._s = session
+
+    @staticmethod
+    def _to_domain(r: VaultRecord) -> Vault:
+        pending = (
+            PendingAssociation(r.pending_team_id, r.pending_session_id, r.pending_create_time)
+            if r.pending_session_id is not None and r.pending_create_time is not None
+            else None
+        )
+        return Vault(
+            vault_arn=r.vault_arn,
+            account_id=r.account_id,
+            name=r.name,
+            region=r.region,
+            min_retention_days=r.min_retention_days,
+            max_retention_days=r.max_retention_days,
+            create_time=r.create_time,
+            update_time=r.update_time,
+            tags=dict(r.tags),
+            team_id=r.team_id,
+            pending_association=pending,
+        )
+
+    @staticmethod
+    def _values(v: Vault) -> dict[str, Any]:
+        p = v.pending_association
+        return {
+            "team_id": v.team_id,
+            "pending_team_id": p.team_id if p else None,
+            "pending_session_id": p.session_id if p else None,
+            "pending_create_time": p.create_time if p else None,
+            "update_time": v.update_time,
+        }
+
+    async def add(self, vault: Vault) -> None:
+        self._s.add(
+            VaultRecord(
+                vault_arn=vault.vault_arn,
+                account_id=vault.account_id,
+                name=vault.name,
+                region=vault.region,
+                min_retention_days=vault.min_retention_days,
+                max_retention_days=vault.max_retention_days,
+                tags=dict(vault.tags),
+                create_time=vault.create_time,
+                **self._values(vault),
+            )
+        )
+        await self._s.flush()
+
+    async def get(self, vault_arn: str, *, for_update: bool = False) -> Vault | None:
+        q = select(VaultRecord).where(VaultRecord.vault_arn == vault_arn)
+        if for_update:
+            q = q.with_for_update().execution_options(populate_existing=True)
+        r = await self._s.scalar(q)
+        return self._to_domain(r) if r else None
+
+    async def save(self, vault: Vault) -> None:
+        await self._s.execute(
+            update(VaultRecord)
+            .where(VaultRecord.vault_arn == vault.vault_arn)
+            .values(**self._values(vault))
+        )
+
+    async def list_page(
+        self, account_id: str, team_id: str, after: str | None, limit: int
+    ) -> list[Vault]:
+        q = select(VaultRecord).order_by(VaultRecord.vault_arn).limit(limit)
+        if account_id:
+            q = q.where(VaultRecord.account_id == account_id)
+        if team_id:
+            q = q.where(VaultRecord.team_id == team_id)
+        if after is not None:
+            q = q.where(VaultRecord.vault_arn > after)
+        return [self._to_domain(r) for r in await self._s.scalars(q)]
+
+    async def of_team(self, team_id: str) -> list[str]:
+        q = (
+            select(VaultRecord.vault_arn)
+            .where(or_(VaultRecord.team_id == team_id, VaultRecord.pending_team_id == team_id))
+            .order_by(VaultRecord.vault_arn)
+        )
+        return list(await self._s.scalars(q))
+
+
+class SqlGrantRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._s = session
+
+    @staticmethod
+    def _to_domain(r: RestoreAccessGrantRecord) -> RestoreAccessGrant:
+        return RestoreAccessGrant(
+            grant_id=r.grant_id,
+            vault_arn=r.vault_arn,
+            account_id=r.account_id,
+            restore_vault_name=r.restore_vault_name,
+            restore_vault_arn=r.restore_vault_arn,
+            state=GrantState(r.state),
+            status_message=r.status_message,
+            session_id=r.session_id,
+            comment=r.comment,
+            create_time=r.create_time,
+            update_time=r.update_time,
+            revoke_session_id=r.revoke_session_id,
+        )
+
+    async def add(self, grant: RestoreAccessGrant) -> None:
+        self._s.add(
+            RestoreAccessGrantRecord(
+                grant_id=grant.grant_id,
+                vault_arn=grant.vault_arn,
+                account_id=grant.account_id,
+                restore_vault_name=grant.restore_vault_name,
+                restore_vault_arn=grant.restore_vault_arn,
+                state=grant.state.value,
+                status_message=grant.status_message,
+                session_id=grant.session_id,
+                revoke_session_id=grant.revoke_session_id,
+                comment=grant.comment,
+                create_time=grant.create_time,
+                update_time=grant.update_time,
+            )
+        )
+        await self._s.flush()
+
+    async def _one(self, where: ColumnElement[bool], for_update: bool) -> RestoreAccessGrant | None:
+        q = select(RestoreAccessGrantRecord).where(where)
+        if for_update:
+            q = q.with_for_update().execution_options(populate_existing=True)
+        r = await self._s.scalar(q)
+        return self._to_domain(r) if r else None
+
+    async def get(self, grant_id: str, *, for_update: bool = False) -> RestoreAccessGrant | None:
+        return await self._one(RestoreAccessGrantRecord.grant_id == grant_id, for_update)
+
+    async def save(self, grant: RestoreAccessGrant) -> None:
+        await self._s.execute(
+            update(RestoreAccessGrantRecord)
+            .where(RestoreAccessGrantRecord.grant_id == grant.grant_id)
+            .values(
+                state=grant.state.value,
+                status_message=grant.status_message,
+                revoke_session_id=grant.revoke_session_id,
+                update_time=grant.update_time,
+            )
+        )
+
+    async def open_for(self, vault_arn: str, account_id: str) -> list[RestoreAccessGrant]:
+        g = RestoreAccessGrantRecord
+        q = select(g).where(
+            g.vault_arn == vault_arn,
+            g.account_id == account_id,
+            g.state.in_([s.value for s in OPEN_GRANT_STATES]),
+        )
+        return [self._to_domain(r) for r in await self._s.scalars(q)]
+
+    async def by_session(
+        self, session_id: str, *, for_update: bool = False
+    ) -> RestoreAccessGrant | None:
+        g = RestoreAccessGrantRecord
+        return await self._one(
+            or_(g.session_id == session_id, g.revoke_session_id == session_id), for_update
+        )
+
+    async def list_page(
+        self,
+        vault_arn: str,
+        state: GrantState | None,
+        visible_account: str,
+        after: TimeCursor | None,
+        limit: int,
+    ) -> list[RestoreAccessGrant]:
+        g = RestoreAccessGrantRecord
+        q = select(g).order_by(g.create_time.desc(), g.grant_id.desc()).limit(limit)
+        if vault_arn:
+            q = q.where(g.vault_arn == vault_arn)
+        if state is not None:
+            q = q.where(g.state == state.value)
+        if visible_account:
+            q = q.where(
+                or_(
+                    g.account_id == visible_account,
+                    exists().where(
+                        VaultRecord.vault_arn == g.vault_arn,
+                        VaultRecord.account_id == visible_account,
+                    ),
+                )
+            )
+        cursor = _before(g.create_time, g.grant_id, after)
+        if cursor is not None:
+            q = q.where(cursor)
+        return [self._to_domain(r) for r in await self._s.scalars(q)]
+
+    async def open_of_vaults(self, vault_arns: Sequence[str]) -> list[str]:
+        if not vault_arns:
+            return []
+        g = RestoreAccessGrantRecord
+        q = (
+            select(g.grant_id)
+            .where(
+                g.vault_arn.in_(list(vault_arns)),
+                g.state.in_([s.value for s in OPEN_GRANT_STATES]),
+            )
+            .order_by(g.grant_id)
+        )
+        return list(await self._s.scalars(q))
