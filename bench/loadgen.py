@@ -440,6 +440,8 @@ async def cmd_run(
         }
     dt = after.total - before.total
     result["machine_busy"] = round((after.busy - before.busy) / dt, 3) if dt else None
+    # Other work on the machine (another session's tests, say) shows here and in machine_busy.
+    result["loadavg_1m"] = round(os.getloadavg()[0], 2)
     return result
 
 

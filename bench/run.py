@@ -357,6 +357,7 @@ def summarize(sc: Scenario) -> dict[str, Any]:
         "p99_ms": _median([r["p99_ms"] for r in runs]),
         "errors": sum(sum(r["errors"].values()) for r in runs),
         "machine_busy": _median([r["machine_busy"] for r in runs if r.get("machine_busy")]),
+        "loadavg_1m": _median([r["loadavg_1m"] for r in runs if "loadavg_1m" in r]),
     }
     cpu = [r["cpu_us_per_rpc"] for r in runs if "cpu_us_per_rpc" in r]
     if cpu:
@@ -385,18 +386,24 @@ def add_ratios(result: dict[str, Any]) -> None:
         ref = sc.get(f"ref c={s['conc']}")
         if ref and s["mode"] != "ref" and ref["rpc_per_s"]:
             s["ratio_to_ref"] = round(s["rpc_per_s"] / ref["rpc_per_s"], 3)
+            # Server CPU per RPC is less disturbed by other load on the machine than RPC/s.
+            mine = s.get("cpu_us_per_rpc", {}).get("server")
+            theirs = ref.get("cpu_us_per_rpc", {}).get("server")
+            if mine and theirs:
+                s["cpu_ratio_to_ref"] = round(theirs / mine, 3)
 
 
 def table(results: list[dict[str, Any]]) -> str:
     head = (
         f"{'backend':<9} {'scenario':<22} {'RPC/s':>8} {'min-max':>15} {'p50 ms':>8} "
-        f"{'p99 ms':>8} {'x ref':>6} {'srv us/RPC':>10} {'busy':>5}  extra"
+        f"{'p99 ms':>8} {'x ref':>6} {'srv us/RPC':>10} {'cpu x ref':>9} {'busy':>5}  extra"
     )
     lines = [head, "-" * len(head)]
     for res in results:
         for key, s in res["scenarios"].items():
             ratio = f"{s['ratio_to_ref']:.2f}" if "ratio_to_ref" in s else "1"
             cpu = s.get("cpu_us_per_rpc", {}).get("server", "")
+            cpu_ratio = f"{s['cpu_ratio_to_ref']:.2f}" if "cpu_ratio_to_ref" in s else "1"
             extra = ""
             if s["mode"] == "flow":
                 extra = (
@@ -408,7 +415,7 @@ def table(results: list[dict[str, Any]]) -> str:
             lines.append(
                 f"{res['backend']:<9} {key:<22} {s['rpc_per_s']:>8} "
                 f"{str(s['rpc_per_s_min']) + '-' + str(s['rpc_per_s_max']):>15} "
-                f"{s['p50_ms']:>8} {s['p99_ms']:>8} {ratio:>6} {cpu!s:>10} "
+                f"{s['p50_ms']:>8} {s['p99_ms']:>8} {ratio:>6} {cpu!s:>10} {cpu_ratio:>9} "
                 f"{s['machine_busy']!s:>5}  {extra}"
             )
             if s["mode"] == "flow":
@@ -437,7 +444,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--out", type=Path, help="results file (default bench/results/<time>.json)")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (server logs)")
+    p.add_argument("--report", type=Path, help="only print the table of an earlier results file")
     args = p.parse_args(argv)
+    if args.report:
+        earlier = json.loads(args.report.read_text())["results"]
+        for res in earlier:
+            add_ratios(res)
+        print(table(earlier))
+        return 0
     if args.quick:
         args.duration = 3.0
     args.get_conc = [int(x) for x in args.get_conc.split(",")]

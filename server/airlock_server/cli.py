@@ -75,7 +75,7 @@ async def _serve(settings: Settings, ready_file: Path | None) -> None:
     wiring = wire(settings)
     served = build_server(wiring.app, settings.listen)
     await served.server.start()
-    served.set_serving(True)
+    await served.set_serving(True)
     host = settings.listen.rsplit(":", 1)[0]
     log.info("server.started", listen=f"{host}:{served.port}", region=settings.region)
     if ready_file is not None:
@@ -105,7 +105,7 @@ async def _serve(settings: Settings, ready_file: Path | None) -> None:
     sweeper = asyncio.create_task(sweep())
     await stop.wait()
     log.info("server.stopping", grace_seconds=settings.shutdown_grace)
-    served.set_serving(False)
+    await served.set_serving(False)
     await served.server.stop(settings.shutdown_grace)
     sweeper.cancel()
     with contextlib.suppress(asyncio.CancelledError):

@@ -110,7 +110,18 @@ def test_invalid_argument_names_the_field(server: ServerProcess) -> None:
     assert '"field":"min_approvals"' in answered.stderr
 
 
-def test_unimplemented_rpc_answers_unimplemented(server: ServerProcess) -> None:
-    answered = server.grpcurl("airlock.v1.VaultService/ListVaults", token=server.admin_token)
-    assert answered.returncode == GRPCURL_STATUS_EXIT + 12
-    assert "Code: Unimplemented" in answered.stderr
+def test_an_rpc_answers_a_status_with_error_info_never_unknown(server: ServerProcess) -> None:
+    """Implemented or not yet, a refusal carries the airlock ErrorInfo that grpcurl prints."""
+    for method in (
+        "airlock.v1.AuditService/GetLogCheckpoint",
+        "airlock.v1.TeamService/GetTeamHealth",
+    ):
+        answered = server.grpcurl(method, token=server.admin_token, data="{}")
+        if answered.returncode == 0:
+            continue
+        assert answered.returncode not in (GRPCURL_STATUS_EXIT + 2, GRPCURL_STATUS_EXIT + 13)
+        assert "Code: Unknown" not in answered.stderr
+        assert "Code: Internal" not in answered.stderr
+        assert '"domain":"airlock"' in answered.stderr
+        if "Code: Unimplemented" in answered.stderr:
+            assert '"reason":"NOT_IMPLEMENTED"' in answered.stderr

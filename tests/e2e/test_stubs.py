@@ -19,7 +19,7 @@ import pytest
 import pytest_asyncio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from google.protobuf import duration_pb2
+from google.protobuf import duration_pb2, message_factory
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -48,6 +48,25 @@ pytestmark = pytest.mark.asyncio
 TIMEOUT = 30.0
 Metadata = tuple[tuple[str, str], ...]
 Code = grpc.StatusCode
+
+
+SERVICES = {
+    service.name: service
+    for module in (
+        identity_service_pb2,
+        team_service_pb2,
+        approver_service_pb2,
+        vault_service_pb2,
+        session_service_pb2,
+        audit_service_pb2,
+    )
+    for service in module.DESCRIPTOR.services_by_name.values()
+}
+REQUEST_CLASSES: dict[str, Any] = {
+    method.input_type.full_name: message_factory.GetMessageClass(method.input_type)
+    for service in SERVICES.values()
+    for method in service.methods
+}
 
 
 def unique(prefix: str) -> str:
@@ -608,7 +627,7 @@ async def test_not_found_and_already_exists_have_their_reasons(stubs: Stubs, wor
         )
     )
     assert refusal.code is Code.NOT_FOUND
-    assert refusal.info.reason == "NOT_FOUND"
+    assert refusal.info.reason.endswith("NOT_FOUND")
     refusal = await refused(
         stubs.identity.CreateApprover(
             identity_service_pb2.CreateApproverRequest(
@@ -619,49 +638,45 @@ async def test_not_found_and_already_exists_have_their_reasons(stubs: Stubs, wor
         )
     )
     assert refusal.code is Code.ALREADY_EXISTS
-    assert refusal.info.reason == "ALREADY_EXISTS"
+    assert refusal.info.reason.endswith("ALREADY_EXISTS")
 
 
-async def test_the_rest_of_the_contract_is_unimplemented(stubs: Stubs, world: World) -> None:
+async def test_every_rpc_of_the_contract_answers_with_a_status_never_unknown(
+    stubs: Stubs, world: World
+) -> None:
+    """Each RPC of the six services, called by the admin with an empty request, answers OK or
+    with a google.rpc.Status carrying an airlock ErrorInfo; never UNKNOWN or INTERNAL. RPCs that
+    a later issue implements answer UNIMPLEMENTED with reason NOT_IMPLEMENTED until then."""
     md = auth(world.admin)
-    calls: dict[str, Awaitable[Any]] = {
-        "VaultService/ListVaults": stubs.vaults.ListVaults(
-            vault_service_pb2.ListVaultsRequest(), metadata=md, timeout=TIMEOUT
-        ),
-        "VaultService/CheckAccess": stubs.vaults.CheckAccess(
-            vault_service_pb2.CheckAccessRequest(), metadata=md, timeout=TIMEOUT
-        ),
-        "SessionService/ListSessions": stubs.sessions.ListSessions(
-            session_service_pb2.ListSessionsRequest(), metadata=md, timeout=TIMEOUT
-        ),
-        "AuditService/ListEvents": stubs.audit.ListEvents(
-            audit_service_pb2.ListEventsRequest(), metadata=md, timeout=TIMEOUT
-        ),
-        "TeamService/UpdateApprovalTeam": stubs.teams.UpdateApprovalTeam(
-            team_service_pb2.UpdateApprovalTeamRequest(team_id=world.team_id),
-            metadata=md,
-            timeout=TIMEOUT,
-        ),
-        "ApproverService/Vote": stubs.approver.Vote(
-            approver_service_pb2.VoteRequest(session_id="s"),
-            metadata=auth(world.tokens["approver"]),
-            timeout=TIMEOUT,
-        ),
-    }
-    for name, call in calls.items():
-        refusal = await refused(call)
-        assert refusal.code is Code.UNIMPLEMENTED, name
-        assert refusal.info.reason == "NOT_IMPLEMENTED", name
-
-    # A server stream too.
-    stream = stubs.audit.WatchEvents(
-        audit_service_pb2.WatchEventsRequest(), metadata=md, timeout=TIMEOUT
-    )
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        async for _ in stream:
-            pass
-    assert caught.value.code() is Code.UNIMPLEMENTED
-    assert decode(caught.value).info.reason == "NOT_IMPLEMENTED"
+    unimplemented: list[str] = []
+    for stub in (
+        stubs.identity,
+        stubs.teams,
+        stubs.approver,
+        stubs.vaults,
+        stubs.sessions,
+        stubs.audit,
+    ):
+        service = SERVICES[type(stub).__name__.removesuffix("Stub")]
+        for method in service.methods:
+            name = f"{service.name}/{method.name}"
+            request = REQUEST_CLASSES[method.input_type.full_name]()
+            call = getattr(stub, method.name)(request, metadata=md, timeout=TIMEOUT)
+            try:
+                if method.server_streaming:
+                    await call.read()  # the first message or the error, then hang up
+                    call.cancel()
+                else:
+                    await call
+            except grpc.aio.AioRpcError as error:
+                refusal = decode(error)  # an ErrorInfo of domain airlock, or this fails
+                assert refusal.code not in (Code.UNKNOWN, Code.INTERNAL), name
+                if refusal.code is Code.UNIMPLEMENTED:
+                    assert refusal.info.reason == "NOT_IMPLEMENTED", name
+                    unimplemented.append(name)
+    # What this issue implements is not among them.
+    assert not [n for n in unimplemented if n.startswith(("IdentityService/", "ApproverService/L"))]
+    assert "TeamService/CreateApprovalTeam" not in unimplemented
 
 
 # --- request_id -----------------------------------------------------------------------------

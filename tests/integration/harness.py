@@ -28,7 +28,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from airlock_server.app.common import Deps
 from airlock_server.app.identity import IdentityService
 from airlock_server.app.ports import UnitOfWork
+from airlock_server.app.sessions import SessionService
 from airlock_server.app.teams import TeamService
+from airlock_server.app.vaults import VaultService
 from airlock_server.persistence.db import create_engine, session_factory
 from airlock_server.persistence.uow import SqlUnitOfWork
 
@@ -118,6 +120,8 @@ class Harness:
     deps: Deps
     identities: IdentityService
     teams: TeamService
+    sessions: SessionService
+    vaults: VaultService
 
     @property
     def backend(self) -> str:
@@ -144,7 +148,17 @@ def build_harness(url: str, clock: FakeClock) -> Harness:
         return SqlUnitOfWork(sessions, clock)
 
     deps = Deps(uow=uow, clock=clock)
-    return Harness(url, engine, clock, deps, IdentityService(deps), TeamService(deps))
+    sessions_app = SessionService(deps)
+    return Harness(
+        url,
+        engine,
+        clock,
+        deps,
+        IdentityService(deps),
+        TeamService(deps),
+        sessions_app,
+        VaultService(deps, sessions_app),
+    )
 
 
 @dataclass

@@ -320,8 +320,12 @@ def test_one_decline_fails_before_the_deadline() -> None:
     assert settled.status is TeamStatus.FAILED_ACTIVATION
     assert "declined" in settled.status_message
     assert settled.revision == team.revision + 1
-    # A decline does not expire the others' invitations: they stay as they were.
-    assert [m.invitation_state for m in settled.current.members] == [A, D, P]
+    # A decline closes the invitations nobody answered: they are cancelled, not expired.
+    assert [m.invitation_state for m in settled.current.members] == [
+        A,
+        D,
+        InvitationState.CANCELLED,
+    ]
 
 
 def test_ttl_passed_expires_pending_invitations() -> None:

@@ -62,7 +62,7 @@ class TeamRepository(Protocol):
         self, invitation_id: str, *, for_update: bool = False
     ) -> Team | None: ...
     async def list_for_approver(
-        self, approver_id: str, after: str | None, limit: int
+        self, approver_id: str, team_id: str | None, after: str | None, limit: int
     ) -> list[Team]: ...
     async def pending_past_expiry(self, now: datetime, limit: int) -> list[str]:
         """Ids of PENDING teams whose invitations have expired, claimed for this transaction."""

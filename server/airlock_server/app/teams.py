@@ -376,12 +376,12 @@ class TeamService:
         now = self._deps.clock()
 
         async def work(uow: UnitOfWork) -> Page[InvitationView]:
-            teams = await uow.teams.list_for_approver(caller.subject, after, limit + 1)
+            teams = await uow.teams.list_for_approver(
+                caller.subject, team_id or None, after, limit + 1
+            )
             page = page_of(teams, limit, lambda t: t.team_id, query)
             views: list[InvitationView] = []
             for team in page.items:
-                if team_id and team.team_id != team_id:
-                    continue
                 shown = settle_new_team(team, now)
                 for version in (shown.current, shown.pending):
                     member = version.member(caller.subject) if version else None

@@ -53,6 +53,8 @@ class InvitationState(enum.Enum):
     ACCEPTED = "ACCEPTED"
     DECLINED = "DECLINED"
     EXPIRED = "EXPIRED"
+    # Still open when another invitee declined: the team failed, nothing is left to answer.
+    CANCELLED = "CANCELLED"
 
 
 # The team state table: which state may follow which.
@@ -207,15 +209,18 @@ def activation_of(version: TeamVersion, now: datetime) -> Activation:
     return Activation.WAITING
 
 
-def expire_invitations(version: TeamVersion) -> TeamVersion:
-    """The version as it stands once its TTL passed: unanswered invitations expire."""
+def close_invitations(version: TeamVersion, outcome: InvitationState) -> TeamVersion:
+    """The version once its activation failed: unanswered invitations expire or are cancelled."""
     members = tuple(
-        replace(m, invitation_state=InvitationState.EXPIRED)
-        if m.invitation_state is InvitationState.PENDING
-        else m
+        replace(m, invitation_state=outcome) if m.invitation_state is InvitationState.PENDING else m
         for m in version.members
     )
     return replace(version, members=members)
+
+
+def expire_invitations(version: TeamVersion) -> TeamVersion:
+    """The version as it stands once its TTL passed: unanswered invitations expire."""
+    return close_invitations(version, InvitationState.EXPIRED)
 
 
 def settle_new_team(team: Team, now: datetime) -> Team:
@@ -234,7 +239,10 @@ def settle_new_team(team: Team, now: datetime) -> Team:
             revision=team.revision + 1,
             update_time=now,
         )
-    current = expire_invitations(team.current) if outcome is Activation.EXPIRED else team.current
+    current = close_invitations(
+        team.current,
+        InvitationState.EXPIRED if outcome is Activation.EXPIRED else InvitationState.CANCELLED,
+    )
     message = (
         "an approver declined the invitation"
         if outcome is Activation.DECLINED

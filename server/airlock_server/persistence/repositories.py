@@ -384,7 +384,7 @@ class SqlTeamRepository:
         return await self.get(team_id, for_update=for_update) if team_id else None
 
     async def list_for_approver(
-        self, approver_id: str, after: str | None, limit: int
+        self, approver_id: str, team_id: str | None, after: str | None, limit: int
     ) -> list[Team]:
         q = (
             select(TeamRecord)
@@ -401,6 +401,8 @@ class SqlTeamRepository:
             .order_by(TeamRecord.team_id)
             .limit(limit)
         )
+        if team_id is not None:
+            q = q.where(TeamRecord.team_id == team_id)
         if after is not None:
             q = q.where(TeamRecord.team_id > after)
         return [await self._to_domain(r) for r in await self._s.scalars(q)]

@@ -111,6 +111,7 @@ _INVITATION_STATES = {
     InvitationState.ACCEPTED: team_pb2.Invitation.STATE_ACCEPTED,
     InvitationState.DECLINED: team_pb2.Invitation.STATE_DECLINED,
     InvitationState.EXPIRED: team_pb2.Invitation.STATE_EXPIRED,
+    InvitationState.CANCELLED: team_pb2.Invitation.STATE_CANCELLED,
 }
 INVITATION_STATES_BACK = {v: k for k, v in _INVITATION_STATES.items()}
 

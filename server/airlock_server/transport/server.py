@@ -57,17 +57,17 @@ class UseCases:
 @dataclass
 class Served:
     server: grpc.aio.Server
-    health: health.HealthServicer
+    health: health.aio.HealthServicer
     port: int
 
-    def set_serving(self, serving: bool) -> None:
+    async def set_serving(self, serving: bool) -> None:
         status = (
             health_pb2.HealthCheckResponse.SERVING
             if serving
             else health_pb2.HealthCheckResponse.NOT_SERVING
         )
         for name in ("", *SERVICE_NAMES):
-            self.health.set(name, status)
+            await self.health.set(name, status)
 
 
 def build_server(app: UseCases, listen: str) -> Served:
@@ -88,7 +88,9 @@ def build_server(app: UseCases, listen: str) -> Served:
         audit_service_pb2_grpc.AuditServiceServicer(),  # type: ignore[abstract]
         server,
     )
-    health_servicer = health.HealthServicer()
+    # The asyncio servicer: the threaded one blocks a worker thread per Watch stream, and a
+    # watcher left open then keeps the process from exiting after shutdown.
+    health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
