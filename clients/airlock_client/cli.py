@@ -36,6 +36,7 @@ from airlock.v1 import (
 )
 from airlock_client import keys
 from airlock_client.client import DEFAULT_TARGET, DEFAULT_TIMEOUT, AirlockClient
+from airlock_client.demo import DemoFailed, run_demo
 from airlock_client.errors import AirlockError
 
 __all__ = ["format_duration", "main", "main_async", "parse_duration"]
@@ -43,6 +44,7 @@ __all__ = ["format_duration", "main", "main_async", "parse_duration"]
 EXIT_OK = 0
 EXIT_USAGE = 1
 EXIT_LOCAL = 2
+EXIT_DEMO_FAILED = 3
 EXIT_RPC_BASE = 64  # + the gRPC status code, as grpcurl does
 EXIT_INTERRUPTED = 130
 
@@ -64,6 +66,7 @@ exit codes:
   0         success
   1         usage error (bad arguments, no credential given)
   2         local error (a file that cannot be read or written, a bad key file)
+  3         `airlock demo`: a step did not behave as the story says
   64 + N    the server answered with gRPC status N, for example 67 INVALID_ARGUMENT,
             69 NOT_FOUND, 70 ALREADY_EXISTS, 71 PERMISSION_DENIED, 73 FAILED_PRECONDITION,
             76 UNIMPLEMENTED, 78 UNAVAILABLE, 80 UNAUTHENTICATED (the grpcurl convention)
@@ -1007,7 +1010,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("vault_arn", metavar="VAULT_ARN")
     p.add_argument("account_id", metavar="ACCOUNT_ID")
 
+    # demo
+    command(
+        commands,
+        "demo",
+        "run the whole recovery story against the server (admin credential); "
+        "--json prints a summary",
+        _demo,
+    )
+
     return parser
+
+
+async def _demo(client: AirlockClient, args: argparse.Namespace, out: _Output) -> None:
+    # With --json the narration goes to stderr and stdout holds only the summary document.
+    narration = sys.stderr if out.as_json else out.out
+    summary = await run_demo(client, lambda token: _connect(args, token), narration)
+    if out.as_json:
+        out.document(summary.as_dict())
 
 
 # -- running -----------------------------------------------------------------------------------
@@ -1103,6 +1123,9 @@ async def main_async(argv: Sequence[str] | None = None) -> int:
     except (LocalError, keys.KeyFileError) as exc:
         sys.stderr.write(f"error: {exc}\n")
         return EXIT_LOCAL
+    except DemoFailed as exc:
+        sys.stderr.write(f"demo failed: {exc}\n")
+        return EXIT_DEMO_FAILED
     except AirlockError as exc:
         print_error(exc)
         return EXIT_RPC_BASE + int(exc.code)

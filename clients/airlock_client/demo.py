@@ -1,0 +1,439 @@
+"""`airlock demo`: the whole recovery story of Airlock, run against a live server.
+
+Given an admin credential, it plays every part in turn: the admin registers three approvers and
+two accounts (the owner A and the recovery account R) and issues their credentials; creates a
+2-of-3 team whose approvers each enroll a fresh Ed25519 key (held in memory only); shares the team
+with A and R. A creates a logically air-gapped vault and associates the team. R asks for restore
+access; the attacker, holding A's credential, tries to disassociate the team, to cancel R's
+request and to vote, and gets nowhere; two approvers sign and approve, the grant becomes
+AVAILABLE and CheckAccess(vault, R) answers yes.
+
+Each step prints a numbered line, a one-line explanation and its key facts. Every name carries a
+random suffix, so the demo can run any number of times against the same server. A step that does
+not behave as the story says raises `DemoFailed` (the CLI exits non-zero with its message).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from typing import Any, TextIO, TypeVar
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from airlock.v1 import common_pb2, session_pb2, team_pb2, vault_pb2
+from airlock_client import keys
+from airlock_client.client import AirlockClient
+from airlock_client.errors import AirlockError, StatusCode
+
+__all__ = ["DemoFailed", "DemoSummary", "run_demo"]
+
+_T = TypeVar("_T")
+
+Session = session_pb2.Session
+Grant = vault_pb2.RestoreAccessGrant
+Team = team_pb2.ApprovalTeam
+
+APPROVER_NAMES = ("ann", "ben", "cat")
+MIN_APPROVALS = 2
+# Codes that mean "refused for who you are or for the state things are in".
+_REFUSALS = frozenset({StatusCode.PERMISSION_DENIED, StatusCode.FAILED_PRECONDITION})
+
+
+class DemoFailed(Exception):
+    """A step did not behave as the story says; the message names the step and what happened."""
+
+
+@dataclass
+class DemoSummary:
+    """What the demo created and how it ended (the `--json` document)."""
+
+    suffix: str
+    approver_ids: list[str] = field(default_factory=list)
+    owner_account: str = ""
+    recovery_account: str = ""
+    team_id: str = ""
+    vault_arn: str = ""
+    session_id: str = ""
+    grant_id: str = ""
+    disassociation_session_id: str = ""
+    session_state: str = ""
+    grant_state: str = ""
+    access_allowed: bool = False
+    refusals: list[dict[str, str]] = field(default_factory=list)
+    steps: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ok": True,
+            "suffix": self.suffix,
+            "approverIds": self.approver_ids,
+            "ownerAccount": self.owner_account,
+            "recoveryAccount": self.recovery_account,
+            "teamId": self.team_id,
+            "vaultArn": self.vault_arn,
+            "sessionId": self.session_id,
+            "grantId": self.grant_id,
+            "disassociationSessionId": self.disassociation_session_id,
+            "sessionState": self.session_state,
+            "grantState": self.grant_state,
+            "accessAllowed": self.access_allowed,
+            "refusals": self.refusals,
+            "steps": self.steps,
+        }
+
+
+def _name(enum: Any, number: int) -> str:
+    """The short name of an enum value: `Session.State` 2 -> "APPROVED"."""
+    return str(enum.Name(number)).removeprefix("STATE_").removeprefix("STATUS_CODE_")
+
+
+def _account_id() -> str:
+    """A random 12-digit account id that does not start with 0."""
+    return str(secrets.randbelow(9 * 10**11) + 10**11)
+
+
+class _Story:
+    def __init__(
+        self,
+        admin: AirlockClient,
+        connect: Callable[[str], AirlockClient],
+        out: TextIO,
+        stack: AsyncExitStack,
+    ) -> None:
+        self.admin = admin
+        self._connect = connect
+        self._out = out
+        self._stack = stack
+        self.step_no = 0
+        self.title = ""
+        self.summary = DemoSummary(suffix=secrets.token_hex(3))
+
+    # -- narration ---------------------------------------------------------------------------
+
+    def step(self, title: str, explanation: str) -> None:
+        self.step_no += 1
+        self.title = title
+        self.summary.steps = self.step_no
+        self._out.write(f"\n[step {self.step_no}] {title}\n    {explanation}\n")
+        self._out.flush()
+
+    def fact(self, key: str, value: object) -> None:
+        self._out.write(f"    {key}: {value}\n")
+        self._out.flush()
+
+    def fail(self, what: str) -> DemoFailed:
+        return DemoFailed(f"step {self.step_no} ({self.title}): {what}")
+
+    def expect(self, condition: bool, what: str) -> None:
+        if not condition:
+            raise self.fail(what)
+
+    async def call(self, what: str, call: Awaitable[_T]) -> _T:
+        """A call the story needs to succeed; its failure fails the step with the reason."""
+        try:
+            return await call
+        except AirlockError as exc:
+            raise self.fail(f"{what} failed: {exc}") from exc
+
+    async def refused(self, who: str, what: str, call: Awaitable[object]) -> AirlockError:
+        """A call the story needs the server to refuse; it prints the refusal."""
+        try:
+            await call
+        except AirlockError as exc:
+            if exc.code not in _REFUSALS:
+                raise self.fail(f"{what}: expected a refusal, got {exc}") from exc
+            self.fact(f"{who} {what}", f"REFUSED {exc.code.name} {exc.reason}: {exc.message}")
+            self.summary.refusals.append(
+                {"attempt": what, "code": exc.code.name, "reason": exc.reason}
+            )
+            return exc
+        raise self.fail(f"{what} was accepted; the story says it must be refused")
+
+    async def client(self, token: str) -> AirlockClient:
+        return await self._stack.enter_async_context(self._connect(token))
+
+    async def issue(self, kind: str, subject: str) -> AirlockClient:
+        issued = await self.call(
+            f"IssueCredential({kind}:{subject})",
+            self.admin.issue_credential(kind, subject, description=f"airlock demo {kind}"),
+        )
+        self.expect(bool(issued.token), f"the {kind} credential came without a token")
+        return await self.client(issued.token)
+
+
+async def _collect(items: AsyncIterator[_T]) -> list[_T]:
+    return [item async for item in items]
+
+
+async def _play(story: _Story) -> DemoSummary:
+    s = story.summary
+    sfx = s.suffix
+
+    # 1. identities
+    story.step(
+        "the admin registers three approvers and two accounts",
+        "Approvers are trusted people; A owns the vault, R is the clean recovery account.",
+    )
+    whoami = await story.call("WhoAmI", story.admin.whoami())
+    story.expect(
+        whoami.principal.kind == common_pb2.PRINCIPAL_KIND_ADMIN,
+        "the given credential is not an admin credential",
+    )
+    s.approver_ids = [f"demo-{name}-{sfx}" for name in APPROVER_NAMES]
+    for approver_id, name in zip(s.approver_ids, APPROVER_NAMES, strict=True):
+        await story.call(
+            f"CreateApprover({approver_id})",
+            story.admin.create_approver(
+                approver_id, name.capitalize(), email=f"{name}@example.com"
+            ),
+        )
+    s.owner_account, s.recovery_account = _account_id(), _account_id()
+    while s.recovery_account == s.owner_account:
+        s.recovery_account = _account_id()
+    await story.call(
+        "RegisterAccount(A)",
+        story.admin.register_account(s.owner_account, f"demo-owner-{sfx}"),
+    )
+    await story.call(
+        "RegisterAccount(R)",
+        story.admin.register_account(s.recovery_account, f"demo-recovery-{sfx}"),
+    )
+    story.fact("approvers", ", ".join(s.approver_ids))
+    story.fact("owner account A", s.owner_account)
+    story.fact("recovery account R", s.recovery_account)
+
+    # 2. credentials
+    story.step(
+        "the admin issues a credential to each of them",
+        "Bearer tokens, shown once; approvers authenticate on a path of their own.",
+    )
+    approvers = {a: await story.issue("approver", a) for a in s.approver_ids}
+    owner = await story.issue("account", s.owner_account)
+    recovery = await story.issue("account", s.recovery_account)
+    story.fact("credentials issued", len(approvers) + 2)
+
+    # 3. the team
+    story.step(
+        f"the admin creates a {MIN_APPROVALS}-of-{len(s.approver_ids)} approval team",
+        "The team stays PENDING until every invitee accepts.",
+    )
+    team = await story.call(
+        "CreateApprovalTeam",
+        story.admin.create_team(f"demo-guardians-{sfx}", s.approver_ids, MIN_APPROVALS),
+    )
+    s.team_id = team.team_id
+    story.fact("team", f"{team.team_id} ({team.name})")
+    story.fact("state", _name(Team.State, team.state))
+    story.expect(team.state == Team.STATE_PENDING, "a new team must be PENDING")
+
+    # 4. invitations
+    story.step(
+        "each approver generates an Ed25519 key and accepts its invitation",
+        "Accepting enrolls the public key, proven by a signature over the invitation id.",
+    )
+    signing_keys: dict[str, Ed25519PrivateKey] = {}
+    team_state = ""
+    for approver_id, client in approvers.items():
+        invitations = await story.call(
+            f"ListInvitations({approver_id})",
+            _collect(client.list_invitations(team_id=s.team_id)),
+        )
+        pending = [i for i in invitations if i.state == team_pb2.Invitation.STATE_PENDING]
+        story.expect(len(pending) == 1, f"{approver_id} sees {len(pending)} pending invitations")
+        key = keys.generate_private_key()
+        signing_keys[approver_id] = key
+        answer = await story.call(
+            f"RespondToInvitation({approver_id})",
+            client.respond_to_invitation(pending[0].invitation_id, True, key),
+        )
+        team_state = _name(Team.State, answer.team_state)
+        story.fact(
+            approver_id,
+            f"accepted {pending[0].invitation_id}, key {keys.public_key_base64(key)[:12]}..., "
+            f"team {team_state}",
+        )
+    team = await story.call("GetApprovalTeam", story.admin.get_team(s.team_id))
+    story.fact("team state", _name(Team.State, team.state))
+    story.expect(team.state == Team.STATE_ACTIVE, "the team is not ACTIVE after every accept")
+
+    # 5. shares
+    story.step(
+        "the admin shares the team with A and R",
+        "Only accounts the team is shared with may use it.",
+    )
+    for account in (s.owner_account, s.recovery_account):
+        await story.call(
+            f"ShareTeam({account})", story.admin.share_team(s.team_id, account_id=account)
+        )
+    story.fact("shared with", f"{s.owner_account}, {s.recovery_account}")
+
+    # 6. the vault
+    story.step(
+        "A creates a logically air-gapped vault and associates the team",
+        "The first association needs no approval; any later change needs the team's.",
+    )
+    vault = await story.call(
+        "CreateVault",
+        owner.create_vault(f"demo-lag-{sfx}", min_retention_days=7, max_retention_days=35),
+    )
+    s.vault_arn = vault.vault_arn
+    associated = await story.call(
+        "AssociateApprovalTeam", owner.associate_team(s.vault_arn, s.team_id)
+    )
+    story.fact("vault", s.vault_arn)
+    story.fact("guarded by", associated.vault.team_id or "-")
+    story.expect(associated.vault.team_id == s.team_id, "the team was not associated at once")
+    story.expect(not associated.HasField("session"), "the first association opened a session")
+
+    # 7. the request
+    story.step(
+        "A is compromised: R requests restore access from a clean account",
+        "This opens an approval session for the team; the grant waits in CREATING.",
+    )
+    asked = await story.call(
+        "RequestRestoreAccess",
+        recovery.request_restore_access(
+            s.vault_arn, comment=f"account {s.owner_account} is compromised; restoring"
+        ),
+    )
+    session, grant = asked.session, asked.grant
+    s.session_id, s.grant_id = session.session_id, grant.grant_id
+    story.fact("session", f"{session.session_id} {_name(Session.State, session.state)}")
+    story.fact("grant", f"{grant.grant_id} {_name(Grant.State, grant.state)}")
+    story.fact("restore vault", grant.restore_vault_arn or "-")
+    story.expect(session.state == Session.STATE_PENDING, "the session is not PENDING")
+    story.expect(grant.state == Grant.STATE_CREATING, "the grant is not CREATING")
+    access = await story.call(
+        "CheckAccess", story.admin.check_access(s.vault_arn, s.recovery_account)
+    )
+    story.fact("CheckAccess(vault, R)", "yes" if access.allowed else "no")
+    story.expect(not access.allowed, "R has access before any approval")
+
+    # 8. the attacker
+    story.step(
+        "the attacker, holding A's credential, tries to stop the recovery",
+        "A may own the vault, but it cannot remove the team, cancel R's request or vote.",
+    )
+    removal = await story.call(
+        "DisassociateApprovalTeam (attacker)",
+        owner.disassociate_team(s.vault_arn, comment="nothing to see here"),
+    )
+    story.expect(removal.HasField("session"), "disassociation did not need the team's approval")
+    s.disassociation_session_id = removal.session.session_id
+    story.fact(
+        "attacker DisassociateApprovalTeam",
+        f"NOT DONE: needs the team's vote (session {removal.session.session_id} "
+        f"{_name(Session.State, removal.session.state)}); vault still guarded by "
+        f"{removal.vault.team_id}",
+    )
+    story.expect(removal.vault.team_id == s.team_id, "the attacker removed the team")
+    await story.refused(
+        "attacker", "DisassociateApprovalTeam again", owner.disassociate_team(s.vault_arn)
+    )
+    await story.refused("attacker", "CancelSession", owner.cancel_session(s.session_id))
+    forged = keys.sign_vote(keys.generate_private_key(), session, False)
+    await story.refused(
+        "attacker", "Vote(REJECT)", owner.vote(s.session_id, False, signature=forged)
+    )
+    still = await story.call("GetSession", story.admin.get_session(s.session_id))
+    story.fact("R's session", _name(Session.State, still.state))
+    story.expect(still.state == Session.STATE_PENDING, "R's session did not stay PENDING")
+
+    # 9. review
+    story.step(
+        "the approvers see the session assigned to them",
+        "Who asks, for what, from where, and why: what each approver reviews before voting.",
+    )
+    for approver_id, client in approvers.items():
+        assigned = await story.call(
+            f"ListAssignedSessions({approver_id})",
+            _collect(client.list_assigned_sessions(awaiting_vote=True)),
+        )
+        mine = [a for a in assigned if a.session_id == s.session_id]
+        story.expect(len(mine) == 1, f"{approver_id} does not see R's session")
+        story.fact(
+            approver_id,
+            f"{mine[0].action} on {mine[0].protected_resource} by "
+            f'account:{mine[0].requester.subject} "{mine[0].comment}"',
+        )
+
+    # 10. the team rejects the attacker's disassociation
+    story.step(
+        "two approvers reject the attacker's disassociation",
+        "Approval is now impossible, so that session FAILS at once and the team stays.",
+    )
+    voters = s.approver_ids[:MIN_APPROVALS]
+    removal_session = removal.session
+    for approver_id in voters:
+        removal_session = await story.call(
+            f"Vote({approver_id}, REJECT)",
+            approvers[approver_id].sign_and_vote(
+                removal.session, False, signing_keys[approver_id], comment="not on my watch"
+            ),
+        )
+        story.fact(
+            approver_id,
+            f"REJECT -> {_name(Session.State, removal_session.state)} "
+            f"({removal_session.rejection_count} rejections)",
+        )
+    story.expect(removal_session.state == Session.STATE_FAILED, "the disassociation did not fail")
+    vault = await story.call("GetVault", owner.get_vault(s.vault_arn))
+    story.fact("vault guarded by", vault.team_id or "-")
+    story.expect(vault.team_id == s.team_id, "the vault lost its team")
+
+    # 11. votes
+    story.step(
+        f"{MIN_APPROVALS} approvers sign and approve R's request",
+        "Each signs the session's vote digest locally; the M-th approval decides.",
+    )
+    decided = session
+    for approver_id in voters:
+        decided = await story.call(
+            f"Vote({approver_id}, APPROVE)",
+            approvers[approver_id].sign_and_vote(
+                session, True, signing_keys[approver_id], comment="verified by phone"
+            ),
+        )
+        story.fact(
+            approver_id,
+            f"APPROVE -> {_name(Session.State, decided.state)} "
+            f"({decided.approval_count} of {decided.min_approvals})",
+        )
+    s.session_state = _name(Session.State, decided.state)
+    story.expect(decided.state == Session.STATE_APPROVED, "the session is not APPROVED")
+
+    # 12. access
+    story.step(
+        "the grant is AVAILABLE and R may restore",
+        "Approved and granted in one transaction; the data plane asks CheckAccess.",
+    )
+    access = await story.call(
+        "CheckAccess", story.admin.check_access(s.vault_arn, s.recovery_account)
+    )
+    s.access_allowed = access.allowed
+    s.grant_state = _name(Grant.State, access.grant.state) if access.HasField("grant") else ""
+    story.fact("CheckAccess(vault, R)", "yes" if access.allowed else "no")
+    story.fact("grant", f"{access.grant.grant_id} {s.grant_state or '-'}")
+    story.expect(access.allowed, "CheckAccess(vault, R) answers no")
+    story.expect(access.grant.grant_id == s.grant_id, "access comes through another grant")
+    story.expect(access.grant.state == Grant.STATE_AVAILABLE, "the grant is not AVAILABLE")
+    return s
+
+
+async def run_demo(
+    admin: AirlockClient, connect: Callable[[str], AirlockClient], out: TextIO
+) -> DemoSummary:
+    """Plays the story with `admin` (an admin credential's client); `connect(token)` opens a
+    client for another principal on the same server. Narrates on `out`; raises DemoFailed."""
+    async with AsyncExitStack() as stack:
+        story = _Story(admin, connect, out, stack)
+        summary = await _play(story)
+    out.write(
+        f"\nThe story holds: {summary.steps} steps, session {summary.session_id} "
+        f"{summary.session_state}, grant {summary.grant_id} {summary.grant_state}.\n"
+    )
+    out.flush()
+    return summary
