@@ -8,10 +8,22 @@ Subcommands (each prints one JSON object on stdout):
   pairs  --target H:P --admin-token-file F --count N --prefix P --out FILE
          N fresh pairs of approvers (credential + key each) appended to FILE, one JSON line
          per pair: what `flow` consumes, one pair per flow.
-  run    --mode get|flow|ref --target H:P --conc C [--channels K] [--warmup S] [--duration S]
+  recovery-setup --target H:P --admin-token-file F
+         three approvers (credentials, Ed25519 keys), an ACTIVE 2-of-3 team shared with two
+         accounts, the owner A and the recovery account R (credentials for both), and a
+         service credential (CheckAccess): what `vote` and `restore` use.
+  vaults --target H:P --state FILE --count N --prefix P --out FILE [--request]
+         N vaults owned by A, each associated with the team, one JSON line each appended to
+         FILE; with --request, R also requests restore access on each (the line then holds the
+         session, serialized, for signing the votes): what `vote` consumes.
+  run    --mode get|flow|ref|vote|restore --target H:P --conc C [--channels K] [--warmup S]
+         [--duration S]
          closed loop: C coroutines each issue their next call as soon as the last returns;
          calls completing during the warm-up are discarded, then the calls completing in the
          measured window are counted and timed (latency = from the call to its response).
+         `vote` is not time-boxed: it casts 2 signed APPROVE votes (2 of the 3 approvers,
+         random) on every session of --vaults-file, all the votes in random order, and
+         measures the whole drain (the server is warm from making the sessions).
 """
 
 from __future__ import annotations
@@ -20,6 +32,7 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import secrets
 import sys
 import time
@@ -43,10 +56,15 @@ from airlock.v1 import (
     common_pb2,
     identity_service_pb2,
     identity_service_pb2_grpc,
+    session_pb2,
     team_pb2,
     team_service_pb2,
     team_service_pb2_grpc,
+    vault_pb2,
+    vault_service_pb2,
+    vault_service_pb2_grpc,
 )
+from airlock_client.keys import sign_vote
 
 REF_METHOD = "/bench.Reference/Insert"
 REF_PAYLOAD = b"x" * 16
@@ -274,6 +292,124 @@ async def cmd_pairs(
     return {"pairs": len(lines), "seconds": round(time.perf_counter() - t0, 2)}
 
 
+# --- recovery (issue 3): a 2-of-3 team, vaults, restore-access sessions ----------------------
+
+
+async def _token(ident: Any, admin: Metadata, kind: int, subject: str) -> str:
+    issued = await ident.IssueCredential(
+        identity_service_pb2.IssueCredentialRequest(
+            principal=common_pb2.Principal(kind=kind, subject=subject),  # type: ignore[arg-type]
+            description="bench",
+        ),
+        metadata=admin,
+    )
+    token: str = issued.token
+    return token
+
+
+async def cmd_recovery_setup(target: str, admin_token: str) -> dict[str, Any]:
+    admin = bearer(admin_token)
+    suffix = secrets.token_hex(3)
+    async with grpc.aio.insecure_channel(target) as ch:
+        ident = identity_service_pb2_grpc.IdentityServiceStub(ch)
+        teams = team_service_pb2_grpc.TeamServiceStub(ch)
+        appr = approver_service_pb2_grpc.ApproverServiceStub(ch)
+        accounts: dict[str, dict[str, str]] = {}
+        for role in ("owner", "recovery"):
+            account_id = f"{secrets.randbelow(10**12):012d}"
+            await ident.RegisterAccount(
+                identity_service_pb2.RegisterAccountRequest(account_id=account_id, name=role),
+                metadata=admin,
+            )
+            token = await _token(ident, admin, common_pb2.PRINCIPAL_KIND_ACCOUNT, account_id)
+            accounts[role] = {"id": account_id, "token": token}
+        approvers = [
+            await _create_approver(ident, admin, f"guard-{suffix}-{n}") for n in ("a", "b", "c")
+        ]
+        created = await teams.CreateApprovalTeam(
+            team_service_pb2.CreateApprovalTeamRequest(
+                name=f"guardians-{suffix}",
+                description="guards the vaults of the vote benchmark",
+                approver_ids=[a["id"] for a in approvers],
+                min_approvals=2,
+            ),
+            metadata=admin,
+        )
+        team_id = created.team.team_id
+        state, _ = await _accept_all(appr, team_id, approvers)
+        if state != team_pb2.ApprovalTeam.STATE_ACTIVE:
+            raise RuntimeError(f"recovery team is {state}, not ACTIVE")
+        for acc in accounts.values():
+            await teams.ShareTeam(
+                team_service_pb2.ShareTeamRequest(
+                    team_id=team_id,
+                    principal=common_pb2.Principal(
+                        kind=common_pb2.PRINCIPAL_KIND_ACCOUNT, subject=acc["id"]
+                    ),
+                ),
+                metadata=admin,
+            )
+        checker = await _token(ident, admin, common_pb2.PRINCIPAL_KIND_SERVICE, f"dp-{suffix}")
+    return {
+        "team_id": team_id,
+        "owner": accounts["owner"],
+        "recovery": accounts["recovery"],
+        "approvers": approvers,
+        "checker_token": checker,
+    }
+
+
+async def _request(vaults: Any, recovery: Metadata, arn: str) -> Any:
+    return await vaults.RequestRestoreAccess(
+        vault_service_pb2.RequestRestoreAccessRequest(vault_arn=arn, comment="bench: A is gone"),
+        metadata=recovery,
+    )
+
+
+async def cmd_vaults(
+    target: str, rs: dict[str, Any], count: int, prefix: str, out: Path, request: bool
+) -> dict[str, Any]:
+    owner = bearer(rs["owner"]["token"])
+    recovery = bearer(rs["recovery"]["token"])
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(count):
+        queue.put_nowait(i)
+    lines: list[str] = []
+    t0 = time.perf_counter()
+    async with grpc.aio.insecure_channel(target) as ch:
+        vaults = vault_service_pb2_grpc.VaultServiceStub(ch)
+
+        async def worker() -> None:
+            while True:
+                try:
+                    i = queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    return
+                made = await vaults.CreateVault(
+                    vault_service_pb2.CreateVaultRequest(
+                        name=f"{prefix}-{i}", min_retention_days=7, max_retention_days=35
+                    ),
+                    metadata=owner,
+                )
+                arn = made.vault.vault_arn
+                await vaults.AssociateApprovalTeam(
+                    vault_service_pb2.AssociateApprovalTeamRequest(
+                        vault_arn=arn, team_id=rs["team_id"]
+                    ),
+                    metadata=owner,
+                )
+                line: dict[str, str] = {"arn": arn}
+                if request:
+                    asked = await _request(vaults, recovery, arn)
+                    line["session"] = asked.session.SerializeToString().hex()
+                lines.append(json.dumps(line))
+
+        await asyncio.gather(*(worker() for _ in range(16)))
+    with out.open("a") as f:
+        f.write("".join(line + "\n" for line in lines))
+    return {"vaults": len(lines), "seconds": round(time.perf_counter() - t0, 2)}
+
+
 # --- the closed-loop run ------------------------------------------------------------------
 
 
@@ -310,7 +446,10 @@ def _summary(latencies: list[float], seconds: float) -> dict[str, float]:
 
 
 async def cmd_run(
-    a: argparse.Namespace, state: dict[str, Any], pairs: list[list[dict[str, str]]]
+    a: argparse.Namespace,
+    state: dict[str, Any],
+    pairs: list[list[dict[str, str]]],
+    vault_lines: list[dict[str, str]],
 ) -> dict[str, Any]:
     channels = [grpc.aio.insecure_channel(a.target) for _ in range(a.channels)]
     for ch in channels:
@@ -345,6 +484,32 @@ async def cmd_run(
 
             return get_once
 
+        if a.mode == "restore":
+            vaults = vault_service_pb2_grpc.VaultServiceStub(ch)
+            voter = approver_service_pb2_grpc.ApproverServiceStub(ch)
+            recovery = bearer(state["recovery"]["token"])
+
+            async def restore_once() -> None:
+                arn = next_vault()
+                f0 = time.perf_counter()
+                asked = await _request(vaults, recovery, arn)
+                t1 = time.perf_counter()
+                rec.call("RequestRestoreAccess", t1 - f0, t1)
+                session = asked.session
+                for who in random.sample(state["approvers"], 2):
+                    t0 = time.perf_counter()
+                    voted = await _vote(voter, who, session)
+                    t1 = time.perf_counter()
+                    rec.call("Vote", t1 - t0, t1)
+                if not _granted(voted.session):
+                    rec.error("session not APPROVED+EXECUTED after 2 votes")
+                    return
+                if rec.inside(t1):
+                    rec.flows.append(t1 - f0)
+                    granted.append(arn)
+
+            return restore_once
+
         teams = team_service_pb2_grpc.TeamServiceStub(ch)
         appr = approver_service_pb2_grpc.ApproverServiceStub(ch)
         admin = bearer(state["admin_token"])
@@ -375,6 +540,16 @@ async def cmd_run(
 
     used = a.pairs_offset
     wrapped = False
+    vault_used = a.vaults_offset
+    granted: list[str] = []
+
+    def next_vault() -> str:
+        nonlocal vault_used
+        if vault_used >= len(vault_lines):
+            raise RuntimeError("out of vaults (make more: the run cannot reuse a vault)")
+        arn: str = vault_lines[vault_used]["arn"]
+        vault_used += 1
+        return arn
 
     def next_pair() -> list[dict[str, str]]:
         nonlocal used, wrapped
@@ -394,6 +569,8 @@ async def cmd_run(
                 await asyncio.sleep(0.01)
             except RuntimeError as err:
                 rec.error(str(err)[:200])
+                if "out of vaults" in str(err):
+                    return
 
     t_begin = time.perf_counter()
     rec.start = t_begin + a.warmup
@@ -406,6 +583,8 @@ async def cmd_run(
     await asyncio.sleep(max(0.0, rec.end - time.perf_counter()))
     after = CpuSnap.take(a.server_pid, with_pg)
     await asyncio.gather(*tasks)
+    if a.mode == "restore":
+        await _check_granted(channels[0], state, granted, rec)
     for ch in channels:
         await ch.close()
 
@@ -422,10 +601,11 @@ async def cmd_run(
         "calls": calls,
         "errors": rec.errors,
     }
-    if a.mode == "flow":
+    if a.mode in ("flow", "restore"):
         result["flows"] = _summary(rec.flows, seconds)
         result["pairs_used_until"] = used
         result["pairs_wrapped"] = wrapped
+        result["vaults_used_until"] = vault_used
         all_lat = sorted(x for v in rec.calls.values() for x in v)
     else:
         all_lat = sorted(next(iter(rec.calls.values()), []))
@@ -445,6 +625,126 @@ async def cmd_run(
     return result
 
 
+def _granted(session: session_pb2.Session) -> bool:
+    return (
+        session.state == session_pb2.Session.STATE_APPROVED
+        and session.execution_status == session_pb2.Session.EXECUTION_STATUS_EXECUTED
+    )
+
+
+async def _vote(voter: Any, who: dict[str, str], session: session_pb2.Session) -> Any:
+    """One signed APPROVE vote: Ed25519 over the session's vote digest (airlock_client.keys)."""
+    return await voter.Vote(
+        approver_service_pb2.VoteRequest(
+            session_id=session.session_id,
+            decision=session_pb2.VOTE_DECISION_APPROVE,
+            signature=sign_vote(_key(who), session, True),
+        ),
+        metadata=bearer(who["token"]),
+    )
+
+
+async def _check_granted(
+    ch: grpc.aio.Channel, state: dict[str, Any], arns: list[str], rec: Recorder
+) -> None:
+    """After the run, not timed: CheckAccess on up to 10 vaults whose session was approved
+    shows R allowed with the grant AVAILABLE."""
+    vaults = vault_service_pb2_grpc.VaultServiceStub(ch)
+    for arn in arns[:10]:
+        got = await vaults.CheckAccess(
+            vault_service_pb2.CheckAccessRequest(vault_arn=arn, account_id=state["recovery"]["id"]),
+            metadata=bearer(state["checker_token"]),
+        )
+        if not got.allowed or got.grant.state != vault_pb2.RestoreAccessGrant.STATE_AVAILABLE:
+            rec.error("grant not AVAILABLE after the session was approved")
+
+
+async def cmd_vote(
+    a: argparse.Namespace, state: dict[str, Any], vault_lines: list[dict[str, str]]
+) -> dict[str, Any]:
+    """Every session of vault_lines gets 2 signed APPROVE votes (2 of the 3 approvers, picked
+    at random), all votes in one random order, drained by C coroutines; the whole drain is
+    measured (the server is warm: it has just made the sessions)."""
+    sessions = [
+        session_pb2.Session.FromString(bytes.fromhex(line["session"])) for line in vault_lines
+    ]
+    votes = [(s, who) for s in sessions for who in random.sample(state["approvers"], 2)]
+    random.shuffle(votes)
+    signed = [(s, who, sign_vote(_key(who), s, True)) for s, who in votes]  # signing is not timed
+    queue: asyncio.Queue[tuple[session_pb2.Session, dict[str, str], bytes]] = asyncio.Queue()
+    for v in signed:
+        queue.put_nowait(v)
+    channels = [grpc.aio.insecure_channel(a.target) for _ in range(a.channels)]
+    for ch in channels:
+        await asyncio.wait_for(ch.channel_ready(), 10)
+    rec = Recorder()
+    granted: list[str] = []
+    arn_of = {s.session_id: line["arn"] for s, line in zip(sessions, vault_lines, strict=True)}
+
+    async def worker(n: int) -> None:
+        voter = approver_service_pb2_grpc.ApproverServiceStub(channels[n % len(channels)])
+        while True:
+            try:
+                session, who, signature = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            t0 = time.perf_counter()
+            try:
+                resp = await voter.Vote(
+                    approver_service_pb2.VoteRequest(
+                        session_id=session.session_id,
+                        decision=session_pb2.VOTE_DECISION_APPROVE,
+                        signature=signature,
+                    ),
+                    metadata=bearer(who["token"]),
+                )
+            except grpc.aio.AioRpcError as err:
+                rec.error(f"{err.code().name}: {err.details()}"[:200])
+                continue
+            t1 = time.perf_counter()
+            rec.call("Vote", t1 - t0, t1)
+            if _granted(resp.session):
+                granted.append(arn_of[session.session_id])
+
+    with_pg = a.pg_cpu
+    before = CpuSnap.take(a.server_pid, with_pg)
+    t_begin = time.perf_counter()
+    await asyncio.gather(*(worker(n) for n in range(a.conc)))
+    seconds = time.perf_counter() - t_begin
+    after = CpuSnap.take(a.server_pid, with_pg)
+    if len(granted) != len(sessions):
+        rec.errors["sessions not APPROVED+EXECUTED after 2 votes"] = len(sessions) - len(granted)
+    await _check_granted(channels[0], state, granted, rec)
+    for ch in channels:
+        await ch.close()
+    lat = sorted(rec.calls.get("Vote", []))
+    result: dict[str, Any] = {
+        "mode": "vote",
+        "conc": a.conc,
+        "channels": a.channels,
+        "warmup_s": 0,
+        "duration_s": round(seconds, 2),
+        "sessions": len(sessions),
+        "sessions_granted": len(granted),
+        "rpc_per_s": round(len(lat) / seconds, 1),
+        "calls": {"Vote": _summary(lat, seconds)},
+        "errors": rec.errors,
+        "p50_ms": round(percentile(lat, 0.5) * 1000, 2),
+        "p99_ms": round(percentile(lat, 0.99) * 1000, 2),
+    }
+    if lat:
+        per_call = 1e6 / len(lat)
+        result["cpu_us_per_rpc"] = {
+            "server": round((after.server - before.server) * per_call),
+            "loadgen": round((after.own - before.own) * per_call),
+            "postgres": round((after.pg - before.pg) * per_call) if with_pg else None,
+        }
+    dt = after.total - before.total
+    result["machine_busy"] = round((after.busy - before.busy) / dt, 3) if dt else None
+    result["loadavg_1m"] = round(os.getloadavg()[0], 2)
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -457,8 +757,18 @@ def main(argv: list[str] | None = None) -> int:
     pr.add_argument("--count", type=int, required=True)
     pr.add_argument("--prefix", required=True)
     pr.add_argument("--out", type=Path, required=True)
+    rs = sub.add_parser("recovery-setup")
+    rs.add_argument("--target", required=True)
+    rs.add_argument("--admin-token-file", type=Path, required=True)
+    v = sub.add_parser("vaults")
+    v.add_argument("--target", required=True)
+    v.add_argument("--state", type=Path, required=True, help="JSON from recovery-setup")
+    v.add_argument("--count", type=int, required=True)
+    v.add_argument("--prefix", required=True)
+    v.add_argument("--out", type=Path, required=True)
+    v.add_argument("--request", action="store_true", help="R requests restore access on each")
     r = sub.add_parser("run")
-    r.add_argument("--mode", choices=["get", "flow", "ref"], required=True)
+    r.add_argument("--mode", choices=["get", "flow", "ref", "vote", "restore"], required=True)
     r.add_argument("--target", required=True)
     r.add_argument("--conc", type=int, default=16)
     r.add_argument("--channels", type=int, default=4)
@@ -467,6 +777,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--state", help="JSON from setup (+ admin_token) for get and flow")
     r.add_argument("--pairs-file", help="approver pairs for flow")
     r.add_argument("--pairs-offset", type=int, default=0)
+    r.add_argument("--vaults-file", help="vaults (vote: with sessions) for vote and restore")
+    r.add_argument("--vaults-offset", type=int, default=0)
     r.add_argument("--server-pid", type=int, help="whose CPU to account")
     r.add_argument("--pg-cpu", action="store_true", help="account PostgreSQL's CPU too")
     a = p.parse_args(argv)
@@ -476,13 +788,26 @@ def main(argv: list[str] | None = None) -> int:
     elif a.cmd == "pairs":
         token = a.admin_token_file.read_text().strip()
         out = asyncio.run(cmd_pairs(a.target, token, a.count, a.prefix, a.out))
+    elif a.cmd == "recovery-setup":
+        token = a.admin_token_file.read_text().strip()
+        out = asyncio.run(cmd_recovery_setup(a.target, token))
+    elif a.cmd == "vaults":
+        rstate = json.loads(a.state.read_text())
+        out = asyncio.run(cmd_vaults(a.target, rstate, a.count, a.prefix, a.out, a.request))
     else:
         state = json.loads(Path(a.state).read_text()) if a.state else {}
         pairs = []
         if a.mode == "flow":
             with open(a.pairs_file) as f:
                 pairs = [json.loads(line) for line in f]
-        out = asyncio.run(cmd_run(a, state, pairs))
+        vault_lines: list[dict[str, str]] = []
+        if a.mode in ("vote", "restore"):
+            with open(a.vaults_file) as f:
+                vault_lines = [json.loads(line) for line in f]
+        if a.mode == "vote":
+            out = asyncio.run(cmd_vote(a, state, vault_lines[a.vaults_offset :]))
+        else:
+            out = asyncio.run(cmd_run(a, state, pairs, vault_lines))
     json.dump(out, sys.stdout)
     sys.stdout.write("\n")
     return 0

@@ -15,6 +15,16 @@ round-robin so that drift hits every scenario alike:
   get   c=16, c=64   GetApprovalTeam of an ACTIVE team, by an account it is shared with
   flow  c=16         CreateApprovalTeam (2-of-2), then each approver ListInvitations +
                      RespondToInvitation(ACCEPT, Ed25519 key + key_proof) -> ACTIVE
+  vote  c=16         (issue 3) N restore-access sessions in flight (N vaults of account A,
+                     each associated with one 2-of-3 team, R requested restore access on
+                     each; made before, not timed), then 2 signed Votes per session, all
+                     votes in random order, drained by C coroutines: Vote RPC/s, p50, p99
+  restore c=16       (issue 3) RequestRestoreAccess on a fresh associated vault, then 2
+                     signed Votes -> session APPROVED/EXECUTED, grant AVAILABLE: sessions/s
+                     and request-to-AVAILABLE p50/p99, many sessions in flight
+
+`--scenarios get,flow,vote` picks them (default all; `vote` means vote + restore; the
+reference always runs, for the ratios).
 
 It prints a table of medians (RPC/s, p50, p99, ratio to the reference at the same
 concurrency) and writes every run to bench/results/<time>.json. Everything listens on
@@ -195,22 +205,80 @@ def _bench_backend(
         state_file.write_text(json.dumps(setup))
         log(f"{backend}: setup done (team {setup['team_id']})")
 
+        rstate_file = work / "recovery.json"
+        if "vote" in args.scenarios:
+            rstate = run_json(
+                [
+                    PY,
+                    str(HERE / "loadgen.py"),
+                    "recovery-setup",
+                    "--target",
+                    target0,
+                    "--admin-token-file",
+                    str(token_file),
+                ],
+                timeout=120,
+            )
+            rstate_file.write_text(json.dumps(rstate))
+            log(f"{backend}: recovery setup done (2-of-3 team {rstate['team_id']})")
+
         scenarios: list[Scenario] = []
-        for c in args.get_conc:
+        ref_conc = sorted(
+            set(args.get_conc if "get" in args.scenarios else [])
+            | set(args.flow_conc if "flow" in args.scenarios else [])
+            | set(args.vote_conc if "vote" in args.scenarios else [])
+        )
+        for c in ref_conc:
             scenarios.append(Scenario(f"ref c={c}", "ref", c, "reference"))
         for level in args.log_levels:
-            for c in args.get_conc if level == args.log_levels[0] else args.get_conc[:1]:
-                scenarios.append(
-                    Scenario(f"get c={c} log={level}", "get", c, f"airlock log={level}")
-                )
-            for c in args.flow_conc:
-                scenarios.append(
-                    Scenario(f"flow c={c} log={level}", "flow", c, f"airlock log={level}")
-                )
+            first = level == args.log_levels[0]
+            if "get" in args.scenarios:
+                for c in args.get_conc if first else args.get_conc[:1]:
+                    scenarios.append(
+                        Scenario(f"get c={c} log={level}", "get", c, f"airlock log={level}")
+                    )
+            if "flow" in args.scenarios:
+                for c in args.flow_conc:
+                    scenarios.append(
+                        Scenario(f"flow c={c} log={level}", "flow", c, f"airlock log={level}")
+                    )
+            if "vote" in args.scenarios and first:
+                for c in args.vote_conc:
+                    for mode in ("vote", "restore"):
+                        scenarios.append(
+                            Scenario(f"{mode} c={c} log={level}", mode, c, f"airlock log={level}")
+                        )
 
         pairs_total = 0
         pairs_next = 0
         flow_rate_guess = 30.0
+        restore_rate_guess = 10.0
+        restore_vaults = work / "restore-vaults.jsonl"
+        restore_vaults.touch()
+        restore_total = 0
+        restore_next = 0
+
+        def make_vaults(count: int, prefix: str, out: Path, request: bool) -> dict[str, Any]:
+            return run_json(
+                [
+                    PY,
+                    str(HERE / "loadgen.py"),
+                    "vaults",
+                    "--target",
+                    target0,
+                    "--state",
+                    str(rstate_file),
+                    "--count",
+                    str(count),
+                    "--prefix",
+                    prefix,
+                    "--out",
+                    str(out),
+                ]
+                + (["--request"] if request else []),
+                timeout=900,
+            )
+
         for rep in range(args.reps):
             for sc in scenarios:
                 server = servers[sc.target]
@@ -233,10 +301,34 @@ def _bench_backend(
                     "--server-pid",
                     str(server.proc.pid),
                     "--state",
-                    str(state_file),
+                    str(rstate_file if sc.mode in ("vote", "restore") else state_file),
                 ]
                 if backend == "postgres":
                     argv.append("--pg-cpu")
+                if sc.mode == "vote":
+                    sessions_file = work / f"vote-{rep}-{sc.conc}.jsonl"
+                    made = make_vaults(
+                        args.vote_sessions, f"vote-{rep}-{sc.conc}", sessions_file, True
+                    )
+                    log(
+                        f"{backend}: {made['vaults']} vaults + restore-access sessions in "
+                        f"{made['seconds']} s"
+                    )
+                    argv += ["--vaults-file", str(sessions_file)]
+                if sc.mode == "restore":
+                    need = (
+                        int(restore_rate_guess * (args.warmup + args.duration + 2) * 1.5) + sc.conc
+                    )
+                    if restore_total - restore_next < need:
+                        made = make_vaults(need, f"restore-{restore_total}", restore_vaults, False)
+                        restore_total += made["vaults"]
+                        log(f"{backend}: +{made['vaults']} vaults in {made['seconds']} s")
+                    argv += [
+                        "--vaults-file",
+                        str(restore_vaults),
+                        "--vaults-offset",
+                        str(restore_next),
+                    ]
                 if sc.mode == "flow":
                     need = int(flow_rate_guess * (args.warmup + args.duration + 2) * 1.5) + sc.conc
                     if pairs_total - pairs_next < need:
@@ -268,6 +360,9 @@ def _bench_backend(
                 if sc.mode == "flow":
                     pairs_next = res["pairs_used_until"]
                     flow_rate_guess = max(flow_rate_guess, res["flows"]["per_s"])
+                if sc.mode == "restore":
+                    restore_next = res["vaults_used_until"]
+                    restore_rate_guess = max(restore_rate_guess, res["flows"]["per_s"])
                 log(
                     f"{backend} rep {rep + 1}/{args.reps} {sc.key}: {res['rpc_per_s']} RPC/s "
                     f"p50 {res['p50_ms']} ms p99 {res['p99_ms']} ms"
@@ -364,11 +459,15 @@ def summarize(sc: Scenario) -> dict[str, Any]:
         out["cpu_us_per_rpc"] = {
             k: _median([c[k] for c in cpu]) if cpu[0][k] is not None else None for k in cpu[0]
         }
-    if sc.mode == "flow":
+    if sc.mode == "vote":
+        out["sessions"] = sum(r["sessions"] for r in runs)
+        out["sessions_granted"] = sum(r["sessions_granted"] for r in runs)
+        out["drain_s"] = _median([r["duration_s"] for r in runs])
+    if sc.mode in ("flow", "restore"):
         out["flows_per_s"] = _median([r["flows"]["per_s"] for r in runs])
         out["flow_p50_ms"] = _median([r["flows"]["p50_ms"] for r in runs])
         out["flow_p99_ms"] = _median([r["flows"]["p99_ms"] for r in runs])
-        out["pairs_wrapped"] = any(r["pairs_wrapped"] for r in runs)
+        out["pairs_wrapped"] = any(r.get("pairs_wrapped") for r in runs)
         methods = sorted({m for r in runs for m in r["calls"]})
         out["per_rpc"] = {
             m: {
@@ -410,6 +509,16 @@ def table(results: list[dict[str, Any]]) -> str:
                     f"{s['flows_per_s']} flows/s, flow p50 {s['flow_p50_ms']} ms "
                     f"p99 {s['flow_p99_ms']} ms"
                 )
+            if s["mode"] == "restore":
+                extra = (
+                    f"{s['flows_per_s']} sessions/s, request->AVAILABLE p50 "
+                    f"{s['flow_p50_ms']} ms p99 {s['flow_p99_ms']} ms"
+                )
+            if s["mode"] == "vote":
+                extra = (
+                    f"{s['sessions_granted']}/{s['sessions']} sessions granted, "
+                    f"drain {s['drain_s']} s"
+                )
             if s["errors"]:
                 extra += f" ERRORS {s['errors']}"
             lines.append(
@@ -418,7 +527,7 @@ def table(results: list[dict[str, Any]]) -> str:
                 f"{s['p50_ms']:>8} {s['p99_ms']:>8} {ratio:>6} {cpu!s:>10} {cpu_ratio:>9} "
                 f"{s['machine_busy']!s:>5}  {extra}"
             )
-            if s["mode"] == "flow":
+            if s["mode"] in ("flow", "restore"):
                 for m, v in s["per_rpc"].items():
                     lines.append(
                         f"{'':<9}   {m:<20} {v['per_s']:>8} {'':>15} {v['p50_ms']:>8} "
@@ -437,6 +546,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--channels", type=int, default=4, help="grpc.aio channels per load process")
     p.add_argument("--get-conc", default="16,64")
     p.add_argument("--flow-conc", default="16")
+    p.add_argument("--vote-conc", default="16")
+    p.add_argument("--vote-sessions", type=int, default=200, help="sessions in flight per vote run")
+    p.add_argument(
+        "--scenarios",
+        default="get,flow,vote",
+        help="comma list of get,flow,vote (vote = vote drain + restore flow); ref always runs",
+    )
     p.add_argument(
         "--log-levels",
         default="warning,info",
@@ -456,6 +572,11 @@ def main(argv: list[str] | None = None) -> int:
         args.duration = 3.0
     args.get_conc = [int(x) for x in args.get_conc.split(",")]
     args.flow_conc = [int(x) for x in args.flow_conc.split(",")]
+    args.vote_conc = [int(x) for x in args.vote_conc.split(",")]
+    args.scenarios = args.scenarios.split(",")
+    unknown = set(args.scenarios) - {"get", "flow", "vote"}
+    if unknown:
+        p.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
     args.log_levels = args.log_levels.split(",")
     backends = args.backends.split(",")
     started_at = datetime.now(UTC)
