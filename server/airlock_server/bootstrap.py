@@ -39,7 +39,7 @@ def wire(settings: Settings) -> Wiring:
     sessions_app = SessionService(deps)
     app = UseCases(
         identities=IdentityService(deps),
-        teams=TeamService(deps),
+        teams=TeamService(deps, sessions_app),
         sessions=sessions_app,
         vaults=VaultService(deps, sessions_app),
     )

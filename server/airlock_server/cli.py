@@ -95,6 +95,12 @@ async def _serve(settings: Settings, ready_file: Path | None) -> None:
             except Exception:
                 log.exception("sweeper.failed")
             try:
+                deleted = await wiring.app.teams.sweep_due_deletions()
+                if deleted:
+                    log.info("sweeper.deleted_teams", count=deleted)
+            except Exception:
+                log.exception("sweeper.failed")
+            try:
                 expired = await wiring.app.sessions.sweep_expired_sessions()
                 if expired:
                     log.info("sweeper.expired_sessions", count=expired)

@@ -12,6 +12,7 @@ from airlock_server.domain.events import NewEvent
 from airlock_server.domain.identities import Account, Approver, Credential
 from airlock_server.domain.principals import Principal
 from airlock_server.domain.sessions import Session, SessionKind, SessionState
+from airlock_server.domain.team_changes import TeamDeletion
 from airlock_server.domain.teams import Team, TeamShare
 from airlock_server.domain.vaults import GrantState, RestoreAccessGrant, Vault
 
@@ -188,6 +189,23 @@ class GrantRepository(Protocol):
     async def open_of_vaults(self, vault_arns: Sequence[str]) -> list[str]: ...
 
 
+class TeamDeletionRepository(Protocol):
+    async def add(self, deletion: TeamDeletion) -> None: ...
+    async def get(self, session_id: str, *, for_update: bool = False) -> TeamDeletion | None: ...
+    async def save(self, deletion: TeamDeletion, *, done: bool = False) -> None:
+        """Write approve and complete times; approved and not `done`, the deletion is due at
+        its complete time (for the sweeper)."""
+        ...
+
+    async def latest_of(self, team_ids: Sequence[str]) -> dict[str, TeamDeletion]:
+        """Each team's most recent deletion request."""
+        ...
+
+    async def due(self, now: datetime, limit: int) -> list[str]:
+        """Session ids of approved deletions whose window ended, claimed for this transaction."""
+        ...
+
+
 class UnitOfWork(Protocol):
     """One transaction. Leaving without commit() rolls back; events are appended at commit."""
 
@@ -201,6 +219,7 @@ class UnitOfWork(Protocol):
     sessions: SessionRepository
     vaults: VaultRepository
     grants: GrantRepository
+    deletions: TeamDeletionRepository
 
     def record(self, event: NewEvent) -> None: ...
     async def commit(self) -> None: ...

@@ -40,13 +40,22 @@ from airlock_server.domain.sessions import (
     settle_expired,
     vote_digest,
 )
-from airlock_server.domain.teams import InvitationState, Team, TeamState
+from airlock_server.domain.team_changes import (
+    apply_approved_update,
+    approve_deletion,
+    fail_deletion,
+    fail_update,
+)
+from airlock_server.domain.teams import InvitationState, Team, TeamState, TeamStatus
 from airlock_server.domain.vaults import (
+    GrantState,
     apply_association_change,
     approve_grant,
     drop_association_change,
     drop_revoke,
+    end_with_team,
     fail_grant,
+    on_team_deleted,
     revoke,
 )
 
@@ -370,9 +379,180 @@ class SessionService:
                 )
                 return await self._executed(uow, s, target_ok, message)
             return s
+        if s.kind is SessionKind.TEAM_UPDATE:
+            return await self._team_update_outcome(uow, s, approved)
+        if s.kind is SessionKind.TEAM_DELETION:
+            return await self._team_deletion_outcome(uow, s, approved)
         if s.kind is SessionKind.BASELINE and approved:
             return await self._executed(uow, s, True, "baseline answered")
         return s
+
+    # --- a team that guards itself: the effects of its update and deletion sessions -------
+
+    async def _team_update_outcome(self, uow: UnitOfWork, s: Session, approved: bool) -> Session:
+        now = self._deps.clock()
+        team = await uow.teams.get(s.team_id, for_update=True)
+        if (
+            team is None
+            or team.update_session_id != s.session_id
+            or team.status is not TeamStatus.UPDATE_PENDING_APPROVAL
+        ):
+            if approved:
+                return await self._executed(uow, s, False, "the team has no such pending update")
+            return s
+        if not approved:
+            failed = fail_update(team, s.status, now)
+            await uow.teams.save(failed)
+            team_event(uow, "team.update_failed", failed, session_id=s.session_id)
+            return s
+        changed = apply_approved_update(team, now)
+        await uow.teams.save(changed)
+        team_event(uow, "team.update_approved", changed, session_id=s.session_id)
+        if changed.pending is not None:
+            for m in changed.pending.members:
+                if m.invitation_state is InvitationState.PENDING:
+                    uow.record(
+                        NewEvent(
+                            "invitation.sent",
+                            SYSTEM,
+                            (f"team:{team.team_id}", f"approver:{m.approver_id}"),
+                            {
+                                "invitation_id": m.invitation_id,
+                                "approver_id": m.approver_id,
+                                "version": changed.pending.version,
+                            },
+                        )
+                    )
+        if changed.current.version != team.current.version:
+            await self.supersede(uow, team, changed, exclude=s.session_id)
+            message = f"version {changed.current.version} is in force"
+        else:
+            message = f"version {changed.current.version + 1} waits for its new approvers"
+        return await self._executed(uow, s, True, message)
+
+    async def supersede(
+        self, uow: UnitOfWork, before: Team, after: Team, *, exclude: str = ""
+    ) -> None:
+        """A new version took force: record it and end the old version's pending sessions
+        CANCELLED / CONFIGURATION_CHANGED, with their undo effects, in the same transaction."""
+        team_event(uow, "team.updated", after, previous_version=before.current.version)
+        await self.end_pending_of_team(
+            uow,
+            after.team_id,
+            SessionStatus.CONFIGURATION_CHANGED,
+            below_version=after.current.version,
+            exclude=exclude,
+        )
+
+    async def end_pending_of_team(
+        self,
+        uow: UnitOfWork,
+        team_id: str,
+        status: SessionStatus,
+        *,
+        below_version: int | None = None,
+        exclude: str = "",
+    ) -> int:
+        now = self._deps.clock()
+        ended = 0
+        for session_id in await uow.sessions.pending_of_team(team_id):
+            if session_id == exclude:
+                continue
+            before = await self._load(uow, session_id, for_update=True)
+            if before.state is not SessionState.PENDING:
+                continue
+            if below_version is not None and before.team_version >= below_version:
+                continue
+            after = cancel(before, None, now, status)
+            await self.store_outcome(uow, before, after, SYSTEM)
+            ended += 1
+        return ended
+
+    async def _team_deletion_outcome(self, uow: UnitOfWork, s: Session, approved: bool) -> Session:
+        now = self._deps.clock()
+        deletion = await uow.deletions.get(s.session_id, for_update=True)
+        team = await uow.teams.get(s.team_id, for_update=True)
+        if (
+            deletion is None
+            or team is None
+            or team.status is not TeamStatus.DELETE_PENDING_APPROVAL
+        ):
+            if approved:
+                return await self._executed(uow, s, False, "the team has no such deletion")
+            return s
+        if not approved:
+            failed = fail_deletion(team, s.status, now)
+            await uow.teams.save(failed)
+            team_event(uow, "team.deletion_failed", failed, session_id=s.session_id)
+            return s
+        changed, deletion = approve_deletion(team, deletion, now)
+        done = changed.state is TeamState.DELETED
+        await uow.teams.save(changed)
+        await uow.deletions.save(deletion, done=done)
+        team_event(
+            uow,
+            "team.deletion_approved",
+            changed,
+            session_id=s.session_id,
+            pending_window_days=deletion.pending_window_days,
+            complete_time=format_time(deletion.complete_time or now),
+        )
+        if done:
+            await self.end_team(uow, changed, exclude=s.session_id)
+            return await self._executed(uow, s, True, "the team is DELETED")
+        return await self._executed(
+            uow, s, True, f"the team is DELETING for {deletion.pending_window_days} days"
+        )
+
+    async def end_team(self, uow: UnitOfWork, team: Team, *, exclude: str = "") -> None:
+        """The team is DELETED: its pending sessions end CANCELLED / TEAM_DELETED, its vault
+        associations end and the AVAILABLE grants of the vaults it guarded are REVOKED."""
+        now = self._deps.clock()
+        team_id = team.team_id
+        team_event(uow, "team.deleted", team)
+        await self.end_pending_of_team(uow, team_id, SessionStatus.TEAM_DELETED, exclude=exclude)
+        for vault_arn in await uow.vaults.of_team(team_id):
+            vault = await uow.vaults.get(vault_arn, for_update=True)
+            if vault is None:
+                continue
+            guarded = vault.team_id == team_id
+            changed = on_team_deleted(vault, team_id, now)
+            if changed is not vault:
+                await uow.vaults.save(changed)
+                uow.record(
+                    NewEvent(
+                        "vault.team_removed",
+                        SYSTEM,
+                        (vault_arn, f"team:{team_id}"),
+                        {
+                            "vault_arn": vault_arn,
+                            "team_id": team_id,
+                            "vault_team_id": changed.team_id or "",
+                        },
+                    )
+                )
+            if not guarded:
+                continue
+            for grant_id in await uow.grants.open_of_vaults([vault_arn]):
+                grant = await uow.grants.get(grant_id, for_update=True)
+                if grant is None:
+                    continue
+                ended = end_with_team(grant, now)
+                if ended is grant:
+                    continue
+                await uow.grants.save(ended)
+                uow.record(
+                    NewEvent(
+                        "grant.revoked" if ended.state is GrantState.REVOKED else "grant.failed",
+                        SYSTEM,
+                        (f"grant:{grant_id}", vault_arn, f"account:{grant.account_id}"),
+                        {
+                            "grant_id": grant_id,
+                            "team_id": team_id,
+                            "state": ended.state.value,
+                        },
+                    )
+                )
 
     async def settle(self, session_id: str) -> SessionView:
         """Write down the expiry of a session found expired (read time, refused calls)."""
@@ -657,6 +837,23 @@ class SessionService:
             return settled
 
         return await transact(self._deps, work)
+
+
+def team_event(uow: UnitOfWork, kind: str, team: Team, **details: object) -> None:
+    uow.record(
+        NewEvent(
+            kind,
+            SYSTEM,
+            (f"team:{team.team_id}",),
+            {
+                "team_id": team.team_id,
+                "state": team.state.value,
+                "status": team.status.value,
+                "version": team.current.version,
+                **details,
+            },
+        )
+    )
 
 
 def _not_shared(team_id: str, caller: Principal) -> PermissionDenied:

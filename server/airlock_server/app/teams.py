@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 
 from airlock_server.app import signing
 from airlock_server.app.common import Deps, once, transact
 from airlock_server.app.ports import UnitOfWork
+from airlock_server.app.sessions import SessionService, SessionView, team_event
 from airlock_server.domain.errors import (
     AlreadyExists,
+    EtagMismatch,
     FailedPrecondition,
     FieldViolation,
     InvalidArgument,
@@ -24,6 +27,16 @@ from airlock_server.domain.principals import (
     require,
     require_admin,
     validate_principal,
+)
+from airlock_server.domain.sessions import SessionKind
+from airlock_server.domain.team_changes import (
+    TeamDeletion,
+    deletion_due,
+    finish_deletion,
+    invitable_version,
+    settle_update_activation,
+    start_deletion,
+    start_update,
 )
 from airlock_server.domain.teams import (
     InvitationState,
@@ -52,13 +65,42 @@ class InvitationView:
     member: TeamMember
 
 
+@dataclass(frozen=True)
+class TeamUpdate:
+    """What UpdateApprovalTeam changes; None keeps the current value."""
+
+    description: str | None = None
+    approver_ids: tuple[str, ...] | None = None
+    min_approvals: int | None = None
+    session_ttl: timedelta | None = None
+    invitation_ttl: timedelta | None = None
+    reenroll_approver_ids: tuple[str, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return (
+            self.description is None
+            and self.approver_ids is None
+            and self.min_approvals is None
+            and self.session_ttl is None
+            and self.invitation_ttl is None
+            and not self.reenroll_approver_ids
+        )
+
+
 def team_subject(team_id: str) -> str:
     return f"team:{team_id}"
 
 
+def settle_team(team: Team, now: datetime) -> Team:
+    """What a read sees: a new team's or an approved draft's activation, decided."""
+    return settle_update_activation(settle_new_team(team, now), now)
+
+
 class TeamService:
-    def __init__(self, deps: Deps) -> None:
+    def __init__(self, deps: Deps, sessions: SessionService | None = None) -> None:
         self._deps = deps
+        self._sessions = sessions or SessionService(deps)
 
     # --- reading -------------------------------------------------------------------------
 
@@ -69,7 +111,10 @@ class TeamService:
         return team
 
     async def _settle(self, uow: UnitOfWork, team: Team) -> Team:
-        """Decide a PENDING team whose answers or TTL are in: ACTIVE or INACTIVE."""
+        """Decide a PENDING team whose answers or TTL are in (ACTIVE or INACTIVE), or an
+        approved draft's activation (in force, or UPDATE_FAILED_ACTIVATION)."""
+        if team.state is not TeamState.PENDING:
+            return await self._settle_update(uow, team)
         settled = settle_new_team(team, self._deps.clock())
         if settled is team:
             return team
@@ -89,6 +134,22 @@ class TeamService:
         )
         return settled
 
+    async def _settle_update(self, uow: UnitOfWork, team: Team) -> Team:
+        settled = settle_update_activation(team, self._deps.clock())
+        if settled is team:
+            return team
+        await uow.teams.save(settled)
+        if settled.current.version != team.current.version:
+            await self._sessions.supersede(uow, team, settled)
+        else:
+            team_event(
+                uow,
+                "team.update_activation_failed",
+                settled,
+                draft_version=team.pending.version if team.pending else 0,
+            )
+        return settled
+
     async def _check_visible(self, uow: UnitOfWork, caller: Principal, team: Team) -> None:
         if caller.kind in (PrincipalKind.ADMIN, PrincipalKind.AUDITOR):
             return
@@ -106,7 +167,7 @@ class TeamService:
         async def work(uow: UnitOfWork) -> Team:
             team = await self._load(uow, team_id)
             await self._check_visible(uow, caller, team)
-            if settle_new_team(team, self._deps.clock()) is team:
+            if settle_team(team, self._deps.clock()) is team:
                 return team
             # Read-time expiry writes the decision down, under the team's row lock.
             settled = await self._settle(uow, await self._load(uow, team_id, for_update=True))
@@ -135,7 +196,7 @@ class TeamService:
             rows = await uow.teams.list_page(caller if shared_only else None, after, limit + 1)
             page = page_of(rows, limit, lambda t: t.team_id, query)
             # What a read sees is what a settled team would say; the sweeper writes it down.
-            items = tuple(settle_new_team(t, now) for t in page.items)
+            items = tuple(settle_team(t, now) for t in page.items)
             if state is not None:
                 items = tuple(t for t in items if t.state is state)
             return Page(items, page.next_page_token)
@@ -270,6 +331,203 @@ class TeamService:
 
         return await transact(self._deps, work)
 
+    # --- a team that guards itself: updates and deletion -------------------------------
+
+    async def _check_approvers(self, uow: UnitOfWork, approver_ids: tuple[str, ...]) -> None:
+        approvers = await uow.approvers.get_many(approver_ids)
+        violations = [
+            FieldViolation(f"approver_ids[{i}]", f"approver {a!r} does not exist")
+            for i, a in enumerate(approver_ids)
+            if a not in approvers
+        ] + [
+            FieldViolation(f"approver_ids[{i}]", f"approver {a!r} is disabled")
+            for i, a in enumerate(approver_ids)
+            if a in approvers and not approvers[a].enabled
+        ]
+        if violations:
+            raise InvalidArgument(violations)
+
+    @staticmethod
+    def _check_etag(team: Team, etag: str) -> None:
+        if etag and etag != team.etag:
+            raise EtagMismatch(etag, team.etag)
+
+    async def update_team(
+        self, caller: Principal, team_id: str, etag: str, update: TeamUpdate, request_id: str
+    ) -> tuple[Team, SessionView]:
+        """UpdateApprovalTeam: a draft version and a TEAM_UPDATE session the current team
+        votes on (UPDATE_PENDING_APPROVAL)."""
+        require_admin(caller)
+        if update.empty:
+            raise InvalidArgument.field("update_mask", "names nothing to change")
+
+        async def work(uow: UnitOfWork) -> tuple[Team, SessionView]:
+            async def create() -> str:
+                team = await self._settle(uow, await self._load(uow, team_id, for_update=True))
+                self._check_etag(team, etag)
+                current = team.current
+                approver_ids = (
+                    update.approver_ids if update.approver_ids is not None else current.approver_ids
+                )
+                session_id = self._deps.new_id("ses")
+                changed = start_update(
+                    team,
+                    description=(
+                        update.description
+                        if update.description is not None
+                        else current.description
+                    ),
+                    approver_ids=approver_ids,
+                    min_approvals=(
+                        update.min_approvals
+                        if update.min_approvals is not None
+                        else current.min_approvals
+                    ),
+                    session_ttl=update.session_ttl or current.session_ttl,
+                    invitation_ttl=update.invitation_ttl or current.invitation_ttl,
+                    session_id=session_id,
+                    now=self._deps.clock(),
+                    new_invitation_id=lambda: self._deps.new_id("inv"),
+                    reenroll_approver_ids=update.reenroll_approver_ids,
+                )
+                await self._check_approvers(uow, tuple(approver_ids))
+                draft = changed.pending
+                assert draft is not None
+                await self._sessions.open_session(
+                    uow,
+                    kind=SessionKind.TEAM_UPDATE,
+                    team=team,
+                    requester=caller,
+                    protected_resource=team.arn,
+                    metadata={"draft_version": str(draft.version)},
+                    session_id=session_id,
+                )
+                await uow.teams.save(changed)
+                uow.record(
+                    NewEvent(
+                        "team.update_requested",
+                        caller,
+                        (team_subject(team_id), *(f"approver:{a}" for a in draft.approver_ids)),
+                        {
+                            "team_id": team_id,
+                            "session_id": session_id,
+                            "version": current.version,
+                            "draft_version": draft.version,
+                            "min_approvals": draft.min_approvals,
+                            "approver_ids": list(draft.approver_ids),
+                            "reenroll_approver_ids": list(update.reenroll_approver_ids),
+                        },
+                    )
+                )
+                return session_id
+
+            session_id, _ = await once(
+                uow, self._deps, caller, "UpdateApprovalTeam", request_id, create
+            )
+            return await self._team_and_session(uow, team_id, session_id)
+
+        return await transact(self._deps, work)
+
+    async def _team_and_session(
+        self, uow: UnitOfWork, team_id: str, session_id: str
+    ) -> tuple[Team, SessionView]:
+        team = await uow.teams.get(team_id)
+        session = await uow.sessions.get(session_id)
+        if team is None or session is None:
+            raise NotFound("session", session_id)
+        view = await self._sessions.view(uow, session)
+        await uow.commit()
+        return team, view
+
+    async def start_team_deletion(
+        self,
+        caller: Principal,
+        team_id: str,
+        etag: str,
+        pending_window_days: int,
+        request_id: str,
+    ) -> tuple[Team, SessionView]:
+        """StartTeamDeletion: a TEAM_DELETION session the team votes on
+        (DELETE_PENDING_APPROVAL)."""
+        require_admin(caller)
+
+        async def work(uow: UnitOfWork) -> tuple[Team, SessionView]:
+            async def create() -> str:
+                team = await self._settle(uow, await self._load(uow, team_id, for_update=True))
+                self._check_etag(team, etag)
+                session_id = self._deps.new_id("ses")
+                changed, deletion = start_deletion(
+                    team,
+                    pending_window_days=pending_window_days,
+                    session_id=session_id,
+                    now=self._deps.clock(),
+                )
+                await self._sessions.open_session(
+                    uow,
+                    kind=SessionKind.TEAM_DELETION,
+                    team=team,
+                    requester=caller,
+                    protected_resource=team.arn,
+                    metadata={"pending_window_days": str(pending_window_days)},
+                    session_id=session_id,
+                )
+                await uow.teams.save(changed)
+                await uow.deletions.add(deletion)
+                uow.record(
+                    NewEvent(
+                        "team.deletion_requested",
+                        caller,
+                        (team_subject(team_id),),
+                        {
+                            "team_id": team_id,
+                            "session_id": session_id,
+                            "pending_window_days": pending_window_days,
+                        },
+                    )
+                )
+                return session_id
+
+            session_id, _ = await once(
+                uow, self._deps, caller, "StartTeamDeletion", request_id, create
+            )
+            return await self._team_and_session(uow, team_id, session_id)
+
+        return await transact(self._deps, work)
+
+    async def deletions_of(self, team_ids: list[str]) -> dict[str, TeamDeletion]:
+        """Each team's latest deletion request (for the API's deletion fields)."""
+
+        async def work(uow: UnitOfWork) -> dict[str, TeamDeletion]:
+            return await uow.deletions.latest_of(team_ids)
+
+        return await transact(self._deps, work)
+
+    async def sweep_due_deletions(self) -> int:
+        """Delete the DELETING teams whose window ended. Safe on any number of replicas."""
+
+        async def work(uow: UnitOfWork) -> int:
+            now = self._deps.clock()
+            deleted = 0
+            for session_id in await uow.deletions.due(now, SWEEP_BATCH):
+                deletion = await uow.deletions.get(session_id)
+                if deletion is None:
+                    continue
+                team = await uow.teams.get(deletion.team_id, for_update=True)
+                if team is None or team.state is not TeamState.DELETING:
+                    await uow.deletions.save(deletion, done=True)
+                    continue
+                if not deletion_due(team, deletion, now):
+                    continue
+                gone = finish_deletion(team, deletion, now)
+                await uow.teams.save(gone)
+                await uow.deletions.save(deletion, done=True)
+                await self._sessions.end_team(uow, gone)
+                deleted += 1
+            await uow.commit()
+            return deleted
+
+        return await transact(self._deps, work)
+
     # --- shares --------------------------------------------------------------------------
 
     @staticmethod
@@ -382,8 +640,15 @@ class TeamService:
             page = page_of(teams, limit, lambda t: t.team_id, query)
             views: list[InvitationView] = []
             for team in page.items:
-                shown = settle_new_team(team, now)
-                for version in (shown.current, shown.pending):
+                shown = settle_team(team, now)
+                # A draft's invitations exist only once the team approved the update.
+                drafts = (
+                    (shown.pending,)
+                    if shown.status
+                    in (TeamStatus.UPDATE_PENDING_ACTIVATION, TeamStatus.UPDATE_FAILED_ACTIVATION)
+                    else ()
+                )
+                for version in (shown.current, *drafts):
                     member = version.member(caller.subject) if version else None
                     if version is None or member is None:
                         continue
@@ -420,16 +685,21 @@ class TeamService:
                         metadata={"invitationId": invitation_id},
                     )
                 team = await self._settle(uow, team)
-                if team.state is not TeamState.PENDING:
+                open_version = invitable_version(team)
+                if open_version is None or open_version.version != version.version:
                     raise FailedPrecondition(
-                        f"the team is {team.state.value} ({team.status.value}); its invitations "
-                        "are closed",
+                        f"the team is {team.state.value} ({team.status.value}); this "
+                        "invitation is closed",
                         reason="INVITATION_CLOSED",
                         metadata={"teamId": team.team_id, "state": team.state.value},
                     )
                 now = self._deps.clock()
-                answered = respond(team.current, invitation_id, accept, public_key or None, now)
-                team = replace(team, current=answered, revision=team.revision + 1, update_time=now)
+                answered = respond(open_version, invitation_id, accept, public_key or None, now)
+                if team.state is TeamState.PENDING:
+                    team = replace(team, current=answered)
+                else:
+                    team = replace(team, pending=answered)
+                team = replace(team, revision=team.revision + 1, update_time=now)
                 await uow.teams.save(team)
                 uow.record(
                     NewEvent(

@@ -21,6 +21,7 @@ from airlock_server.domain.sessions import (
     Vote,
     VoteDecision,
 )
+from airlock_server.domain.team_changes import TeamDeletion
 from airlock_server.domain.vaults import (
     OPEN_GRANT_STATES,
     GrantState,
@@ -32,6 +33,7 @@ from airlock_server.persistence.models import (
     RestoreAccessGrantRecord,
     SessionApproverRecord,
     SessionRecord,
+    TeamDeletionRecord,
     TeamMemberRecord,
     TeamRecord,
     VaultRecord,
@@ -498,5 +500,77 @@ class SqlGrantRepository:
                 g.state.in_([s.value for s in OPEN_GRANT_STATES]),
             )
             .order_by(g.grant_id)
+        )
+        return list(await self._s.scalars(q))
+
+
+class SqlTeamDeletionRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._s = session
+
+    @staticmethod
+    def _to_domain(r: TeamDeletionRecord) -> TeamDeletion:
+        return TeamDeletion(
+            team_id=r.team_id,
+            session_id=r.session_id,
+            pending_window_days=r.pending_window_days,
+            request_time=r.request_time,
+            approve_time=r.approve_time,
+            complete_time=r.complete_time,
+        )
+
+    @staticmethod
+    def _due(d: TeamDeletion, done: bool) -> datetime | None:
+        return None if done else d.complete_time
+
+    async def add(self, deletion: TeamDeletion) -> None:
+        self._s.add(
+            TeamDeletionRecord(
+                session_id=deletion.session_id,
+                team_id=deletion.team_id,
+                pending_window_days=deletion.pending_window_days,
+                request_time=deletion.request_time,
+                approve_time=deletion.approve_time,
+                complete_time=deletion.complete_time,
+                due_time=None,
+            )
+        )
+        await self._s.flush()
+
+    async def get(self, session_id: str, *, for_update: bool = False) -> TeamDeletion | None:
+        q = select(TeamDeletionRecord).where(TeamDeletionRecord.session_id == session_id)
+        if for_update:
+            q = q.with_for_update().execution_options(populate_existing=True)
+        r = await self._s.scalar(q)
+        return self._to_domain(r) if r else None
+
+    async def save(self, deletion: TeamDeletion, *, done: bool = False) -> None:
+        await self._s.execute(
+            update(TeamDeletionRecord)
+            .where(TeamDeletionRecord.session_id == deletion.session_id)
+            .values(
+                approve_time=deletion.approve_time,
+                complete_time=deletion.complete_time,
+                due_time=self._due(deletion, done),
+            )
+        )
+
+    async def latest_of(self, team_ids: Sequence[str]) -> dict[str, TeamDeletion]:
+        if not team_ids:
+            return {}
+        q = (
+            select(TeamDeletionRecord)
+            .where(TeamDeletionRecord.team_id.in_(set(team_ids)))
+            .order_by(TeamDeletionRecord.request_time, TeamDeletionRecord.session_id)
+        )
+        return {r.team_id: self._to_domain(r) for r in await self._s.scalars(q)}
+
+    async def due(self, now: datetime, limit: int) -> list[str]:
+        q = (
+            select(TeamDeletionRecord.session_id)
+            .where(TeamDeletionRecord.due_time.is_not(None), TeamDeletionRecord.due_time <= now)
+            .order_by(TeamDeletionRecord.due_time)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
         )
         return list(await self._s.scalars(q))

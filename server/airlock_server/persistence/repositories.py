@@ -252,12 +252,31 @@ class SqlTeamRepository:
     def _deadline(team: Team) -> datetime | None:
         if team.state is TeamState.PENDING:
             return team.current.invitation_expire_time
-        if team.pending is not None:
+        if team.pending is not None and team.status is TeamStatus.UPDATE_PENDING_ACTIVATION:
+            # Only approved drafts wait on invitations; failed drafts are kept for reading.
             return team.pending.invitation_expire_time
         return None
 
     async def _write_version(self, team_id: str, v: TeamVersion) -> None:
         rec = await self._s.get(TeamVersionRecord, (team_id, v.version))
+        if rec is not None:
+            stored = set(
+                await self._s.scalars(
+                    select(TeamMemberRecord.invitation_id).where(
+                        TeamMemberRecord.team_id == team_id, TeamMemberRecord.version == v.version
+                    )
+                )
+            )
+            if stored != {m.invitation_id for m in v.members}:
+                # A new draft replaces a failed one of the same number: write it afresh.
+                await self._s.execute(
+                    delete(TeamMemberRecord).where(
+                        TeamMemberRecord.team_id == team_id, TeamMemberRecord.version == v.version
+                    )
+                )
+                await self._s.delete(rec)
+                await self._s.flush()
+                rec = None
         if rec is None:
             self._s.add(
                 TeamVersionRecord(

@@ -15,6 +15,7 @@ from airlock_server.persistence.event_log import append_events
 from airlock_server.persistence.recovery_repositories import (
     SqlGrantRepository,
     SqlSessionRepository,
+    SqlTeamDeletionRepository,
     SqlVaultRepository,
 )
 from airlock_server.persistence.repositories import (
@@ -63,6 +64,7 @@ class SqlUnitOfWork:
         self.sessions: ports.SessionRepository = SqlSessionRepository(s)
         self.vaults: ports.VaultRepository = SqlVaultRepository(s)
         self.grants: ports.GrantRepository = SqlGrantRepository(s)
+        self.deletions: ports.TeamDeletionRepository = SqlTeamDeletionRepository(s)
         self._events = []
         return self
 

@@ -11,6 +11,7 @@ from airlock_server.app.teams import InvitationView
 from airlock_server.domain.errors import InvalidArgument
 from airlock_server.domain.identities import Account, Approver, Credential
 from airlock_server.domain.principals import Principal, PrincipalKind
+from airlock_server.domain.team_changes import TeamDeletion
 from airlock_server.domain.teams import (
     InvitationState,
     Team,
@@ -161,9 +162,17 @@ def _version_pb(v: TeamVersion, session_id: str | None) -> team_pb2.TeamVersion:
     )
 
 
-def team_pb(t: Team) -> team_pb2.ApprovalTeam:
+def team_pb(t: Team, deletion: TeamDeletion | None = None) -> team_pb2.ApprovalTeam:
+    """The team; `deletion` (its latest deletion request) fills the deletion fields."""
     v = t.current
+    shown = deletion is not None and (
+        t.status in (TeamStatus.DELETE_PENDING_APPROVAL, TeamStatus.DELETE_FAILED_APPROVAL)
+        or t.state in (TeamState.DELETING, TeamState.DELETED)
+    )
     return team_pb2.ApprovalTeam(
+        deletion_session_id=deletion.session_id if deletion and shown else "",
+        deletion_pending_window_days=deletion.pending_window_days if deletion and shown else 0,
+        deletion_complete_time=ts(deletion.complete_time) if deletion and shown else None,
         team_id=t.team_id,
         arn=t.arn,
         name=t.name,

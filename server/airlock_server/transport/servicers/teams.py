@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+from airlock.v1 import team_pb2, team_service_pb2_grpc
 from airlock.v1 import team_service_pb2 as pb
-from airlock.v1 import team_service_pb2_grpc
-from airlock_server.app.teams import TeamService
-from airlock_server.domain.errors import Unimplemented
-from airlock_server.domain.teams import validate_team_spec
+from airlock_server.app.teams import TeamService, TeamUpdate
+from airlock_server.domain.errors import InvalidArgument, Unimplemented
+from airlock_server.domain.teams import Team, validate_team_spec
 from airlock_server.transport import convert
+from airlock_server.transport import convert_recovery as cr
 from airlock_server.transport.interceptors import Ctx, current_principal
 
 
 class TeamServicer(team_service_pb2_grpc.TeamServiceServicer):
     def __init__(self, teams: TeamService) -> None:
         self._app = teams
+
+    async def _teams_pb(self, teams: list[Team]) -> list[team_pb2.ApprovalTeam]:
+        deletions = await self._app.deletions_of([t.team_id for t in teams])
+        return [convert.team_pb(t, deletions.get(t.team_id)) for t in teams]
 
     async def CreateApprovalTeam(
         self, request: pb.CreateApprovalTeamRequest, context: Ctx
@@ -33,7 +38,7 @@ class TeamServicer(team_service_pb2_grpc.TeamServiceServicer):
         self, request: pb.GetApprovalTeamRequest, context: Ctx
     ) -> pb.GetApprovalTeamResponse:
         team = await self._app.get_team(current_principal(), request.team_id)
-        return pb.GetApprovalTeamResponse(team=convert.team_pb(team))
+        return pb.GetApprovalTeamResponse(team=(await self._teams_pb([team]))[0])
 
     async def ListApprovalTeams(
         self, request: pb.ListApprovalTeamsRequest, context: Ctx
@@ -45,7 +50,7 @@ class TeamServicer(team_service_pb2_grpc.TeamServiceServicer):
             request.page_token,
         )
         return pb.ListApprovalTeamsResponse(
-            teams=[convert.team_pb(t) for t in page.items], next_page_token=page.next_page_token
+            teams=await self._teams_pb(list(page.items)), next_page_token=page.next_page_token
         )
 
     async def DeleteInactiveTeam(
@@ -91,12 +96,30 @@ class TeamServicer(team_service_pb2_grpc.TeamServiceServicer):
     async def UpdateApprovalTeam(
         self, request: pb.UpdateApprovalTeamRequest, context: Ctx
     ) -> pb.UpdateApprovalTeamResponse:
-        raise Unimplemented("UpdateApprovalTeam arrives with the recovery flow")
+        team, session = await self._app.update_team(
+            current_principal(),
+            request.team_id,
+            request.etag,
+            _team_update(request),
+            request.request_id,
+        )
+        return pb.UpdateApprovalTeamResponse(
+            team=(await self._teams_pb([team]))[0], session=cr.session_pb(session)
+        )
 
     async def StartTeamDeletion(
         self, request: pb.StartTeamDeletionRequest, context: Ctx
     ) -> pb.StartTeamDeletionResponse:
-        raise Unimplemented("StartTeamDeletion arrives with the recovery flow")
+        team, session = await self._app.start_team_deletion(
+            current_principal(),
+            request.team_id,
+            request.etag,
+            request.pending_window_days,
+            request.request_id,
+        )
+        return pb.StartTeamDeletionResponse(
+            team=(await self._teams_pb([team]))[0], session=cr.session_pb(session)
+        )
 
     async def GetTeamHealth(
         self, request: pb.GetTeamHealthRequest, context: Ctx
@@ -107,3 +130,47 @@ class TeamServicer(team_service_pb2_grpc.TeamServiceServicer):
         self, request: pb.StartTeamBaselineRequest, context: Ctx
     ) -> pb.StartTeamBaselineResponse:
         raise Unimplemented("StartTeamBaseline arrives with the audit work")
+
+
+UPDATE_FIELDS = (
+    "description",
+    "approver_ids",
+    "min_approvals",
+    "session_ttl",
+    "invitation_ttl",
+    "reenroll_approver_ids",
+)
+
+
+def _team_update(request: pb.UpdateApprovalTeamRequest) -> TeamUpdate:
+    """The fields named by update_mask; without a mask, the fields with non-default values."""
+    if request.HasField("update_mask"):
+        paths = set(request.update_mask.paths)
+        unknown = sorted(paths - set(UPDATE_FIELDS))
+        if unknown:
+            raise InvalidArgument.field("update_mask", f"unknown fields: {', '.join(unknown)}")
+    else:
+        paths = {
+            "description" if request.description else "",
+            "approver_ids" if request.approver_ids else "",
+            "min_approvals" if request.min_approvals else "",
+            "session_ttl" if request.HasField("session_ttl") else "",
+            "invitation_ttl" if request.HasField("invitation_ttl") else "",
+            "reenroll_approver_ids" if request.reenroll_approver_ids else "",
+        } - {""}
+    return TeamUpdate(
+        description=request.description if "description" in paths else None,
+        approver_ids=tuple(request.approver_ids) if "approver_ids" in paths else None,
+        min_approvals=request.min_approvals if "min_approvals" in paths else None,
+        session_ttl=(
+            convert.from_dur(request.session_ttl, "session_ttl") if "session_ttl" in paths else None
+        ),
+        invitation_ttl=(
+            convert.from_dur(request.invitation_ttl, "invitation_ttl")
+            if "invitation_ttl" in paths
+            else None
+        ),
+        reenroll_approver_ids=(
+            tuple(request.reenroll_approver_ids) if "reenroll_approver_ids" in paths else ()
+        ),
+    )
