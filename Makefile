@@ -12,7 +12,7 @@ BUF_STAMP := $(BUF_DIR)/.installed-$(BUF_VERSION)
 ADMIN_TOKEN := var/admin.token
 
 .DEFAULT_GOAL := help
-.PHONY: help install serve test gen lint check-gen typecheck unit bench clean
+.PHONY: help install serve test gen lint check-gen typecheck unit bench demo clean
 
 help:
 	@echo "make serve   install, migrate, bootstrap once, serve on 127.0.0.1:50051 (SQLite var/airlock.db)"
@@ -20,6 +20,7 @@ help:
 	@echo "make gen     regenerate the Python stubs in clients/airlock from proto/"
 	@echo "make lint    buf lint, stub check, ruff, mypy (no tests)"
 	@echo "make bench   run bench/run.py"
+	@echo "make demo    run the whole recovery story against the server of make serve"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -64,6 +65,12 @@ test: lint
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+
+# The whole story of the design against a running server (`make serve` in another terminal):
+# approvers, team, vault, a recovery request, the attacker refused, two signed votes, access.
+AIRLOCK_SERVER ?= 127.0.0.1:50051
+demo: $(STAMP)
+	$(BIN)/airlock --server $(AIRLOCK_SERVER) --token-file $(ADMIN_TOKEN) demo
 
 clean:
 	rm -rf .tools .mypy_cache .ruff_cache .pytest_cache
