@@ -8,6 +8,7 @@ cancellation, the expiry sweeper or a read that finds the session expired.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -63,6 +64,11 @@ T = TypeVar("T")
 
 SWEEP_BATCH = 100
 WATCH_INTERVAL = 0.5
+
+
+def comment_digest(comment: str) -> str:
+    """Events name a comment by its SHA-256: the log proves it without carrying its body."""
+    return hashlib.sha256(comment.encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -239,7 +245,7 @@ class SessionService:
                     "min_approvals": session.min_approvals,
                     "approver_ids": list(session.approver_ids),
                     "expire_time": format_time(session.expire_time),
-                    "comment": session.comment,
+                    "comment_sha256": comment_digest(session.comment),
                 },
             )
         )
@@ -784,7 +790,7 @@ class SessionService:
                             "session_id": session_id,
                             "approver_id": caller.subject,
                             "decision": decision.value,
-                            "comment": comment,
+                            "comment_sha256": comment_digest(comment),
                             "signature": signature.hex(),
                         },
                     )
