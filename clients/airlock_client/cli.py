@@ -34,7 +34,7 @@ from airlock.v1 import (
     vault_pb2,
     vault_service_pb2,
 )
-from airlock_client import keys
+from airlock_client import keys, proof
 from airlock_client.client import DEFAULT_TARGET, DEFAULT_TIMEOUT, AirlockClient
 from airlock_client.demo import DemoFailed, run_demo
 from airlock_client.errors import AirlockError
@@ -45,6 +45,7 @@ EXIT_OK = 0
 EXIT_USAGE = 1
 EXIT_LOCAL = 2
 EXIT_DEMO_FAILED = 3
+EXIT_PROOF_REJECTED = 4
 EXIT_RPC_BASE = 64  # + the gRPC status code, as grpcurl does
 EXIT_INTERRUPTED = 130
 
@@ -67,6 +68,7 @@ exit codes:
   1         usage error (bad arguments, no credential given)
   2         local error (a file that cannot be read or written, a bad key file)
   3         `airlock demo`: a step did not behave as the story says
+  4         `airlock proof verify`: the proof does not prove the approval (reasons on stderr)
   64 + N    the server answered with gRPC status N, for example 67 INVALID_ARGUMENT,
             69 NOT_FOUND, 70 ALREADY_EXISTS, 71 PERMISSION_DENIED, 73 FAILED_PRECONDITION,
             76 UNIMPLEMENTED, 78 UNAVAILABLE, 80 UNAUTHENTICATED (the grpcurl convention)
@@ -80,6 +82,10 @@ class UsageError(Exception):
 
 class LocalError(Exception):
     """A local failure: files, keys."""
+
+
+class ProofRejected(Exception):
+    """`airlock proof verify` said no."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -546,6 +552,52 @@ async def _teams_health(client: AirlockClient, args: argparse.Namespace, out: _O
     out.message(await client.get_team_health(args.team_id, activity_window=args.window))
 
 
+async def _proof_export(client: AirlockClient, args: argparse.Namespace, out: _Output) -> None:
+    answer = await client.export_approval_proof(args.session_id)
+    try:
+        await asyncio.to_thread(Path(args.out).write_bytes, answer.proof)
+    except OSError as exc:
+        raise LocalError(f"cannot write {args.out}: {exc.strerror}") from exc
+    out.document({"sessionId": args.session_id, "format": answer.format, "file": args.out})
+    if not out.as_json:
+        out.note(f"verify it anywhere, offline: airlock proof verify {args.out}")
+
+
+def _log_key_arg(text: str) -> bytes:
+    """A raw 32-byte Ed25519 public key: hex, base64, or a file holding either."""
+    value = text.strip()
+    path = Path(value)
+    if path.is_file():
+        value = path.read_text().strip()
+    try:
+        raw = bytes.fromhex(value)
+    except ValueError:
+        try:
+            raw = base64.b64decode(value, validate=True)
+        except ValueError as exc:
+            raise LocalError(f"--log-key {text}: neither hex nor base64 nor such a file") from exc
+    if len(raw) != 32:
+        raise LocalError(f"--log-key {text}: an Ed25519 public key is 32 bytes")
+    return raw
+
+
+async def _proof_verify(args: argparse.Namespace, out: _Output) -> None:
+    try:
+        data = await asyncio.to_thread(Path(args.file).read_bytes)
+    except OSError as exc:
+        raise LocalError(f"cannot read {args.file}: {exc.strerror}") from exc
+    log_key = _log_key_arg(args.log_key) if args.log_key else None
+    verdict = proof.verify_proof(data, log_key)
+    if out.as_json:
+        out.document({"valid": verdict.ok, "problems": verdict.problems, "notes": verdict.notes})
+    elif verdict.ok:
+        out.lines(["VALID", *(f"  {note}" for note in verdict.notes)])
+    else:
+        out.lines(["NOT VALID", *(f"  {note}" for note in verdict.notes)])
+    if not verdict.ok:
+        raise ProofRejected("\n".join(verdict.problems))
+
+
 async def _approver_keygen(args: argparse.Namespace, out: _Output) -> None:
     key = keys.generate_private_key()
     path = keys.save_private_key(key, args.out)
@@ -954,6 +1006,23 @@ def build_parser() -> argparse.ArgumentParser:
     _state_option(p, session_pb2.Session.State.DESCRIPTOR, "sessions")
     p.add_argument("--awaiting-vote", action="store_true", help="only those you have not voted on")
 
+    # approval proofs
+    group = family("proof", "approval proofs: export from the server, verify offline")
+    p = command(group, "export", "write the approval proof of an APPROVED session", _proof_export)
+    p.add_argument("session_id", metavar="SESSION_ID")
+    p.add_argument("--out", required=True, metavar="FILE", help="where to write the proof")
+    p = command(
+        group, "verify", "check a proof offline (no server): exit 0 only if it proves approval"
+    )
+    p.add_argument("file", metavar="FILE")
+    p.add_argument(
+        "--log-key",
+        metavar="KEY",
+        help="the event log's Ed25519 public key (hex, base64 or a file) to check the checkpoint",
+    )
+    p.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="JSON output")
+    p.set_defaults(local=_proof_verify)
+
     # sessions
     group = family("sessions", "approval sessions")
     p = command(group, "get", "show a session and its votes", _sessions_get)
@@ -1123,6 +1192,9 @@ async def main_async(argv: Sequence[str] | None = None) -> int:
     except (LocalError, keys.KeyFileError) as exc:
         sys.stderr.write(f"error: {exc}\n")
         return EXIT_LOCAL
+    except ProofRejected as exc:
+        sys.stderr.write(f"proof rejected:\n{exc}\n")
+        return EXIT_PROOF_REJECTED
     except DemoFailed as exc:
         sys.stderr.write(f"demo failed: {exc}\n")
         return EXIT_DEMO_FAILED

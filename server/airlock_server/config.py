@@ -18,6 +18,11 @@ class Settings:
     shutdown_grace: float = 10.0
     sweep_interval: float = 30.0
     db_pool_size: int = 10
+    # TLS: with a certificate and its key the server speaks TLS only; with a client CA too it
+    # requires client certificates signed by that CA (mutual TLS). Paths to PEM files.
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_client_ca: str | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -32,4 +37,7 @@ class Settings:
             shutdown_grace=float(env.get("AIRLOCK_SHUTDOWN_GRACE", d.shutdown_grace)),
             sweep_interval=float(env.get("AIRLOCK_SWEEP_INTERVAL", d.sweep_interval)),
             db_pool_size=int(env.get("AIRLOCK_DB_POOL_SIZE", d.db_pool_size)),
+            tls_cert=env.get("AIRLOCK_TLS_CERT") or None,
+            tls_key=env.get("AIRLOCK_TLS_KEY") or None,
+            tls_client_ca=env.get("AIRLOCK_TLS_CLIENT_CA") or None,
         )

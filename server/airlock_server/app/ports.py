@@ -8,7 +8,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Protocol
 
-from airlock_server.domain.events import NewEvent
+from airlock_server.domain.events import Event, NewEvent
 from airlock_server.domain.identities import Account, Approver, Credential
 from airlock_server.domain.principals import Principal
 from airlock_server.domain.sessions import Session, SessionKind, SessionState
@@ -144,6 +144,14 @@ class SessionRepository(Protocol):
     async def team_names(self, team_ids: Sequence[str]) -> dict[str, str]: ...
     async def enrolled_key(self, team_id: str, version: int, approver_id: str) -> bytes | None:
         """The public key the approver enrolled in that team version, if any."""
+        ...
+
+    async def enrolled_keys(self, team_id: str, version: int) -> dict[str, bytes | None]:
+        """Every member of that team version and the key it enrolled (None: not accepted)."""
+        ...
+
+    async def events_about(self, subject: str, type_: str | None = None) -> list[Event]:
+        """The log's events with this subject (event_subjects index), by seq; of one type."""
         ...
 
 

@@ -27,6 +27,7 @@ from airlock_server.domain.errors import (
 from airlock_server.domain.events import NewEvent, format_time
 from airlock_server.domain.paging import Page, decode_token, encode_token, page_size
 from airlock_server.domain.principals import SYSTEM, Principal, PrincipalKind, require
+from airlock_server.domain.proofs import build_proof
 from airlock_server.domain.sessions import (
     ExecutionStatus,
     Session,
@@ -665,6 +666,36 @@ class SessionService:
             raise PermissionDenied(
                 "the caller may not see this session", metadata={"sessionId": s.session_id}
             )
+
+    async def export_approval_proof(self, caller: Principal, session_id: str) -> bytes:
+        """The approval proof of an APPROVED session (docs/approval-proofs.md).
+
+        Who may export it: whoever may read the session (GetSession).
+        """
+
+        async def work(uow: UnitOfWork) -> bytes:
+            s = await self._load(uow, session_id)
+            await self._check_visible(uow, caller, s)
+            keys = await uow.sessions.enrolled_keys(s.team_id, s.team_version)
+            events = await uow.sessions.events_about(session_subject(s.session_id))
+            # For each approver of the snapshot, the event in which it enrolled that key.
+            accepted = await uow.sessions.events_about(f"team:{s.team_id}", "invitation.accepted")
+            seen = {e.seq for e in events}
+            for approver_id in s.approver_ids:
+                key = keys.get(approver_id)
+                enrolled = [
+                    e
+                    for e in accepted
+                    if f"approver:{approver_id}" in e.subjects
+                    and key is not None
+                    and e.details.get("public_key") == key.hex()
+                ]
+                if enrolled and enrolled[-1].seq not in seen:
+                    events.append(enrolled[-1])
+                    seen.add(enrolled[-1].seq)
+            return build_proof(s, keys, events)
+
+        return await transact(self._deps, work)
 
     async def get_session(self, caller: Principal, session_id: str) -> SessionView:
         async def work(uow: UnitOfWork) -> tuple[SessionView, bool]:
