@@ -38,6 +38,7 @@ from airlock_client import keys, proof
 from airlock_client.client import DEFAULT_TARGET, DEFAULT_TIMEOUT, AirlockClient
 from airlock_client.demo import DemoFailed, run_demo
 from airlock_client.errors import AirlockError
+from airlock_client.health import DEFAULT_SINCE, HealthReport
 
 __all__ = ["format_duration", "main", "main_async", "parse_duration"]
 
@@ -598,6 +599,102 @@ async def _proof_verify(args: argparse.Namespace, out: _Output) -> None:
         raise ProofRejected("\n".join(verdict.problems))
 
 
+async def _teams_baseline(client: AirlockClient, args: argparse.Namespace, out: _Output) -> None:
+    session = await client.start_team_baseline(
+        args.team_id, approver_ids=args.approvers or (), comment=args.comment
+    )
+    out.message(session)
+
+
+def _when(value: dt.datetime | None) -> str:
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ") if value else "never"
+
+
+def _health_lines(report: HealthReport) -> list[str]:
+    """The readable `airlock health`: at-risk teams, inactive approvers, then every team."""
+    window = report.as_dict()["activityWindowSeconds"]
+    lines = [
+        f"Health of {len(report.teams)} team(s) at {_when(report.generate_time)}; "
+        f"sessions since {_when(report.period_start)} ({format_duration(report.since)}); "
+        "activity window "
+        + (format_duration(dt.timedelta(seconds=window)) if window is not None else "90d"),
+        "",
+    ]
+    at_risk = report.teams_at_risk
+    lines.append(f"Teams at risk: {len(at_risk) or 'none'}")
+    for t in at_risk:
+        h = t.health
+        lines.append(
+            f"  {t.name} ({t.team_id})  {t.status}: {h.active_approvers} active of "
+            f"{h.number_of_approvers}, M = {h.min_approvals}, slack {h.slack}"
+        )
+    inactive = report.inactive_approvers
+    lines.append("")
+    lines.append(f"Inactive approvers: {len(inactive) or 'none'}")
+    for a in inactive:
+        last = (
+            f"last {a.last_activity_kind} {_when(a.last_activity_time)}"
+            if a.last_activity_time
+            else "never active"
+        )
+        lines.append(f"  {a.team_name}  {a.approver_id}: {', '.join(a.reasons)} ({last})")
+    lines.append("")
+    if not report.teams:
+        lines.append("no teams")
+        return lines
+    header = (
+        "TEAM",
+        "STATE",
+        "HEALTH",
+        "ACTIVE",
+        "M",
+        "SLACK",
+        "REQUESTED",
+        "APPROVED",
+        "FAILED",
+        "EXPIRED",
+        "CANCELLED",
+        "PENDING",
+    )
+    rows = [header] + [
+        (
+            t.name,
+            t.state,
+            t.status,
+            f"{t.health.active_approvers}/{t.health.number_of_approvers}",
+            str(t.health.min_approvals),
+            str(t.health.slack),
+            *(str(v) for v in t.sessions.as_dict().values()),
+        )
+        for t in report.teams
+    ]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines.extend(
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
+    )
+    baselines = [t for t in report.teams if t.baseline is not None]
+    if baselines:
+        lines.append("")
+        lines.append("Latest baselines:")
+        for t in baselines:
+            b = t.baseline
+            assert b is not None
+            missing = ", ".join(b.not_answered) or "nobody"
+            lines.append(
+                f"  {t.name}  {b.session_id}  {b.state}  {_when(b.create_time)}  "
+                f"not answered: {missing}"
+            )
+    return lines
+
+
+async def _health(client: AirlockClient, args: argparse.Namespace, out: _Output) -> None:
+    report = await client.health_report(since=args.since, activity_window=args.window)
+    if out.as_json:
+        out.out.write(json.dumps(report.as_dict(), indent=2) + "\n")
+    else:
+        out.lines(_health_lines(report))
+
+
 async def _approver_keygen(args: argparse.Namespace, out: _Output) -> None:
     key = keys.generate_private_key()
     path = keys.save_private_key(key, args.out)
@@ -979,6 +1076,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--window", type=_duration_arg, metavar="DURATION", help="activity window (default 90d)"
     )
+    p = command(
+        group,
+        "baseline",
+        "start a baseline session: the approvers show they still respond",
+        _teams_baseline,
+    )
+    p.add_argument("team_id", metavar="TEAM_ID")
+    p.add_argument(
+        "--approver",
+        dest="approvers",
+        action="append",
+        metavar="ID",
+        help="ask only this approver (repeat; default: every approver of the team)",
+    )
+    p.add_argument("--comment", default="", help="shown to the approvers")
 
     # approver (the approver's own commands)
     group = family("approver", "an approver's own commands (approver credential)")
@@ -1078,6 +1190,28 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(group, "check", "may an account restore from a vault now?", _restore_check)
     p.add_argument("vault_arn", metavar="VAULT_ARN")
     p.add_argument("account_id", metavar="ACCOUNT_ID")
+
+    # the health report
+    p = command(
+        commands,
+        "health",
+        "health of every team: teams at risk, inactive approvers, sessions by outcome "
+        "(admin, auditor)",
+        _health,
+    )
+    p.add_argument(
+        "--since",
+        type=_duration_arg,
+        default=DEFAULT_SINCE,
+        metavar="DURATION",
+        help="count the sessions created in this period, e.g. 30d (default 30d)",
+    )
+    p.add_argument(
+        "--window",
+        type=_duration_arg,
+        metavar="DURATION",
+        help="an approver is active if it acted within this window (default 90d)",
+    )
 
     # demo
     command(

@@ -25,6 +25,7 @@ from airlock_server.domain.errors import (
     PermissionDenied,
 )
 from airlock_server.domain.events import NewEvent, format_time
+from airlock_server.domain.health import Activity, activity_of_vote
 from airlock_server.domain.paging import Page, decode_token, encode_token, page_size
 from airlock_server.domain.principals import SYSTEM, Principal, PrincipalKind, require
 from airlock_server.domain.proofs import build_proof
@@ -207,8 +208,11 @@ class SessionService:
         metadata: Mapping[str, str] | None = None,
         action: str | None = None,
         session_id: str | None = None,
+        approver_ids: Sequence[str] | None = None,
+        min_approvals: int | None = None,
     ) -> Session:
-        """A PENDING session voted by the accepted approvers of the team's current version."""
+        """A PENDING session voted by the accepted approvers of the team's current version
+        (or by `approver_ids` among them, needing `min_approvals`: a baseline)."""
         if team.state is not TeamState.ACTIVE:
             raise FailedPrecondition(
                 f"approval team {team.team_id} is {team.state.value}; only an ACTIVE team "
@@ -225,8 +229,8 @@ class SessionService:
             kind=kind,
             team_id=team.team_id,
             team_version=version.version,
-            approver_ids=accepted,
-            min_approvals=version.min_approvals,
+            approver_ids=accepted if approver_ids is None else approver_ids,
+            min_approvals=version.min_approvals if min_approvals is None else min_approvals,
             requester=requester,
             protected_resource=protected_resource,
             now=self._deps.clock(),
@@ -827,6 +831,9 @@ class SessionService:
                     )
                 )
                 await self.store_outcome(uow, before, after, caller)
+                await uow.activity.record(
+                    before.team_id, caller.subject, Activity(activity_of_vote(before.kind), now)
+                )
                 return session_id
 
             await once(uow, self._deps, caller, "Vote", request_id, cast)
