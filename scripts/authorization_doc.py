@@ -1,0 +1,100 @@
+"""Write docs/authorization.md from the authorization table (tests/e2e/authorization_table.py).
+
+    python scripts/authorization_doc.py           # rewrite docs/authorization.md
+    python scripts/authorization_doc.py --check   # exit 1 if docs/authorization.md is stale
+
+The table is the single source of truth: tests/e2e/test_authorization_matrix.py asserts it
+against a real server, tests/unit/test_authorization_doc.py fails when the doc differs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+DOC = REPO / "docs" / "authorization.md"
+sys.path.insert(0, str(REPO / "tests"))
+
+from e2e.authorization_table import (  # noqa: E402
+    OK,
+    PRINCIPALS,
+    ROWS,
+    SERVICES_IN_ORDER,
+)
+
+SHORT = {
+    OK: "OK",
+    "PERMISSION_DENIED": "DENIED",
+    "UNAUTHENTICATED": "UNAUTH",
+}
+
+HEADER = """\
+# Who may do what
+
+Every RPC of the six `airlock.v1` services against every kind of caller, with the answer the
+server gives to a valid request aimed at the object named in "target". Written by
+`scripts/authorization_doc.py` from `tests/e2e/authorization_table.py`; do not edit by hand.
+`tests/e2e/test_authorization_matrix.py` calls every RPC as every principal below against a
+real server (SQLite and PostgreSQL) and asserts each cell, and that every refused call left the
+database as it was (all tables except the event log and idempotency keys).
+
+Cells: **OK**; **DENIED** = `PERMISSION_DENIED`; **UNAUTH** = `UNAUTHENTICATED`; any other
+gRPC code is written out. Rules are checked in the app layer (`require(...)` and the
+visibility checks of `server/airlock_server/app/*.py`); deny by default: a kind not named
+is refused. Health and reflection answer anyone and are not listed.
+
+## Principals
+
+| column | who |
+|---|---|
+"""
+
+
+def render() -> str:
+    out = [HEADER]
+    for p in PRINCIPALS:
+        out.append(f"| {p.title} | {p.who} |\n")
+    heads = " | ".join(p.title for p in PRINCIPALS)
+    rule = "|".join("---" for _ in range(len(PRINCIPALS) + 2))
+    for service in SERVICES_IN_ORDER:
+        rows = [r for r in ROWS if r.service == service]
+        out.append(f"\n## {service}\n\n")
+        out.append(f"| RPC | target | {heads} |\n|{rule}|\n")
+        for row in rows:
+            cells = " | ".join(
+                SHORT.get(row.answers[p.key], row.answers[p.key]) for p in PRINCIPALS
+            )
+            target = row.target or "—"
+            out.append(f"| {row.rpc} | {target} | {cells} |\n")
+        notes = [r for r in rows if r.note or r.pending]
+        if notes:
+            out.append("\n")
+            for row in notes:
+                text = row.note
+                if row.pending:
+                    text = (
+                        f"{text}; " if text else ""
+                    ) + f"the intended rule, implemented by {row.pending}"
+                where = f" — {row.target}" if row.target else ""
+                out.append(f"- {row.rpc}{where}: {text}.\n")
+    return "".join(out)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 if the doc is stale")
+    args = parser.parse_args()
+    text = render()
+    if args.check:
+        if not DOC.exists() or DOC.read_text(encoding="utf-8") != text:
+            print(f"{DOC.relative_to(REPO)} is stale: run scripts/authorization_doc.py")
+            return 1
+        return 0
+    DOC.write_text(text, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
