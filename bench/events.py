@@ -164,7 +164,7 @@ async def fill_to(url: str, target: int) -> float:
                     .values(seq=events[-1].seq, hash=events[-1].hash)
                 )
         if engine.dialect.name == "postgresql":
-            async with engine.connect() as conn:
+            async with engine.begin() as conn:
                 await conn.exec_driver_sql("ANALYZE events")
                 await conn.exec_driver_sql("ANALYZE event_subjects")
     finally:
