@@ -22,6 +22,10 @@ LINE_WAIT = 30.0
 CLI_BIN = Path(sys.executable).parent / "airlock"
 
 
+def line_time(text: str) -> str:
+    return text.split()[1]
+
+
 def _lines(process: subprocess.Popen[str]) -> queue.Queue[str]:
     """stdout lines of a process, read by a thread so the test can wait with a bound."""
     lines: queue.Queue[str] = queue.Queue()
@@ -79,6 +83,16 @@ def test_audit_tail_checkpoint_and_verify(quiet_server: ServerProcess) -> None:
             if tail.poll() is None:  # by its pid: the process this test started
                 tail.kill()
                 tail.wait(timeout=LINE_WAIT)
+
+    listed = server.cli(admin, "audit", "list", "--type", "approver.", "--actor", "admin")
+    assert listed.returncode == 0, listed.stderr
+    assert [line.split()[:3] for line in listed.stdout.splitlines()] == [
+        ["2", line_time(listed.stdout), "approver.created"]
+    ]
+    nothing = server.cli(admin, "audit", "list", "--subject", "team:none")
+    assert nothing.returncode == 0
+    assert nothing.stdout == ""
+    assert "no events" in nothing.stderr
 
     # A checkpoint kept elsewhere, and the log key the server published at start.
     cp_file = server.directory / "checkpoint.json"

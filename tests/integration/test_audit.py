@@ -10,7 +10,7 @@ from datetime import timedelta
 import grpc
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from integration.harness import Harness, HarnessFactory
+from integration.harness import POSTGRES_ONLY, Harness, HarnessFactory
 from integration.tamper import (
     change_one_byte,
     delete_event,
@@ -33,7 +33,7 @@ from airlock_server.domain.errors import FailedPrecondition, InvalidArgument, Pe
 from airlock_server.domain.events import Checkpoint, Event, Problem
 from airlock_server.domain.principals import Principal, PrincipalKind
 from airlock_server.persistence.db import session_factory
-from airlock_server.persistence.event_log import SqlEventLogReader
+from airlock_server.persistence.event_log import PgListenSignal, SqlEventLogReader
 from airlock_server.transport.server import UseCases, build_server
 
 pytestmark = pytest.mark.asyncio
@@ -335,3 +335,26 @@ async def test_refused_calls_append_a_denial_and_change_nothing(
             assert verified.ok
     finally:
         await served.server.stop(None)
+
+
+@pytest.mark.parametrize("backend", POSTGRES_ONLY)
+async def test_followers_wake_on_notify_not_on_the_safety_poll(
+    harnesses: HarnessFactory, admin: Principal
+) -> None:
+    """With a safety poll of an hour, a follower still sees another replica's event: the
+    LISTEN connection wakes it."""
+    first, second = harnesses(), harnesses()
+    audit = AuditService(
+        first.deps, SqlEventLogReader(session_factory(first.engine)), first.signal,
+        watch_poll=3600.0,
+    )  # fmt: skip
+    stream = audit.watch_events(AUDITOR, 0)
+    assert [e.seq for e in await next_events(stream, 1)] == [1]
+    waiting = asyncio.ensure_future(anext(stream))
+    await asyncio.sleep(0)  # the follower is now waiting on the signal
+    await approvers(second, admin, 1, prefix="late")
+    event = await asyncio.wait_for(waiting, 30)
+    assert (event.seq, event.type) == (2, "approver.created")
+    assert isinstance(first.signal, PgListenSignal)
+    assert first.signal.listening
+    await stream.aclose()

@@ -172,6 +172,10 @@ class PgListenSignal:
         self._connecting: asyncio.Lock | None = None
         self._closed = False
 
+    @property
+    def listening(self) -> bool:
+        return self._conn is not None and not self._conn.is_closed()
+
     def _notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
         with contextlib.suppress(ValueError):
             self._latest = max(self._latest, int(payload))
