@@ -7,6 +7,7 @@ the `postgres` marker, so `-m "not postgres"` leaves PostgreSQL out).
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -26,6 +27,10 @@ from airlock_server.bootstrap import Wiring, wire
 from airlock_server.config import Settings
 from airlock_server.domain.principals import Principal
 from airlock_server.persistence.migrate import upgrade
+
+# Server processes started by tests inherit this: small pools keep a whole run (several
+# servers, three replicas, in-process engines) well under PostgreSQL's 100 connections.
+os.environ.setdefault("AIRLOCK_DB_POOL_SIZE", "4")
 
 # Re-exported: tests/e2e/conftest.py reaches these through this module.
 __all__ = ["empty_database", "require_postgres"]

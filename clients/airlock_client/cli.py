@@ -36,7 +36,7 @@ from airlock.v1 import (
     vault_pb2,
     vault_service_pb2,
 )
-from airlock_client import checkpoints, keys
+from airlock_client import checkpoints, keys, proof
 from airlock_client.client import (
     DEFAULT_TARGET,
     DEFAULT_TIMEOUT,
@@ -45,6 +45,7 @@ from airlock_client.client import (
 )
 from airlock_client.demo import DemoFailed, run_demo
 from airlock_client.errors import AirlockError, StatusCode
+from airlock_client.health import DEFAULT_SINCE, HealthReport
 
 __all__ = ["format_duration", "main", "main_async", "parse_duration"]
 
@@ -52,7 +53,8 @@ EXIT_OK = 0
 EXIT_USAGE = 1
 EXIT_LOCAL = 2
 EXIT_DEMO_FAILED = 3
-EXIT_LOG_NOT_INTACT = 4
+EXIT_PROOF_REJECTED = 4
+EXIT_LOG_NOT_INTACT = 5
 EXIT_RPC_BASE = 64  # + the gRPC status code, as grpcurl does
 EXIT_INTERRUPTED = 130
 
@@ -75,7 +77,8 @@ exit codes:
   1         usage error (bad arguments, no credential given)
   2         local error (a file that cannot be read or written, a bad key file)
   3         `airlock demo`: a step did not behave as the story says
-  4         `airlock audit verify`: the event log or the checkpoint did not verify
+  4         `airlock proof verify`: the proof does not prove the approval (reasons on stderr)
+  5         `airlock audit verify`: the event log or the checkpoint did not verify
   64 + N    the server answered with gRPC status N, for example 67 INVALID_ARGUMENT,
             69 NOT_FOUND, 70 ALREADY_EXISTS, 71 PERMISSION_DENIED, 73 FAILED_PRECONDITION,
             76 UNIMPLEMENTED, 78 UNAVAILABLE, 80 UNAUTHENTICATED (the grpcurl convention)
@@ -89,6 +92,10 @@ class UsageError(Exception):
 
 class LocalError(Exception):
     """A local failure: files, keys."""
+
+
+class ProofRejected(Exception):
+    """`airlock proof verify` said no."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -555,6 +562,148 @@ async def _teams_health(client: AirlockClient, args: argparse.Namespace, out: _O
     out.message(await client.get_team_health(args.team_id, activity_window=args.window))
 
 
+async def _proof_export(client: AirlockClient, args: argparse.Namespace, out: _Output) -> None:
+    answer = await client.export_approval_proof(args.session_id)
+    try:
+        await asyncio.to_thread(Path(args.out).write_bytes, answer.proof)
+    except OSError as exc:
+        raise LocalError(f"cannot write {args.out}: {exc.strerror}") from exc
+    out.document({"sessionId": args.session_id, "format": answer.format, "file": args.out})
+    if not out.as_json:
+        out.note(f"verify it anywhere, offline: airlock proof verify {args.out}")
+
+
+def _log_key_arg(text: str) -> bytes:
+    """A raw 32-byte Ed25519 public key: hex, base64, or a file holding either."""
+    value = text.strip()
+    path = Path(value)
+    if path.is_file():
+        value = path.read_text().strip()
+    try:
+        raw = bytes.fromhex(value)
+    except ValueError:
+        try:
+            raw = base64.b64decode(value, validate=True)
+        except ValueError as exc:
+            raise LocalError(f"--log-key {text}: neither hex nor base64 nor such a file") from exc
+    if len(raw) != 32:
+        raise LocalError(f"--log-key {text}: an Ed25519 public key is 32 bytes")
+    return raw
+
+
+async def _proof_verify(args: argparse.Namespace, out: _Output) -> None:
+    try:
+        data = await asyncio.to_thread(Path(args.file).read_bytes)
+    except OSError as exc:
+        raise LocalError(f"cannot read {args.file}: {exc.strerror}") from exc
+    log_key = _log_key_arg(args.log_key) if args.log_key else None
+    verdict = proof.verify_proof(data, log_key)
+    if out.as_json:
+        out.document({"valid": verdict.ok, "problems": verdict.problems, "notes": verdict.notes})
+    elif verdict.ok:
+        out.lines(["VALID", *(f"  {note}" for note in verdict.notes)])
+    else:
+        out.lines(["NOT VALID", *(f"  {note}" for note in verdict.notes)])
+    if not verdict.ok:
+        raise ProofRejected("\n".join(verdict.problems))
+
+
+async def _teams_baseline(client: AirlockClient, args: argparse.Namespace, out: _Output) -> None:
+    session = await client.start_team_baseline(
+        args.team_id, approver_ids=args.approvers or (), comment=args.comment
+    )
+    out.message(session)
+
+
+def _when(value: dt.datetime | None) -> str:
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ") if value else "never"
+
+
+def _health_lines(report: HealthReport) -> list[str]:
+    """The readable `airlock health`: at-risk teams, inactive approvers, then every team."""
+    window = report.as_dict()["activityWindowSeconds"]
+    lines = [
+        f"Health of {len(report.teams)} team(s) at {_when(report.generate_time)}; "
+        f"sessions since {_when(report.period_start)} ({format_duration(report.since)}); "
+        "activity window "
+        + (format_duration(dt.timedelta(seconds=window)) if window is not None else "90d"),
+        "",
+    ]
+    at_risk = report.teams_at_risk
+    lines.append(f"Teams at risk: {len(at_risk) or 'none'}")
+    for t in at_risk:
+        h = t.health
+        lines.append(
+            f"  {t.name} ({t.team_id})  {t.status}: {h.active_approvers} active of "
+            f"{h.number_of_approvers}, M = {h.min_approvals}, slack {h.slack}"
+        )
+    inactive = report.inactive_approvers
+    lines.append("")
+    lines.append(f"Inactive approvers: {len(inactive) or 'none'}")
+    for a in inactive:
+        last = (
+            f"last {a.last_activity_kind} {_when(a.last_activity_time)}"
+            if a.last_activity_time
+            else "never active"
+        )
+        lines.append(f"  {a.team_name}  {a.approver_id}: {', '.join(a.reasons)} ({last})")
+    lines.append("")
+    if not report.teams:
+        lines.append("no teams")
+        return lines
+    header = (
+        "TEAM",
+        "STATE",
+        "HEALTH",
+        "ACTIVE",
+        "M",
+        "SLACK",
+        "REQUESTED",
+        "APPROVED",
+        "FAILED",
+        "EXPIRED",
+        "CANCELLED",
+        "PENDING",
+    )
+    rows = [header] + [
+        (
+            t.name,
+            t.state,
+            t.status,
+            f"{t.health.active_approvers}/{t.health.number_of_approvers}",
+            str(t.health.min_approvals),
+            str(t.health.slack),
+            *(str(v) for v in t.sessions.as_dict().values()),
+        )
+        for t in report.teams
+    ]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines.extend(
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
+    )
+    baselines = [t for t in report.teams if t.baseline is not None]
+    if baselines:
+        lines.append("")
+        lines.append("Latest baselines:")
+        for t in baselines:
+            b = t.baseline
+            assert b is not None
+            missing = ", ".join(b.not_answered) or "nobody"
+            lines.append(
+                f"  {t.name}  {b.session_id}  {b.state}  {_when(b.create_time)}  "
+                f"not answered: {missing}"
+            )
+    return lines
+
+
+async def _health(client: AirlockClient, args: argparse.Namespace, out: _Output) -> None:
+    report = await client.health_report(since=args.since, activity_window=args.window)
+    if out.as_json:
+        out.out.write(json.dumps(report.as_dict(), indent=2) + "\n")
+    else:
+        out.lines(_health_lines(report))
+
+
 async def _approver_keygen(args: argparse.Namespace, out: _Output) -> None:
     key = keys.generate_private_key()
     path = keys.save_private_key(key, args.out)
@@ -936,6 +1085,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--window", type=_duration_arg, metavar="DURATION", help="activity window (default 90d)"
     )
+    p = command(
+        group,
+        "baseline",
+        "start a baseline session: the approvers show they still respond",
+        _teams_baseline,
+    )
+    p.add_argument("team_id", metavar="TEAM_ID")
+    p.add_argument(
+        "--approver",
+        dest="approvers",
+        action="append",
+        metavar="ID",
+        help="ask only this approver (repeat; default: every approver of the team)",
+    )
+    p.add_argument("--comment", default="", help="shown to the approvers")
 
     # approver (the approver's own commands)
     group = family("approver", "an approver's own commands (approver credential)")
@@ -962,6 +1126,23 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(group, "sessions", "list the sessions assigned to you", _approver_sessions)
     _state_option(p, session_pb2.Session.State.DESCRIPTOR, "sessions")
     p.add_argument("--awaiting-vote", action="store_true", help="only those you have not voted on")
+
+    # approval proofs
+    group = family("proof", "approval proofs: export from the server, verify offline")
+    p = command(group, "export", "write the approval proof of an APPROVED session", _proof_export)
+    p.add_argument("session_id", metavar="SESSION_ID")
+    p.add_argument("--out", required=True, metavar="FILE", help="where to write the proof")
+    p = command(
+        group, "verify", "check a proof offline (no server): exit 0 only if it proves approval"
+    )
+    p.add_argument("file", metavar="FILE")
+    p.add_argument(
+        "--log-key",
+        metavar="KEY",
+        help="the event log's Ed25519 public key (hex, base64 or a file) to check the checkpoint",
+    )
+    p.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="JSON output")
+    p.set_defaults(local=_proof_verify)
 
     # sessions
     group = family("sessions", "approval sessions")
@@ -1019,6 +1200,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("vault_arn", metavar="VAULT_ARN")
     p.add_argument("account_id", metavar="ACCOUNT_ID")
 
+    # the health report
+    p = command(
+        commands,
+        "health",
+        "health of every team: teams at risk, inactive approvers, sessions by outcome "
+        "(admin, auditor)",
+        _health,
+    )
+    p.add_argument(
+        "--since",
+        type=_duration_arg,
+        default=DEFAULT_SINCE,
+        metavar="DURATION",
+        help="count the sessions created in this period, e.g. 30d (default 30d)",
+    )
+    p.add_argument(
+        "--window",
+        type=_duration_arg,
+        metavar="DURATION",
+        help="an approver is active if it acted within this window (default 90d)",
+    )
+
     # audit
     group = family("audit", "the tamper-evident event log (admin, auditor)")
     p = command(group, "list", "list events, oldest first", _audit_list)
@@ -1049,7 +1252,7 @@ def build_parser() -> argparse.ArgumentParser:
         group,
         "verify",
         "recompute the hash chain on the server, and check a saved checkpoint "
-        "(exit code 4 when not intact)",
+        "(exit code 5 when not intact)",
         _audit_verify,
     )
     p.add_argument("--from-seq", type=int, default=0, metavar="N")
@@ -1336,6 +1539,9 @@ async def main_async(argv: Sequence[str] | None = None) -> int:
     except (LocalError, keys.KeyFileError, checkpoints.CheckpointError) as exc:
         sys.stderr.write(f"error: {exc}\n")
         return EXIT_LOCAL
+    except ProofRejected as exc:
+        sys.stderr.write(f"proof rejected:\n{exc}\n")
+        return EXIT_PROOF_REJECTED
     except DemoFailed as exc:
         sys.stderr.write(f"demo failed: {exc}\n")
         return EXIT_DEMO_FAILED

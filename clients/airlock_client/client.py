@@ -46,6 +46,7 @@ from airlock.v1 import (
 )
 from airlock_client import keys
 from airlock_client.errors import AirlockError, StatusCode, from_rpc_error
+from airlock_client.health import DEFAULT_SINCE, HealthReport, build_health_report
 
 __all__ = [
     "DEFAULT_TARGET",
@@ -583,6 +584,17 @@ class AirlockClient:
             request_id=_request_id(request_id),
         )
         return (await self._call(self._teams.StartTeamBaseline, request)).session
+
+    async def health_report(
+        self,
+        *,
+        since: dt.timedelta = DEFAULT_SINCE,
+        activity_window: dt.timedelta | None = None,
+    ) -> HealthReport:
+        """The health of every team (admin, auditors): teams at risk, inactive approvers, and
+        per team the sessions created in the last `since` by outcome and its latest baseline's
+        unanswered approvers. Composed from ListApprovalTeams, GetTeamHealth, ListSessions."""
+        return await build_health_report(self, since=since, activity_window=activity_window)
 
     # -- ApproverService (approver credentials) ------------------------------------------------
 

@@ -21,7 +21,7 @@ from airlock_server.log_key import LogKeyError, create_log_key, load_log_key
 from airlock_server.logs import configure_logging
 from airlock_server.persistence.db import is_sqlite
 from airlock_server.persistence.migrate import upgrade
-from airlock_server.transport.server import build_server
+from airlock_server.transport.server import TlsFiles, build_server
 
 log = structlog.get_logger("airlock.server")
 
@@ -59,6 +59,25 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--ready-file", type=Path, help="write the bound port here once serving (for scripts)"
     )
+    serve.add_argument(
+        "--tls-cert",
+        metavar="PEM",
+        default=env.tls_cert,
+        help="serve TLS only, with this certificate chain (env AIRLOCK_TLS_CERT)",
+    )
+    serve.add_argument(
+        "--tls-key",
+        metavar="PEM",
+        default=env.tls_key,
+        help="the private key of --tls-cert (env AIRLOCK_TLS_KEY)",
+    )
+    serve.add_argument(
+        "--tls-client-ca",
+        metavar="PEM",
+        default=env.tls_client_ca,
+        help="require client certificates signed by this CA: mutual TLS "
+        "(env AIRLOCK_TLS_CLIENT_CA)",
+    )
 
     sub.add_parser("migrate", help="upgrade the database schema to the newest revision")
 
@@ -79,7 +98,37 @@ def _ensure_sqlite_dir(url: str) -> None:
             Path(database).parent.mkdir(parents=True, exist_ok=True)
 
 
-async def _serve(settings: Settings, ready_file: Path | None) -> None:
+class ConfigError(Exception):
+    """A setting that cannot be used; the server does not start."""
+
+
+def _read_pem(path: str, what: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the {what} {path}: {exc.strerror}") from exc
+
+
+def tls_files(settings: Settings) -> TlsFiles | None:
+    """The TLS files the settings name, read; None for plaintext."""
+    if settings.tls_cert is None and settings.tls_key is None:
+        if settings.tls_client_ca is not None:
+            raise ConfigError("--tls-client-ca needs --tls-cert and --tls-key")
+        return None
+    if settings.tls_cert is None or settings.tls_key is None:
+        raise ConfigError("--tls-cert and --tls-key go together")
+    return TlsFiles(
+        certificate_chain=_read_pem(settings.tls_cert, "TLS certificate"),
+        private_key=_read_pem(settings.tls_key, "TLS key"),
+        client_ca=(
+            _read_pem(settings.tls_client_ca, "TLS client CA")
+            if settings.tls_client_ca is not None
+            else None
+        ),
+    )
+
+
+async def _serve(settings: Settings, ready_file: Path | None, tls: TlsFiles | None) -> None:
     key_file = Path(settings.log_key_file)
     log_key = load_log_key(key_file)
     if log_key is None:
@@ -90,7 +139,7 @@ async def _serve(settings: Settings, ready_file: Path | None) -> None:
             "run `airlock-server bootstrap` to create the key",
         )
     wiring = wire(settings, log_key)
-    served = build_server(wiring.app, settings.listen)
+    served = build_server(wiring.app, settings.listen, tls)
     await served.server.start()
     await served.set_serving(True)
     host = settings.listen.rsplit(":", 1)[0]
@@ -98,6 +147,7 @@ async def _serve(settings: Settings, ready_file: Path | None) -> None:
         "server.started",
         listen=f"{host}:{served.port}",
         region=settings.region,
+        tls="mutual" if tls and tls.client_ca else "server" if tls else "off",
         log_public_key=log_key.public_key.hex() if log_key else "",
         log_key_id=log_key.key_id if log_key else "",
     )
@@ -196,9 +246,21 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "bootstrap":
         return asyncio.run(_bootstrap(settings, args.admin_token_file))
-    settings = replace(settings, listen=args.listen, region=args.region)
+    settings = replace(
+        settings,
+        listen=args.listen,
+        region=args.region,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        tls_client_ca=args.tls_client_ca,
+    )
     try:
-        asyncio.run(_serve(settings, args.ready_file))
+        tls = tls_files(settings)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    try:
+        asyncio.run(_serve(settings, args.ready_file, tls))
     except LogKeyError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

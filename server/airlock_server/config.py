@@ -23,6 +23,11 @@ class Settings:
     # and the safety poll only covers a lost notification.
     events_poll_interval: float = 0.25
     events_safety_poll: float = 5.0
+    # TLS: with a certificate and its key the server speaks TLS only; with a client CA too it
+    # requires client certificates signed by that CA (mutual TLS). Paths to PEM files.
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_client_ca: str | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -42,4 +47,7 @@ class Settings:
                 env.get("AIRLOCK_EVENTS_POLL_INTERVAL", d.events_poll_interval)
             ),
             events_safety_poll=float(env.get("AIRLOCK_EVENTS_SAFETY_POLL", d.events_safety_poll)),
+            tls_cert=env.get("AIRLOCK_TLS_CERT") or None,
+            tls_key=env.get("AIRLOCK_TLS_KEY") or None,
+            tls_client_ca=env.get("AIRLOCK_TLS_CLIENT_CA") or None,
         )

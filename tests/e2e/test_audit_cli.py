@@ -112,7 +112,7 @@ def test_audit_tail_checkpoint_and_verify(quiet_server: ServerProcess) -> None:
     # Someone with the database's password drops the guards and edits event 2.
     asyncio.run(_edit_event_2(server))
     bad = server.cli(admin, "audit", "verify", "--checkpoint", str(cp_file), "--log-key", published)
-    assert bad.returncode == 4, bad.stderr
+    assert bad.returncode == 5, bad.stderr
     assert bad.stdout.startswith("log NOT intact: first bad seq 2: HASH_MISMATCH")
 
     # A wrong pinned key refuses the checkpoint before asking the server anything.

@@ -433,9 +433,9 @@ class ExportApprovalProofResponse(_message.Message):
     PROOF_FIELD_NUMBER: _builtins.int
     FORMAT_FIELD_NUMBER: _builtins.int
     proof: _builtins.bytes
-    """The proof document: the session's facts, the frozen team version (approver ids, keys, M),
-    the signed votes, the session's events with their hashes and a signed log checkpoint. Its
-    encoding is named by format and written down in docs/.
+    """The proof document (UTF-8 JSON): the session's facts, the frozen team version (approver
+    ids, keys, M), the signed votes, the session's events with their hashes and, once the log
+    is checkpointed, a signed log checkpoint. Field by field in docs/approval-proofs.md.
     """
     format: _builtins.str
     """The proof format and version, for example "airlock.approval-proof.v1+json"."""

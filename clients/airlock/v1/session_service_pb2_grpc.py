@@ -123,7 +123,10 @@ class SessionServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ExportApprovalProof(self, request, context):
-        """Exports a self-contained, offline-verifiable proof of an approved session.
+        """Exports a self-contained, offline-verifiable proof of an APPROVED session
+        (docs/approval-proofs.md). Whoever may GetSession: its requester, the admin, auditors, its
+        team's approvers, the owner of the guarded vault. FAILED_PRECONDITION SESSION_NOT_APPROVED
+        for a session in another state.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

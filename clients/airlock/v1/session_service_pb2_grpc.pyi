@@ -54,7 +54,11 @@ class SessionServiceStub:
     sessions, its execution status is reported); then the stream ends.
     """
     ExportApprovalProof: _grpc.UnaryUnaryMultiCallable[_session_service_pb2.ExportApprovalProofRequest, _session_service_pb2.ExportApprovalProofResponse]
-    """Exports a self-contained, offline-verifiable proof of an approved session."""
+    """Exports a self-contained, offline-verifiable proof of an APPROVED session
+    (docs/approval-proofs.md). Whoever may GetSession: its requester, the admin, auditors, its
+    team's approvers, the owner of the guarded vault. FAILED_PRECONDITION SESSION_NOT_APPROVED
+    for a session in another state.
+    """
 
 @_typing.type_check_only
 class SessionServiceAsyncStub(SessionServiceStub):
@@ -82,7 +86,11 @@ class SessionServiceAsyncStub(SessionServiceStub):
     sessions, its execution status is reported); then the stream ends.
     """
     ExportApprovalProof: _aio.UnaryUnaryMultiCallable[_session_service_pb2.ExportApprovalProofRequest, _session_service_pb2.ExportApprovalProofResponse]  # type: ignore[assignment]
-    """Exports a self-contained, offline-verifiable proof of an approved session."""
+    """Exports a self-contained, offline-verifiable proof of an APPROVED session
+    (docs/approval-proofs.md). Whoever may GetSession: its requester, the admin, auditors, its
+    team's approvers, the owner of the guarded vault. FAILED_PRECONDITION SESSION_NOT_APPROVED
+    for a session in another state.
+    """
 
 class SessionServiceServicer(metaclass=_abc_1.ABCMeta):
     """Approval sessions: generic guarded operations, reading, cancelling, following, and proofs."""
@@ -149,6 +157,10 @@ class SessionServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _session_service_pb2.ExportApprovalProofRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_session_service_pb2.ExportApprovalProofResponse, _abc.Awaitable[_session_service_pb2.ExportApprovalProofResponse]]:
-        """Exports a self-contained, offline-verifiable proof of an approved session."""
+        """Exports a self-contained, offline-verifiable proof of an APPROVED session
+        (docs/approval-proofs.md). Whoever may GetSession: its requester, the admin, auditors, its
+        team's approvers, the owner of the guarded vault. FAILED_PRECONDITION SESSION_NOT_APPROVED
+        for a session in another state.
+        """
 
 def add_SessionServiceServicer_to_server(servicer: SessionServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

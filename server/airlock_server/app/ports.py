@@ -9,6 +9,7 @@ from types import TracebackType
 from typing import Protocol
 
 from airlock_server.domain.events import Event, NewEvent
+from airlock_server.domain.health import Activity
 from airlock_server.domain.identities import Account, Approver, Credential
 from airlock_server.domain.principals import Principal
 from airlock_server.domain.sessions import Session, SessionKind, SessionState
@@ -146,6 +147,14 @@ class SessionRepository(Protocol):
         """The public key the approver enrolled in that team version, if any."""
         ...
 
+    async def enrolled_keys(self, team_id: str, version: int) -> dict[str, bytes | None]:
+        """Every member of that team version and the key it enrolled (None: not accepted)."""
+        ...
+
+    async def events_about(self, subject: str, type_: str | None = None) -> list[Event]:
+        """The log's events with this subject (event_subjects index), by seq; of one type."""
+        ...
+
 
 class VaultRepository(Protocol):
     async def add(self, vault: Vault) -> None: ...
@@ -206,6 +215,16 @@ class TeamDeletionRepository(Protocol):
         ...
 
 
+class ActivityRepository(Protocol):
+    async def record(self, team_id: str, approver_id: str, activity: Activity) -> None:
+        """Store the approver's activity for the team unless a later one is stored."""
+        ...
+
+    async def of_teams(self, team_ids: Sequence[str]) -> dict[str, dict[str, Activity]]:
+        """Per team, per approver, the last activity."""
+        ...
+
+
 class UnitOfWork(Protocol):
     """One transaction. Leaving without commit() rolls back; events are appended at commit."""
 
@@ -220,6 +239,7 @@ class UnitOfWork(Protocol):
     vaults: VaultRepository
     grants: GrantRepository
     deletions: TeamDeletionRepository
+    activity: ActivityRepository
 
     def record(self, event: NewEvent) -> None: ...
     async def commit(self) -> None: ...

@@ -8,6 +8,7 @@ cancellation, the expiry sweeper or a read that finds the session expired.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -24,8 +25,10 @@ from airlock_server.domain.errors import (
     PermissionDenied,
 )
 from airlock_server.domain.events import NewEvent, format_time
+from airlock_server.domain.health import Activity, activity_of_vote
 from airlock_server.domain.paging import Page, decode_token, encode_token, page_size
 from airlock_server.domain.principals import SYSTEM, Principal, PrincipalKind, require
+from airlock_server.domain.proofs import build_proof
 from airlock_server.domain.sessions import (
     ExecutionStatus,
     Session,
@@ -63,6 +66,11 @@ T = TypeVar("T")
 
 SWEEP_BATCH = 100
 WATCH_INTERVAL = 0.5
+
+
+def comment_digest(comment: str) -> str:
+    """Events name a comment by its SHA-256: the log proves it without carrying its body."""
+    return hashlib.sha256(comment.encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -200,8 +208,11 @@ class SessionService:
         metadata: Mapping[str, str] | None = None,
         action: str | None = None,
         session_id: str | None = None,
+        approver_ids: Sequence[str] | None = None,
+        min_approvals: int | None = None,
     ) -> Session:
-        """A PENDING session voted by the accepted approvers of the team's current version."""
+        """A PENDING session voted by the accepted approvers of the team's current version
+        (or by `approver_ids` among them, needing `min_approvals`: a baseline)."""
         if team.state is not TeamState.ACTIVE:
             raise FailedPrecondition(
                 f"approval team {team.team_id} is {team.state.value}; only an ACTIVE team "
@@ -218,8 +229,8 @@ class SessionService:
             kind=kind,
             team_id=team.team_id,
             team_version=version.version,
-            approver_ids=accepted,
-            min_approvals=version.min_approvals,
+            approver_ids=accepted if approver_ids is None else approver_ids,
+            min_approvals=version.min_approvals if min_approvals is None else min_approvals,
             requester=requester,
             protected_resource=protected_resource,
             now=self._deps.clock(),
@@ -239,7 +250,7 @@ class SessionService:
                     "min_approvals": session.min_approvals,
                     "approver_ids": list(session.approver_ids),
                     "expire_time": format_time(session.expire_time),
-                    "comment": session.comment,
+                    "comment_sha256": comment_digest(session.comment),
                 },
             )
         )
@@ -660,6 +671,36 @@ class SessionService:
                 "the caller may not see this session", metadata={"sessionId": s.session_id}
             )
 
+    async def export_approval_proof(self, caller: Principal, session_id: str) -> bytes:
+        """The approval proof of an APPROVED session (docs/approval-proofs.md).
+
+        Who may export it: whoever may read the session (GetSession).
+        """
+
+        async def work(uow: UnitOfWork) -> bytes:
+            s = await self._load(uow, session_id)
+            await self._check_visible(uow, caller, s)
+            keys = await uow.sessions.enrolled_keys(s.team_id, s.team_version)
+            events = await uow.sessions.events_about(session_subject(s.session_id))
+            # For each approver of the snapshot, the event in which it enrolled that key.
+            accepted = await uow.sessions.events_about(f"team:{s.team_id}", "invitation.accepted")
+            seen = {e.seq for e in events}
+            for approver_id in s.approver_ids:
+                key = keys.get(approver_id)
+                enrolled = [
+                    e
+                    for e in accepted
+                    if f"approver:{approver_id}" in e.subjects
+                    and key is not None
+                    and e.details.get("public_key") == key.hex()
+                ]
+                if enrolled and enrolled[-1].seq not in seen:
+                    events.append(enrolled[-1])
+                    seen.add(enrolled[-1].seq)
+            return build_proof(s, keys, events)
+
+        return await transact(self._deps, work)
+
     async def get_session(self, caller: Principal, session_id: str) -> SessionView:
         async def work(uow: UnitOfWork) -> tuple[SessionView, bool]:
             s = await self._load(uow, session_id)
@@ -784,12 +825,15 @@ class SessionService:
                             "session_id": session_id,
                             "approver_id": caller.subject,
                             "decision": decision.value,
-                            "comment": comment,
+                            "comment_sha256": comment_digest(comment),
                             "signature": signature.hex(),
                         },
                     )
                 )
                 await self.store_outcome(uow, before, after, caller)
+                await uow.activity.record(
+                    before.team_id, caller.subject, Activity(activity_of_vote(before.kind), now)
+                )
                 return session_id
 
             await once(uow, self._deps, caller, "Vote", request_id, cast)

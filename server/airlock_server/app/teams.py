@@ -19,6 +19,14 @@ from airlock_server.domain.errors import (
     PermissionDenied,
 )
 from airlock_server.domain.events import NewEvent
+from airlock_server.domain.health import (
+    Activity,
+    ActivityKind,
+    TeamHealth,
+    activity_window,
+    baseline_approvers,
+    team_health,
+)
 from airlock_server.domain.paging import Page, decode_token, page_of, page_size
 from airlock_server.domain.principals import (
     SYSTEM,
@@ -528,6 +536,94 @@ class TeamService:
 
         return await transact(self._deps, work)
 
+    # --- health and baselines ------------------------------------------------------------
+
+    async def activity_of(self, team_ids: list[str]) -> dict[str, dict[str, Activity]]:
+        """Per team, each approver's last activity (for the API's approver fields)."""
+
+        async def work(uow: UnitOfWork) -> dict[str, dict[str, Activity]]:
+            return await uow.activity.of_teams(team_ids)
+
+        return await transact(self._deps, work)
+
+    async def get_team_health(
+        self, caller: Principal, team_id: str, window: timedelta | None
+    ) -> TeamHealth:
+        """GetTeamHealth: the version in force, its approvers' identities, keys and last
+        activity, judged against the activity window (admin, auditors)."""
+        require(caller, PrincipalKind.ADMIN, PrincipalKind.AUDITOR)
+        window = activity_window(window)
+
+        async def work(uow: UnitOfWork) -> TeamHealth:
+            now = self._deps.clock()
+            team = settle_team(await self._load(uow, team_id), now)
+            approvers = await uow.approvers.get_many(team.current.approver_ids)
+            enabled = {a.approver_id: a.enabled for a in approvers.values()}
+            activity = (await uow.activity.of_teams([team_id]))[team_id]
+            return team_health(team, enabled, activity, window, now)
+
+        return await transact(self._deps, work)
+
+    async def start_team_baseline(
+        self,
+        caller: Principal,
+        team_id: str,
+        approver_ids: tuple[str, ...],
+        comment: str,
+        request_id: str,
+    ) -> SessionView:
+        """StartTeamBaseline: a BASELINE session that each chosen approver answers (M = the
+        number asked). It has no effect; it completes when all answered or expires."""
+        require_admin(caller)
+
+        async def work(uow: UnitOfWork) -> SessionView:
+            async def create() -> str:
+                team = await self._settle(uow, await self._load(uow, team_id, for_update=True))
+                if team.state is not TeamState.ACTIVE:
+                    raise FailedPrecondition(
+                        f"approval team {team_id} is {team.state.value}; only an ACTIVE team "
+                        "runs a baseline",
+                        reason="TEAM_NOT_ACTIVE",
+                        metadata={"teamId": team_id, "state": team.state.value},
+                    )
+                asked = baseline_approvers(team.current, approver_ids)
+                session = await self._sessions.open_session(
+                    uow,
+                    kind=SessionKind.BASELINE,
+                    team=team,
+                    requester=caller,
+                    protected_resource=team.arn,
+                    comment=comment,
+                    approver_ids=asked,
+                    min_approvals=len(asked),
+                )
+                uow.record(
+                    NewEvent(
+                        "team.baseline_started",
+                        caller,
+                        (team_subject(team_id), f"session:{session.session_id}"),
+                        {
+                            "team_id": team_id,
+                            "session_id": session.session_id,
+                            "version": team.current.version,
+                            "approver_ids": list(asked),
+                        },
+                    )
+                )
+                return session.session_id
+
+            session_id, _ = await once(
+                uow, self._deps, caller, "StartTeamBaseline", request_id, create
+            )
+            session = await uow.sessions.get(session_id)
+            if session is None:
+                raise NotFound("session", session_id)
+            view = await self._sessions.view(uow, session)
+            await uow.commit()
+            return view
+
+        return await transact(self._deps, work)
+
     # --- shares --------------------------------------------------------------------------
 
     @staticmethod
@@ -701,6 +797,11 @@ class TeamService:
                     team = replace(team, pending=answered)
                 team = replace(team, revision=team.revision + 1, update_time=now)
                 await uow.teams.save(team)
+                await uow.activity.record(
+                    team.team_id,
+                    caller.subject,
+                    Activity(ActivityKind.RESPONDED_TO_INVITATION, now),
+                )
                 uow.record(
                     NewEvent(
                         "invitation.accepted" if accept else "invitation.declined",

@@ -340,11 +340,16 @@ def cast_vote(
 ) -> Session:
     """Record one final vote and settle the session if quorum is reached or unreachable.
 
-    The signature is kept as given: checking it against the frozen version's enrolled key is
-    the caller's job (it needs the key and a crypto library). An expired session refuses the
-    vote with SESSION_EXPIRED; the caller should store `settle_expired(session, now)`.
+    A BASELINE session takes APPROVE only. The signature is kept as given: checking it against
+    the frozen version's enrolled key is the caller's job (it needs the key and a crypto
+    library). An expired session refuses the vote with SESSION_EXPIRED; the caller should store
+    `settle_expired(session, now)`.
     """
     validate_comment(comment)
+    # A baseline asks "do you still respond?": the answer is an approval, never a rejection
+    # (one rejection would end it for every other approver asked).
+    if session.kind is SessionKind.BASELINE and decision is not VoteDecision.APPROVE:
+        raise InvalidArgument.field("decision", "a baseline session is answered with APPROVE")
     if session.requester == Principal(PrincipalKind.APPROVER, approver_id):
         raise _denied(
             "the requester of a session may not vote on it",

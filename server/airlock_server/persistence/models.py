@@ -344,3 +344,21 @@ class TeamDeletionRecord(Base):
     complete_time: Mapped[datetime | None]
     # When an approved deletion is due; indexed for the sweeper.
     due_time: Mapped[datetime | None] = mapped_column(index=True)
+
+
+# --- health: what each approver last did for each team ---
+
+
+class ApproverActivityRecord(Base):
+    """An approver's last activity for a team (vote, baseline answer, invitation answer).
+
+    Written in the same transaction as the vote or the answer; only a later activity replaces
+    the stored one.
+    """
+
+    __tablename__ = "approver_activity"
+
+    team_id: Mapped[str] = mapped_column(ForeignKey("teams.team_id"), primary_key=True)
+    approver_id: Mapped[str] = mapped_column(ForeignKey("approvers.approver_id"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    activity_time: Mapped[datetime]

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import ColumnElement
 
 from airlock_server.app.ports import SessionQuery, TimeCursor
+from airlock_server.domain.events import Event
 from airlock_server.domain.principals import Principal, PrincipalKind
 from airlock_server.domain.sessions import (
     ExecutionStatus,
@@ -30,6 +31,8 @@ from airlock_server.domain.vaults import (
     Vault,
 )
 from airlock_server.persistence.models import (
+    EventRecord,
+    EventSubjectRecord,
     RestoreAccessGrantRecord,
     SessionApproverRecord,
     SessionRecord,
@@ -292,6 +295,38 @@ class SqlSessionRepository:
             )
         )
         return key
+
+    async def enrolled_keys(self, team_id: str, version: int) -> dict[str, bytes | None]:
+        rows = await self._s.execute(
+            select(TeamMemberRecord.approver_id, TeamMemberRecord.public_key).where(
+                TeamMemberRecord.team_id == team_id, TeamMemberRecord.version == version
+            )
+        )
+        return {approver_id: key for approver_id, key in rows}
+
+    async def events_about(self, subject: str, type_: str | None = None) -> list[Event]:
+        query = (
+            select(EventRecord)
+            .join(EventSubjectRecord, EventSubjectRecord.seq == EventRecord.seq)
+            .where(EventSubjectRecord.subject == subject)
+            .order_by(EventRecord.seq)
+        )
+        if type_ is not None:
+            query = query.where(EventRecord.type == type_)
+        records = (await self._s.scalars(query)).all()
+        return [
+            Event(
+                r.seq,
+                r.time,
+                r.type,
+                r.actor,
+                tuple(r.subjects),
+                dict(r.details),
+                bytes(r.prev_hash),
+                bytes(r.hash),
+            )
+            for r in records
+        ]
 
 
 class SqlVaultRepository:

@@ -12,6 +12,7 @@ from airlock_server.app.ports import Clock
 from airlock_server.domain.errors import Conflict
 from airlock_server.domain.events import NewEvent
 from airlock_server.persistence.event_log import append_events
+from airlock_server.persistence.health_repositories import SqlActivityRepository
 from airlock_server.persistence.recovery_repositories import (
     SqlGrantRepository,
     SqlSessionRepository,
@@ -65,6 +66,7 @@ class SqlUnitOfWork:
         self.vaults: ports.VaultRepository = SqlVaultRepository(s)
         self.grants: ports.GrantRepository = SqlGrantRepository(s)
         self.deletions: ports.TeamDeletionRepository = SqlTeamDeletionRepository(s)
+        self.activity: ports.ActivityRepository = SqlActivityRepository(s)
         self._events = []
         return self
 

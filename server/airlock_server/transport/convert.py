@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
 from google.protobuf import duration_pb2, timestamp_pb2
@@ -9,6 +10,7 @@ from google.protobuf import duration_pb2, timestamp_pb2
 from airlock.v1 import common_pb2, identity_pb2, team_pb2
 from airlock_server.app.teams import InvitationView
 from airlock_server.domain.errors import InvalidArgument
+from airlock_server.domain.health import Activity, ActivityKind
 from airlock_server.domain.identities import Account, Approver, Credential
 from airlock_server.domain.principals import Principal, PrincipalKind
 from airlock_server.domain.team_changes import TeamDeletion
@@ -138,21 +140,41 @@ def team_state_pb(state: TeamState) -> team_pb2.ApprovalTeam.State.ValueType:
     return _TEAM_STATES[state]
 
 
-def _member_pb(m: TeamMember) -> team_pb2.TeamApprover:
+ACTIVITY_KINDS = {
+    ActivityKind.RESPONDED_TO_INVITATION: team_pb2.ACTIVITY_KIND_INVITATION_RESPONSE,
+    ActivityKind.VOTED: team_pb2.ACTIVITY_KIND_VOTE,
+    ActivityKind.BASELINED: team_pb2.ACTIVITY_KIND_BASELINE,
+}
+
+
+def activity_kind_pb(a: Activity | None) -> team_pb2.ActivityKind.ValueType:
+    return ACTIVITY_KINDS[a.kind] if a else team_pb2.ACTIVITY_KIND_UNSPECIFIED
+
+
+def _member_pb(m: TeamMember, activity: Mapping[str, Activity]) -> team_pb2.TeamApprover:
+    last = activity.get(m.approver_id)
     return team_pb2.TeamApprover(
         approver_id=m.approver_id,
         invitation_state=_INVITATION_STATES[m.invitation_state],
         invitation_id=m.invitation_id,
         response_time=ts(m.response_time),
         public_key=m.public_key or b"",
+        last_activity_kind=activity_kind_pb(last),
+        last_activity_time=ts(last.time) if last else None,
     )
 
 
-def _version_pb(v: TeamVersion, session_id: str | None) -> team_pb2.TeamVersion:
+def invitation_state_pb(state: InvitationState) -> team_pb2.Invitation.State.ValueType:
+    return _INVITATION_STATES[state]
+
+
+def _version_pb(
+    v: TeamVersion, session_id: str | None, activity: Mapping[str, Activity]
+) -> team_pb2.TeamVersion:
     return team_pb2.TeamVersion(
         version=v.version,
         description=v.description,
-        approvers=[_member_pb(m) for m in v.members],
+        approvers=[_member_pb(m, activity) for m in v.members],
         min_approvals=v.min_approvals,
         number_of_approvers=len(v.members),
         session_ttl=dur(v.session_ttl),
@@ -162,9 +184,15 @@ def _version_pb(v: TeamVersion, session_id: str | None) -> team_pb2.TeamVersion:
     )
 
 
-def team_pb(t: Team, deletion: TeamDeletion | None = None) -> team_pb2.ApprovalTeam:
-    """The team; `deletion` (its latest deletion request) fills the deletion fields."""
+def team_pb(
+    t: Team,
+    deletion: TeamDeletion | None = None,
+    activity: Mapping[str, Activity] | None = None,
+) -> team_pb2.ApprovalTeam:
+    """The team; `deletion` (its latest deletion request) fills the deletion fields and
+    `activity` (each approver's last activity for the team) the approvers' last activity."""
     v = t.current
+    activity = activity or {}
     shown = deletion is not None and (
         t.status in (TeamStatus.DELETE_PENDING_APPROVAL, TeamStatus.DELETE_FAILED_APPROVAL)
         or t.state in (TeamState.DELETING, TeamState.DELETED)
@@ -181,7 +209,7 @@ def team_pb(t: Team, deletion: TeamDeletion | None = None) -> team_pb2.ApprovalT
         status_code=team_status_pb(t.status),
         status_message=t.status_message,
         min_approvals=v.min_approvals,
-        approvers=[_member_pb(m) for m in v.members],
+        approvers=[_member_pb(m, activity) for m in v.members],
         number_of_approvers=len(v.members),
         session_ttl=dur(v.session_ttl),
         invitation_ttl=dur(v.invitation_ttl),
@@ -192,7 +220,7 @@ def team_pb(t: Team, deletion: TeamDeletion | None = None) -> team_pb2.ApprovalT
         etag=t.etag,
         create_time=ts(t.create_time),
         update_time=ts(t.update_time),
-        pending_update=_version_pb(t.pending, t.update_session_id) if t.pending else None,
+        pending_update=_version_pb(t.pending, t.update_session_id, activity) if t.pending else None,
         update_session_id=t.update_session_id or "",
     )
 

@@ -73,7 +73,24 @@ class Served:
             await self.health.set(name, status)
 
 
-def build_server(app: UseCases, listen: str) -> Served:
+@dataclass(frozen=True)
+class TlsFiles:
+    """PEM bytes of the server's TLS identity and, for mutual TLS, the CA of its clients."""
+
+    certificate_chain: bytes
+    private_key: bytes
+    client_ca: bytes | None = None
+
+    def credentials(self) -> grpc.ServerCredentials:
+        return grpc.ssl_server_credentials(
+            [(self.private_key, self.certificate_chain)],
+            root_certificates=self.client_ca,
+            require_client_auth=self.client_ca is not None,
+        )
+
+
+def build_server(app: UseCases, listen: str, tls: TlsFiles | None = None) -> Served:
+    """The server with every service; plaintext, or TLS only when `tls` is given."""
     server = grpc.aio.server(interceptors=[RpcInterceptor(app.identities, app.audit)])
     identity_service_pb2_grpc.add_IdentityServiceServicer_to_server(
         IdentityServicer(app.identities), server
@@ -94,7 +111,10 @@ def build_server(app: UseCases, listen: str) -> Served:
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    port = server.add_insecure_port(listen)
+    if tls is None:
+        port = server.add_insecure_port(listen)
+    else:
+        port = server.add_secure_port(listen, tls.credentials())
     if port == 0:
         raise RuntimeError(f"cannot listen on {listen}")
     return Served(server, health_servicer, port)

@@ -8,7 +8,7 @@ from airlock.v1 import session_service_pb2 as pb
 from airlock.v1 import session_service_pb2_grpc
 from airlock_server.app.ports import SessionQuery
 from airlock_server.app.sessions import SessionService
-from airlock_server.domain.errors import Unimplemented
+from airlock_server.domain.proofs import PROOF_FORMAT
 from airlock_server.transport import convert
 from airlock_server.transport import convert_recovery as cr
 from airlock_server.transport.interceptors import Ctx, current_principal
@@ -91,4 +91,5 @@ class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):
     async def ExportApprovalProof(
         self, request: pb.ExportApprovalProofRequest, context: Ctx
     ) -> pb.ExportApprovalProofResponse:
-        raise Unimplemented("ExportApprovalProof arrives with the trust work")
+        proof = await self._app.export_approval_proof(current_principal(), request.session_id)
+        return pb.ExportApprovalProofResponse(proof=proof, format=PROOF_FORMAT)

@@ -5,10 +5,11 @@ from __future__ import annotations
 from airlock.v1 import team_pb2, team_service_pb2_grpc
 from airlock.v1 import team_service_pb2 as pb
 from airlock_server.app.teams import TeamService, TeamUpdate
-from airlock_server.domain.errors import InvalidArgument, Unimplemented
+from airlock_server.domain.errors import InvalidArgument
 from airlock_server.domain.teams import Team, validate_team_spec
 from airlock_server.transport import convert
 from airlock_server.transport import convert_recovery as cr
+from airlock_server.transport.convert_health import team_health_pb
 from airlock_server.transport.interceptors import Ctx, current_principal
 
 
@@ -17,8 +18,12 @@ class TeamServicer(team_service_pb2_grpc.TeamServiceServicer):
         self._app = teams
 
     async def _teams_pb(self, teams: list[Team]) -> list[team_pb2.ApprovalTeam]:
-        deletions = await self._app.deletions_of([t.team_id for t in teams])
-        return [convert.team_pb(t, deletions.get(t.team_id)) for t in teams]
+        team_ids = [t.team_id for t in teams]
+        deletions = await self._app.deletions_of(team_ids)
+        activity = await self._app.activity_of(team_ids)
+        return [
+            convert.team_pb(t, deletions.get(t.team_id), activity.get(t.team_id)) for t in teams
+        ]
 
     async def CreateApprovalTeam(
         self, request: pb.CreateApprovalTeamRequest, context: Ctx
@@ -124,12 +129,24 @@ class TeamServicer(team_service_pb2_grpc.TeamServiceServicer):
     async def GetTeamHealth(
         self, request: pb.GetTeamHealthRequest, context: Ctx
     ) -> pb.GetTeamHealthResponse:
-        raise Unimplemented("GetTeamHealth arrives with the audit work")
+        health = await self._app.get_team_health(
+            current_principal(),
+            request.team_id,
+            convert.from_dur(request.activity_window, "activity_window"),
+        )
+        return pb.GetTeamHealthResponse(health=team_health_pb(health))
 
     async def StartTeamBaseline(
         self, request: pb.StartTeamBaselineRequest, context: Ctx
     ) -> pb.StartTeamBaselineResponse:
-        raise Unimplemented("StartTeamBaseline arrives with the audit work")
+        session = await self._app.start_team_baseline(
+            current_principal(),
+            request.team_id,
+            tuple(request.approver_ids),
+            request.comment,
+            request.request_id,
+        )
+        return pb.StartTeamBaselineResponse(session=cr.session_pb(session))
 
 
 UPDATE_FIELDS = (

@@ -1,0 +1,451 @@
+"""Offline verification of approval proofs (docs/approval-proofs.md).
+
+Needs no server and no database, and trusts nothing the server says: it recomputes every vote
+digest from the session's facts (docs/signed-votes.md, `keys.vote_digest`), checks every
+signature against the key in the proof's frozen team snapshot, recomputes every event hash with
+the canonical encoding of docs/event-log.md (implemented again here, from the document), and
+checks the optional signed log checkpoint. It never imports the server.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from airlock.v1 import common_pb2, session_pb2
+from airlock_client import keys
+
+__all__ = [
+    "PROOF_FORMAT",
+    "ProofError",
+    "Verdict",
+    "checkpoint_message",
+    "event_canonical_bytes",
+    "event_hash",
+    "verify_proof",
+]
+
+PROOF_FORMAT = "airlock.approval-proof.v1+json"
+CHECKPOINT_TAG = "airlock.checkpoint.v1"
+_TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")
+_HASH_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+class ProofError(Exception):
+    """The proof is not even well formed."""
+
+
+@dataclass
+class Verdict:
+    """`ok` only when `problems` is empty; `notes` say what was checked and what was not."""
+
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+# --- the event log's canonical encoding (docs/event-log.md) ---------------------------------
+
+
+def event_canonical_bytes(
+    *,
+    seq: int,
+    time: str,
+    type_: str,
+    actor: str,
+    subjects: Sequence[str],
+    details: Mapping[str, Any],
+    prev_hash: str,
+) -> bytes:
+    """UTF-8 JSON of the seven fields, keys sorted at every depth, no whitespace, non-ASCII as
+    is; `time` already in RFC 3339 UTC with six fractional digits, `prev_hash` 64 hex digits."""
+    document = {
+        "actor": actor,
+        "details": details,
+        "prev_hash": prev_hash,
+        "seq": seq,
+        "subjects": list(subjects),
+        "time": time,
+        "type": type_,
+    }
+    return json.dumps(
+        document, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
+
+
+def event_hash(**fields: Any) -> str:
+    """SHA-256 of `event_canonical_bytes`, as 64 lowercase hex digits."""
+    return hashlib.sha256(event_canonical_bytes(**fields)).hexdigest()
+
+
+def _lp(value: str) -> bytes:
+    data = value.encode("utf-8")
+    return len(data).to_bytes(4, "big") + data
+
+
+def checkpoint_message(seq: int, head_hash: str, time: str) -> bytes:
+    """The bytes a log checkpoint signature covers (docs/event-log.md, airlock.checkpoint.v1)."""
+    return b"".join(_lp(v) for v in (CHECKPOINT_TAG, str(seq), head_hash, time))
+
+
+# --- reading the document ---------------------------------------------------------------------
+
+
+def _get(obj: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    if not isinstance(obj, Mapping) or key not in obj:
+        raise ProofError(f"malformed proof: {where}.{key} is missing")
+    value = obj[key]
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
+        raise ProofError(f"malformed proof: {where}.{key} has the wrong type")
+    return value
+
+
+def _hex(value: str, size: int, where: str) -> bytes:
+    try:
+        data = bytes.fromhex(value)
+    except ValueError as exc:
+        raise ProofError(f"malformed proof: {where} is not hex") from exc
+    if len(data) != size:
+        raise ProofError(f"malformed proof: {where} is not {size} bytes")
+    return data
+
+
+def _requester(text: str) -> common_pb2.Principal:
+    kind, _, subject = text.partition(":")
+    name = f"PRINCIPAL_KIND_{kind.upper()}"
+    try:
+        value = common_pb2.PrincipalKind.Value(name)
+    except ValueError as exc:
+        raise ProofError(
+            f"malformed proof: session.requester {text!r} names no principal kind"
+        ) from exc
+    return common_pb2.Principal(kind=value, subject=subject)
+
+
+def _timestamp_session(facts: Mapping[str, Any]) -> session_pb2.Session:
+    """The session as keys.vote_digest reads it, built from the proof's facts only."""
+    expire = _get(facts, "expire_time", str, "session")
+    if not _TIME_RE.match(expire):
+        raise ProofError("malformed proof: session.expire_time is not YYYY-MM-DDTHH:MM:SS.ffffffZ")
+    moment = dt.datetime.strptime(expire, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC)
+    session = session_pb2.Session(
+        session_id=_get(facts, "session_id", str, "session"),
+        team_id=_get(facts, "team_id", str, "session"),
+        team_version=_get(facts, "team_version", int, "session"),
+        action=_get(facts, "action", str, "session"),
+        protected_resource=_get(facts, "protected_resource", str, "session"),
+        requester=_requester(_get(facts, "requester", str, "session")),
+    )
+    session.expire_time.FromDatetime(moment)
+    return session
+
+
+def _verify_signature(key: bytes, signature: bytes, message: bytes) -> bool:
+    try:
+        Ed25519PublicKey.from_public_bytes(key).verify(signature, message)
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+# --- the verifier -----------------------------------------------------------------------------
+
+
+def verify_proof(
+    document: bytes | str | Mapping[str, Any], log_key: bytes | None = None
+) -> Verdict:
+    """Checks a proof; never raises for a bad proof (a malformed one is a problem too).
+
+    `log_key`: the raw 32-byte Ed25519 public key of the server's event log, pinned by the
+    verifier; the checkpoint's signature is checked against it.
+    """
+    verdict = Verdict()
+    try:
+        proof = json.loads(document) if isinstance(document, (bytes, str)) else document
+        if not isinstance(proof, Mapping):
+            raise ProofError("malformed proof: not a JSON object")
+        _verify(proof, log_key, verdict)
+    except ProofError as exc:
+        verdict.problems.append(str(exc))
+    except (ValueError, TypeError) as exc:  # bad JSON
+        verdict.problems.append(f"malformed proof: {exc}")
+    return verdict
+
+
+def _verify(proof: Mapping[str, Any], log_key: bytes | None, verdict: Verdict) -> None:
+    problems = verdict.problems
+    fmt = proof.get("format")
+    if fmt != PROOF_FORMAT:
+        raise ProofError(f"unknown proof format {fmt!r}; this verifier reads {PROOF_FORMAT}")
+    facts = _get(proof, "session", Mapping, "proof")
+    team = _get(proof, "team", Mapping, "proof")
+    votes = _get(proof, "votes", list, "proof")
+    events = _get(proof, "events", list, "proof")
+    session = _timestamp_session(facts)
+    sid = session.session_id
+    requester = _get(facts, "requester", str, "session")
+
+    state = _get(facts, "state", str, "session")
+    if state != "APPROVED":
+        problems.append(f"session {sid} is {state}, not APPROVED")
+
+    # The frozen team version.
+    if _get(team, "team_id", str, "team") != session.team_id:
+        problems.append(f"the team snapshot is of team {team['team_id']}, not {session.team_id}")
+    if _get(team, "version", int, "team") != session.team_version:
+        problems.append(
+            f"the team snapshot is version {team['version']}, the session froze version "
+            f"{session.team_version}"
+        )
+    m = _get(team, "min_approvals", int, "team")
+    members: dict[str, bytes] = {}
+    owner_of_key: dict[bytes, str] = {}
+    for i, entry in enumerate(_get(team, "approvers", list, "team")):
+        approver_id = _get(entry, "approver_id", str, f"team.approvers[{i}]")
+        key = _hex(
+            _get(entry, "public_key", str, f"team.approvers[{i}]"), 32, f"key of {approver_id}"
+        )
+        if approver_id in members:
+            problems.append(f"approver {approver_id} appears twice in the team snapshot")
+        if key in owner_of_key:
+            problems.append(
+                f"approvers {owner_of_key[key]} and {approver_id} share one key in the team "
+                "snapshot"
+            )
+        members[approver_id] = key
+        owner_of_key[key] = approver_id
+    if not 1 <= m <= len(members):
+        problems.append(f"M = {m} is impossible with {len(members)} approvers")
+
+    # The votes: each signature over exactly this request.
+    approvers_who_approved: list[str] = []
+    signed: dict[str, str] = {}
+    for i, vote in enumerate(votes):
+        where = f"votes[{i}]"
+        approver_id = _get(vote, "approver_id", str, where)
+        decision = _get(vote, "decision", str, where)
+        signature = _hex(_get(vote, "signature", str, where), 64, f"signature of {approver_id}")
+        if decision not in ("APPROVE", "REJECT"):
+            problems.append(f"vote of {approver_id}: unknown decision {decision!r}")
+            continue
+        if approver_id in signed:
+            problems.append(
+                f"approver {approver_id} voted more than once (a duplicated signature); one "
+                "vote per approver"
+            )
+            continue
+        if approver_id not in members:
+            problems.append(
+                f"vote of {approver_id}, who is not an approver of team {session.team_id} "
+                f"version {session.team_version}"
+            )
+            continue
+        digest = keys.vote_digest(session, decision == "APPROVE")
+        if not _verify_signature(members[approver_id], signature, digest):
+            problems.append(
+                f"the {decision} signature of {approver_id} does not verify against its key over "
+                f"this request (session {sid}, action {session.action}, resource "
+                f"{session.protected_resource}, requester {requester}, expiry "
+                f"{facts['expire_time']}): the request or the key was changed"
+            )
+            continue
+        signed[approver_id] = signature.hex()
+        if decision == "APPROVE":
+            approvers_who_approved.append(approver_id)
+    if len(approvers_who_approved) < m:
+        problems.append(
+            f"only {len(approvers_who_approved)} distinct approvers of team {session.team_id} "
+            f"version {session.team_version} signed APPROVE over this request; M = {m}"
+        )
+
+    # The events: each hash recomputed, in seq order, linked where consecutive.
+    by_seq = _check_events(events, problems)
+    _check_session_events(by_seq, facts, team, members, signed, approvers_who_approved, problems)
+
+    checkpoint = proof.get("checkpoint")
+    if checkpoint is None:
+        verdict.notes.append(
+            "no log checkpoint: the events chain among themselves, but are not anchored to a "
+            "signed head of the event log"
+        )
+    else:
+        _check_checkpoint(checkpoint, by_seq, log_key, verdict)
+    if not problems:
+        verdict.notes.insert(
+            0,
+            f"{len(approvers_who_approved)} of {len(members)} approvers (M = {m}) of team "
+            f"{session.team_id} version {session.team_version} signed APPROVE over session {sid}",
+        )
+
+
+def _event_fields(e: Mapping[str, Any], where: str) -> dict[str, Any]:
+    time = _get(e, "time", str, where)
+    if not _TIME_RE.match(time):
+        raise ProofError(f"malformed proof: {where}.time is not YYYY-MM-DDTHH:MM:SS.ffffffZ")
+    prev = _get(e, "prev_hash", str, where)
+    if not _HASH_RE.match(prev):
+        raise ProofError(f"malformed proof: {where}.prev_hash is not 64 hex digits")
+    return {
+        "seq": _get(e, "seq", int, where),
+        "time": time,
+        "type_": _get(e, "type", str, where),
+        "actor": _get(e, "actor", str, where),
+        "subjects": _get(e, "subjects", list, where),
+        "details": _get(e, "details", Mapping, where),
+        "prev_hash": prev,
+    }
+
+
+def _check_events(events: Sequence[Any], problems: list[str]) -> dict[int, Mapping[str, Any]]:
+    by_seq: dict[int, Mapping[str, Any]] = {}
+    previous: tuple[int, str] | None = None
+    for i, e in enumerate(events):
+        where = f"events[{i}]"
+        fields = _event_fields(e, where)
+        seq = fields["seq"]
+        claimed = _get(e, "hash", str, where)
+        if event_hash(**fields) != claimed:
+            problems.append(
+                f"event seq {seq} ({fields['type_']}): its hash does not match its content"
+            )
+        if previous is not None:
+            if seq <= previous[0]:
+                problems.append(f"events out of order: seq {seq} comes after seq {previous[0]}")
+            elif seq == previous[0] + 1 and fields["prev_hash"] != previous[1]:
+                problems.append(
+                    f"event seq {seq}: prev_hash is not the hash of event seq {previous[0]}"
+                )
+        previous = (seq, claimed)
+        by_seq[seq] = e
+    return by_seq
+
+
+def _check_session_events(
+    by_seq: Mapping[int, Mapping[str, Any]],
+    facts: Mapping[str, Any],
+    team: Mapping[str, Any],
+    members: Mapping[str, bytes],
+    signed: Mapping[str, str],
+    approved: Sequence[str],
+    problems: list[str],
+) -> None:
+    """The events must tell the same story as the facts, the snapshot and the votes."""
+    sid = facts["session_id"]
+    subject = f"session:{sid}"
+    about = [e for e in by_seq.values() if subject in e["subjects"]]
+    created = [e for e in about if e["type"] == "session.created"]
+    if len(created) != 1:
+        problems.append(f"the events hold {len(created)} session.created events of {sid}, not 1")
+    else:
+        d, expected = (
+            created[0]["details"],
+            {
+                "team_id": facts["team_id"],
+                "team_version": facts["team_version"],
+                "action": facts["action"],
+                "protected_resource": facts["protected_resource"],
+                "expire_time": facts["expire_time"],
+                "min_approvals": team["min_approvals"],
+                "approver_ids": list(members),
+            },
+        )
+        for key, value in expected.items():
+            if d.get(key) != value:
+                problems.append(
+                    f"session.created records {key} {d.get(key)!r}, the proof says {value!r}"
+                )
+        if created[0]["actor"] != facts["requester"]:
+            problems.append(
+                f"session.created was caused by {created[0]['actor']}, the proof names requester "
+                f"{facts['requester']}"
+            )
+    if not any(e["type"] == "session.approved" for e in about):
+        problems.append(f"no session.approved event of {sid}")
+    cast = {
+        e["details"].get("approver_id"): e["details"].get("signature")
+        for e in about
+        if e["type"] == "vote.cast"
+    }
+    for approver_id in approved:
+        if cast.get(approver_id) != signed[approver_id]:
+            problems.append(f"no vote.cast event records the signature of {approver_id}")
+    for approver_id in approved:
+        key = members[approver_id].hex()
+        if not any(
+            e["type"] == "invitation.accepted"
+            and f"team:{facts['team_id']}" in e["subjects"]
+            and f"approver:{approver_id}" in e["subjects"]
+            and e["details"].get("public_key") == key
+            for e in by_seq.values()
+        ):
+            problems.append(
+                f"the key of {approver_id} in the team snapshot is not the key its enrollment "
+                "(invitation.accepted) event records"
+            )
+
+
+def _check_checkpoint(
+    checkpoint: Any,
+    by_seq: Mapping[int, Mapping[str, Any]],
+    log_key: bytes | None,
+    verdict: Verdict,
+) -> None:
+    """A signed head of the log, and the chain of every event from the proof's first event up to
+    it: each proof event must be in that chain, unchanged."""
+    problems = verdict.problems
+    if not isinstance(checkpoint, Mapping):
+        raise ProofError("malformed proof: checkpoint is not an object")
+    seq = _get(checkpoint, "seq", int, "checkpoint")
+    head = _get(checkpoint, "hash", str, "checkpoint")
+    time = _get(checkpoint, "time", str, "checkpoint")
+    signature = _hex(_get(checkpoint, "signature", str, "checkpoint"), 64, "checkpoint.signature")
+    key = log_key
+    if key is None:
+        embedded = checkpoint.get("public_key")
+        if not isinstance(embedded, str):
+            problems.append("a checkpoint without --log-key or an embedded public key")
+            return
+        key = _hex(embedded, 32, "checkpoint.public_key")
+        verdict.notes.append(
+            "the checkpoint was checked against the key it carries; pin the log key "
+            "(--log-key) to trust it"
+        )
+    if not _verify_signature(key, signature, checkpoint_message(seq, head, time)):
+        problems.append(f"the checkpoint (seq {seq}) is not signed by the log key")
+        return
+    chain = _get(checkpoint, "chain", list, "checkpoint")
+    previous: tuple[int, str] | None = None
+    for i, e in enumerate(chain):
+        fields = _event_fields(e, f"checkpoint.chain[{i}]")
+        claimed = _get(e, "hash", str, f"checkpoint.chain[{i}]")
+        if event_hash(**fields) != claimed:
+            problems.append(f"checkpoint chain: event seq {fields['seq']} does not match its hash")
+            return
+        if previous is not None and (
+            fields["seq"] != previous[0] + 1 or fields["prev_hash"] != previous[1]
+        ):
+            problems.append(f"checkpoint chain breaks at seq {fields['seq']}")
+            return
+        mine = by_seq.get(fields["seq"])
+        if mine is not None and mine.get("hash") != claimed:
+            problems.append(f"event seq {fields['seq']} is not the one in the checkpointed log")
+        previous = (fields["seq"], claimed)
+    if previous is None or previous != (seq, head):
+        problems.append(f"the checkpoint chain does not end at the checkpoint (seq {seq})")
+        return
+    first = chain[0]["seq"]
+    if any(s < first for s in by_seq):
+        problems.append("the checkpoint chain does not reach back to the proof's first event")
+        return
+    verdict.notes.append(f"every event is anchored in the log checkpoint at seq {seq} ({time})")

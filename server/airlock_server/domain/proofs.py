@@ -1,0 +1,75 @@
+"""Approval proofs: the self-contained document of docs/approval-proofs.md (pure)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from airlock_server.domain.errors import FailedPrecondition
+from airlock_server.domain.events import Event, format_time
+from airlock_server.domain.sessions import Session, SessionState
+
+PROOF_FORMAT = "airlock.approval-proof.v1+json"
+
+
+def event_document(e: Event) -> dict[str, Any]:
+    """An event as the proof carries it: every field its hash covers, and the hash."""
+    return {
+        "seq": e.seq,
+        "time": format_time(e.time),
+        "type": e.type,
+        "actor": e.actor,
+        "subjects": list(e.subjects),
+        "details": dict(e.details),
+        "prev_hash": e.prev_hash.hex(),
+        "hash": e.hash.hex(),
+    }
+
+
+def build_proof(
+    session: Session, keys: Mapping[str, bytes | None], events: Sequence[Event]
+) -> bytes:
+    """The proof of an APPROVED session: facts, frozen team snapshot, votes, events (by seq)."""
+    if session.state is not SessionState.APPROVED:
+        raise FailedPrecondition(
+            f"session {session.session_id} is {session.state.value}; only an APPROVED session "
+            "has an approval proof",
+            reason="SESSION_NOT_APPROVED",
+            metadata={"sessionId": session.session_id, "state": session.state.value},
+        )
+    document = {
+        "format": PROOF_FORMAT,
+        "session": {
+            "session_id": session.session_id,
+            "kind": session.kind.value,
+            "team_id": session.team_id,
+            "team_version": session.team_version,
+            "action": session.action,
+            "protected_resource": session.protected_resource,
+            "requester": str(session.requester),
+            "create_time": format_time(session.create_time),
+            "expire_time": format_time(session.expire_time),
+            "state": session.state.value,
+        },
+        "team": {
+            "team_id": session.team_id,
+            "version": session.team_version,
+            "min_approvals": session.min_approvals,
+            "approvers": [
+                {"approver_id": a, "public_key": (keys.get(a) or b"").hex()}
+                for a in session.approver_ids
+            ],
+        },
+        "votes": [
+            {
+                "approver_id": v.approver_id,
+                "decision": v.decision.value,
+                "signature": v.signature.hex(),
+            }
+            for v in session.votes
+        ],
+        "events": [event_document(e) for e in sorted(events, key=lambda e: e.seq)],
+        "checkpoint": None,
+    }
+    return json.dumps(document, indent=2, sort_keys=False, ensure_ascii=False).encode("utf-8")
