@@ -35,6 +35,7 @@ ENV PATH=/opt/airlock/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     AIRLOCK_DATABASE_URL=sqlite:////var/lib/airlock/airlock.db \
     AIRLOCK_ADMIN_TOKEN_FILE=/var/lib/airlock/admin.token \
+    AIRLOCK_LOG_KEY_FILE=/var/lib/airlock/log-key.pem \
     AIRLOCK_LOG_FORMAT=json
 USER airlock:airlock
 WORKDIR /var/lib/airlock

@@ -23,8 +23,13 @@ round-robin so that drift hits every scenario alike:
                      signed Votes -> session APPROVED/EXECUTED, grant AVAILABLE: sessions/s
                      and request-to-AVAILABLE p50/p99, many sessions in flight
 
-`--scenarios get,flow,vote` picks them (default all; `vote` means vote + restore; the
-reference always runs, for the ratios).
+  events             (issue 4) bench/events.py on a database of its own: the append rate of
+                     events at c=1/16/64, and ListEvents (first page, filtered pages) and
+                     WatchEvents (from a late seq; live) with 10,000 and 100,000 events
+
+`--scenarios get,flow,vote,events` picks them (default get,flow,vote; `vote` means vote +
+restore; the reference always runs with the others, for the ratios; `events` alone runs
+no server process).
 
 It prints a table of medians (RPC/s, p50, p99, ratio to the reference at the same
 concurrency) and writes every run to bench/results/<time>.json. Everything listens on
@@ -492,6 +497,37 @@ def add_ratios(result: dict[str, Any]) -> None:
                 s["cpu_ratio_to_ref"] = round(theirs / mine, 3)
 
 
+def bench_events(backend: str, work: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """bench/events.py in its own process, on a database of its own."""
+    out = work / "events.json"
+    with ExitStack() as stack:
+        if backend == "postgres":
+            url = stack.enter_context(postgres_database())
+        else:
+            url = f"sqlite:///{work / 'events.db'}"
+        argv = [
+            PY,
+            str(HERE / "events.py"),
+            "--backend",
+            backend,
+            "--url",
+            url,
+            "--duration",
+            str(args.duration / 2),
+            "--sizes",
+            args.events_sizes,
+            "--reps",
+            str(args.events_reps),
+            "--out",
+            str(out),
+        ]
+        log(f"{backend}: events scenario")
+        done = subprocess.run(argv, check=True, timeout=1800, stdout=subprocess.PIPE, text=True)
+    result: dict[str, Any] = json.loads(out.read_text())
+    result["table"] = done.stdout.rstrip()
+    return result
+
+
 def table(results: list[dict[str, Any]]) -> str:
     head = (
         f"{'backend':<9} {'scenario':<22} {'RPC/s':>8} {'min-max':>15} {'p50 ms':>8} "
@@ -551,8 +587,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--scenarios",
         default="get,flow,vote",
-        help="comma list of get,flow,vote (vote = vote drain + restore flow); ref always runs",
+        help="comma list of get,flow,vote,events (vote = vote drain + restore flow; events = "
+        "bench/events.py); ref always runs with get/flow/vote",
     )
+    p.add_argument("--events-sizes", default="10000,100000", help="events: log sizes")
+    p.add_argument("--events-reps", type=int, default=100, help="events: calls per read")
     p.add_argument(
         "--log-levels",
         default="warning,info",
@@ -574,25 +613,34 @@ def main(argv: list[str] | None = None) -> int:
     args.flow_conc = [int(x) for x in args.flow_conc.split(",")]
     args.vote_conc = [int(x) for x in args.vote_conc.split(",")]
     args.scenarios = args.scenarios.split(",")
-    unknown = set(args.scenarios) - {"get", "flow", "vote"}
+    want_events = "events" in args.scenarios
+    unknown = set(args.scenarios) - {"get", "flow", "vote", "events"}
     if unknown:
         p.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
     args.log_levels = args.log_levels.split(",")
     backends = args.backends.split(",")
     started_at = datetime.now(UTC)
     results: list[dict[str, Any]] = []
+    events_results: list[dict[str, Any]] = []
+    rpc_scenarios = [s for s in args.scenarios if s != "events"]
     for backend in backends:
         work = Path(tempfile.mkdtemp(prefix=f"airlock-bench-{backend}-"))
         try:
-            res = bench_backend(backend, work, args)
+            if rpc_scenarios:
+                args.scenarios = rpc_scenarios
+                res = bench_backend(backend, work, args)
+                add_ratios(res)
+                results.append(res)
+            if want_events:
+                events_results.append(bench_events(backend, work, args))
         finally:
             if args.keep:
                 log(f"kept {work}")
             else:
                 shutil.rmtree(work, ignore_errors=True)
-        add_ratios(res)
-        results.append(res)
-    text = table(results)
+    text = table(results) if results else ""
+    for res in events_results:
+        text += ("\n\n" if text else "") + res["table"]
     print(text)
     out = args.out or HERE / "results" / f"{started_at.strftime('%Y%m%dT%H%M%SZ')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -610,7 +658,9 @@ def main(argv: list[str] | None = None) -> int:
         import grpc
 
         meta["grpcio"] = grpc.__version__
-    out.write_text(json.dumps({"meta": meta, "results": results}, indent=1))
+    out.write_text(
+        json.dumps({"meta": meta, "results": results, "events": events_results}, indent=1)
+    )
     log(f"results written to {out}")
     return 0
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from airlock_server.app.audit import AuditService, LogKey
 from airlock_server.app.common import Deps
 from airlock_server.app.identity import IdentityService
 from airlock_server.app.ports import UnitOfWork
@@ -14,6 +15,7 @@ from airlock_server.app.teams import TeamService
 from airlock_server.app.vaults import VaultService
 from airlock_server.config import Settings
 from airlock_server.persistence.db import create_engine, session_factory
+from airlock_server.persistence.event_log import PgListenSignal, PollSignal, SqlEventLogReader
 from airlock_server.persistence.uow import SqlUnitOfWork
 from airlock_server.transport.server import UseCases
 
@@ -23,12 +25,14 @@ class Wiring:
     engine: AsyncEngine
     deps: Deps
     app: UseCases
+    signal: PgListenSignal | PollSignal
 
     async def close(self) -> None:
+        await self.signal.close()
         await self.engine.dispose()
 
 
-def wire(settings: Settings) -> Wiring:
+def wire(settings: Settings, log_key: LogKey | None = None) -> Wiring:
     engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
     sessions = session_factory(engine)
 
@@ -37,10 +41,24 @@ def wire(settings: Settings) -> Wiring:
 
     deps = Deps(uow=uow, region=settings.region)
     sessions_app = SessionService(deps)
+    signal: PgListenSignal | PollSignal = (
+        PgListenSignal(settings.database_url)
+        if engine.dialect.name == "postgresql"
+        else PollSignal(settings.events_poll_interval)
+    )
     app = UseCases(
         identities=IdentityService(deps),
         teams=TeamService(deps, sessions_app),
         sessions=sessions_app,
         vaults=VaultService(deps, sessions_app),
+        audit=AuditService(
+            deps,
+            SqlEventLogReader(sessions),
+            signal,
+            log_key,
+            watch_poll=settings.events_safety_poll
+            if engine.dialect.name == "postgresql"
+            else settings.events_poll_interval,
+        ),
     )
-    return Wiring(engine, deps, app)
+    return Wiring(engine, deps, app, signal)

@@ -17,6 +17,7 @@ from sqlalchemy.engine import make_url
 from airlock_server.bootstrap import wire
 from airlock_server.config import Settings
 from airlock_server.domain.errors import DomainError
+from airlock_server.log_key import LogKeyError, create_log_key, load_log_key
 from airlock_server.logs import configure_logging
 from airlock_server.persistence.db import is_sqlite
 from airlock_server.persistence.migrate import upgrade
@@ -43,6 +44,13 @@ def _parser() -> argparse.ArgumentParser:
         help="env AIRLOCK_LOG_FORMAT; auto is console on a terminal, JSON otherwise",
     )
     parser.add_argument("--log-level", default=env.log_level, help="env AIRLOCK_LOG_LEVEL")
+    parser.add_argument(
+        "--log-key-file",
+        type=Path,
+        default=Path(env.log_key_file),
+        help="the event log's Ed25519 signing key (PEM, mode 0600), made by bootstrap "
+        f"(env AIRLOCK_LOG_KEY_FILE; default {env.log_key_file})",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="serve gRPC until SIGTERM or SIGINT")
@@ -121,7 +129,16 @@ def tls_files(settings: Settings) -> TlsFiles | None:
 
 
 async def _serve(settings: Settings, ready_file: Path | None, tls: TlsFiles | None) -> None:
-    wiring = wire(settings)
+    key_file = Path(settings.log_key_file)
+    log_key = load_log_key(key_file)
+    if log_key is None:
+        log.warning(
+            "server.no_log_key",
+            log_key_file=str(key_file),
+            effect="GetLogCheckpoint answers FAILED_PRECONDITION LOG_KEY_MISSING; "
+            "run `airlock-server bootstrap` to create the key",
+        )
+    wiring = wire(settings, log_key)
     served = build_server(wiring.app, settings.listen, tls)
     await served.server.start()
     await served.set_serving(True)
@@ -131,6 +148,8 @@ async def _serve(settings: Settings, ready_file: Path | None, tls: TlsFiles | No
         listen=f"{host}:{served.port}",
         region=settings.region,
         tls="mutual" if tls and tls.client_ca else "server" if tls else "off",
+        log_public_key=log_key.public_key.hex() if log_key else "",
+        log_key_id=log_key.key_id if log_key else "",
     )
     if ready_file is not None:
         await asyncio.to_thread(ready_file.write_text, f"{served.port}\n")
@@ -174,7 +193,20 @@ async def _serve(settings: Settings, ready_file: Path | None, tls: TlsFiles | No
     log.info("server.stopped")
 
 
+def _make_log_key(settings: Settings) -> None:
+    key_file = Path(settings.log_key_file)
+    created = create_log_key(key_file)
+    if created is None:
+        print(f"log key {key_file} exists; kept as is")
+    else:
+        print(
+            f"log key {key_file} created (key id {created.key_id}, "
+            f"public key {created.public_key.hex()})"
+        )
+
+
 async def _bootstrap(settings: Settings, token_file: Path) -> int:
+    _make_log_key(settings)
     token_file.parent.mkdir(parents=True, exist_ok=True)
     try:
         fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -204,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         database_url=args.database_url,
         log_format=args.log_format,
         log_level=args.log_level,
+        log_key_file=str(args.log_key_file),
     )
     configure_logging(settings.log_format, settings.log_level)
     _ensure_sqlite_dir(settings.database_url)
@@ -226,7 +259,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    asyncio.run(_serve(settings, args.ready_file, tls))
+    try:
+        asyncio.run(_serve(settings, args.ready_file, tls))
+    except LogKeyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

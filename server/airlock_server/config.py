@@ -18,6 +18,11 @@ class Settings:
     shutdown_grace: float = 10.0
     sweep_interval: float = 30.0
     db_pool_size: int = 10
+    log_key_file: str = "var/log-key.pem"
+    # WatchEvents: SQLite followers look again this often; on PostgreSQL LISTEN wakes them
+    # and the safety poll only covers a lost notification.
+    events_poll_interval: float = 0.25
+    events_safety_poll: float = 5.0
     # TLS: with a certificate and its key the server speaks TLS only; with a client CA too it
     # requires client certificates signed by that CA (mutual TLS). Paths to PEM files.
     tls_cert: str | None = None
@@ -37,6 +42,11 @@ class Settings:
             shutdown_grace=float(env.get("AIRLOCK_SHUTDOWN_GRACE", d.shutdown_grace)),
             sweep_interval=float(env.get("AIRLOCK_SWEEP_INTERVAL", d.sweep_interval)),
             db_pool_size=int(env.get("AIRLOCK_DB_POOL_SIZE", d.db_pool_size)),
+            log_key_file=env.get("AIRLOCK_LOG_KEY_FILE", d.log_key_file),
+            events_poll_interval=float(
+                env.get("AIRLOCK_EVENTS_POLL_INTERVAL", d.events_poll_interval)
+            ),
+            events_safety_poll=float(env.get("AIRLOCK_EVENTS_SAFETY_POLL", d.events_safety_poll)),
             tls_cert=env.get("AIRLOCK_TLS_CERT") or None,
             tls_key=env.get("AIRLOCK_TLS_KEY") or None,
             tls_client_ca=env.get("AIRLOCK_TLS_CLIENT_CA") or None,

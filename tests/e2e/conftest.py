@@ -240,15 +240,22 @@ class ServerProcess:
             assert changed.rowcount == 1
 
 
-def run_server_command(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+def run_server_command(
+    database_url: str, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(SERVER_BIN), "--database-url", database_url, "--log-format", "json", *args],
         capture_output=True,
         text=True,
         timeout=COMMAND_TIMEOUT,
-        env=server_env(),
+        env=server_env(**(env or {})),
         check=False,
     )
+
+
+def log_key_file(directory: Path) -> Path:
+    """Each served database has its own log key, made by bootstrap next to its token."""
+    return directory / "log-key.pem"
 
 
 def prepare_database(database_url: str, directory: Path) -> str:
@@ -256,7 +263,13 @@ def prepare_database(database_url: str, directory: Path) -> str:
     migrated = run_server_command(database_url, "migrate")
     assert migrated.returncode == 0, migrated.stderr
     token_file = directory / "admin.token"
-    booted = run_server_command(database_url, "bootstrap", "--admin-token-file", str(token_file))
+    booted = run_server_command(
+        database_url,
+        "bootstrap",
+        "--admin-token-file",
+        str(token_file),
+        env={"AIRLOCK_LOG_KEY_FILE": str(log_key_file(directory))},
+    )
     assert booted.returncode == 0, booted.stderr
     assert token_file.stat().st_mode & 0o777 == 0o600
     return token_file.read_text().strip()
@@ -294,6 +307,7 @@ def start_server(
                 **{
                     "AIRLOCK_SWEEP_INTERVAL": "1",
                     "AIRLOCK_SHUTDOWN_GRACE": str(SHUTDOWN_GRACE),
+                    "AIRLOCK_LOG_KEY_FILE": str(log_key_file(directory)),
                     **(env or {}),
                 }
             ),

@@ -111,6 +111,8 @@ def _start(url: str, directory: Path, index: int) -> Replica:
                 url,
                 "--log-format",
                 "json",
+                "--log-key-file",
+                str(directory / "log-key.pem"),
                 "serve",
                 "--listen",
                 "127.0.0.1:0",
@@ -155,7 +157,14 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         try:
             _server_command(url, "migrate")
             token_file = directory / "admin.token"
-            _server_command(url, "bootstrap", "--admin-token-file", str(token_file))
+            _server_command(
+                url,
+                "--log-key-file",
+                str(directory / "log-key.pem"),
+                "bootstrap",
+                "--admin-token-file",
+                str(token_file),
+            )
             replicas: list[Replica] = []
             try:
                 for index in range(REPLICAS):

@@ -25,6 +25,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from airlock_server.app.audit import AuditService
 from airlock_server.app.common import Deps
 from airlock_server.app.identity import IdentityService
 from airlock_server.app.ports import UnitOfWork
@@ -32,6 +33,7 @@ from airlock_server.app.sessions import SessionService
 from airlock_server.app.teams import TeamService
 from airlock_server.app.vaults import VaultService
 from airlock_server.persistence.db import create_engine, session_factory
+from airlock_server.persistence.event_log import PgListenSignal, PollSignal, SqlEventLogReader
 from airlock_server.persistence.uow import SqlUnitOfWork
 
 POSTGRES_SERVER = os.environ.get(
@@ -122,6 +124,8 @@ class Harness:
     teams: TeamService
     sessions: SessionService
     vaults: VaultService
+    audit: AuditService
+    signal: PgListenSignal | PollSignal
 
     @property
     def backend(self) -> str:
@@ -136,6 +140,7 @@ class Harness:
         return {t: await self.count(t) for t in tables}
 
     async def close(self) -> None:
+        await self.signal.close()
         await self.engine.dispose()
 
 
@@ -149,6 +154,9 @@ def build_harness(url: str, clock: FakeClock) -> Harness:
 
     deps = Deps(uow=uow, clock=clock)
     sessions_app = SessionService(deps)
+    signal: PgListenSignal | PollSignal = (
+        PgListenSignal(url) if engine.dialect.name == "postgresql" else PollSignal(0.05)
+    )
     return Harness(
         url,
         engine,
@@ -158,6 +166,8 @@ def build_harness(url: str, clock: FakeClock) -> Harness:
         TeamService(deps),
         sessions_app,
         VaultService(deps, sessions_app),
+        AuditService(deps, SqlEventLogReader(sessions), signal, watch_poll=2.0),
+        signal,
     )
 
 

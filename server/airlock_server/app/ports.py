@@ -253,3 +253,51 @@ class UnitOfWork(Protocol):
 
 
 UnitOfWorkFactory = Callable[[], UnitOfWork]
+
+
+# --- reading the event log (AuditService) ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EventQuery:
+    """ListEvents' filters; empty matches everything.
+
+    `type`: exact, or a family prefix ending with '.'. `actor`: an exact actor string
+    ("account:111122223333"); `actor_kind`: every actor of that kind ("account", "admin:x").
+    """
+
+    type: str = ""
+    actor: str = ""
+    actor_kind: str = ""
+    subject: str = ""
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+
+
+class EventLogReader(Protocol):
+    """Reads committed events; never writes (the log is appended only through a UnitOfWork)."""
+
+    async def list_page(self, query: EventQuery, after_seq: int, limit: int) -> list[Event]:
+        """Ascending seq, seq > after_seq."""
+        ...
+
+    async def range(self, from_seq: int, to_seq: int, limit: int) -> list[Event]:
+        """Stored events with from_seq <= seq <= to_seq (0: no upper bound), ascending."""
+        ...
+
+    async def get(self, seq: int) -> Event | None: ...
+    async def last(self) -> Event | None:
+        """The stored event with the highest seq."""
+        ...
+
+    async def head_seq(self) -> int:
+        """The seq the log's head row names."""
+        ...
+
+
+class EventSignal(Protocol):
+    """Wakes followers of the log (WatchEvents) when events may have been committed."""
+
+    async def wait(self, after_seq: int, within: float) -> None:
+        """Return when an event beyond after_seq may exist, or after `within` seconds."""
+        ...

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
@@ -93,3 +94,147 @@ def chain(head_seq: int, head_hash: bytes, new: Sequence[NewEvent], time: dateti
         out.append(Event(seq, time, e.type, actor, e.subjects, details, prev, h))
         prev = h
     return out
+
+
+# --- event types ------------------------------------------------------------------------------
+
+CALL_DENIED = "call.denied"
+
+
+def type_matches(type_filter: str, type_: str) -> bool:
+    """ListEvents' type filter: exact, or a family when it ends with '.'."""
+    if not type_filter:
+        return True
+    if type_filter.endswith("."):
+        return type_.startswith(type_filter)
+    return type_ == type_filter
+
+
+# --- verifying the chain ---------------------------------------------------------------------
+
+
+class Problem(enum.Enum):
+    HASH_MISMATCH = "HASH_MISMATCH"
+    CHAIN_BROKEN = "CHAIN_BROKEN"
+    SEQ_GAP = "SEQ_GAP"
+    CHECKPOINT_MISMATCH = "CHECKPOINT_MISMATCH"
+    TRUNCATED = "TRUNCATED"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """The first bad seq and what is wrong with it."""
+
+    seq: int
+    problem: Problem
+    description: str
+
+
+class ChainVerifier:
+    """Feed stored events in ascending seq order; the first finding stops the walk.
+
+    `prev_hash` is the stored hash of the event before `first_seq` (GENESIS_HASH for seq 1).
+    """
+
+    def __init__(self, first_seq: int, prev_hash: bytes) -> None:
+        self.expected_seq = first_seq
+        self.prev_hash = prev_hash
+        self.checked = 0
+
+    def feed(self, e: Event) -> Finding | None:
+        if e.seq != self.expected_seq:
+            return Finding(
+                self.expected_seq,
+                Problem.SEQ_GAP,
+                f"seq {self.expected_seq} is missing (the next stored event is seq {e.seq})",
+            )
+        recomputed = event_hash(e.seq, e.time, e.type, e.actor, e.subjects, e.details, e.prev_hash)
+        if recomputed != e.hash:
+            return Finding(
+                e.seq,
+                Problem.HASH_MISMATCH,
+                f"seq {e.seq} was changed: its content hashes to {recomputed.hex()}, "
+                f"the stored hash is {e.hash.hex()}",
+            )
+        if e.prev_hash != self.prev_hash:
+            return Finding(
+                e.seq,
+                Problem.CHAIN_BROKEN,
+                f"seq {e.seq} does not point at the stored hash of seq {e.seq - 1} "
+                "(an event was removed, inserted or reordered)",
+            )
+        self.checked += 1
+        self.prev_hash = e.hash
+        self.expected_seq += 1
+        return None
+
+
+def check_head(last_seq: int, head_seq: int) -> Finding | None:
+    """The log's head row says the log reached `head_seq`; the stored events end at `last_seq`."""
+    if head_seq > last_seq:
+        return Finding(
+            last_seq + 1,
+            Problem.TRUNCATED,
+            f"seq {last_seq + 1} to {head_seq} are missing: the log ends at seq {last_seq} "
+            f"but its head row says {head_seq} (truncated)",
+        )
+    return None
+
+
+def check_checkpoint(
+    checkpoint_seq: int, checkpoint_hash: bytes, stored: Event | None, last_seq: int
+) -> Finding | None:
+    """A checkpoint kept elsewhere against the stored event at its seq."""
+    if stored is None:
+        if checkpoint_seq > last_seq:
+            return Finding(
+                last_seq + 1,
+                Problem.TRUNCATED,
+                f"seq {last_seq + 1} to {checkpoint_seq} are missing: the log ends at seq "
+                f"{last_seq}, before the checkpoint's seq {checkpoint_seq} (truncated)",
+            )
+        return Finding(
+            checkpoint_seq,
+            Problem.SEQ_GAP,
+            f"seq {checkpoint_seq} of the checkpoint is missing",
+        )
+    if stored.hash != checkpoint_hash:
+        return Finding(
+            checkpoint_seq,
+            Problem.CHECKPOINT_MISMATCH,
+            f"the checkpoint says seq {checkpoint_seq} has hash {checkpoint_hash.hex()}, "
+            f"the stored event has {stored.hash.hex()}",
+        )
+    return None
+
+
+# --- signed checkpoints (docs/event-log.md) ---------------------------------------------------
+
+CHECKPOINT_TAG = "airlock.checkpoint.v1"
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    seq: int
+    hash: bytes
+    time: datetime
+    signature: bytes = b""
+    public_key: bytes = b""
+    key_id: str = ""
+
+
+def _field(value: bytes) -> bytes:
+    return len(value).to_bytes(4, "big") + value
+
+
+def checkpoint_message(seq: int, hash_: bytes, time: datetime) -> bytes:
+    """What the log key signs: four length-prefixed fields (tag, seq, hash hex, time)."""
+    return b"".join(
+        _field(v.encode("utf-8"))
+        for v in (CHECKPOINT_TAG, str(seq), hash_.hex(), format_time(time))
+    )
+
+
+def key_id(public_key: bytes) -> str:
+    """The first 16 hex digits of SHA-256(public key)."""
+    return hashlib.sha256(public_key).hexdigest()[:16]

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import insert, select, text, update
-from sqlalchemy.ext.asyncio import AsyncSession
+import asyncpg
+import structlog
+from sqlalchemy import Select, func, insert, or_, select, text, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from airlock_server.app.ports import EventQuery
 from airlock_server.domain.events import GENESIS_HASH, Event, NewEvent, chain
 from airlock_server.persistence.models import EventRecord, EventSubjectRecord, LogHeadRecord
 
@@ -61,3 +68,166 @@ async def append_events(
 
 
 GENESIS = {"id": 1, "seq": 0, "hash": GENESIS_HASH}
+
+
+log = structlog.get_logger("airlock.events")
+
+
+def to_event(r: EventRecord) -> Event:
+    return Event(
+        r.seq, r.time, r.type, r.actor, tuple(r.subjects), dict(r.details), r.prev_hash, r.hash
+    )
+
+
+class SqlEventLogReader:
+    """Reads committed events, each call in a short read-only transaction of its own."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def _all(self, stmt: Select[Any]) -> list[Event]:
+        async with self._sessions() as s:
+            return [to_event(r) for r in await s.scalars(stmt)]
+
+    async def list_page(self, query: EventQuery, after_seq: int, limit: int) -> list[Event]:
+        stmt = select(EventRecord).where(EventRecord.seq > after_seq)
+        if query.subject:
+            # The (subject, seq) primary key of event_subjects serves this in seq order.
+            stmt = stmt.join(
+                EventSubjectRecord,
+                (EventSubjectRecord.seq == EventRecord.seq)
+                & (EventSubjectRecord.subject == query.subject),
+            )
+        if query.type.endswith("."):
+            stmt = stmt.where(EventRecord.type.startswith(query.type, autoescape=True))
+        elif query.type:
+            stmt = stmt.where(EventRecord.type == query.type)
+        if query.actor:
+            stmt = stmt.where(EventRecord.actor == query.actor)
+        if query.actor_kind:
+            stmt = stmt.where(
+                or_(
+                    EventRecord.actor == query.actor_kind,
+                    EventRecord.actor.startswith(query.actor_kind + ":", autoescape=True),
+                )
+            )
+        if query.start_time is not None:
+            stmt = stmt.where(EventRecord.time >= query.start_time)
+        if query.end_time is not None:
+            stmt = stmt.where(EventRecord.time < query.end_time)
+        return await self._all(stmt.order_by(EventRecord.seq).limit(limit))
+
+    async def range(self, from_seq: int, to_seq: int, limit: int) -> list[Event]:
+        stmt = select(EventRecord).where(EventRecord.seq >= from_seq)
+        if to_seq:
+            stmt = stmt.where(EventRecord.seq <= to_seq)
+        return await self._all(stmt.order_by(EventRecord.seq).limit(limit))
+
+    async def get(self, seq: int) -> Event | None:
+        found = await self._all(select(EventRecord).where(EventRecord.seq == seq))
+        return found[0] if found else None
+
+    async def last(self) -> Event | None:
+        async with self._sessions() as s:
+            top = await s.scalar(select(func.max(EventRecord.seq)))
+        return await self.get(int(top)) if top is not None else None
+
+    async def head_seq(self) -> int:
+        async with self._sessions() as s:
+            value = await s.scalar(select(LogHeadRecord.seq).where(LogHeadRecord.id == 1))
+        return int(value or 0)
+
+
+class PollSignal:
+    """SQLite (one file, no notifications): followers look again every `interval` seconds."""
+
+    def __init__(self, interval: float = 0.25) -> None:
+        self._interval = interval
+
+    async def wait(self, after_seq: int, within: float) -> None:
+        await asyncio.sleep(min(self._interval, within))
+
+    async def close(self) -> None:
+        return None
+
+
+class PgListenSignal:
+    """PostgreSQL: one LISTEN connection per server process, shared by every follower.
+
+    Appenders `pg_notify('airlock_events', seq)` in their transaction, so the notification
+    arrives at commit, from every replica. Followers wait on an asyncio.Event that each
+    notification sets (and replaces); the caller's `within` is the slow safety poll, and a lost
+    connection falls back to it until the next wait reconnects.
+    """
+
+    def __init__(self, database_url: str) -> None:
+        self._dsn = (
+            make_url(database_url)
+            .set(drivername="postgresql")
+            .render_as_string(hide_password=False)
+        )
+        self._conn: asyncpg.Connection | None = None
+        self._latest = 0
+        self._wakeup: asyncio.Event | None = None
+        self._connecting: asyncio.Lock | None = None
+        self._closed = False
+
+    @property
+    def listening(self) -> bool:
+        return self._conn is not None and not self._conn.is_closed()
+
+    def _notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        with contextlib.suppress(ValueError):
+            self._latest = max(self._latest, int(payload))
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._wakeup is not None:
+            self._wakeup.set()
+        self._wakeup = asyncio.Event()
+
+    def _lost(self, _conn: Any) -> None:
+        self._conn = None
+        self._wake()
+
+    async def _connect(self) -> bool:
+        """True when a new connection was made (notifications before it were not seen)."""
+        if self._conn is not None and not self._conn.is_closed():
+            return False
+        if self._connecting is None:
+            self._connecting = asyncio.Lock()
+        async with self._connecting:
+            if self._conn is not None and not self._conn.is_closed():
+                return False
+            conn = await asyncpg.connect(self._dsn)
+            await conn.add_listener(NOTIFY_CHANNEL, self._notify)
+            conn.add_termination_listener(self._lost)
+            self._conn = conn
+            log.info("events.listening", channel=NOTIFY_CHANNEL)
+            return True
+
+    async def wait(self, after_seq: int, within: float) -> None:
+        if self._closed:
+            await asyncio.sleep(within)
+            return
+        try:
+            if await self._connect():
+                return
+        except (OSError, asyncpg.PostgresError) as exc:
+            log.warning("events.listen_failed", error=f"{type(exc).__name__}: {exc}")
+            await asyncio.sleep(min(within, 1.0))
+            return
+        if self._latest > after_seq:
+            return
+        if self._wakeup is None:
+            self._wakeup = asyncio.Event()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wakeup.wait(), within)
+
+    async def close(self) -> None:
+        self._closed = True
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.close()
+        self._wake()

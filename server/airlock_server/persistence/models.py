@@ -177,11 +177,16 @@ class EventRecord(Base):
     """The append-only log. A migration's triggers refuse UPDATE and DELETE."""
 
     __tablename__ = "events"
+    # ListEvents filters: an ordered range of (type, seq) or (actor, seq) serves a page.
+    __table_args__ = (
+        Index("ix_events_type_seq", "type", "seq"),
+        Index("ix_events_actor_seq", "actor", "seq"),
+    )
 
     seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     time: Mapped[datetime] = mapped_column(index=True)
-    type: Mapped[str] = mapped_column(String(64), index=True)
-    actor: Mapped[str] = mapped_column(String(96), index=True)
+    type: Mapped[str] = mapped_column(String(64))
+    actor: Mapped[str] = mapped_column(String(96))
     subjects: Mapped[list[str]] = mapped_column(JSON)
     details: Mapped[dict[str, Any]]
     prev_hash: Mapped[bytes] = mapped_column(LargeBinary(32))

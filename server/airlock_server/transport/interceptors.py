@@ -15,6 +15,7 @@ import grpc
 import structlog
 from grpc_status import rpc_status
 
+from airlock_server.app.audit import AuditService
 from airlock_server.app.identity import Caller, IdentityService
 from airlock_server.domain.errors import DomainError, Unimplemented
 from airlock_server.domain.principals import Principal
@@ -47,9 +48,46 @@ def _bearer(metadata: tuple[tuple[str, str | bytes], ...] | None) -> str:
     return ""
 
 
+# Refusals of an authenticated caller on a guarded object: each one is a fact of the log.
+RECORDED_DENIALS = (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.FAILED_PRECONDITION)
+
+# Request fields (and error metadata keys) that name what a call touches, and how the log's
+# subjects spell them.
+_SUBJECT_FIELDS = {
+    "team_id": "team:",
+    "session_id": "session:",
+    "grant_id": "grant:",
+    "approver_id": "approver:",
+    "credential_id": "credential:",
+    "invitation_id": "invitation:",
+    "account_id": "account:",
+    "vault_arn": "",
+    "protected_resource": "",
+}
+_SUBJECT_METADATA = {
+    "".join(w if i == 0 else w.title() for i, w in enumerate(k.split("_"))): v
+    for k, v in _SUBJECT_FIELDS.items()
+}
+
+
+def denied_subjects(request: Any, error: DomainError) -> list[str]:
+    """What a refused call tried to touch, where the request or the error names it."""
+    found: list[str] = []
+    for name, prefix in _SUBJECT_FIELDS.items():
+        value = getattr(request, name, None)
+        if isinstance(value, str) and value:
+            found.append(prefix + value)
+    for key, value in error.metadata.items():
+        spelled = _SUBJECT_METADATA.get(key)
+        if spelled is not None and value:
+            found.append(spelled + value)
+    return list(dict.fromkeys(found))
+
+
 class RpcInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, identities: IdentityService) -> None:
+    def __init__(self, identities: IdentityService, audit: AuditService | None = None) -> None:
         self._identities = identities
+        self._audit = audit
 
     async def intercept_service(
         self,
@@ -77,22 +115,45 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):
             )
         return handler
 
-    async def _authenticate(self, token: str) -> None:
-        _caller.set(await self._identities.authenticate(token))
+    async def _authenticate(self, token: str) -> Caller:
+        caller = await self._identities.authenticate(token)
+        _caller.set(caller)
+        return caller
+
+    async def _record_denial(
+        self,
+        caller: Caller | None,
+        method: str,
+        code: grpc.StatusCode,
+        request: Any,
+        error: DomainError,
+    ) -> None:
+        """After the refused use case rolled back: one `call.denied` event, its own
+        transaction. A failure here is logged, never turned into the caller's answer."""
+        if caller is None or self._audit is None or code not in RECORDED_DENIALS:
+            return
+        try:
+            await self._audit.record_denial(
+                caller.principal, method, code.name, error.reason, denied_subjects(request, error)
+            )
+        except Exception:
+            log.exception("rpc.denial_not_recorded", method=method, reason=error.reason)
 
     def _wrap_unary(self, method: str, token: str, behavior: Any) -> Any:
         async def wrapped(request: Any, context: Ctx) -> Any:
             started = time.perf_counter()
             code = grpc.StatusCode.OK
             reason = ""
+            caller: Caller | None = None
             try:
-                await self._authenticate(token)
+                caller = await self._authenticate(token)
                 try:
                     return await behavior(request, context)
                 except NotImplementedError as missing:
                     raise _unimplemented(method) from missing
             except DomainError as err:
                 code, reason = status_code_for(err), err.reason
+                await self._record_denial(caller, method, code, request, err)
                 await context.abort_with_status(rpc_status.to_status(to_status(err)))
             except Exception as err:
                 if _is_abort(err):
@@ -111,8 +172,9 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):
             started = time.perf_counter()
             code = grpc.StatusCode.OK
             reason = ""
+            caller: Caller | None = None
             try:
-                await self._authenticate(token)
+                caller = await self._authenticate(token)
                 try:
                     async for response in behavior(request, context):
                         yield response
@@ -120,6 +182,7 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):
                     raise _unimplemented(method) from missing
             except DomainError as err:
                 code, reason = status_code_for(err), err.reason
+                await self._record_denial(caller, method, code, request, err)
                 await context.abort_with_status(rpc_status.to_status(to_status(err)))
             except Exception as err:
                 if _is_abort(err):

@@ -22,12 +22,14 @@ from airlock.v1 import (
     vault_service_pb2,
     vault_service_pb2_grpc,
 )
+from airlock_server.app.audit import AuditService
 from airlock_server.app.identity import IdentityService
 from airlock_server.app.sessions import SessionService
 from airlock_server.app.teams import TeamService
 from airlock_server.app.vaults import VaultService
 from airlock_server.transport.interceptors import RpcInterceptor
 from airlock_server.transport.servicers.approver import ApproverServicer
+from airlock_server.transport.servicers.audit import AuditServicer
 from airlock_server.transport.servicers.identity import IdentityServicer
 from airlock_server.transport.servicers.sessions import SessionServicer
 from airlock_server.transport.servicers.teams import TeamServicer
@@ -52,6 +54,7 @@ class UseCases:
     teams: TeamService
     sessions: SessionService
     vaults: VaultService
+    audit: AuditService
 
 
 @dataclass
@@ -88,7 +91,7 @@ class TlsFiles:
 
 def build_server(app: UseCases, listen: str, tls: TlsFiles | None = None) -> Served:
     """The server with every service; plaintext, or TLS only when `tls` is given."""
-    server = grpc.aio.server(interceptors=[RpcInterceptor(app.identities)])
+    server = grpc.aio.server(interceptors=[RpcInterceptor(app.identities, app.audit)])
     identity_service_pb2_grpc.add_IdentityServiceServicer_to_server(
         IdentityServicer(app.identities), server
     )
@@ -100,11 +103,7 @@ def build_server(app: UseCases, listen: str, tls: TlsFiles | None = None) -> Ser
     session_service_pb2_grpc.add_SessionServiceServicer_to_server(
         SessionServicer(app.sessions), server
     )
-    # Later issues fill this in; until then every call answers UNIMPLEMENTED.
-    audit_service_pb2_grpc.add_AuditServiceServicer_to_server(
-        audit_service_pb2_grpc.AuditServiceServicer(),  # type: ignore[abstract]
-        server,
-    )
+    audit_service_pb2_grpc.add_AuditServiceServicer_to_server(AuditServicer(app.audit), server)
     # The asyncio servicer: the threaded one blocks a worker thread per Watch stream, and a
     # watcher left open then keeps the process from exiting after shutdown.
     health_servicer = health.aio.HealthServicer()

@@ -57,7 +57,7 @@ def _env(url: str) -> dict[str, str]:
 
 @pytest_asyncio.fixture
 async def server(database_url: str, tmp_path: Path) -> AsyncIterator[tuple[str, str]]:
-    env = _env(database_url)
+    env = {**_env(database_url), "AIRLOCK_LOG_KEY_FILE": str(tmp_path / "log-key.pem")}
     server_bin = str(BIN / "airlock-server")
     token_file = tmp_path / "admin.token"
     boot = await asyncio.create_subprocess_exec(

@@ -12,6 +12,7 @@ from recovery_world import RECOVERY, World, raw_key  # type: ignore[import-not-f
 from sqlalchemy import text
 
 from airlock.v1 import team_pb2, team_service_pb2, team_service_pb2_grpc
+from airlock_server.app.audit import AuditService
 from airlock_server.app.teams import TeamUpdate
 from airlock_server.domain.errors import (
     EtagMismatch,
@@ -29,6 +30,8 @@ from airlock_server.domain.sessions import (
 )
 from airlock_server.domain.teams import InvitationState, TeamState, TeamStatus, key_proof_message
 from airlock_server.domain.vaults import GrantState
+from airlock_server.persistence.db import session_factory
+from airlock_server.persistence.event_log import PollSignal, SqlEventLogReader
 from airlock_server.transport import convert
 from airlock_server.transport.server import UseCases, build_server
 
@@ -368,7 +371,14 @@ async def test_update_and_deletion_over_grpc(world: World) -> None:
         )
     ).token
     served = build_server(
-        UseCases(app.identities, app.teams, app.sessions, app.vaults), "127.0.0.1:0"
+        UseCases(
+            app.identities,
+            app.teams,
+            app.sessions,
+            app.vaults,
+            AuditService(app.deps, SqlEventLogReader(session_factory(app.engine)), PollSignal()),
+        ),
+        "127.0.0.1:0",
     )
     await served.server.start()
     try:

@@ -1,0 +1,325 @@
+"""The `events` scenario: the event log's append rate, and reads that must not grow with it.
+
+    python bench/events.py --backend sqlite --url sqlite:////tmp/x.db
+    python bench/run.py --scenarios events            # both backends, through run.py
+
+One process, on a migrated database of its own (run.py makes and drops it):
+
+1. append: C coroutines (c=1, 16, 64), each a closed loop of one transaction that records
+   one event through the server's own unit of work (SqlUnitOfWork: head-row lock, chain,
+   insert, pg_notify), for `--duration` s: events/s and commit p50/p99.
+2. fill: the log is grown to 10,000 and then 100,000 events by a direct bulk insert of a
+   valid chain (domain `chain()` hashes, executemany in chunks; the guarding triggers only
+   refuse UPDATE/DELETE, so nothing is dropped) - many cheap use-case writes would take
+   minutes and measure nothing new. The mix: vote.cast 40 %, session.created 20 %,
+   session.approved 20 %, grant.requested 19.9 %, team.created 0.1 %; subjects
+   session:s-<i/5> and team:t-<i mod 50>; actors approver:a-<i mod 20>.
+3. at each size, through a real grpc.aio server (build_server on the server's wiring, in this
+   process, loopback) and the SDK's stubs, `--reps` calls each, sequentially:
+   ListEvents first page (50, no filter), filtered pages (type=vote.cast, type=team.created,
+   family session., subject team:t-7, after_seq=head-100), WatchEvents(after_seq=head-50)
+   until those 50 arrive, and the live latency of WatchEvents (an event appended by a second
+   engine, as another replica would, until the stream yields it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import grpc
+from sqlalchemy import insert, select, update
+
+from airlock.v1 import audit_service_pb2, audit_service_pb2_grpc
+from airlock_server.bootstrap import wire
+from airlock_server.config import Settings
+from airlock_server.domain.events import NewEvent, chain
+from airlock_server.domain.principals import SYSTEM, Principal, PrincipalKind
+from airlock_server.logs import configure_logging
+from airlock_server.persistence.db import create_engine, session_factory
+from airlock_server.persistence.migrate import upgrade
+from airlock_server.persistence.models import EventRecord, EventSubjectRecord, LogHeadRecord
+from airlock_server.persistence.uow import SqlUnitOfWork
+from airlock_server.transport.server import build_server
+
+CHUNK = 5000
+
+
+def _ms(values: list[float]) -> dict[str, float]:
+    values = sorted(values)
+    if not values:
+        return {"p50_ms": 0.0, "p99_ms": 0.0}
+    p99 = values[min(len(values) - 1, int(len(values) * 0.99))]
+    return {
+        "p50_ms": round(statistics.median(values) * 1000, 2),
+        "p99_ms": round(p99 * 1000, 2),
+    }
+
+
+async def append_rate(url: str, conc: int, duration: float) -> dict[str, Any]:
+    engine = create_engine(url, pool_size=max(conc, 5))
+    sessions = session_factory(engine)
+    latencies: list[float] = []
+    errors = 0
+    stop_at = time.perf_counter() + duration
+
+    async def worker(n: int) -> None:
+        nonlocal errors
+        i = 0
+        while time.perf_counter() < stop_at:
+            started = time.perf_counter()
+            try:
+                async with SqlUnitOfWork(sessions, lambda: datetime.now(UTC)) as uow:
+                    uow.record(NewEvent("bench.appended", SYSTEM, (f"bench:{n}",), {"i": i}))
+                    await uow.commit()
+            except Exception:
+                errors += 1
+                continue
+            latencies.append(time.perf_counter() - started)
+            i += 1
+
+    began = time.perf_counter()
+    await asyncio.gather(*(worker(n) for n in range(conc)))
+    elapsed = time.perf_counter() - began
+    await engine.dispose()
+    return {
+        "conc": conc,
+        "events_per_s": round(len(latencies) / elapsed, 1),
+        "errors": errors,
+        **_ms(latencies),
+    }
+
+
+def _fill_event(i: int) -> NewEvent:
+    r = i % 1000
+    if r == 0:
+        type_ = "team.created"
+    elif r < 400:
+        type_ = "vote.cast"
+    elif r < 600:
+        type_ = "session.created"
+    elif r < 800:
+        type_ = "session.approved"
+    else:
+        type_ = "grant.requested"
+    return NewEvent(
+        type_,
+        Principal(PrincipalKind.APPROVER, f"a-{i % 20}"),
+        (f"session:s-{i // 5}", f"team:t-{i % 50}"),
+        {"i": i, "note": "bulk"},
+    )
+
+
+async def fill_to(url: str, target: int) -> float:
+    """A valid chain appended after the head, in chunks; returns the seconds it took."""
+    engine = create_engine(url, pool_size=2)
+    sessions = session_factory(engine)
+    began = time.perf_counter()
+    try:
+        while True:
+            async with sessions() as s, s.begin():
+                head = await s.scalar(
+                    select(LogHeadRecord).where(LogHeadRecord.id == 1).with_for_update()
+                )
+                assert head is not None
+                if head.seq >= target:
+                    break
+                n = min(CHUNK, target - head.seq)
+                events = chain(
+                    head.seq,
+                    head.hash,
+                    [_fill_event(head.seq + k) for k in range(n)],
+                    datetime.now(UTC),
+                )
+                await s.execute(
+                    insert(EventRecord),
+                    [
+                        {
+                            "seq": e.seq,
+                            "time": e.time,
+                            "type": e.type,
+                            "actor": e.actor,
+                            "subjects": list(e.subjects),
+                            "details": dict(e.details),
+                            "prev_hash": e.prev_hash,
+                            "hash": e.hash,
+                        }
+                        for e in events
+                    ],
+                )
+                await s.execute(
+                    insert(EventSubjectRecord),
+                    [{"subject": sub, "seq": e.seq} for e in events for sub in e.subjects],
+                )
+                await s.execute(
+                    update(LogHeadRecord)
+                    .where(LogHeadRecord.id == 1)
+                    .values(seq=events[-1].seq, hash=events[-1].hash)
+                )
+        if engine.dialect.name == "postgresql":
+            async with engine.begin() as conn:
+                await conn.exec_driver_sql("ANALYZE events")
+                await conn.exec_driver_sql("ANALYZE event_subjects")
+    finally:
+        await engine.dispose()
+    return time.perf_counter() - began
+
+
+async def _timed(reps: int, call: Any) -> dict[str, float]:
+    await call()  # warm
+    times = []
+    for _ in range(reps):
+        started = time.perf_counter()
+        await call()
+        times.append(time.perf_counter() - started)
+    return _ms(times)
+
+
+async def reads(url: str, token: str, head: int, reps: int) -> dict[str, Any]:
+    wiring = wire(Settings(database_url=url, events_poll_interval=0.05))
+    served = build_server(wiring.app, "127.0.0.1:0")
+    await served.server.start()
+    out: dict[str, Any] = {"events": head}
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{served.port}") as channel:
+            stub = audit_service_pb2_grpc.AuditServiceStub(channel)
+            md = (("authorization", f"Bearer {token}"),)
+
+            def lister(**kw: Any) -> Any:
+                async def call() -> None:
+                    r = await stub.ListEvents(
+                        audit_service_pb2.ListEventsRequest(page_size=50, **kw), metadata=md
+                    )
+                    assert r.events, kw
+
+                return call
+
+            out["list_first_page"] = await _timed(reps, lister())
+            out["list_type_common"] = await _timed(reps, lister(type="vote.cast"))
+            out["list_type_rare"] = await _timed(reps, lister(type="team.created"))
+            out["list_family"] = await _timed(reps, lister(type="session."))
+            out["list_subject"] = await _timed(reps, lister(subject="team:t-7"))
+            out["list_after_seq_late"] = await _timed(reps, lister(after_seq=head - 100))
+
+            async def watch_late() -> None:
+                call = stub.WatchEvents(
+                    audit_service_pb2.WatchEventsRequest(after_seq=head - 50), metadata=md
+                )
+                got = 0
+                async for _ in call:
+                    got += 1
+                    if got == 50:
+                        break
+                call.cancel()
+
+            out["watch_from_late_seq_50"] = await _timed(max(reps // 4, 5), watch_late)
+
+            # Live: a second engine appends (another replica); the stream yields it.
+            other = create_engine(url, pool_size=1)
+            other_sessions = session_factory(other)
+            live: list[float] = []
+            call = stub.WatchEvents(
+                audit_service_pb2.WatchEventsRequest(after_seq=head), metadata=md
+            )
+            stream = call.__aiter__()
+            try:
+                for i in range(20):
+                    started = time.perf_counter()
+                    async with SqlUnitOfWork(other_sessions, lambda: datetime.now(UTC)) as uow:
+                        uow.record(NewEvent("bench.live", SYSTEM, (), {"i": i}))
+                        await uow.commit()
+                    msg = await asyncio.wait_for(stream.__anext__(), 30)
+                    assert msg.event.type == "bench.live"
+                    live.append(time.perf_counter() - started)
+            finally:
+                call.cancel()
+                await other.dispose()
+            out["watch_live_latency"] = _ms(live)
+    finally:
+        await served.server.stop(None)
+        await wiring.close()
+    return out
+
+
+async def run(backend: str, url: str, args: argparse.Namespace) -> dict[str, Any]:
+    await upgrade(url)
+    wiring = wire(Settings(database_url=url))
+    try:
+        issued = await wiring.app.identities.bootstrap_admin()
+    finally:
+        await wiring.close()
+    result: dict[str, Any] = {"backend": backend, "append": [], "reads": []}
+    for conc in args.append_conc:
+        r = await append_rate(url, conc, args.duration)
+        print(f"{backend}: append c={conc}: {r}", file=sys.stderr)
+        result["append"].append(r)
+    for size in args.sizes:
+        took = await fill_to(url, size)
+        print(f"{backend}: filled to {size} events in {took:.1f} s", file=sys.stderr)
+        engine = create_engine(url, pool_size=1)
+        async with session_factory(engine)() as s:
+            head = int(await s.scalar(select(LogHeadRecord.seq)) or 0)
+        await engine.dispose()
+        r = await reads(url, issued.token, head, args.reps)
+        r["fill_s"] = round(took, 1)
+        print(f"{backend}: reads at {head}: {json.dumps(r)}", file=sys.stderr)
+        result["reads"].append(r)
+    return result
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    lines = []
+    for res in results:
+        b = res["backend"]
+        for a in res["append"]:
+            lines.append(
+                f"{b:<9} append c={a['conc']:<3} {a['events_per_s']:>9} events/s  "
+                f"p50 {a['p50_ms']} ms  p99 {a['p99_ms']} ms  errors {a['errors']}"
+            )
+        keys = [k for k in res["reads"][0] if isinstance(res["reads"][0][k], dict)]
+        head = f"{b:<9} {'p50 / p99 ms':<26}" + "".join(
+            f"{str(r['events']) + ' events':>22}" for r in res["reads"]
+        )
+        lines.append(head)
+        for k in keys:
+            lines.append(
+                f"{'':<9} {k:<26}"
+                + "".join(f"{r[k]['p50_ms']:>12} / {r[k]['p99_ms']:<7}" for r in res["reads"])
+            )
+    return "\n".join(lines)
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--backend", required=True, choices=["sqlite", "postgres"])
+    p.add_argument("--url", required=True, help="an empty database of this run")
+    p.add_argument("--duration", type=float, default=5.0, help="seconds per append run")
+    p.add_argument("--append-conc", default="1,16,64")
+    p.add_argument("--sizes", default="10000,100000")
+    p.add_argument("--reps", type=int, default=100)
+    p.add_argument("--out", type=Path, help="write the result as JSON here")
+    args = p.parse_args(argv)
+    args.append_conc = [int(x) for x in args.append_conc.split(",")]
+    args.sizes = [int(x) for x in args.sizes.split(",")]
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    configure_logging("console", "warning")
+    result = asyncio.run(run(args.backend, args.url, args))
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=1))
+    print(table([result]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

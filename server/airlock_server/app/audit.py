@@ -1,0 +1,264 @@
+"""AuditService: read, follow and verify the event log; sign its head; record refused calls."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Sequence
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from airlock_server.app.common import Deps, transact
+from airlock_server.app.ports import EventLogReader, EventQuery, EventSignal, UnitOfWork
+from airlock_server.domain.errors import FailedPrecondition, FieldViolation, InvalidArgument
+from airlock_server.domain.events import (
+    CALL_DENIED,
+    GENESIS_HASH,
+    ChainVerifier,
+    Checkpoint,
+    Event,
+    Finding,
+    NewEvent,
+    Problem,
+    check_checkpoint,
+    check_head,
+    checkpoint_message,
+    key_id,
+)
+from airlock_server.domain.paging import Page, decode_token, page_of, page_size
+from airlock_server.domain.principals import Principal, PrincipalKind, require
+
+READERS = (PrincipalKind.ADMIN, PrincipalKind.AUDITOR)
+WATCH_BATCH = 500
+VERIFY_BATCH = 2000
+MAX_TYPE = 64
+MAX_SUBJECT = 256
+
+
+class LogKey:
+    """The server's Ed25519 log key: signs checkpoints of the log's head."""
+
+    def __init__(self, private_key: Ed25519PrivateKey) -> None:
+        self._private = private_key
+        self.public_key = private_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        self.key_id = key_id(self.public_key)
+
+    def sign(self, message: bytes) -> bytes:
+        return self._private.sign(message)
+
+
+@dataclass(frozen=True)
+class Verification:
+    ok: bool
+    checked: int
+    finding: Finding | None
+    head: Checkpoint
+
+
+def _first(*findings: Finding | None) -> Finding | None:
+    present = [f for f in findings if f is not None]
+    return min(present, key=lambda f: f.seq) if present else None
+
+
+class AuditService:
+    def __init__(
+        self,
+        deps: Deps,
+        log: EventLogReader,
+        signal: EventSignal,
+        key: LogKey | None = None,
+        *,
+        watch_poll: float = 5.0,
+    ) -> None:
+        self._deps = deps
+        self._log = log
+        self._signal = signal
+        self._key = key
+        self._watch_poll = watch_poll
+
+    @property
+    def public_key(self) -> bytes:
+        return self._key.public_key if self._key else b""
+
+    # --- refused calls ----------------------------------------------------------------------
+
+    async def record_denial(
+        self,
+        caller: Principal,
+        method: str,
+        code: str,
+        reason: str,
+        subjects: Sequence[str] = (),
+    ) -> None:
+        """One `call.denied` event in a transaction of its own, after the refused use case
+        rolled back. Method, code and reason only: never the request's payload."""
+
+        async def work(uow: UnitOfWork) -> None:
+            uow.record(
+                NewEvent(
+                    CALL_DENIED,
+                    caller,
+                    tuple(dict.fromkeys(s[:MAX_SUBJECT] for s in subjects if s)),
+                    {"method": method, "code": code, "reason": reason},
+                )
+            )
+            await uow.commit()
+
+        await transact(self._deps, work)
+
+    # --- reading ----------------------------------------------------------------------------
+
+    async def list_events(
+        self, caller: Principal, query: EventQuery, after_seq: int, size: int, token: str
+    ) -> Page[Event]:
+        require(caller, *READERS)
+        _check_query(query, after_seq)
+        limit = page_size(size)
+        fingerprint = {
+            "m": "ListEvents",
+            "t": query.type,
+            "a": query.actor,
+            "k": query.actor_kind,
+            "s": query.subject,
+            "from": query.start_time.isoformat() if query.start_time else "",
+            "to": query.end_time.isoformat() if query.end_time else "",
+            "after": after_seq,
+        }
+        cursor = decode_token(token, fingerprint)
+        start = after_seq
+        if cursor is not None:
+            try:
+                start = max(start, int(cursor))
+            except ValueError as exc:
+                raise InvalidArgument.field("page_token", "not a page token of ListEvents") from exc
+        rows = await self._log.list_page(query, start, limit + 1)
+        return page_of(rows, limit, lambda e: str(e.seq), fingerprint)
+
+    async def watch_events(self, caller: Principal, after_seq: int) -> AsyncGenerator[Event, None]:
+        """Replays what is stored after `after_seq`, then follows new events, each once, in
+        seq order. Readers only ever see committed events, and seq follows commit order, so a
+        follower that asks for seq > last never skips one."""
+        require(caller, *READERS)
+        if after_seq < 0:
+            raise InvalidArgument.field("after_seq", "must not be negative")
+        last = after_seq
+        while True:
+            batch = await self._log.list_page(EventQuery(), last, WATCH_BATCH)
+            for event in batch:
+                yield event
+                last = event.seq
+            if len(batch) < WATCH_BATCH:
+                await self._signal.wait(last, self._watch_poll)
+
+    # --- verifying --------------------------------------------------------------------------
+
+    async def verify_log(
+        self, caller: Principal, from_seq: int, to_seq: int, checkpoint: Checkpoint | None
+    ) -> Verification:
+        require(caller, *READERS)
+        if from_seq < 0:
+            raise InvalidArgument.field("from_seq", "must not be negative")
+        if to_seq < 0:
+            raise InvalidArgument.field("to_seq", "must not be negative")
+        first = from_seq or 1
+        if to_seq and to_seq < first:
+            raise InvalidArgument.field("to_seq", "must not be less than from_seq")
+        if checkpoint is not None:
+            _check_signature(checkpoint)
+
+        last_event = await self._log.last()
+        last_seq = last_event.seq if last_event else 0
+        end = min(to_seq, last_seq) if to_seq else last_seq
+
+        chain_finding: Finding | None = None
+        checked = 0
+        prev = GENESIS_HASH
+        if first > 1:
+            before = await self._log.get(first - 1)
+            if before is None:
+                chain_finding = Finding(
+                    first - 1, Problem.SEQ_GAP, f"seq {first - 1}, before the range, is missing"
+                )
+            else:
+                prev = before.hash
+        if chain_finding is None:
+            verifier = ChainVerifier(first, prev)
+            cursor = first
+            while cursor <= end and chain_finding is None:
+                batch = await self._log.range(cursor, end, VERIFY_BATCH)
+                if not batch:
+                    break
+                for event in batch:
+                    chain_finding = verifier.feed(event)
+                    if chain_finding is not None:
+                        break
+                cursor = batch[-1].seq + 1
+            checked = verifier.checked
+
+        head_finding = None
+        if not to_seq:
+            head_finding = check_head(last_seq, await self._log.head_seq())
+        checkpoint_finding = None
+        if checkpoint is not None:
+            stored = await self._log.get(checkpoint.seq) if checkpoint.seq > 0 else None
+            if checkpoint.seq > 0:
+                checkpoint_finding = check_checkpoint(
+                    checkpoint.seq, checkpoint.hash, stored, last_seq
+                )
+        finding = _first(chain_finding, head_finding, checkpoint_finding)
+        head = self._checkpoint_of(last_event)
+        return Verification(finding is None, checked, finding, head)
+
+    async def checkpoint(self, caller: Principal) -> Checkpoint:
+        require(caller, *READERS)
+        if self._key is None:
+            raise FailedPrecondition(
+                "this server has no log key, so it cannot sign checkpoints; create one with "
+                "`airlock-server bootstrap` (AIRLOCK_LOG_KEY_FILE) and restart it",
+                reason="LOG_KEY_MISSING",
+            )
+        return self._checkpoint_of(await self._log.last())
+
+    def _checkpoint_of(self, event: Event | None) -> Checkpoint:
+        seq, hash_ = (event.seq, event.hash) if event else (0, GENESIS_HASH)
+        now = self._deps.clock()
+        if self._key is None:
+            return Checkpoint(seq, hash_, now)
+        signature = self._key.sign(checkpoint_message(seq, hash_, now))
+        return Checkpoint(seq, hash_, now, signature, self._key.public_key, self._key.key_id)
+
+
+def _check_query(query: EventQuery, after_seq: int) -> None:
+    if after_seq < 0:
+        raise InvalidArgument.field("after_seq", "must not be negative")
+    if len(query.type) > MAX_TYPE:
+        raise InvalidArgument.field("type", f"at most {MAX_TYPE} characters")
+    if len(query.subject) > MAX_SUBJECT:
+        raise InvalidArgument.field("subject", f"at most {MAX_SUBJECT} characters")
+    if query.start_time and query.end_time and query.end_time <= query.start_time:
+        raise InvalidArgument.field("end_time", "must be after start_time")
+
+
+def _check_signature(checkpoint: Checkpoint) -> None:
+    """A checkpoint that carries a signature must verify with the key it names."""
+    if checkpoint.seq < 0:
+        raise InvalidArgument.field("checkpoint.seq", "must not be negative")
+    if len(checkpoint.hash) != 32:
+        raise InvalidArgument.field("checkpoint.hash", "a SHA-256 hash is 32 bytes")
+    if not checkpoint.signature:
+        return
+    try:
+        key = Ed25519PublicKey.from_public_bytes(checkpoint.public_key)
+        key.verify(
+            checkpoint.signature,
+            checkpoint_message(checkpoint.seq, checkpoint.hash, checkpoint.time),
+        )
+    except (ValueError, InvalidSignature) as exc:
+        raise InvalidArgument(
+            [FieldViolation("checkpoint.signature", "does not verify with checkpoint.public_key")],
+            reason="BAD_SIGNATURE",
+        ) from exc
