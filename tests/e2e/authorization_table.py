@@ -325,10 +325,10 @@ ROWS: tuple[Row, ...] = (
         mutates=True,
     ),
     # --- AuditService ----------------------------------------------------------------------
-    Row(AUDIT, "ListEvents", "", _ok(READERS), pending=ISSUE4),
-    Row(AUDIT, "WatchEvents", "", _ok(READERS), pending=ISSUE4, stream=True),
-    Row(AUDIT, "VerifyLog", "", _ok(READERS), pending=ISSUE4),
-    Row(AUDIT, "GetLogCheckpoint", "", _ok(READERS), pending=ISSUE4),
+    Row(AUDIT, "ListEvents", "", _ok(READERS)),
+    Row(AUDIT, "WatchEvents", "", _ok(READERS), stream=True),
+    Row(AUDIT, "VerifyLog", "", _ok(READERS)),
+    Row(AUDIT, "GetLogCheckpoint", "", _ok(READERS)),
 )
 
 SERVICES_IN_ORDER: tuple[str, ...] = (ID, TEAM, SES, VAULT, APPR, AUDIT)
