@@ -112,7 +112,6 @@ SES = "SessionService"
 VAULT = "VaultService"
 APPR = "ApproverService"
 AUDIT = "AuditService"
-ISSUE4 = "issue 4"
 
 ROWS: tuple[Row, ...] = (
     # --- IdentityService -------------------------------------------------------------------
