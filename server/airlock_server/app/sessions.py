@@ -666,7 +666,7 @@ class SessionService:
             await self._check_visible(uow, caller, s)
             return await self.view(uow, s), s.is_expired_at(self._deps.clock())
 
-        view, expired = await transact(self._deps, work)
+        view, expired = await transact(self._deps, work, read_only=True)
         if expired:
             # Read-time expiry writes the decision down, with its effect.
             return await self.settle(session_id)
@@ -724,7 +724,7 @@ class SessionService:
             items = [settle_expired(s, now) for s in page.items]
             return Page(tuple(await self.views(uow, items)), page.next_page_token)
 
-        return await transact(self._deps, work)
+        return await transact(self._deps, work, read_only=True)
 
     async def watch(self, caller: Principal, session_id: str) -> AsyncIterator[SessionView]:
         """The session now and after every change, until it is final (and executed)."""

@@ -164,11 +164,16 @@ class TeamService:
         )
 
     async def get_team(self, caller: Principal, team_id: str) -> Team:
-        async def work(uow: UnitOfWork) -> Team:
+        async def read(uow: UnitOfWork) -> Team:
             team = await self._load(uow, team_id)
             await self._check_visible(uow, caller, team)
-            if settle_team(team, self._deps.clock()) is team:
-                return team
+            return team
+
+        team = await transact(self._deps, read, read_only=True)
+        if settle_team(team, self._deps.clock()) is team:
+            return team
+
+        async def work(uow: UnitOfWork) -> Team:
             # Read-time expiry writes the decision down, under the team's row lock.
             settled = await self._settle(uow, await self._load(uow, team_id, for_update=True))
             await uow.commit()
@@ -201,7 +206,7 @@ class TeamService:
                 items = tuple(t for t in items if t.state is state)
             return Page(items, page.next_page_token)
 
-        return await transact(self._deps, work)
+        return await transact(self._deps, work, read_only=True)
 
     # --- creating and deleting -----------------------------------------------------------
 
@@ -500,7 +505,7 @@ class TeamService:
         async def work(uow: UnitOfWork) -> dict[str, TeamDeletion]:
             return await uow.deletions.latest_of(team_ids)
 
-        return await transact(self._deps, work)
+        return await transact(self._deps, work, read_only=True)
 
     async def sweep_due_deletions(self) -> int:
         """Delete the DELETING teams whose window ended. Safe on any number of replicas."""
@@ -615,7 +620,7 @@ class TeamService:
             rows = await uow.shares.list_page(team_id, after, limit + 1)
             return page_of(rows, limit, lambda s: f"{s.principal_kind}:{s.subject}", query)
 
-        return await transact(self._deps, work)
+        return await transact(self._deps, work, read_only=True)
 
     # --- invitations ---------------------------------------------------------------------
 
@@ -656,7 +661,7 @@ class TeamService:
                         views.append(InvitationView(shown, version, member))
             return Page(tuple(views), page.next_page_token)
 
-        return await transact(self._deps, work)
+        return await transact(self._deps, work, read_only=True)
 
     async def respond_to_invitation(
         self,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, delete, exists, or_, select, update
+from sqlalchemy import and_, bindparam, delete, exists, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -118,6 +118,18 @@ class SqlAccountRepository:
         return [Account(r.account_id, r.name, r.create_time) for r in await self._s.scalars(q)]
 
 
+_CRED = CredentialRecord.__table__.c
+_BY_TOKEN_HASH = select(
+    _CRED.credential_id,
+    _CRED.principal_kind,
+    _CRED.subject,
+    _CRED.description,
+    _CRED.create_time,
+    _CRED.expire_time,
+    _CRED.revoke_time,
+).where(_CRED.token_hash == bindparam("h"))
+
+
 class SqlCredentialRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._s = session
@@ -153,10 +165,19 @@ class SqlCredentialRepository:
         return self._to_domain(r) if r else None
 
     async def find_by_token_hash(self, token_hash: bytes) -> Credential | None:
-        r = await self._s.scalar(
-            select(CredentialRecord).where(CredentialRecord.token_hash == token_hash)
+        # Every RPC: one Core SELECT on the connection, no ORM identity map or loading.
+        conn = await self._s.connection()
+        r = (await conn.execute(_BY_TOKEN_HASH, {"h": token_hash})).first()
+        if r is None:
+            return None
+        return Credential(
+            credential_id=r.credential_id,
+            principal=Principal(PrincipalKind(r.principal_kind), r.subject),
+            description=r.description,
+            create_time=r.create_time,
+            expire_time=r.expire_time,
+            revoke_time=r.revoke_time,
         )
-        return self._to_domain(r) if r else None
 
     async def list_page(
         self,
