@@ -214,7 +214,10 @@ class TeamService:
         require_admin(caller)
 
         async def work(uow: UnitOfWork) -> Team:
+            created: Team | None = None
+
             async def create() -> str:
+                nonlocal created
                 if await uow.teams.get_by_name(spec.name) is not None:
                     raise AlreadyExists("approval team", spec.name)
                 approvers = await uow.approvers.get_many(spec.approver_ids)
@@ -284,12 +287,14 @@ class TeamService:
                             },
                         )
                     )
+                created = team
                 return team_id
 
             team_id, _ = await once(
                 uow, self._deps, caller, "CreateApprovalTeam", request_id, create
             )
-            team = await self._load(uow, team_id)
+            # The team in hand is what was written; a replay reads the first call's team.
+            team = created if created is not None else await self._load(uow, team_id)
             await uow.commit()
             return team
 
@@ -678,7 +683,10 @@ class TeamService:
             signing.verify(public_key, key_proof, key_proof_message(invitation_id), "key_proof")
 
         async def work(uow: UnitOfWork) -> InvitationView:
+            written: Team | None = None
+
             async def answer() -> str:
+                nonlocal written
                 team = await uow.teams.find_by_invitation(invitation_id, for_update=True)
                 if team is None:
                     raise NotFound("invitation", invitation_id)
@@ -718,11 +726,12 @@ class TeamService:
                         },
                     )
                 )
-                await self._settle(uow, team)
+                written = await self._settle(uow, team)
                 return invitation_id
 
             await once(uow, self._deps, caller, "RespondToInvitation", request_id, answer)
-            team = await uow.teams.find_by_invitation(invitation_id)
+            # The team in hand is what was written; a replay reads it.
+            team = written or await uow.teams.find_by_invitation(invitation_id)
             assert team is not None
             version = _version_of(team, invitation_id)
             member = next(m for m in version.members if m.invitation_id == invitation_id)
