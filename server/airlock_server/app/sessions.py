@@ -753,7 +753,10 @@ class SessionService:
         require(caller, PrincipalKind.APPROVER)
 
         async def work(uow: UnitOfWork) -> SessionView:
+            written: Session | None = None
+
             async def cast() -> str:
+                nonlocal written
                 before = await self._load(uow, session_id, for_update=True)
                 now = self._deps.clock()
                 try:
@@ -789,11 +792,12 @@ class SessionService:
                         },
                     )
                 )
-                await self.store_outcome(uow, before, after, caller)
+                written = await self.store_outcome(uow, before, after, caller)
                 return session_id
 
             await once(uow, self._deps, caller, "Vote", request_id, cast)
-            view = await self.view(uow, await self._load(uow, session_id))
+            # The session in hand is what was written; a replay reads it.
+            view = await self.view(uow, written or await self._load(uow, session_id))
             await uow.commit()
             return view
 
