@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, exists, literal_column, null, or_, select, union_all, update
+from sqlalchemy import and_, bindparam, exists, literal_column, null, or_, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import ColumnElement
 
@@ -60,10 +60,11 @@ _SESSION_ROWS = select(*_S, TeamRecord.__table__.c.name.label("team_name")).join
 )
 
 
-def _votes_and_approvers(session_ids: list[str]) -> Any:
-    """Votes (k = 1) and approvers (k = 0) of the sessions, in one statement.
+def _votes_and_approvers() -> Any:
+    """Votes (k = 1) and approvers (k = 0) of the sessions `ids`, in one statement.
 
     Votes come first: the result takes its column types (UTC times) from the first branch."""
+    ids: Any = bindparam("ids", expanding=True)
     votes = select(
         _VO.session_id,
         literal_column("1").label("k"),
@@ -73,7 +74,7 @@ def _votes_and_approvers(session_ids: list[str]) -> Any:
         _VO.comment,
         _VO.vote_time,
         _VO.signature,
-    ).where(_VO.session_id.in_(session_ids))
+    ).where(_VO.session_id.in_(ids))
     approvers = select(
         _SA.session_id,
         literal_column("0"),
@@ -83,8 +84,13 @@ def _votes_and_approvers(session_ids: list[str]) -> Any:
         null(),
         null(),
         null(),
-    ).where(_SA.session_id.in_(session_ids))
+    ).where(_SA.session_id.in_(ids))
     return union_all(votes, approvers)
+
+
+_VOTES_AND_APPROVERS = _votes_and_approvers()
+_SESSION_BY_ID = _SESSION_ROWS.where(_S.session_id == bindparam("sid"))
+_SESSION_BY_ID_LOCKED = _SESSION_BY_ID.with_for_update(of=SessionRecord.__table__)
 
 
 class SqlSessionRepository:
@@ -95,15 +101,15 @@ class SqlSessionRepository:
         self._known: dict[str, tuple[dict[str, Any], set[str]]] = {}
         self._names: dict[str, str] = {}
 
-    async def _load(self, q: Any) -> list[Session]:
+    async def _load(self, q: Any, params: dict[str, Any] | None = None) -> list[Session]:
         conn = await self._s.connection()
-        rows = list(await conn.execute(q))
+        rows = list(await conn.execute(q, params))
         if not rows:
             return []
         ids = [r.session_id for r in rows]
         approvers: dict[str, list[tuple[int, str]]] = {i: [] for i in ids}
         votes: dict[str, list[tuple[int, Vote]]] = {i: [] for i in ids}
-        for x in await conn.execute(_votes_and_approvers(ids)):
+        for x in await conn.execute(_VOTES_AND_APPROVERS, {"ids": ids}):
             if x.k == 1:
                 vote = Vote(
                     x.approver_id, VoteDecision(x.decision), x.comment, x.vote_time, x.signature
@@ -215,10 +221,8 @@ class SqlSessionRepository:
 
     async def get(self, session_id: str, *, for_update: bool = False) -> Session | None:
         # Always read: a locked read must see the row as committed now.
-        q = _SESSION_ROWS.where(_S.session_id == session_id)
-        if for_update:
-            q = q.with_for_update(of=SessionRecord.__table__)
-        sessions = await self._load(q)
+        q = _SESSION_BY_ID_LOCKED if for_update else _SESSION_BY_ID
+        sessions = await self._load(q, {"sid": session_id})
         return sessions[0] if sessions else None
 
     async def save(self, session: Session) -> None:

@@ -11,7 +11,6 @@ from sqlalchemy import and_, bindparam, delete, exists, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql import ColumnElement
 
 from airlock_server.domain.identities import Account, Approver, Credential
 from airlock_server.domain.principals import Principal, PrincipalKind
@@ -255,6 +254,15 @@ _TEAM_ROWS = (
 )
 
 
+_TEAM_BY_ID = _TEAM_ROWS.where(_T.team_id == bindparam("team_id"))
+_TEAM_BY_ID_LOCKED = _TEAM_BY_ID.with_for_update(of=TeamRecord.__table__)
+_TEAM_BY_INVITATION = _TEAM_ROWS.where(
+    _T.team_id
+    == select(_M.team_id).where(_M.invitation_id == bindparam("invitation_id")).scalar_subquery()
+)
+_TEAM_BY_INVITATION_LOCKED = _TEAM_BY_INVITATION.with_for_update(of=TeamRecord.__table__)
+
+
 def _team_row_values(team: Team, deadline: datetime | None) -> dict[str, Any]:
     return {
         "state": team.state.value,
@@ -279,10 +287,8 @@ class SqlTeamRepository:
         # Each team as this transaction last read or wrote it: save() writes only what changed.
         self._known: dict[str, Team] = {}
 
-    async def _rows(self, where: ColumnElement[bool], *, for_update: bool = False) -> list[Team]:
-        q = _TEAM_ROWS.where(where)
-        if for_update:
-            q = q.with_for_update(of=TeamRecord.__table__)
+    async def _rows(self, q: Any, params: dict[str, Any] | None = None) -> list[Team]:
+        """The teams of a query of _TEAM_ROWS."""
         conn = await self._s.connection()
         teams: list[Team] = []
         versions: dict[int, TeamVersion] = {}
@@ -308,7 +314,7 @@ class SqlTeamRepository:
             self._known[team.team_id] = team
             teams.append(team)
 
-        for r in await conn.execute(q):
+        for r in await conn.execute(q, params):
             if first is None or r.team_id != first.team_id:
                 if first is not None:
                     finish()
@@ -342,7 +348,7 @@ class SqlTeamRepository:
     async def _many(self, ids: Sequence[str]) -> list[Team]:
         if not ids:
             return []
-        by_id = {t.team_id: t for t in await self._rows(_T.team_id.in_(list(ids)))}
+        by_id = {t.team_id: t for t in await self._rows(_TEAM_ROWS.where(_T.team_id.in_(ids)))}
         return [by_id[i] for i in ids if i in by_id]
 
     @staticmethod
@@ -441,11 +447,12 @@ class SqlTeamRepository:
 
     async def get(self, team_id: str, *, for_update: bool = False) -> Team | None:
         # Always read: a locked read must see the row as committed now.
-        teams = await self._rows(_T.team_id == team_id, for_update=for_update)
+        q = _TEAM_BY_ID_LOCKED if for_update else _TEAM_BY_ID
+        teams = await self._rows(q, {"team_id": team_id})
         return teams[0] if teams else None
 
     async def get_by_name(self, name: str) -> Team | None:
-        teams = await self._rows(_T.name == name)
+        teams = await self._rows(_TEAM_ROWS.where(_T.name == name))
         return teams[0] if teams else None
 
     async def list_page(
@@ -500,12 +507,8 @@ class SqlTeamRepository:
     async def find_by_invitation(
         self, invitation_id: str, *, for_update: bool = False
     ) -> Team | None:
-        owner = (
-            select(TeamMemberRecord.team_id)
-            .where(TeamMemberRecord.invitation_id == invitation_id)
-            .scalar_subquery()
-        )
-        teams = await self._rows(_T.team_id == owner, for_update=for_update)
+        q = _TEAM_BY_INVITATION_LOCKED if for_update else _TEAM_BY_INVITATION
+        teams = await self._rows(q, {"invitation_id": invitation_id})
         return teams[0] if teams else None
 
     async def list_for_approver(
