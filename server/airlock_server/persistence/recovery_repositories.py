@@ -6,7 +6,18 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, exists, literal_column, null, or_, select, union_all, update
+from sqlalchemy import (
+    and_,
+    bindparam,
+    exists,
+    insert,
+    literal_column,
+    null,
+    or_,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import ColumnElement
 
@@ -165,8 +176,8 @@ class SqlSessionRepository:
         }
 
     async def add(self, session: Session) -> None:
-        self._s.add(
-            SessionRecord(
+        await self._s.execute(
+            insert(SessionRecord).values(
                 session_id=session.session_id,
                 kind=session.kind.value,
                 team_id=session.team_id,
@@ -184,14 +195,14 @@ class SqlSessionRepository:
                 **self._values(session),
             )
         )
-        await self._s.flush()
-        for i, approver_id in enumerate(session.approver_ids):
-            self._s.add(
-                SessionApproverRecord(
-                    session_id=session.session_id, approver_id=approver_id, position=i
-                )
+        if session.approver_ids:
+            await self._s.execute(
+                insert(SessionApproverRecord),
+                [
+                    {"session_id": session.session_id, "approver_id": a, "position": i}
+                    for i, a in enumerate(session.approver_ids)
+                ],
             )
-        await self._s.flush()
         await self._insert_votes(session, set())
         self._known[session.session_id] = (
             self._values(session),
@@ -199,25 +210,22 @@ class SqlSessionRepository:
         )
 
     async def _insert_votes(self, session: Session, stored: set[str]) -> None:
-        added = False
-        for i, v in enumerate(session.votes):
-            if v.approver_id in stored:
-                continue
-            self._s.add(
-                VoteRecord(
-                    session_id=session.session_id,
-                    approver_id=v.approver_id,
-                    position=i,
-                    decision=v.decision.value,
-                    comment=v.comment,
-                    vote_time=v.time,
-                    signature=v.signature,
-                )
-            )
-            added = True
-        if added:
+        rows = [
+            {
+                "session_id": session.session_id,
+                "approver_id": v.approver_id,
+                "position": i,
+                "decision": v.decision.value,
+                "comment": v.comment,
+                "vote_time": v.time,
+                "signature": v.signature,
+            }
+            for i, v in enumerate(session.votes)
+            if v.approver_id not in stored
+        ]
+        if rows:
             # A second vote of one approver fails here (primary key), whatever the app did.
-            await self._s.flush()
+            await self._s.execute(insert(VoteRecord), rows)
 
     async def get(self, session_id: str, *, for_update: bool = False) -> Session | None:
         # Always read: a locked read must see the row as committed now.

@@ -7,7 +7,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, exists, or_, select, update
+from sqlalchemy import and_, bindparam, delete, exists, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -360,8 +360,9 @@ class SqlTeamRepository:
             return team.pending.invitation_expire_time
         return None
 
-    async def _write_version(self, team_id: str, v: TeamVersion) -> None:
-        rec = await self._s.get(TeamVersionRecord, (team_id, v.version))
+    async def _write_version(self, team_id: str, v: TeamVersion, *, new: bool = False) -> None:
+        """Write a version; `new`: of a team being added, so certainly not stored yet."""
+        rec = None if new else await self._s.get(TeamVersionRecord, (team_id, v.version))
         if rec is not None:
             stored = set(
                 await self._s.scalars(
@@ -381,8 +382,8 @@ class SqlTeamRepository:
                 await self._s.flush()
                 rec = None
         if rec is None:
-            self._s.add(
-                TeamVersionRecord(
+            await self._s.execute(
+                insert(TeamVersionRecord).values(
                     team_id=team_id,
                     version=v.version,
                     description=v.description,
@@ -393,21 +394,23 @@ class SqlTeamRepository:
                     invitation_expire_time=v.invitation_expire_time,
                 )
             )
-            await self._s.flush()
-            for i, m in enumerate(v.members):
-                self._s.add(
-                    TeamMemberRecord(
-                        invitation_id=m.invitation_id,
-                        team_id=team_id,
-                        version=v.version,
-                        position=i,
-                        approver_id=m.approver_id,
-                        invitation_state=m.invitation_state.value,
-                        response_time=m.response_time,
-                        public_key=m.public_key,
-                    )
+            if v.members:
+                await self._s.execute(
+                    insert(TeamMemberRecord),
+                    [
+                        {
+                            "invitation_id": m.invitation_id,
+                            "team_id": team_id,
+                            "version": v.version,
+                            "position": i,
+                            "approver_id": m.approver_id,
+                            "invitation_state": m.invitation_state.value,
+                            "response_time": m.response_time,
+                            "public_key": m.public_key,
+                        }
+                        for i, m in enumerate(v.members)
+                    ],
                 )
-            await self._s.flush()
             return
         # Versions are immutable but for their invitations' answers.
         for m in v.members:
@@ -422,27 +425,18 @@ class SqlTeamRepository:
             )
 
     async def add(self, team: Team) -> None:
-        self._s.add(
-            TeamRecord(
+        await self._s.execute(
+            insert(TeamRecord).values(
                 team_id=team.team_id,
                 arn=team.arn,
                 name=team.name,
-                state=team.state.value,
-                status=team.status.value,
-                status_message=team.status_message,
-                current_version=team.current.version,
-                pending_version=team.pending.version if team.pending else None,
-                update_session_id=team.update_session_id,
-                revision=team.revision,
-                activation_deadline=self._deadline(team),
                 create_time=team.create_time,
-                update_time=team.update_time,
+                **_team_row_values(team, self._deadline(team)),
             )
         )
-        await self._s.flush()
-        await self._write_version(team.team_id, team.current)
+        await self._write_version(team.team_id, team.current, new=True)
         if team.pending is not None:
-            await self._write_version(team.team_id, team.pending)
+            await self._write_version(team.team_id, team.pending, new=True)
         self._known[team.team_id] = team
 
     async def get(self, team_id: str, *, for_update: bool = False) -> Team | None:
