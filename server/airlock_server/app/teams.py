@@ -164,20 +164,38 @@ class TeamService:
         )
 
     async def get_team(self, caller: Principal, team_id: str) -> Team:
-        async def read(uow: UnitOfWork) -> Team:
+        team, _ = await self._get_team(caller, team_id, with_deletion=False)
+        return team
+
+    async def get_team_and_deletion(
+        self, caller: Principal, team_id: str
+    ) -> tuple[Team, TeamDeletion | None]:
+        """The team and its latest deletion request (the API's deletion fields), one read."""
+        return await self._get_team(caller, team_id, with_deletion=True)
+
+    async def _get_team(
+        self, caller: Principal, team_id: str, *, with_deletion: bool
+    ) -> tuple[Team, TeamDeletion | None]:
+        async def deletion(uow: UnitOfWork) -> TeamDeletion | None:
+            if not with_deletion:
+                return None
+            return (await uow.deletions.latest_of([team_id])).get(team_id)
+
+        async def read(uow: UnitOfWork) -> tuple[Team, TeamDeletion | None]:
             team = await self._load(uow, team_id)
             await self._check_visible(uow, caller, team)
-            return team
+            return team, await deletion(uow)
 
-        team = await transact(self._deps, read, read_only=True)
+        team, latest = await transact(self._deps, read, read_only=True)
         if settle_team(team, self._deps.clock()) is team:
-            return team
+            return team, latest
 
-        async def work(uow: UnitOfWork) -> Team:
+        async def work(uow: UnitOfWork) -> tuple[Team, TeamDeletion | None]:
             # Read-time expiry writes the decision down, under the team's row lock.
             settled = await self._settle(uow, await self._load(uow, team_id, for_update=True))
+            latest = await deletion(uow)
             await uow.commit()
-            return settled
+            return settled, latest
 
         return await transact(self._deps, work)
 
