@@ -36,8 +36,8 @@ def wire(settings: Settings, log_key: LogKey | None = None) -> Wiring:
     engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
     sessions = session_factory(engine)
 
-    def uow() -> UnitOfWork:
-        return SqlUnitOfWork(sessions, deps.clock)
+    def uow(*, read_only: bool = False) -> UnitOfWork:
+        return SqlUnitOfWork(sessions, deps.clock, read_only=read_only)
 
     deps = Deps(uow=uow, region=settings.region)
     sessions_app = SessionService(deps)

@@ -149,8 +149,8 @@ def build_harness(url: str, clock: FakeClock) -> Harness:
     engine = create_engine(url, pool_size=5)
     sessions = session_factory(engine)
 
-    def uow() -> UnitOfWork:
-        return SqlUnitOfWork(sessions, clock)
+    def uow(*, read_only: bool = False) -> UnitOfWork:
+        return SqlUnitOfWork(sessions, clock, read_only=read_only)
 
     deps = Deps(uow=uow, clock=clock)
     sessions_app = SessionService(deps)

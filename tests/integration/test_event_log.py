@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import asyncpg
 import pytest
 from integration.harness import POSTGRES_ONLY, Harness
 from sqlalchemy import select, text
@@ -109,3 +112,18 @@ async def test_a_failed_use_case_appends_nothing(app: Harness, admin: Principal)
     with pytest.raises(AlreadyExists):
         await app.identities.create_approver(admin, "ann-0", "Ann again", "", "")
     assert await _snapshot(app) == before
+
+
+@pytest.mark.parametrize("backend", POSTGRES_ONLY)
+async def test_postgres_notifies_the_last_seq_at_commit(app: Harness, admin: Principal) -> None:
+    """Each committed append notifies `airlock_events` with its last seq (for WatchEvents)."""
+    got: asyncio.Queue[str] = asyncio.Queue()
+    conn = await asyncpg.connect(app.url)
+    try:
+        await conn.add_listener("airlock_events", lambda *args: got.put_nowait(args[-1]))
+        await app.identities.create_approver(admin, "nora", "Nora", "", "")
+        seq = await app.count("events")
+        assert await asyncio.wait_for(got.get(), 30) == str(seq)
+        assert got.empty()
+    finally:
+        await conn.close()

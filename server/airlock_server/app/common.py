@@ -36,11 +36,15 @@ class Deps:
     new_id: Callable[[str], str] = field(default=new_id)
 
 
-async def transact(deps: Deps, work: Callable[[UnitOfWork], Awaitable[T]]) -> T:
-    """Run one use case as one transaction; retry when a concurrent change won."""
+async def transact(
+    deps: Deps, work: Callable[[UnitOfWork], Awaitable[T]], *, read_only: bool = False
+) -> T:
+    """Run one use case as one transaction; retry when a concurrent change won.
+
+    `read_only`: the use case reads (see UnitOfWorkFactory)."""
     for attempt in range(ATTEMPTS):
         try:
-            async with deps.uow() as uow:
+            async with deps.uow(read_only=read_only) as uow:
                 return await work(uow)
         except Conflict:
             if attempt == ATTEMPTS - 1:

@@ -77,7 +77,7 @@ class IdentityService:
                 raise Unauthenticated("the token is unknown, revoked or expired")
             return Caller(cred.principal, cred.credential_id)
 
-        return await transact(self._deps, work)
+        return await transact(self._deps, work, read_only=True)
 
     # --- approvers --------------------------------------------------------------------------
 
@@ -124,7 +124,7 @@ class IdentityService:
                 raise NotFound("approver", approver_id)
             return approver
 
-        return await transact(self._deps, work)
+        return await transact(self._deps, work, read_only=True)
 
     async def list_approvers(
         self, caller: Principal, enabled: bool | None, size: int, token: str
@@ -138,7 +138,7 @@ class IdentityService:
             rows = await uow.approvers.list_page(enabled, after, limit + 1)
             return page_of(rows, limit, lambda a: a.approver_id, query)
 
-        return await transact(self._deps, work)
+        return await transact(self._deps, work, read_only=True)
 
     async def disable_approver(
         self, caller: Principal, approver_id: str, request_id: str
@@ -213,7 +213,7 @@ class IdentityService:
             rows = await uow.accounts.list_page(after, limit + 1)
             return page_of(rows, limit, lambda a: a.account_id, query)
 
-        return await transact(self._deps, work)
+        return await transact(self._deps, work, read_only=True)
 
     # --- credentials ------------------------------------------------------------------------
 
@@ -345,7 +345,7 @@ class IdentityService:
             )
             return page_of(rows, limit, lambda c: c.credential_id, query)
 
-        return await transact(self._deps, work)
+        return await transact(self._deps, work, read_only=True)
 
     # --- bootstrap --------------------------------------------------------------------------
 

@@ -252,7 +252,12 @@ class UnitOfWork(Protocol):
     ) -> None: ...
 
 
-UnitOfWorkFactory = Callable[[], UnitOfWork]
+class UnitOfWorkFactory(Protocol):
+    """A new unit of work. `read_only`: the use case means to read (it may still write, e.g. to
+    settle what a read finds expired); SQLite then begins deferred instead of taking the write
+    lock up front, so reads do not queue behind writers of other processes."""
+
+    def __call__(self, *, read_only: bool = False) -> UnitOfWork: ...
 
 
 # --- reading the event log (AuditService) ------------------------------------------------------

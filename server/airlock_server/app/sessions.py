@@ -707,7 +707,7 @@ class SessionService:
             await self._check_visible(uow, caller, s)
             return await self.view(uow, s), s.is_expired_at(self._deps.clock())
 
-        view, expired = await transact(self._deps, work)
+        view, expired = await transact(self._deps, work, read_only=True)
         if expired:
             # Read-time expiry writes the decision down, with its effect.
             return await self.settle(session_id)
@@ -765,7 +765,7 @@ class SessionService:
             items = [settle_expired(s, now) for s in page.items]
             return Page(tuple(await self.views(uow, items)), page.next_page_token)
 
-        return await transact(self._deps, work)
+        return await transact(self._deps, work, read_only=True)
 
     async def watch(self, caller: Principal, session_id: str) -> AsyncIterator[SessionView]:
         """The session now and after every change, until it is final (and executed)."""
@@ -794,7 +794,10 @@ class SessionService:
         require(caller, PrincipalKind.APPROVER)
 
         async def work(uow: UnitOfWork) -> SessionView:
+            written: Session | None = None
+
             async def cast() -> str:
+                nonlocal written
                 before = await self._load(uow, session_id, for_update=True)
                 now = self._deps.clock()
                 try:
@@ -830,14 +833,15 @@ class SessionService:
                         },
                     )
                 )
-                await self.store_outcome(uow, before, after, caller)
+                written = await self.store_outcome(uow, before, after, caller)
                 await uow.activity.record(
                     before.team_id, caller.subject, Activity(activity_of_vote(before.kind), now)
                 )
                 return session_id
 
             await once(uow, self._deps, caller, "Vote", request_id, cast)
-            view = await self.view(uow, await self._load(uow, session_id))
+            # The session in hand is what was written; a replay reads it.
+            view = await self.view(uow, written or await self._load(uow, session_id))
             await uow.commit()
             return view
 

@@ -172,15 +172,38 @@ class TeamService:
         )
 
     async def get_team(self, caller: Principal, team_id: str) -> Team:
-        async def work(uow: UnitOfWork) -> Team:
+        team, _ = await self._get_team(caller, team_id, with_deletion=False)
+        return team
+
+    async def get_team_and_deletion(
+        self, caller: Principal, team_id: str
+    ) -> tuple[Team, TeamDeletion | None]:
+        """The team and its latest deletion request (the API's deletion fields), one read."""
+        return await self._get_team(caller, team_id, with_deletion=True)
+
+    async def _get_team(
+        self, caller: Principal, team_id: str, *, with_deletion: bool
+    ) -> tuple[Team, TeamDeletion | None]:
+        async def deletion(uow: UnitOfWork) -> TeamDeletion | None:
+            if not with_deletion:
+                return None
+            return (await uow.deletions.latest_of([team_id])).get(team_id)
+
+        async def read(uow: UnitOfWork) -> tuple[Team, TeamDeletion | None]:
             team = await self._load(uow, team_id)
             await self._check_visible(uow, caller, team)
-            if settle_team(team, self._deps.clock()) is team:
-                return team
+            return team, await deletion(uow)
+
+        team, latest = await transact(self._deps, read, read_only=True)
+        if settle_team(team, self._deps.clock()) is team:
+            return team, latest
+
+        async def work(uow: UnitOfWork) -> tuple[Team, TeamDeletion | None]:
             # Read-time expiry writes the decision down, under the team's row lock.
             settled = await self._settle(uow, await self._load(uow, team_id, for_update=True))
+            latest = await deletion(uow)
             await uow.commit()
-            return settled
+            return settled, latest
 
         return await transact(self._deps, work)
 
@@ -209,7 +232,7 @@ class TeamService:
                 items = tuple(t for t in items if t.state is state)
             return Page(items, page.next_page_token)
 
-        return await transact(self._deps, work)
+        return await transact(self._deps, work, read_only=True)
 
     # --- creating and deleting -----------------------------------------------------------
 
@@ -217,7 +240,10 @@ class TeamService:
         require_admin(caller)
 
         async def work(uow: UnitOfWork) -> Team:
+            created: Team | None = None
+
             async def create() -> str:
+                nonlocal created
                 if await uow.teams.get_by_name(spec.name) is not None:
                     raise AlreadyExists("approval team", spec.name)
                 approvers = await uow.approvers.get_many(spec.approver_ids)
@@ -287,12 +313,14 @@ class TeamService:
                             },
                         )
                     )
+                created = team
                 return team_id
 
             team_id, _ = await once(
                 uow, self._deps, caller, "CreateApprovalTeam", request_id, create
             )
-            team = await self._load(uow, team_id)
+            # The team in hand is what was written; a replay reads the first call's team.
+            team = created if created is not None else await self._load(uow, team_id)
             await uow.commit()
             return team
 
@@ -508,7 +536,7 @@ class TeamService:
         async def work(uow: UnitOfWork) -> dict[str, TeamDeletion]:
             return await uow.deletions.latest_of(team_ids)
 
-        return await transact(self._deps, work)
+        return await transact(self._deps, work, read_only=True)
 
     async def sweep_due_deletions(self) -> int:
         """Delete the DELETING teams whose window ended. Safe on any number of replicas."""
@@ -711,7 +739,7 @@ class TeamService:
             rows = await uow.shares.list_page(team_id, after, limit + 1)
             return page_of(rows, limit, lambda s: f"{s.principal_kind}:{s.subject}", query)
 
-        return await transact(self._deps, work)
+        return await transact(self._deps, work, read_only=True)
 
     # --- invitations ---------------------------------------------------------------------
 
@@ -752,7 +780,7 @@ class TeamService:
                         views.append(InvitationView(shown, version, member))
             return Page(tuple(views), page.next_page_token)
 
-        return await transact(self._deps, work)
+        return await transact(self._deps, work, read_only=True)
 
     async def respond_to_invitation(
         self,
@@ -769,7 +797,10 @@ class TeamService:
             signing.verify(public_key, key_proof, key_proof_message(invitation_id), "key_proof")
 
         async def work(uow: UnitOfWork) -> InvitationView:
+            written: Team | None = None
+
             async def answer() -> str:
+                nonlocal written
                 team = await uow.teams.find_by_invitation(invitation_id, for_update=True)
                 if team is None:
                     raise NotFound("invitation", invitation_id)
@@ -814,11 +845,12 @@ class TeamService:
                         },
                     )
                 )
-                await self._settle(uow, team)
+                written = await self._settle(uow, team)
                 return invitation_id
 
             await once(uow, self._deps, caller, "RespondToInvitation", request_id, answer)
-            team = await uow.teams.find_by_invitation(invitation_id)
+            # The team in hand is what was written; a replay reads it.
+            team = written or await uow.teams.find_by_invitation(invitation_id)
             assert team is not None
             version = _version_of(team, invitation_id)
             member = next(m for m in version.members if m.invitation_id == invitation_id)

@@ -207,7 +207,7 @@ class VaultService:
                 return vault
             raise _denied("the caller may not see this vault", "NOT_VISIBLE", vaultArn=vault_arn)
 
-        return await transact(self._deps, work)
+        return await transact(self._deps, work, read_only=True)
 
     async def list_vaults(
         self, caller: Principal, account_id: str, team_id: str, size: int, token: str
@@ -227,7 +227,7 @@ class VaultService:
             rows = await uow.vaults.list_page(account_id, team_id, after, limit + 1)
             return page_of(rows, limit, lambda v: v.vault_arn, query)
 
-        return await transact(self._deps, work)
+        return await transact(self._deps, work, read_only=True)
 
     # --- associations --------------------------------------------------------------------
 
@@ -451,7 +451,7 @@ class VaultService:
             rows = await uow.grants.list_page(vault_arn, state, visible, after, limit + 1)
             return time_page(rows, limit, lambda g: (g.create_time, g.grant_id), query)
 
-        return await transact(self._deps, work)
+        return await transact(self._deps, work, read_only=True)
 
     async def revoke_restore_access(
         self, caller: Principal, grant_id: str, comment: str, request_id: str
@@ -528,4 +528,4 @@ class VaultService:
             )
             return AccessAnswer(grant is not None, grant)
 
-        return await transact(self._deps, work)
+        return await transact(self._deps, work, read_only=True)

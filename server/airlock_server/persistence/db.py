@@ -13,6 +13,9 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+# Execution option of a read-only unit of work's connection (see SqlUnitOfWork).
+READ_ONLY_OPTION = "airlock_read_only"
+
 
 def normalize_url(url: str) -> str:
     """Accept plain sqlite:/postgresql: URLs and pick the async drivers."""
@@ -33,6 +36,7 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     if is_sqlite(url):
         # One writer at a time is SQLite's nature: one connection, transactions queue for it,
         # and BEGIN IMMEDIATE takes the write lock up front so two processes never deadlock.
+        # A read-only unit of work begins deferred: it takes no write lock unless it writes.
         engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60)
 
         @event.listens_for(engine.sync_engine, "connect")
@@ -47,7 +51,8 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
 
         @event.listens_for(engine.sync_engine, "begin")
         def _on_begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            read_only = conn.get_execution_options().get(READ_ONLY_OPTION, False)
+            conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
         return engine
     return create_async_engine(

@@ -6,7 +6,18 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy import (
+    and_,
+    bindparam,
+    exists,
+    insert,
+    literal_column,
+    null,
+    or_,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import ColumnElement
 
@@ -52,48 +63,108 @@ def _before(time_col: Any, id_col: Any, after: TimeCursor | None) -> ColumnEleme
     return or_(time_col < t, and_(time_col == t, id_col < key))
 
 
+_S = SessionRecord.__table__.c
+_SA = SessionApproverRecord.__table__.c
+_VO = VoteRecord.__table__.c
+_SESSION_ROWS = select(*_S, TeamRecord.__table__.c.name.label("team_name")).join_from(
+    SessionRecord.__table__,
+    TeamRecord.__table__,
+    TeamRecord.__table__.c.team_id == _S.team_id,
+    isouter=True,
+)
+
+
+def _votes_and_approvers() -> Any:
+    """Votes (k = 1) and approvers (k = 0) of the sessions `ids`, in one statement.
+
+    Votes come first: the result takes its column types (UTC times) from the first branch."""
+    ids: Any = bindparam("ids", expanding=True)
+    votes = select(
+        _VO.session_id,
+        literal_column("1").label("k"),
+        _VO.position,
+        _VO.approver_id,
+        _VO.decision,
+        _VO.comment,
+        _VO.vote_time,
+        _VO.signature,
+    ).where(_VO.session_id.in_(ids))
+    approvers = select(
+        _SA.session_id,
+        literal_column("0"),
+        _SA.position,
+        _SA.approver_id,
+        null(),
+        null(),
+        null(),
+        null(),
+    ).where(_SA.session_id.in_(ids))
+    return union_all(votes, approvers)
+
+
+_VOTES_AND_APPROVERS = _votes_and_approvers()
+_SESSION_BY_ID = _SESSION_ROWS.where(_S.session_id == bindparam("sid"))
+_SESSION_BY_ID_LOCKED = _SESSION_BY_ID.with_for_update(of=SessionRecord.__table__)
+
+
 class SqlSessionRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._s = session
+        # Each session's row values and stored voters as this transaction read or wrote them:
+        # save() writes only what changed. Team names never change.
+        self._known: dict[str, tuple[dict[str, Any], set[str]]] = {}
+        self._names: dict[str, str] = {}
 
-    async def _to_domain(self, r: SessionRecord) -> Session:
-        approvers = await self._s.scalars(
-            select(SessionApproverRecord.approver_id)
-            .where(SessionApproverRecord.session_id == r.session_id)
-            .order_by(SessionApproverRecord.position)
-        )
-        votes = await self._s.scalars(
-            select(VoteRecord)
-            .where(VoteRecord.session_id == r.session_id)
-            .order_by(VoteRecord.position)
-        )
-        return Session(
-            session_id=r.session_id,
-            kind=SessionKind(r.kind),
-            team_id=r.team_id,
-            team_version=r.team_version,
-            approver_ids=tuple(approvers),
-            min_approvals=r.min_approvals,
-            requester=Principal(PrincipalKind(r.requester_kind), r.requester_subject),
-            requester_account_id=r.requester_account_id,
-            action=r.action,
-            protected_resource=r.protected_resource,
-            comment=r.comment,
-            create_time=r.create_time,
-            expire_time=r.expire_time,
-            metadata=dict(r.session_metadata),
-            votes=tuple(
-                Vote(v.approver_id, VoteDecision(v.decision), v.comment, v.vote_time, v.signature)
-                for v in votes
-            ),
-            state=SessionState(r.state),
-            status=SessionStatus(r.status),
-            status_message=r.status_message,
-            execution_status=ExecutionStatus(r.execution_status),
-            execution_message=r.execution_message,
-            complete_time=r.complete_time,
-            execution_time=r.execution_time,
-        )
+    async def _load(self, q: Any, params: dict[str, Any] | None = None) -> list[Session]:
+        conn = await self._s.connection()
+        rows = list(await conn.execute(q, params))
+        if not rows:
+            return []
+        ids = [r.session_id for r in rows]
+        approvers: dict[str, list[tuple[int, str]]] = {i: [] for i in ids}
+        votes: dict[str, list[tuple[int, Vote]]] = {i: [] for i in ids}
+        for x in await conn.execute(_VOTES_AND_APPROVERS, {"ids": ids}):
+            if x.k == 1:
+                vote = Vote(
+                    x.approver_id, VoteDecision(x.decision), x.comment, x.vote_time, x.signature
+                )
+                votes[x.session_id].append((x.position, vote))
+            else:
+                approvers[x.session_id].append((x.position, x.approver_id))
+        out = []
+        for r in rows:
+            if r.team_name is not None:
+                self._names[r.team_id] = r.team_name
+            session = Session(
+                session_id=r.session_id,
+                kind=SessionKind(r.kind),
+                team_id=r.team_id,
+                team_version=r.team_version,
+                approver_ids=tuple(a for _, a in sorted(approvers[r.session_id])),
+                min_approvals=r.min_approvals,
+                requester=Principal(PrincipalKind(r.requester_kind), r.requester_subject),
+                requester_account_id=r.requester_account_id,
+                action=r.action,
+                protected_resource=r.protected_resource,
+                comment=r.comment,
+                create_time=r.create_time,
+                expire_time=r.expire_time,
+                metadata=dict(r.session_metadata),
+                votes=tuple(v for _, v in sorted(votes[r.session_id], key=lambda pv: pv[0])),
+                state=SessionState(r.state),
+                status=SessionStatus(r.status),
+                status_message=r.status_message,
+                execution_status=ExecutionStatus(r.execution_status),
+                execution_message=r.execution_message,
+                complete_time=r.complete_time,
+                execution_time=r.execution_time,
+            )
+            self._known[session.session_id] = (
+                self._values(session),
+                {v.approver_id for v in session.votes},
+            )
+            out.append(session)
+        return out
 
     @staticmethod
     def _values(s: Session) -> dict[str, Any]:
@@ -108,8 +179,8 @@ class SqlSessionRepository:
         }
 
     async def add(self, session: Session) -> None:
-        self._s.add(
-            SessionRecord(
+        await self._s.execute(
+            insert(SessionRecord).values(
                 session_id=session.session_id,
                 kind=session.kind.value,
                 team_id=session.team_id,
@@ -127,62 +198,71 @@ class SqlSessionRepository:
                 **self._values(session),
             )
         )
-        await self._s.flush()
-        for i, approver_id in enumerate(session.approver_ids):
-            self._s.add(
-                SessionApproverRecord(
-                    session_id=session.session_id, approver_id=approver_id, position=i
-                )
+        if session.approver_ids:
+            await self._s.execute(
+                insert(SessionApproverRecord),
+                [
+                    {"session_id": session.session_id, "approver_id": a, "position": i}
+                    for i, a in enumerate(session.approver_ids)
+                ],
             )
-        await self._s.flush()
         await self._insert_votes(session, set())
+        self._known[session.session_id] = (
+            self._values(session),
+            {v.approver_id for v in session.votes},
+        )
 
     async def _insert_votes(self, session: Session, stored: set[str]) -> None:
-        added = False
-        for i, v in enumerate(session.votes):
-            if v.approver_id in stored:
-                continue
-            self._s.add(
-                VoteRecord(
-                    session_id=session.session_id,
-                    approver_id=v.approver_id,
-                    position=i,
-                    decision=v.decision.value,
-                    comment=v.comment,
-                    vote_time=v.time,
-                    signature=v.signature,
-                )
-            )
-            added = True
-        if added:
+        rows = [
+            {
+                "session_id": session.session_id,
+                "approver_id": v.approver_id,
+                "position": i,
+                "decision": v.decision.value,
+                "comment": v.comment,
+                "vote_time": v.time,
+                "signature": v.signature,
+            }
+            for i, v in enumerate(session.votes)
+            if v.approver_id not in stored
+        ]
+        if rows:
             # A second vote of one approver fails here (primary key), whatever the app did.
-            await self._s.flush()
+            await self._s.execute(insert(VoteRecord), rows)
 
     async def get(self, session_id: str, *, for_update: bool = False) -> Session | None:
-        q = select(SessionRecord).where(SessionRecord.session_id == session_id)
-        if for_update:
-            q = q.with_for_update().execution_options(populate_existing=True)
-        r = await self._s.scalar(q)
-        return await self._to_domain(r) if r else None
+        # Always read: a locked read must see the row as committed now.
+        q = _SESSION_BY_ID_LOCKED if for_update else _SESSION_BY_ID
+        sessions = await self._load(q, {"sid": session_id})
+        return sessions[0] if sessions else None
 
     async def save(self, session: Session) -> None:
-        await self._s.execute(
-            update(SessionRecord)
-            .where(SessionRecord.session_id == session.session_id)
-            .values(**self._values(session))
-        )
-        stored = set(
-            await self._s.scalars(
-                select(VoteRecord.approver_id).where(VoteRecord.session_id == session.session_id)
+        values = self._values(session)
+        known = self._known.get(session.session_id)
+        if known is None or known[0] != values:
+            await self._s.execute(
+                update(SessionRecord)
+                .where(SessionRecord.session_id == session.session_id)
+                .values(**values)
             )
-        )
+        if known is not None:
+            stored = known[1]
+        else:
+            stored = set(
+                await self._s.scalars(
+                    select(VoteRecord.approver_id).where(
+                        VoteRecord.session_id == session.session_id
+                    )
+                )
+            )
         await self._insert_votes(session, stored)
+        self._known[session.session_id] = (values, {v.approver_id for v in session.votes})
 
     async def list_page(
         self, query: SessionQuery, now: datetime, after: TimeCursor | None, limit: int
     ) -> list[Session]:
         r = SessionRecord
-        q = select(r).order_by(r.create_time.desc(), r.session_id.desc()).limit(limit)
+        q = _SESSION_ROWS.order_by(r.create_time.desc(), r.session_id.desc()).limit(limit)
         conditions: list[ColumnElement[bool]] = []
         if query.team_id:
             conditions.append(r.team_id == query.team_id)
@@ -252,7 +332,7 @@ class SqlSessionRepository:
             conditions.append(cursor)
         if conditions:
             q = q.where(*conditions)
-        return [await self._to_domain(x) for x in await self._s.scalars(q)]
+        return await self._load(q)
 
     async def pending_past_expiry(self, now: datetime, limit: int) -> list[str]:
         q = (
@@ -279,12 +359,13 @@ class SqlSessionRepository:
         return list(await self._s.scalars(q))
 
     async def team_names(self, team_ids: Sequence[str]) -> dict[str, str]:
-        if not team_ids:
-            return {}
-        rows = await self._s.execute(
-            select(TeamRecord.team_id, TeamRecord.name).where(TeamRecord.team_id.in_(set(team_ids)))
-        )
-        return {str(row[0]): str(row[1]) for row in rows}
+        missing = {t for t in team_ids if t not in self._names}
+        if missing:
+            rows = await self._s.execute(
+                select(TeamRecord.team_id, TeamRecord.name).where(TeamRecord.team_id.in_(missing))
+            )
+            self._names.update({str(row[0]): str(row[1]) for row in rows})
+        return {t: self._names[t] for t in team_ids if t in self._names}
 
     async def enrolled_key(self, team_id: str, version: int, approver_id: str) -> bytes | None:
         key: bytes | None = await self._s.scalar(

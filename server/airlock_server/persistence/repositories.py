@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import and_, delete, exists, or_, select, update
+from sqlalchemy import and_, bindparam, delete, exists, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -118,6 +120,18 @@ class SqlAccountRepository:
         return [Account(r.account_id, r.name, r.create_time) for r in await self._s.scalars(q)]
 
 
+_CRED = CredentialRecord.__table__.c
+_BY_TOKEN_HASH = select(
+    _CRED.credential_id,
+    _CRED.principal_kind,
+    _CRED.subject,
+    _CRED.description,
+    _CRED.create_time,
+    _CRED.expire_time,
+    _CRED.revoke_time,
+).where(_CRED.token_hash == bindparam("h"))
+
+
 class SqlCredentialRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._s = session
@@ -153,10 +167,19 @@ class SqlCredentialRepository:
         return self._to_domain(r) if r else None
 
     async def find_by_token_hash(self, token_hash: bytes) -> Credential | None:
-        r = await self._s.scalar(
-            select(CredentialRecord).where(CredentialRecord.token_hash == token_hash)
+        # Every RPC: one Core SELECT on the connection, no ORM identity map or loading.
+        conn = await self._s.connection()
+        r = (await conn.execute(_BY_TOKEN_HASH, {"h": token_hash})).first()
+        if r is None:
+            return None
+        return Credential(
+            credential_id=r.credential_id,
+            principal=Principal(PrincipalKind(r.principal_kind), r.subject),
+            description=r.description,
+            create_time=r.create_time,
+            expire_time=r.expire_time,
+            revoke_time=r.revoke_time,
         )
-        return self._to_domain(r) if r else None
 
     async def list_page(
         self,
@@ -195,58 +218,138 @@ class SqlCredentialRepository:
         )
 
 
+_T = TeamRecord.__table__.c
+_V = TeamVersionRecord.__table__.c
+_M = TeamMemberRecord.__table__.c
+# A team with its current and pending versions and their members, in one statement.
+_TEAM_ROWS = (
+    select(
+        *_T,
+        _V.version.label("v_version"),
+        _V.description.label("v_description"),
+        _V.min_approvals.label("v_min_approvals"),
+        _V.session_ttl_seconds.label("v_session_ttl_seconds"),
+        _V.invitation_ttl_seconds.label("v_invitation_ttl_seconds"),
+        _V.create_time.label("v_create_time"),
+        _V.invitation_expire_time.label("v_invitation_expire_time"),
+        _M.invitation_id.label("m_invitation_id"),
+        _M.approver_id.label("m_approver_id"),
+        _M.invitation_state.label("m_invitation_state"),
+        _M.response_time.label("m_response_time"),
+        _M.public_key.label("m_public_key"),
+    )
+    .select_from(
+        TeamRecord.__table__.join(
+            TeamVersionRecord.__table__,
+            and_(
+                _V.team_id == _T.team_id,
+                or_(_V.version == _T.current_version, _V.version == _T.pending_version),
+            ),
+        ).outerjoin(
+            TeamMemberRecord.__table__,
+            and_(_M.team_id == _V.team_id, _M.version == _V.version),
+        )
+    )
+    .order_by(_T.team_id, _V.version, _M.position)
+)
+
+
+_TEAM_BY_ID = _TEAM_ROWS.where(_T.team_id == bindparam("team_id"))
+_TEAM_BY_ID_LOCKED = _TEAM_BY_ID.with_for_update(of=TeamRecord.__table__)
+_TEAM_BY_INVITATION = _TEAM_ROWS.where(
+    _T.team_id
+    == select(_M.team_id).where(_M.invitation_id == bindparam("invitation_id")).scalar_subquery()
+)
+_TEAM_BY_INVITATION_LOCKED = _TEAM_BY_INVITATION.with_for_update(of=TeamRecord.__table__)
+
+
+def _team_row_values(team: Team, deadline: datetime | None) -> dict[str, Any]:
+    return {
+        "state": team.state.value,
+        "status": team.status.value,
+        "status_message": team.status_message,
+        "current_version": team.current.version,
+        "pending_version": team.pending.version if team.pending else None,
+        "update_session_id": team.update_session_id,
+        "revision": team.revision,
+        "activation_deadline": deadline,
+        "update_time": team.update_time,
+    }
+
+
+def _member_values(m: TeamMember) -> tuple[str, datetime | None, bytes | None]:
+    return (m.invitation_state.value, m.response_time, m.public_key)
+
+
 class SqlTeamRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._s = session
+        # Each team as this transaction last read or wrote it: save() writes only what changed.
+        self._known: dict[str, Team] = {}
 
-    async def _version(self, team_id: str, version: int) -> TeamVersion:
-        v = await self._s.get_one(TeamVersionRecord, (team_id, version))
-        members = await self._s.scalars(
-            select(TeamMemberRecord)
-            .where(TeamMemberRecord.team_id == team_id, TeamMemberRecord.version == version)
-            .order_by(TeamMemberRecord.position)
-        )
-        return TeamVersion(
-            version=v.version,
-            description=v.description,
-            min_approvals=v.min_approvals,
-            session_ttl=timedelta(seconds=v.session_ttl_seconds),
-            invitation_ttl=timedelta(seconds=v.invitation_ttl_seconds),
-            members=tuple(
-                TeamMember(
-                    approver_id=m.approver_id,
-                    invitation_id=m.invitation_id,
-                    invitation_state=InvitationState(m.invitation_state),
-                    response_time=m.response_time,
-                    public_key=m.public_key,
+    async def _rows(self, q: Any, params: dict[str, Any] | None = None) -> list[Team]:
+        """The teams of a query of _TEAM_ROWS."""
+        conn = await self._s.connection()
+        teams: list[Team] = []
+        versions: dict[int, TeamVersion] = {}
+        members: dict[int, list[TeamMember]] = {}
+        first: Any = None
+
+        def finish() -> None:
+            built = {n: replace(v, members=tuple(members[n])) for n, v in versions.items()}
+            team = Team(
+                team_id=first.team_id,
+                arn=first.arn,
+                name=first.name,
+                state=TeamState(first.state),
+                status=TeamStatus(first.status),
+                status_message=first.status_message,
+                current=built[first.current_version],
+                revision=first.revision,
+                create_time=first.create_time,
+                update_time=first.update_time,
+                pending=built[first.pending_version] if first.pending_version is not None else None,
+                update_session_id=first.update_session_id,
+            )
+            self._known[team.team_id] = team
+            teams.append(team)
+
+        for r in await conn.execute(q, params):
+            if first is None or r.team_id != first.team_id:
+                if first is not None:
+                    finish()
+                first, versions, members = r, {}, {}
+            if r.v_version not in versions:
+                versions[r.v_version] = TeamVersion(
+                    version=r.v_version,
+                    description=r.v_description,
+                    min_approvals=r.v_min_approvals,
+                    session_ttl=timedelta(seconds=r.v_session_ttl_seconds),
+                    invitation_ttl=timedelta(seconds=r.v_invitation_ttl_seconds),
+                    members=(),
+                    create_time=r.v_create_time,
+                    invitation_expire_time=r.v_invitation_expire_time,
                 )
-                for m in members
-            ),
-            create_time=v.create_time,
-            invitation_expire_time=v.invitation_expire_time,
-        )
+                members[r.v_version] = []
+            if r.m_invitation_id is not None:
+                members[r.v_version].append(
+                    TeamMember(
+                        approver_id=r.m_approver_id,
+                        invitation_id=r.m_invitation_id,
+                        invitation_state=InvitationState(r.m_invitation_state),
+                        response_time=r.m_response_time,
+                        public_key=r.m_public_key,
+                    )
+                )
+        if first is not None:
+            finish()
+        return teams
 
-    async def _to_domain(self, r: TeamRecord) -> Team:
-        current = await self._version(r.team_id, r.current_version)
-        pending = (
-            await self._version(r.team_id, r.pending_version)
-            if r.pending_version is not None
-            else None
-        )
-        return Team(
-            team_id=r.team_id,
-            arn=r.arn,
-            name=r.name,
-            state=TeamState(r.state),
-            status=TeamStatus(r.status),
-            status_message=r.status_message,
-            current=current,
-            revision=r.revision,
-            create_time=r.create_time,
-            update_time=r.update_time,
-            pending=pending,
-            update_session_id=r.update_session_id,
-        )
+    async def _many(self, ids: Sequence[str]) -> list[Team]:
+        if not ids:
+            return []
+        by_id = {t.team_id: t for t in await self._rows(_TEAM_ROWS.where(_T.team_id.in_(ids)))}
+        return [by_id[i] for i in ids if i in by_id]
 
     @staticmethod
     def _deadline(team: Team) -> datetime | None:
@@ -257,8 +360,9 @@ class SqlTeamRepository:
             return team.pending.invitation_expire_time
         return None
 
-    async def _write_version(self, team_id: str, v: TeamVersion) -> None:
-        rec = await self._s.get(TeamVersionRecord, (team_id, v.version))
+    async def _write_version(self, team_id: str, v: TeamVersion, *, new: bool = False) -> None:
+        """Write a version; `new`: of a team being added, so certainly not stored yet."""
+        rec = None if new else await self._s.get(TeamVersionRecord, (team_id, v.version))
         if rec is not None:
             stored = set(
                 await self._s.scalars(
@@ -278,8 +382,8 @@ class SqlTeamRepository:
                 await self._s.flush()
                 rec = None
         if rec is None:
-            self._s.add(
-                TeamVersionRecord(
+            await self._s.execute(
+                insert(TeamVersionRecord).values(
                     team_id=team_id,
                     version=v.version,
                     description=v.description,
@@ -290,21 +394,23 @@ class SqlTeamRepository:
                     invitation_expire_time=v.invitation_expire_time,
                 )
             )
-            await self._s.flush()
-            for i, m in enumerate(v.members):
-                self._s.add(
-                    TeamMemberRecord(
-                        invitation_id=m.invitation_id,
-                        team_id=team_id,
-                        version=v.version,
-                        position=i,
-                        approver_id=m.approver_id,
-                        invitation_state=m.invitation_state.value,
-                        response_time=m.response_time,
-                        public_key=m.public_key,
-                    )
+            if v.members:
+                await self._s.execute(
+                    insert(TeamMemberRecord),
+                    [
+                        {
+                            "invitation_id": m.invitation_id,
+                            "team_id": team_id,
+                            "version": v.version,
+                            "position": i,
+                            "approver_id": m.approver_id,
+                            "invitation_state": m.invitation_state.value,
+                            "response_time": m.response_time,
+                            "public_key": m.public_key,
+                        }
+                        for i, m in enumerate(v.members)
+                    ],
                 )
-            await self._s.flush()
             return
         # Versions are immutable but for their invitations' answers.
         for m in v.members:
@@ -319,39 +425,29 @@ class SqlTeamRepository:
             )
 
     async def add(self, team: Team) -> None:
-        self._s.add(
-            TeamRecord(
+        await self._s.execute(
+            insert(TeamRecord).values(
                 team_id=team.team_id,
                 arn=team.arn,
                 name=team.name,
-                state=team.state.value,
-                status=team.status.value,
-                status_message=team.status_message,
-                current_version=team.current.version,
-                pending_version=team.pending.version if team.pending else None,
-                update_session_id=team.update_session_id,
-                revision=team.revision,
-                activation_deadline=self._deadline(team),
                 create_time=team.create_time,
-                update_time=team.update_time,
+                **_team_row_values(team, self._deadline(team)),
             )
         )
-        await self._s.flush()
-        await self._write_version(team.team_id, team.current)
+        await self._write_version(team.team_id, team.current, new=True)
         if team.pending is not None:
-            await self._write_version(team.team_id, team.pending)
+            await self._write_version(team.team_id, team.pending, new=True)
+        self._known[team.team_id] = team
 
     async def get(self, team_id: str, *, for_update: bool = False) -> Team | None:
-        q = select(TeamRecord).where(TeamRecord.team_id == team_id)
-        if for_update:
-            # Locked reads must see the row as committed now, not as first loaded.
-            q = q.with_for_update().execution_options(populate_existing=True)
-        r = await self._s.scalar(q)
-        return await self._to_domain(r) if r else None
+        # Always read: a locked read must see the row as committed now.
+        q = _TEAM_BY_ID_LOCKED if for_update else _TEAM_BY_ID
+        teams = await self._rows(q, {"team_id": team_id})
+        return teams[0] if teams else None
 
     async def get_by_name(self, name: str) -> Team | None:
-        r = await self._s.scalar(select(TeamRecord).where(TeamRecord.name == name))
-        return await self._to_domain(r) if r else None
+        teams = await self._rows(_TEAM_ROWS.where(_T.name == name))
+        return teams[0] if teams else None
 
     async def list_page(
         self, visible_to: Principal | None, after: str | None, limit: int
@@ -372,35 +468,42 @@ class SqlTeamRepository:
             )
         if after is not None:
             q = q.where(TeamRecord.team_id > after)
-        return [await self._to_domain(r) for r in await self._s.scalars(q)]
+        return await self._many(list(await self._s.scalars(q.with_only_columns(_T.team_id))))
 
     async def save(self, team: Team) -> None:
-        await self._s.execute(
-            update(TeamRecord)
-            .where(TeamRecord.team_id == team.team_id)
-            .values(
-                state=team.state.value,
-                status=team.status.value,
-                status_message=team.status_message,
-                current_version=team.current.version,
-                pending_version=team.pending.version if team.pending else None,
-                update_session_id=team.update_session_id,
-                revision=team.revision,
-                activation_deadline=self._deadline(team),
-                update_time=team.update_time,
+        known = self._known.get(team.team_id)
+        values = _team_row_values(team, self._deadline(team))
+        if known is None or _team_row_values(known, self._deadline(known)) != values:
+            await self._s.execute(
+                update(TeamRecord).where(TeamRecord.team_id == team.team_id).values(**values)
             )
-        )
-        await self._write_version(team.team_id, team.current)
-        if team.pending is not None:
-            await self._write_version(team.team_id, team.pending)
+        for version in (team.current, team.pending):
+            if version is None:
+                continue
+            before = _same_version(known, version)
+            if before is None:
+                await self._write_version(team.team_id, version)
+                continue
+            # Known to this transaction with the same invitations: write the changed answers.
+            for old, new in zip(before.members, version.members, strict=True):
+                if _member_values(old) != _member_values(new):
+                    await self._s.execute(
+                        update(TeamMemberRecord)
+                        .where(TeamMemberRecord.invitation_id == new.invitation_id)
+                        .values(
+                            invitation_state=new.invitation_state.value,
+                            response_time=new.response_time,
+                            public_key=new.public_key,
+                        )
+                    )
+        self._known[team.team_id] = team
 
     async def find_by_invitation(
         self, invitation_id: str, *, for_update: bool = False
     ) -> Team | None:
-        team_id = await self._s.scalar(
-            select(TeamMemberRecord.team_id).where(TeamMemberRecord.invitation_id == invitation_id)
-        )
-        return await self.get(team_id, for_update=for_update) if team_id else None
+        q = _TEAM_BY_INVITATION_LOCKED if for_update else _TEAM_BY_INVITATION
+        teams = await self._rows(q, {"invitation_id": invitation_id})
+        return teams[0] if teams else None
 
     async def list_for_approver(
         self, approver_id: str, team_id: str | None, after: str | None, limit: int
@@ -424,7 +527,7 @@ class SqlTeamRepository:
             q = q.where(TeamRecord.team_id == team_id)
         if after is not None:
             q = q.where(TeamRecord.team_id > after)
-        return [await self._to_domain(r) for r in await self._s.scalars(q)]
+        return await self._many(list(await self._s.scalars(q.with_only_columns(_T.team_id))))
 
     async def pending_past_expiry(self, now: datetime, limit: int) -> list[str]:
         q = (
@@ -440,6 +543,20 @@ class SqlTeamRepository:
             .with_for_update(skip_locked=True)
         )
         return list(await self._s.scalars(q))
+
+
+def _same_version(known: Team | None, version: TeamVersion) -> TeamVersion | None:
+    """The version as this transaction knows it, if it has the same invitations."""
+    if known is None:
+        return None
+    for v in (known.current, known.pending):
+        if (
+            v is not None
+            and v.version == version.version
+            and [m.invitation_id for m in v.members] == [m.invitation_id for m in version.members]
+        ):
+            return v
+    return None
 
 
 class SqlShareRepository:

@@ -11,6 +11,7 @@ from airlock_server.app import ports
 from airlock_server.app.ports import Clock
 from airlock_server.domain.errors import Conflict
 from airlock_server.domain.events import NewEvent
+from airlock_server.persistence.db import READ_ONLY_OPTION
 from airlock_server.persistence.event_log import append_events
 from airlock_server.persistence.health_repositories import SqlActivityRepository
 from airlock_server.persistence.recovery_repositories import (
@@ -46,14 +47,29 @@ def _is_conflict(exc: BaseException) -> bool:
 
 
 class SqlUnitOfWork:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Clock) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        clock: Clock,
+        *,
+        read_only: bool = False,
+    ) -> None:
         self._sessions = sessions
         self._clock = clock
+        self._read_only = read_only
         self._events: list[NewEvent] = []
 
     async def __aenter__(self) -> SqlUnitOfWork:
         self.session = self._sessions()
         await self.session.begin()
+        if self._read_only:
+            # SQLite: the begin hook (persistence/db.py) begins deferred, one snapshot for the
+            # reads. PostgreSQL: no BEGIN/ROLLBACK round trips; under READ COMMITTED each
+            # statement sees its own snapshot inside a transaction too, so reads see the same.
+            options: dict[str, object] = {READ_ONLY_OPTION: True}
+            if self.session.get_bind().dialect.name == "postgresql":
+                options["isolation_level"] = "AUTOCOMMIT"
+            await self.session.connection(execution_options=options)
         s = self.session
         self.approvers: ports.ApproverRepository = SqlApproverRepository(s)
         self.accounts: ports.AccountRepository = SqlAccountRepository(s)
@@ -71,6 +87,8 @@ class SqlUnitOfWork:
         return self
 
     def record(self, event: NewEvent) -> None:
+        if self._read_only:
+            raise RuntimeError("a read-only unit of work records no events")
         self._events.append(event)
 
     async def commit(self) -> None:

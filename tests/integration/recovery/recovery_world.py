@@ -90,8 +90,8 @@ def wire(url: str, clock: Clock, watch_interval: float = 0.02) -> Wiring:
     engine = create_engine(url, pool_size=5)
     sessions = session_factory(engine)
 
-    def uow() -> UnitOfWork:
-        return SqlUnitOfWork(sessions, clock)
+    def uow(*, read_only: bool = False) -> UnitOfWork:
+        return SqlUnitOfWork(sessions, clock, read_only=read_only)
 
     deps = Deps(uow=uow, clock=clock, region="eu-west-1")
     session_service = SessionService(deps, watch_interval=watch_interval)

@@ -42,8 +42,8 @@ class TeamServicer(team_service_pb2_grpc.TeamServiceServicer):
     async def GetApprovalTeam(
         self, request: pb.GetApprovalTeamRequest, context: Ctx
     ) -> pb.GetApprovalTeamResponse:
-        team = await self._app.get_team(current_principal(), request.team_id)
-        return pb.GetApprovalTeamResponse(team=(await self._teams_pb([team]))[0])
+        team, deletion = await self._app.get_team_and_deletion(current_principal(), request.team_id)
+        return pb.GetApprovalTeamResponse(team=convert.team_pb(team, deletion))
 
     async def ListApprovalTeams(
         self, request: pb.ListApprovalTeamsRequest, context: Ctx
