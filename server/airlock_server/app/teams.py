@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from airlock_server.app import signing
@@ -62,6 +63,17 @@ from airlock_server.domain.teams import (
 )
 
 SWEEP_BATCH = 100
+
+
+@dataclass(frozen=True)
+class TeamView:
+    """A team with what its API shape shows beside it."""
+
+    team: Team
+    deletion: TeamDeletion | None = None
+    activity: Mapping[str, Activity] = field(default_factory=dict)
+    # Set on a read that found the team due to settle: the caller settles it under a lock.
+    unsettled: bool = False
 
 
 @dataclass(frozen=True)
@@ -172,38 +184,38 @@ class TeamService:
         )
 
     async def get_team(self, caller: Principal, team_id: str) -> Team:
-        team, _ = await self._get_team(caller, team_id, with_deletion=False)
-        return team
+        return (await self._get_team(caller, team_id, full=False)).team
 
-    async def get_team_and_deletion(
-        self, caller: Principal, team_id: str
-    ) -> tuple[Team, TeamDeletion | None]:
-        """The team and its latest deletion request (the API's deletion fields), one read."""
-        return await self._get_team(caller, team_id, with_deletion=True)
+    async def get_team_view(self, caller: Principal, team_id: str) -> TeamView:
+        """The team with its latest deletion request and its approvers' last activity (the
+        API's deletion and activity fields), in one read."""
+        return await self._get_team(caller, team_id, full=True)
 
-    async def _get_team(
-        self, caller: Principal, team_id: str, *, with_deletion: bool
-    ) -> tuple[Team, TeamDeletion | None]:
-        async def deletion(uow: UnitOfWork) -> TeamDeletion | None:
-            if not with_deletion:
-                return None
-            return (await uow.deletions.latest_of([team_id])).get(team_id)
+    async def _get_team(self, caller: Principal, team_id: str, *, full: bool) -> TeamView:
+        async def extras(uow: UnitOfWork, team: Team) -> TeamView:
+            if not full:
+                return TeamView(team)
+            deletion = (await uow.deletions.latest_of([team_id])).get(team_id)
+            activity = (await uow.activity.of_teams([team_id])).get(team_id, {})
+            return TeamView(team, deletion, activity)
 
-        async def read(uow: UnitOfWork) -> tuple[Team, TeamDeletion | None]:
+        async def read(uow: UnitOfWork) -> TeamView:
             team = await self._load(uow, team_id)
             await self._check_visible(uow, caller, team)
-            return team, await deletion(uow)
+            if settle_team(team, self._deps.clock()) is not team:
+                return TeamView(team, unsettled=True)
+            return await extras(uow, team)
 
-        team, latest = await transact(self._deps, read, read_only=True)
-        if settle_team(team, self._deps.clock()) is team:
-            return team, latest
+        view = await transact(self._deps, read, read_only=True)
+        if not view.unsettled:
+            return view
 
-        async def work(uow: UnitOfWork) -> tuple[Team, TeamDeletion | None]:
+        async def work(uow: UnitOfWork) -> TeamView:
             # Read-time expiry writes the decision down, under the team's row lock.
             settled = await self._settle(uow, await self._load(uow, team_id, for_update=True))
-            latest = await deletion(uow)
+            settled_view = await extras(uow, settled)
             await uow.commit()
-            return settled, latest
+            return settled_view
 
         return await transact(self._deps, work)
 

@@ -42,8 +42,10 @@ class TeamServicer(team_service_pb2_grpc.TeamServiceServicer):
     async def GetApprovalTeam(
         self, request: pb.GetApprovalTeamRequest, context: Ctx
     ) -> pb.GetApprovalTeamResponse:
-        team, deletion = await self._app.get_team_and_deletion(current_principal(), request.team_id)
-        return pb.GetApprovalTeamResponse(team=convert.team_pb(team, deletion))
+        view = await self._app.get_team_view(current_principal(), request.team_id)
+        return pb.GetApprovalTeamResponse(
+            team=convert.team_pb(view.team, view.deletion, view.activity)
+        )
 
     async def ListApprovalTeams(
         self, request: pb.ListApprovalTeamsRequest, context: Ctx
