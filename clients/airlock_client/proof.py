@@ -448,4 +448,7 @@ def _check_checkpoint(
     if any(s < first for s in by_seq):
         problems.append("the checkpoint chain does not reach back to the proof's first event")
         return
+    if any(s > seq for s in by_seq):
+        problems.append(f"some events of the proof are after the checkpoint (seq {seq})")
+        return
     verdict.notes.append(f"every event is anchored in the log checkpoint at seq {seq} ({time})")

@@ -40,25 +40,27 @@ def wire(settings: Settings, log_key: LogKey | None = None) -> Wiring:
         return SqlUnitOfWork(sessions, deps.clock, read_only=read_only)
 
     deps = Deps(uow=uow, region=settings.region)
-    sessions_app = SessionService(deps)
     signal: PgListenSignal | PollSignal = (
         PgListenSignal(settings.database_url)
         if engine.dialect.name == "postgresql"
         else PollSignal(settings.events_poll_interval)
     )
+    audit = AuditService(
+        deps,
+        SqlEventLogReader(sessions),
+        signal,
+        log_key,
+        watch_poll=settings.events_safety_poll
+        if engine.dialect.name == "postgresql"
+        else settings.events_poll_interval,
+    )
+    # Approval proofs carry a checkpoint signed with the same log key, by the same code.
+    sessions_app = SessionService(deps, anchor=audit)
     app = UseCases(
         identities=IdentityService(deps),
         teams=TeamService(deps, sessions_app),
         sessions=sessions_app,
         vaults=VaultService(deps, sessions_app),
-        audit=AuditService(
-            deps,
-            SqlEventLogReader(sessions),
-            signal,
-            log_key,
-            watch_poll=settings.events_safety_poll
-            if engine.dialect.name == "postgresql"
-            else settings.events_poll_interval,
-        ),
+        audit=audit,
     )
     return Wiring(engine, deps, app, signal)

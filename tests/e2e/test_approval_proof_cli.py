@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from airlock_client import checkpoints
+
 if TYPE_CHECKING:  # the `server` fixture's type; a conftest is not importable at run time
     from e2e.conftest import ServerProcess
 
@@ -52,6 +54,30 @@ def test_export_then_verify_offline(server: ServerProcess, tmp_path: Path) -> No
     as_json = _verify(str(out), "--json")
     assert as_json.returncode == 0
     assert json.loads(as_json.stdout)["valid"] is True
+
+    # The server has a log key: the proof is anchored in a checkpoint signed with it. The key
+    # an auditor pins is the one GetLogCheckpoint (`airlock audit checkpoint`) gives.
+    cp_file = tmp_path / "checkpoint.json"
+    saved = server.cli(token_file, "audit", "checkpoint", "--out", str(cp_file))
+    assert saved.returncode == 0, saved.stderr
+    log_key = checkpoints.load(str(cp_file)).public_key.hex()
+    assert proof["checkpoint"]["public_key"] == log_key
+    assert proof["checkpoint"]["chain"][-1]["seq"] == proof["checkpoint"]["seq"]
+    pinned = _verify(str(out), "--log-key", log_key)
+    assert pinned.returncode == 0, pinned.stdout + pinned.stderr
+    assert pinned.stdout.startswith("VALID")
+    assert f"every event is anchored in the log checkpoint at seq {proof['checkpoint']['seq']}" in (
+        pinned.stdout
+    )
+    assert "not anchored" not in pinned.stdout
+    assert "pin the log key" not in pinned.stdout
+    # Not pinned: still valid, but the verifier says the key is the proof's own.
+    assert "pin the log key (--log-key)" in verified.stdout
+    # Pinned to another key: refused.
+    wrong = _verify(str(out), "--log-key", "11" * 32)
+    assert wrong.returncode == EXIT_PROOF_REJECTED, wrong.stdout + wrong.stderr
+    assert wrong.stdout.startswith("NOT VALID")
+    assert "is not signed by the log key" in wrong.stderr
 
     # One byte of the request changed, and the CLI says no, and why.
     proof["session"]["protected_resource"] += "x"

@@ -417,6 +417,16 @@ def test_a_key_enrolled_by_one_approver_is_refused_for_another() -> None:
     assert v.members[1].invitation_state is InvitationState.PENDING
 
 
+def test_a_reenrolled_approver_must_enroll_another_key() -> None:
+    team = pending_team((P, P))
+    with pytest.raises(InvalidArgument) as caught:
+        respond(team.current, "inv-ap0", True, KEY, BEFORE, replaced_key=KEY)
+    assert caught.value.reason == "KEY_NOT_REPLACED"
+    assert [x.field for x in caught.value.violations] == ["public_key"]
+    v = respond(team.current, "inv-ap0", True, bytes(reversed(KEY)), BEFORE, replaced_key=KEY)
+    assert v.members[0].invitation_state is InvitationState.ACCEPTED
+
+
 # --- key proof -----------------------------------------------------------------------------
 
 

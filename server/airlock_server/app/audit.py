@@ -223,6 +223,26 @@ class AuditService:
             )
         return self._checkpoint_of(await self._log.last())
 
+    async def anchor(self, from_seq: int) -> tuple[Checkpoint, list[Event]] | None:
+        """A signed checkpoint of the log's head and every event from `from_seq` up to it, for
+        an approval proof (docs/approval-proofs.md); None when the server has no log key.
+
+        No caller check: the use case that asks (ExportApprovalProof) has checked its caller.
+        The chain grows with the log's traffic since `from_seq`. Read after the proof's events
+        were read, the head is at or past each of them (seq follows commit order)."""
+        if self._key is None:
+            return None
+        checkpoint = self._checkpoint_of(await self._log.last())
+        chain: list[Event] = []
+        cursor = max(from_seq, 1)
+        while cursor <= checkpoint.seq:
+            batch = await self._log.range(cursor, checkpoint.seq, VERIFY_BATCH)
+            if not batch:
+                break
+            chain.extend(batch)
+            cursor = batch[-1].seq + 1
+        return checkpoint, chain
+
     def _checkpoint_of(self, event: Event | None) -> Checkpoint:
         seq, hash_ = (event.seq, event.hash) if event else (0, GENESIS_HASH)
         now = self._deps.clock()

@@ -8,7 +8,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Protocol
 
-from airlock_server.domain.events import Event, NewEvent
+from airlock_server.domain.events import Checkpoint, Event, NewEvent
 from airlock_server.domain.health import Activity
 from airlock_server.domain.identities import Account, Approver, Credential
 from airlock_server.domain.principals import Principal
@@ -297,6 +297,14 @@ class EventLogReader(Protocol):
 
     async def head_seq(self) -> int:
         """The seq the log's head row names."""
+        ...
+
+
+class LogAnchor(Protocol):
+    """Signs a checkpoint of the log's head and reads the chain up to it (AuditService)."""
+
+    async def anchor(self, from_seq: int) -> tuple[Checkpoint, list[Event]] | None:
+        """None when the server has no log key."""
         ...
 
 

@@ -16,7 +16,7 @@ from typing import TypeVar
 
 from airlock_server.app import signing
 from airlock_server.app.common import Deps, once, transact
-from airlock_server.app.ports import SessionQuery, TimeCursor, UnitOfWork
+from airlock_server.app.ports import LogAnchor, SessionQuery, TimeCursor, UnitOfWork
 from airlock_server.domain.errors import (
     DomainError,
     FailedPrecondition,
@@ -24,11 +24,11 @@ from airlock_server.domain.errors import (
     NotFound,
     PermissionDenied,
 )
-from airlock_server.domain.events import NewEvent, format_time
+from airlock_server.domain.events import Event, NewEvent, format_time
 from airlock_server.domain.health import Activity, activity_of_vote
 from airlock_server.domain.paging import Page, decode_token, encode_token, page_size
 from airlock_server.domain.principals import SYSTEM, Principal, PrincipalKind, require
-from airlock_server.domain.proofs import build_proof
+from airlock_server.domain.proofs import build_proof, require_approved
 from airlock_server.domain.sessions import (
     ExecutionStatus,
     Session,
@@ -162,9 +162,12 @@ def can_see(caller: Principal, session: Session, vault_owner: str | None) -> boo
 
 
 class SessionService:
-    def __init__(self, deps: Deps, watch_interval: float = WATCH_INTERVAL) -> None:
+    def __init__(
+        self, deps: Deps, watch_interval: float = WATCH_INTERVAL, anchor: LogAnchor | None = None
+    ) -> None:
         self._deps = deps
         self._watch_interval = watch_interval
+        self._anchor = anchor  # signs the proofs' log checkpoints; None: proofs without one
 
     # --- running use cases ---------------------------------------------------------------
 
@@ -677,9 +680,10 @@ class SessionService:
         Who may export it: whoever may read the session (GetSession).
         """
 
-        async def work(uow: UnitOfWork) -> bytes:
+        async def work(uow: UnitOfWork) -> tuple[Session, dict[str, bytes | None], list[Event]]:
             s = await self._load(uow, session_id)
             await self._check_visible(uow, caller, s)
+            require_approved(s)
             keys = await uow.sessions.enrolled_keys(s.team_id, s.team_version)
             events = await uow.sessions.events_about(session_subject(s.session_id))
             # For each approver of the snapshot, the event in which it enrolled that key.
@@ -697,9 +701,15 @@ class SessionService:
                 if enrolled and enrolled[-1].seq not in seen:
                     events.append(enrolled[-1])
                     seen.add(enrolled[-1].seq)
-            return build_proof(s, keys, events)
+            return s, keys, events
 
-        return await transact(self._deps, work)
+        s, keys, events = await transact(self._deps, work)
+        # A signed head of the log and the chain from the proof's first event up to it, read
+        # after the events (so the head is at or past each of them).
+        anchor = None
+        if self._anchor is not None and events:
+            anchor = await self._anchor.anchor(min(e.seq for e in events))
+        return build_proof(s, keys, events, anchor)
 
     async def get_session(self, caller: Principal, session_id: str) -> SessionView:
         async def work(uow: UnitOfWork) -> tuple[SessionView, bool]:

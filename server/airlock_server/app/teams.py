@@ -833,7 +833,17 @@ class TeamService:
                         metadata={"teamId": team.team_id, "state": team.state.value},
                     )
                 now = self._deps.clock()
-                answered = respond(open_version, invitation_id, accept, public_key or None, now)
+                # A draft's re-enrolled approver replaces the key it holds in the version in
+                # force (None for a new approver, and for a team's first version).
+                in_force = team.current.member(caller.subject) if team.pending else None
+                answered = respond(
+                    open_version,
+                    invitation_id,
+                    accept,
+                    public_key or None,
+                    now,
+                    replaced_key=in_force.public_key if in_force else None,
+                )
                 if team.state is TeamState.PENDING:
                     team = replace(team, current=answered)
                 else:

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from airlock_server.domain.errors import FailedPrecondition
-from airlock_server.domain.events import Event, format_time
+from airlock_server.domain.events import Checkpoint, Event, format_time
 from airlock_server.domain.sessions import Session, SessionState
 
 PROOF_FORMAT = "airlock.approval-proof.v1+json"
@@ -27,10 +27,22 @@ def event_document(e: Event) -> dict[str, Any]:
     }
 
 
-def build_proof(
-    session: Session, keys: Mapping[str, bytes | None], events: Sequence[Event]
-) -> bytes:
-    """The proof of an APPROVED session: facts, frozen team snapshot, votes, events (by seq)."""
+def checkpoint_document(checkpoint: Checkpoint, chain: Sequence[Event]) -> dict[str, Any]:
+    """A signed checkpoint of the log (airlock.checkpoint.v1) and the chain of every event from
+    the proof's first event up to and including its seq."""
+    return {
+        "seq": checkpoint.seq,
+        "hash": checkpoint.hash.hex(),
+        "time": format_time(checkpoint.time),
+        "signature": checkpoint.signature.hex(),
+        "key_id": checkpoint.key_id,
+        "public_key": checkpoint.public_key.hex(),
+        "chain": [event_document(e) for e in chain],
+    }
+
+
+def require_approved(session: Session) -> None:
+    """Only an APPROVED session has an approval proof."""
     if session.state is not SessionState.APPROVED:
         raise FailedPrecondition(
             f"session {session.session_id} is {session.state.value}; only an APPROVED session "
@@ -38,6 +50,17 @@ def build_proof(
             reason="SESSION_NOT_APPROVED",
             metadata={"sessionId": session.session_id, "state": session.state.value},
         )
+
+
+def build_proof(
+    session: Session,
+    keys: Mapping[str, bytes | None],
+    events: Sequence[Event],
+    anchor: tuple[Checkpoint, Sequence[Event]] | None = None,
+) -> bytes:
+    """The proof of an APPROVED session: facts, frozen team snapshot, votes, events (by seq),
+    and, when the server has a log key, a signed checkpoint with the chain up to it."""
+    require_approved(session)
     document = {
         "format": PROOF_FORMAT,
         "session": {
@@ -70,6 +93,6 @@ def build_proof(
             for v in session.votes
         ],
         "events": [event_document(e) for e in sorted(events, key=lambda e: e.seq)],
-        "checkpoint": None,
+        "checkpoint": checkpoint_document(*anchor) if anchor is not None else None,
     }
     return json.dumps(document, indent=2, sort_keys=False, ensure_ascii=False).encode("utf-8")

@@ -271,8 +271,12 @@ def respond(
     accept: bool,
     public_key: bytes | None,
     now: datetime,
+    replaced_key: bytes | None = None,
 ) -> TeamVersion:
-    """Record one approver's answer; an answer is final."""
+    """Record one approver's answer; an answer is final.
+
+    `replaced_key`: the key a re-enrolled approver (UpdateApprovalTeam's
+    `reenroll_approver_ids`) holds in the version in force; it must enroll another one."""
     member = next((m for m in version.members if m.invitation_id == invitation_id), None)
     if member is None:
         raise InvalidArgument.field("invitation_id", "not an invitation of this team version")
@@ -293,6 +297,16 @@ def respond(
         raise InvalidArgument(
             [FieldViolation("public_key", "this key is enrolled by another approver")],
             reason="KEY_ALREADY_ENROLLED",
+        )
+    if accept and public_key and replaced_key and public_key == replaced_key:
+        raise InvalidArgument(
+            [
+                FieldViolation(
+                    "public_key",
+                    "this is the key being replaced; re-enrolling needs a new key",
+                )
+            ],
+            reason="KEY_NOT_REPLACED",
         )
     answered = replace(
         member,

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from airlock_server.app.audit import AuditService, LogKey
 from airlock_server.app.common import Deps
 from airlock_server.app.identity import IdentityService
 from airlock_server.app.ports import UnitOfWork
@@ -27,6 +28,7 @@ from airlock_server.domain.principals import Principal, PrincipalKind
 from airlock_server.domain.sessions import Session, VoteDecision, vote_digest
 from airlock_server.domain.teams import TeamSpec, key_proof_message
 from airlock_server.persistence.db import create_engine, session_factory
+from airlock_server.persistence.event_log import PollSignal, SqlEventLogReader
 from airlock_server.persistence.uow import SqlUnitOfWork
 
 OWNER = "111111111111"
@@ -62,6 +64,7 @@ class Wiring:
     teams: TeamService
     sessions: SessionService
     vaults: VaultService
+    audit: AuditService | None = None
 
     async def count(self, table: str, where: str = "") -> int:
         async with self.engine.connect() as conn:
@@ -86,7 +89,10 @@ class Wiring:
         return out
 
 
-def wire(url: str, clock: Clock, watch_interval: float = 0.02) -> Wiring:
+def wire(
+    url: str, clock: Clock, watch_interval: float = 0.02, log_key: LogKey | None = None
+) -> Wiring:
+    """As bootstrap.wire(); with `log_key`, approval proofs carry a signed checkpoint."""
     engine = create_engine(url, pool_size=5)
     sessions = session_factory(engine)
 
@@ -94,7 +100,12 @@ def wire(url: str, clock: Clock, watch_interval: float = 0.02) -> Wiring:
         return SqlUnitOfWork(sessions, clock, read_only=read_only)
 
     deps = Deps(uow=uow, clock=clock, region="eu-west-1")
-    session_service = SessionService(deps, watch_interval=watch_interval)
+    audit = (
+        AuditService(deps, SqlEventLogReader(sessions), PollSignal(0.05), log_key)
+        if log_key is not None
+        else None
+    )
+    session_service = SessionService(deps, watch_interval=watch_interval, anchor=audit)
     return Wiring(
         engine,
         deps,
@@ -102,6 +113,7 @@ def wire(url: str, clock: Clock, watch_interval: float = 0.02) -> Wiring:
         TeamService(deps),
         session_service,
         VaultService(deps, session_service),
+        audit,
     )
 
 
@@ -125,8 +137,8 @@ class World:
     def approver(name: str) -> Principal:
         return Principal(PrincipalKind.APPROVER, name)
 
-    def another_wiring(self) -> Wiring:
-        w = wire(self.url, self.clock)
+    def another_wiring(self, log_key: LogKey | None = None) -> Wiring:
+        w = wire(self.url, self.clock, log_key=log_key)
         self.wirings.append(w)
         return w
 
