@@ -248,7 +248,10 @@ async def test_the_story_over_grpc(server: tuple[str, str]) -> None:
             )
         assert vote.value.code() == grpc.StatusCode.PERMISSION_DENIED
 
-        # A watcher follows the session from the start to its end.
+        # A watcher follows the session from the start to its end; the votes wait for its
+        # first update, so that it sees the session while it is still PENDING.
+        first_update = asyncio.Event()
+
         async def watch() -> list[int]:
             seen: list[int] = []
             async for update in sessions.WatchSession(
@@ -257,9 +260,11 @@ async def test_the_story_over_grpc(server: tuple[str, str]) -> None:
                 timeout=TIMEOUT,
             ):
                 seen.append(update.session.state)
+                first_update.set()
             return seen
 
         watcher = asyncio.create_task(watch())
+        await asyncio.wait_for(first_update.wait(), TIMEOUT)
 
         async def cast(session: session_pb2.Session, name: str) -> session_pb2.Session:
             digest = vote_digest(_domain_session(session), VoteDecision.APPROVE)
