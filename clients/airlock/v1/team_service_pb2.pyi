@@ -250,7 +250,8 @@ class UpdateApprovalTeamRequest(_message.Message):
     @_builtins.property
     def reenroll_approver_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Kept approvers who must accept a new invitation and enroll a new key (key replacement); each
-        must be in the new approver set.
+        must be in the new approver set. Enrolling the key being replaced is refused
+        (INVALID_ARGUMENT, reason KEY_NOT_REPLACED).
         """
 
     @_builtins.property
