@@ -63,12 +63,14 @@ class SqlUnitOfWork:
         self.session = self._sessions()
         await self.session.begin()
         if self._read_only:
-            # SQLite: the begin hook (persistence/db.py) begins deferred, one snapshot for the
-            # reads. PostgreSQL: no BEGIN/ROLLBACK round trips; under READ COMMITTED each
-            # statement sees its own snapshot inside a transaction too, so reads see the same.
+            # One snapshot for all the reads of a use case: a session and its votes, read by
+            # two statements, must not straddle another transaction's commit. SQLite: the begin
+            # hook (persistence/db.py) begins deferred. PostgreSQL: REPEATABLE READ, READ ONLY
+            # (READ COMMITTED would give each statement a snapshot of its own).
             options: dict[str, object] = {READ_ONLY_OPTION: True}
             if self.session.get_bind().dialect.name == "postgresql":
-                options["isolation_level"] = "AUTOCOMMIT"
+                options["isolation_level"] = "REPEATABLE READ"
+                options["postgresql_readonly"] = True
             await self.session.connection(execution_options=options)
         s = self.session
         self.approvers: ports.ApproverRepository = SqlApproverRepository(s)
