@@ -152,7 +152,10 @@ async def _serve(settings: Settings, ready_file: Path | None, tls: TlsFiles | No
         log_key_id=log_key.key_id if log_key else "",
     )
     if ready_file is not None:
-        await asyncio.to_thread(ready_file.write_text, f"{served.port}\n")
+        # Written in the loop: a few bytes once. asyncio.to_thread here started the default
+        # executor's worker thread, which then idled for the server's life and showed in
+        # py-spy profiles as a busy thread (≈ 15 % of samples, 0 % of CPU).
+        ready_file.write_text(f"{served.port}\n")  # noqa: ASYNC240
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
