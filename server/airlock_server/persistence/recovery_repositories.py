@@ -105,6 +105,23 @@ def _votes_and_approvers() -> Any:
 _VOTES_AND_APPROVERS = _votes_and_approvers()
 _SESSION_BY_ID = _SESSION_ROWS.where(_S.session_id == bindparam("sid"))
 _SESSION_BY_ID_LOCKED = _SESSION_BY_ID.with_for_update(of=SessionRecord.__table__)
+_TM = TeamMemberRecord.__table__.c
+# A vote's read: the session, locked, and the key its voter enrolled in the session's team
+# version, in one statement.
+_SESSION_AND_KEY_LOCKED = (
+    _SESSION_ROWS.add_columns(
+        select(_TM.public_key)
+        .where(
+            _TM.team_id == _S.team_id,
+            _TM.version == _S.team_version,
+            _TM.approver_id == bindparam("voter"),
+        )
+        .scalar_subquery()
+        .label("enrolled_key")
+    )
+    .where(_S.session_id == bindparam("sid"))
+    .with_for_update(of=SessionRecord.__table__)
+)
 
 
 class SqlSessionRepository:
@@ -117,9 +134,12 @@ class SqlSessionRepository:
 
     async def _load(self, q: Any, params: dict[str, Any] | None = None) -> list[Session]:
         conn = await self._s.connection()
-        rows = list(await conn.execute(q, params))
+        return await self._build(list(await conn.execute(q, params)))
+
+    async def _build(self, rows: list[Any]) -> list[Session]:
         if not rows:
             return []
+        conn = await self._s.connection()
         ids = [r.session_id for r in rows]
         approvers: dict[str, list[tuple[int, str]]] = {i: [] for i in ids}
         votes: dict[str, list[tuple[int, Vote]]] = {i: [] for i in ids}
@@ -235,6 +255,16 @@ class SqlSessionRepository:
         q = _SESSION_BY_ID_LOCKED if for_update else _SESSION_BY_ID
         sessions = await self._load(q, {"sid": session_id})
         return sessions[0] if sessions else None
+
+    async def get_for_vote(
+        self, session_id: str, approver_id: str
+    ) -> tuple[Session, bytes | None] | None:
+        conn = await self._s.connection()
+        rows = list(
+            await conn.execute(_SESSION_AND_KEY_LOCKED, {"sid": session_id, "voter": approver_id})
+        )
+        sessions = await self._build(rows)
+        return (sessions[0], rows[0].enrolled_key) if sessions else None
 
     async def save(self, session: Session) -> None:
         values = self._values(session)
