@@ -127,6 +127,13 @@ TimeCursor = tuple[datetime, str]
 class SessionRepository(Protocol):
     async def add(self, session: Session) -> None: ...
     async def get(self, session_id: str, *, for_update: bool = False) -> Session | None: ...
+    async def get_for_vote(
+        self, session_id: str, approver_id: str
+    ) -> tuple[Session, bytes | None] | None:
+        """The session, locked as get(for_update=True), and the public key `approver_id`
+        enrolled in its team version (None: none), read together."""
+        ...
+
     async def save(self, session: Session) -> None:
         """Write the session's state and insert its votes that are not stored yet."""
         ...

@@ -808,7 +808,11 @@ class SessionService:
 
             async def cast() -> str:
                 nonlocal written
-                before = await self._load(uow, session_id, for_update=True)
+                # The session, locked, and the voter's enrolled key: one read.
+                found = await uow.sessions.get_for_vote(session_id, caller.subject)
+                if found is None:
+                    raise NotFound("session", session_id)
+                before, key = found
                 now = self._deps.clock()
                 try:
                     after = cast_vote(before, caller.subject, decision, comment, signature, now)
@@ -818,9 +822,6 @@ class SessionService:
                     raise InvalidArgument.field(
                         "signature", "required: an Ed25519 signature over the vote digest"
                     )
-                key = await uow.sessions.enrolled_key(
-                    before.team_id, before.team_version, caller.subject
-                )
                 if key is None:
                     raise FailedPrecondition(
                         f"approver {caller.subject!r} enrolled no key in team version "

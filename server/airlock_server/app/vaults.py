@@ -365,7 +365,10 @@ class VaultService:
         validate_restore_request(restore_vault_name, comment)
 
         async def work(uow: UnitOfWork) -> GrantChange:
+            written: GrantChange | None = None
+
             async def request() -> str:
+                nonlocal written
                 # The vault's row lock serializes requests of one (vault, account).
                 vault = await self._vault(uow, vault_arn, for_update=True)
                 team = await self._guarding_team(uow, vault)
@@ -384,7 +387,7 @@ class VaultService:
                     comment=comment,
                     now=now,
                 )
-                await self._sessions.open_session(
+                session = await self._sessions.open_session(
                     uow,
                     kind=SessionKind.RESTORE_ACCESS,
                     team=team,
@@ -413,14 +416,18 @@ class VaultService:
                         },
                     )
                 )
+                written = GrantChange(grant, SessionView(session, team.name))
                 return grant_id
 
             grant_id, _ = await once(
                 uow, self._deps, caller, "RequestRestoreAccess", request_id, request
             )
-            grant = await uow.grants.get(grant_id)
-            assert grant is not None
-            result = GrantChange(grant, await self._session_view(uow, grant.session_id))
+            # The grant and session in hand are what was written; a replay reads them.
+            result = written
+            if result is None:
+                grant = await uow.grants.get(grant_id)
+                assert grant is not None
+                result = GrantChange(grant, await self._session_view(uow, grant.session_id))
             await uow.commit()
             return result
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
+    Table,
     and_,
     bindparam,
     exists,
@@ -105,6 +106,23 @@ def _votes_and_approvers() -> Any:
 _VOTES_AND_APPROVERS = _votes_and_approvers()
 _SESSION_BY_ID = _SESSION_ROWS.where(_S.session_id == bindparam("sid"))
 _SESSION_BY_ID_LOCKED = _SESSION_BY_ID.with_for_update(of=SessionRecord.__table__)
+_TM = TeamMemberRecord.__table__.c
+# A vote's read: the session, locked, and the key its voter enrolled in the session's team
+# version, in one statement.
+_SESSION_AND_KEY_LOCKED = (
+    _SESSION_ROWS.add_columns(
+        select(_TM.public_key)
+        .where(
+            _TM.team_id == _S.team_id,
+            _TM.version == _S.team_version,
+            _TM.approver_id == bindparam("voter"),
+        )
+        .scalar_subquery()
+        .label("enrolled_key")
+    )
+    .where(_S.session_id == bindparam("sid"))
+    .with_for_update(of=SessionRecord.__table__)
+)
 
 
 class SqlSessionRepository:
@@ -117,9 +135,12 @@ class SqlSessionRepository:
 
     async def _load(self, q: Any, params: dict[str, Any] | None = None) -> list[Session]:
         conn = await self._s.connection()
-        rows = list(await conn.execute(q, params))
+        return await self._build(list(await conn.execute(q, params)))
+
+    async def _build(self, rows: list[Any]) -> list[Session]:
         if not rows:
             return []
+        conn = await self._s.connection()
         ids = [r.session_id for r in rows]
         approvers: dict[str, list[tuple[int, str]]] = {i: [] for i in ids}
         votes: dict[str, list[tuple[int, Vote]]] = {i: [] for i in ids}
@@ -235,6 +256,16 @@ class SqlSessionRepository:
         q = _SESSION_BY_ID_LOCKED if for_update else _SESSION_BY_ID
         sessions = await self._load(q, {"sid": session_id})
         return sessions[0] if sessions else None
+
+    async def get_for_vote(
+        self, session_id: str, approver_id: str
+    ) -> tuple[Session, bytes | None] | None:
+        conn = await self._s.connection()
+        rows = list(
+            await conn.execute(_SESSION_AND_KEY_LOCKED, {"sid": session_id, "voter": approver_id})
+        )
+        sessions = await self._build(rows)
+        return (sessions[0], rows[0].enrolled_key) if sessions else None
 
     async def save(self, session: Session) -> None:
         values = self._values(session)
@@ -410,12 +441,19 @@ class SqlSessionRepository:
         ]
 
 
+_V = cast(Table, VaultRecord.__table__)
+_VAULT_BY_ARN = select(*_V.c).where(_V.c.vault_arn == bindparam("arn"))
+_VAULT_BY_ARN_LOCKED = _VAULT_BY_ARN.with_for_update()
+
+
 class SqlVaultRepository:
+    """Core statements and rows, no ORM objects: vault reads are on hot paths."""
+
     def __init__(self, session: AsyncSession) -> None:
         self._s = session
 
     @staticmethod
-    def _to_domain(r: VaultRecord) -> Vault:
+    def _to_domain(r: Any) -> Vault:
         pending = (
             PendingAssociation(r.pending_team_id, r.pending_session_id, r.pending_create_time)
             if r.pending_session_id is not None and r.pending_create_time is not None
@@ -447,8 +485,9 @@ class SqlVaultRepository:
         }
 
     async def add(self, vault: Vault) -> None:
-        self._s.add(
-            VaultRecord(
+        conn = await self._s.connection()
+        await conn.execute(
+            insert(_V).values(
                 vault_arn=vault.vault_arn,
                 account_id=vault.account_id,
                 name=vault.name,
@@ -460,13 +499,11 @@ class SqlVaultRepository:
                 **self._values(vault),
             )
         )
-        await self._s.flush()
 
     async def get(self, vault_arn: str, *, for_update: bool = False) -> Vault | None:
-        q = select(VaultRecord).where(VaultRecord.vault_arn == vault_arn)
-        if for_update:
-            q = q.with_for_update().execution_options(populate_existing=True)
-        r = await self._s.scalar(q)
+        conn = await self._s.connection()
+        q = _VAULT_BY_ARN_LOCKED if for_update else _VAULT_BY_ARN
+        r = (await conn.execute(q, {"arn": vault_arn})).first()
         return self._to_domain(r) if r else None
 
     async def save(self, vault: Vault) -> None:
@@ -479,14 +516,15 @@ class SqlVaultRepository:
     async def list_page(
         self, account_id: str, team_id: str, after: str | None, limit: int
     ) -> list[Vault]:
-        q = select(VaultRecord).order_by(VaultRecord.vault_arn).limit(limit)
+        q = select(*_V.c).order_by(_V.c.vault_arn).limit(limit)
         if account_id:
-            q = q.where(VaultRecord.account_id == account_id)
+            q = q.where(_V.c.account_id == account_id)
         if team_id:
-            q = q.where(VaultRecord.team_id == team_id)
+            q = q.where(_V.c.team_id == team_id)
         if after is not None:
-            q = q.where(VaultRecord.vault_arn > after)
-        return [self._to_domain(r) for r in await self._s.scalars(q)]
+            q = q.where(_V.c.vault_arn > after)
+        conn = await self._s.connection()
+        return [self._to_domain(r) for r in await conn.execute(q)]
 
     async def of_team(self, team_id: str) -> list[str]:
         q = (
@@ -497,12 +535,21 @@ class SqlVaultRepository:
         return list(await self._s.scalars(q))
 
 
+_G = cast(Table, RestoreAccessGrantRecord.__table__)
+
+
 class SqlGrantRepository:
+    """Core statements and rows, no ORM objects: grant reads are on the vote path."""
+
     def __init__(self, session: AsyncSession) -> None:
         self._s = session
 
+    async def _rows(self, q: Any) -> list[RestoreAccessGrant]:
+        conn = await self._s.connection()
+        return [self._to_domain(r) for r in await conn.execute(q)]
+
     @staticmethod
-    def _to_domain(r: RestoreAccessGrantRecord) -> RestoreAccessGrant:
+    def _to_domain(r: Any) -> RestoreAccessGrant:
         return RestoreAccessGrant(
             grant_id=r.grant_id,
             vault_arn=r.vault_arn,
@@ -519,8 +566,9 @@ class SqlGrantRepository:
         )
 
     async def add(self, grant: RestoreAccessGrant) -> None:
-        self._s.add(
-            RestoreAccessGrantRecord(
+        conn = await self._s.connection()
+        await conn.execute(
+            insert(_G).values(
                 grant_id=grant.grant_id,
                 vault_arn=grant.vault_arn,
                 account_id=grant.account_id,
@@ -535,14 +583,13 @@ class SqlGrantRepository:
                 update_time=grant.update_time,
             )
         )
-        await self._s.flush()
 
     async def _one(self, where: ColumnElement[bool], for_update: bool) -> RestoreAccessGrant | None:
-        q = select(RestoreAccessGrantRecord).where(where)
+        q = select(*_G.c).where(where)
         if for_update:
-            q = q.with_for_update().execution_options(populate_existing=True)
-        r = await self._s.scalar(q)
-        return self._to_domain(r) if r else None
+            q = q.with_for_update()
+        found = await self._rows(q)
+        return found[0] if found else None
 
     async def get(self, grant_id: str, *, for_update: bool = False) -> RestoreAccessGrant | None:
         return await self._one(RestoreAccessGrantRecord.grant_id == grant_id, for_update)
@@ -560,18 +607,18 @@ class SqlGrantRepository:
         )
 
     async def open_for(self, vault_arn: str, account_id: str) -> list[RestoreAccessGrant]:
-        g = RestoreAccessGrantRecord
-        q = select(g).where(
+        g = _G.c
+        q = select(*_G.c).where(
             g.vault_arn == vault_arn,
             g.account_id == account_id,
             g.state.in_([s.value for s in OPEN_GRANT_STATES]),
         )
-        return [self._to_domain(r) for r in await self._s.scalars(q)]
+        return await self._rows(q)
 
     async def by_session(
         self, session_id: str, *, for_update: bool = False
     ) -> RestoreAccessGrant | None:
-        g = RestoreAccessGrantRecord
+        g = _G.c
         return await self._one(
             or_(g.session_id == session_id, g.revoke_session_id == session_id), for_update
         )
@@ -584,8 +631,8 @@ class SqlGrantRepository:
         after: TimeCursor | None,
         limit: int,
     ) -> list[RestoreAccessGrant]:
-        g = RestoreAccessGrantRecord
-        q = select(g).order_by(g.create_time.desc(), g.grant_id.desc()).limit(limit)
+        g = _G.c
+        q = select(*_G.c).order_by(g.create_time.desc(), g.grant_id.desc()).limit(limit)
         if vault_arn:
             q = q.where(g.vault_arn == vault_arn)
         if state is not None:
@@ -603,7 +650,7 @@ class SqlGrantRepository:
         cursor = _before(g.create_time, g.grant_id, after)
         if cursor is not None:
             q = q.where(cursor)
-        return [self._to_domain(r) for r in await self._s.scalars(q)]
+        return await self._rows(q)
 
     async def open_of_vaults(self, vault_arns: Sequence[str]) -> list[str]:
         if not vault_arns:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextvars
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
 import grpc
@@ -39,7 +39,7 @@ def current_principal() -> Principal:
     return _caller.get().principal
 
 
-def _bearer(metadata: tuple[tuple[str, str | bytes], ...] | None) -> str:
+def _bearer(metadata: Iterable[tuple[str, str | bytes]] | None) -> str:
     for key, value in metadata or ():
         if key == "authorization" and isinstance(value, str):
             scheme, _, token = value.partition(" ")
@@ -88,6 +88,11 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, identities: IdentityService, audit: AuditService | None = None) -> None:
         self._identities = identities
         self._audit = audit
+        # One wrapped handler per method, built on its first call: the token is read from the
+        # call's own metadata inside the handler, so nothing per call is captured here.
+        self._wrapped: dict[
+            str, tuple[grpc.RpcMethodHandler[Any, Any], grpc.RpcMethodHandler[Any, Any]]
+        ] = {}
 
     async def intercept_service(
         self,
@@ -98,25 +103,36 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = await continuation(details)
         method: str = details.method
-        if handler is None or method.startswith(PUBLIC_PREFIXES):
+        if handler is None:
+            return None
+        cached = self._wrapped.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        wrapped = self._wrap(method, handler)
+        self._wrapped[method] = (handler, wrapped)
+        return wrapped
+
+    def _wrap(
+        self, method: str, handler: grpc.RpcMethodHandler[Any, Any]
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        if method.startswith(PUBLIC_PREFIXES):
             return handler
-        token = _bearer(details.invocation_metadata)
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
-                self._wrap_unary(method, token, handler.unary_unary),
+                self._wrap_unary(method, handler.unary_unary),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
-                self._wrap_stream(method, token, handler.unary_stream),
+                self._wrap_stream(method, handler.unary_stream),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         return handler
 
-    async def _authenticate(self, token: str) -> Caller:
-        caller = await self._identities.authenticate(token)
+    async def _authenticate(self, context: Ctx) -> Caller:
+        caller = await self._identities.authenticate(_bearer(context.invocation_metadata()))
         _caller.set(caller)
         return caller
 
@@ -139,14 +155,14 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):
         except Exception:
             log.exception("rpc.denial_not_recorded", method=method, reason=error.reason)
 
-    def _wrap_unary(self, method: str, token: str, behavior: Any) -> Any:
+    def _wrap_unary(self, method: str, behavior: Any) -> Any:
         async def wrapped(request: Any, context: Ctx) -> Any:
             started = time.perf_counter()
             code = grpc.StatusCode.OK
             reason = ""
             caller: Caller | None = None
             try:
-                caller = await self._authenticate(token)
+                caller = await self._authenticate(context)
                 try:
                     return await behavior(request, context)
                 except NotImplementedError as missing:
@@ -167,14 +183,14 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):
 
         return wrapped
 
-    def _wrap_stream(self, method: str, token: str, behavior: Any) -> Any:
+    def _wrap_stream(self, method: str, behavior: Any) -> Any:
         async def wrapped(request: Any, context: Ctx) -> AsyncIterator[Any]:
             started = time.perf_counter()
             code = grpc.StatusCode.OK
             reason = ""
             caller: Caller | None = None
             try:
-                caller = await self._authenticate(token)
+                caller = await self._authenticate(context)
                 try:
                     async for response in behavior(request, context):
                         yield response
