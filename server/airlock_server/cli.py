@@ -8,7 +8,6 @@ import contextlib
 import os
 import signal
 import sys
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -25,8 +24,6 @@ from airlock_server.persistence.migrate import upgrade
 from airlock_server.transport.server import TlsFiles, build_server
 
 log = structlog.get_logger("airlock.server")
-
-EVENT_LOOPS = ("uvloop", "asyncio")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -82,14 +79,6 @@ def _parser() -> argparse.ArgumentParser:
         "(env AIRLOCK_TLS_CLIENT_CA)",
     )
 
-    serve.add_argument(
-        "--event-loop",
-        choices=EVENT_LOOPS,
-        default=env.event_loop,
-        help="uvloop (falls back to asyncio when it is not installed) or asyncio "
-        f"(env AIRLOCK_EVENT_LOOP; default {env.event_loop})",
-    )
-
     sub.add_parser("migrate", help="upgrade the database schema to the newest revision")
 
     boot = sub.add_parser("bootstrap", help="create the first admin credential, once")
@@ -139,9 +128,7 @@ def tls_files(settings: Settings) -> TlsFiles | None:
     )
 
 
-async def _serve(
-    settings: Settings, ready_file: Path | None, tls: TlsFiles | None, loop_name: str = "asyncio"
-) -> None:
+async def _serve(settings: Settings, ready_file: Path | None, tls: TlsFiles | None) -> None:
     key_file = Path(settings.log_key_file)
     log_key = load_log_key(key_file)
     if log_key is None:
@@ -161,7 +148,6 @@ async def _serve(
         listen=f"{host}:{served.port}",
         region=settings.region,
         tls="mutual" if tls and tls.client_ca else "server" if tls else "off",
-        event_loop=loop_name,
         log_public_key=log_key.public_key.hex() if log_key else "",
         log_key_id=log_key.key_id if log_key else "",
     )
@@ -208,20 +194,6 @@ async def _serve(
         await sweeper
     await wiring.close()
     log.info("server.stopped")
-
-
-def loop_factory(name: str) -> tuple[Callable[[], asyncio.AbstractEventLoop] | None, str]:
-    """The event loop factory for the setting, and the loop actually used: uvloop falls back
-    to asyncio when it is not installed."""
-    if name not in EVENT_LOOPS:
-        raise ConfigError(f"event loop {name!r} is not one of {', '.join(EVENT_LOOPS)}")
-    if name == "uvloop":
-        try:
-            import uvloop
-        except ImportError:
-            return None, "asyncio"
-        return uvloop.new_event_loop, "uvloop"
-    return None, "asyncio"
 
 
 def _make_log_key(settings: Settings) -> None:
@@ -284,17 +256,14 @@ def main(argv: list[str] | None = None) -> int:
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         tls_client_ca=args.tls_client_ca,
-        event_loop=args.event_loop,
     )
     try:
         tls = tls_files(settings)
-        factory, loop_name = loop_factory(settings.event_loop)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     try:
-        with asyncio.Runner(loop_factory=factory) as runner:
-            runner.run(_serve(settings, args.ready_file, tls, loop_name))
+        asyncio.run(_serve(settings, args.ready_file, tls))
     except LogKeyError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -28,9 +28,6 @@ class Settings:
     tls_cert: str | None = None
     tls_key: str | None = None
     tls_client_ca: str | None = None
-    # The event loop: "uvloop" (the default; asyncio when uvloop is not installed) or
-    # "asyncio".
-    event_loop: str = "uvloop"
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -53,5 +50,4 @@ class Settings:
             tls_cert=env.get("AIRLOCK_TLS_CERT") or None,
             tls_key=env.get("AIRLOCK_TLS_KEY") or None,
             tls_client_ca=env.get("AIRLOCK_TLS_CLIENT_CA") or None,
-            event_loop=env.get("AIRLOCK_EVENT_LOOP", d.event_loop),
         )
