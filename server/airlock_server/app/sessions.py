@@ -52,6 +52,7 @@ from airlock_server.domain.team_changes import (
 from airlock_server.domain.teams import InvitationState, Team, TeamState, TeamStatus
 from airlock_server.domain.vaults import (
     GrantState,
+    RestoreAccessGrant,
     apply_association_change,
     approve_grant,
     drop_association_change,
@@ -66,6 +67,16 @@ T = TypeVar("T")
 
 SWEEP_BATCH = 100
 WATCH_INTERVAL = 0.5
+
+
+def grant_event(kind: str, grant: RestoreAccessGrant, session_id: str) -> NewEvent:
+    """A grant moved because a session decided it: Airlock acting on the outcome."""
+    return NewEvent(
+        kind,
+        SYSTEM,
+        (f"grant:{grant.grant_id}", grant.vault_arn, f"account:{grant.account_id}"),
+        {"grant_id": grant.grant_id, "session_id": session_id, "state": grant.state.value},
+    )
 
 
 def comment_digest(comment: str) -> str:
@@ -308,18 +319,7 @@ class SessionService:
                 grant = fail_grant(grant, outcome, now)
                 kind = "grant.failed"
             await uow.grants.save(grant)
-            uow.record(
-                NewEvent(
-                    kind,
-                    SYSTEM,
-                    (f"grant:{grant.grant_id}", grant.vault_arn, f"account:{grant.account_id}"),
-                    {
-                        "grant_id": grant.grant_id,
-                        "session_id": s.session_id,
-                        "state": grant.state.value,
-                    },
-                )
-            )
+            uow.record(grant_event(kind, grant, s.session_id))
             if approved:
                 return await self._executed(
                     uow, s, True, f"restore access grant {grant.grant_id} is AVAILABLE"
@@ -337,18 +337,8 @@ class SessionService:
                 else drop_revoke(grant, s.session_id, now)
             )
             await uow.grants.save(grant)
-            uow.record(
-                NewEvent(
-                    "grant.revoked" if approved else "grant.revoke_dropped",
-                    SYSTEM,
-                    (f"grant:{grant.grant_id}", grant.vault_arn, f"account:{grant.account_id}"),
-                    {
-                        "grant_id": grant.grant_id,
-                        "session_id": s.session_id,
-                        "state": grant.state.value,
-                    },
-                )
-            )
+            kind = "grant.revoked" if approved else "grant.revoke_dropped"
+            uow.record(grant_event(kind, grant, s.session_id))
             if approved:
                 return await self._executed(
                     uow, s, True, f"restore access grant {grant.grant_id} is REVOKED"
