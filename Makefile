@@ -10,6 +10,7 @@ BUF_DIR := .tools/buf
 BUF := $(BUF_DIR)/node_modules/.bin/buf
 BUF_STAMP := $(BUF_DIR)/.installed-$(BUF_VERSION)
 ADMIN_TOKEN := var/admin.token
+LOG_KEY := $(or $(AIRLOCK_LOG_KEY_FILE),var/log-key.pem)
 
 .DEFAULT_GOAL := help
 .PHONY: help install serve test gen lint check-gen typecheck unit bench demo clean
@@ -44,6 +45,9 @@ serve: $(STAMP)
 	else \
 		$(BIN)/airlock-server bootstrap --admin-token-file $(ADMIN_TOKEN) && \
 		echo "admin token: $(ADMIN_TOKEN)"; \
+	fi
+	@if [ ! -e $(LOG_KEY) ]; then \
+		$(BIN)/airlock-server log-key --log-key-file $(LOG_KEY); \
 	fi
 	$(BIN)/airlock-server serve
 

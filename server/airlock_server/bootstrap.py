@@ -45,17 +45,16 @@ def wire(settings: Settings, log_key: LogKey | None = None) -> Wiring:
         if engine.dialect.name == "postgresql"
         else PollSignal(settings.events_poll_interval)
     )
-    audit = AuditService(
-        deps,
-        SqlEventLogReader(sessions),
-        signal,
-        log_key,
-        watch_poll=settings.events_safety_poll
+    # Followers of the log (WatchEvents, WatchSession) wait on the signal, bounded by this.
+    safety = (
+        settings.events_safety_poll
         if engine.dialect.name == "postgresql"
-        else settings.events_poll_interval,
+        else settings.events_poll_interval
     )
+    log = SqlEventLogReader(sessions)
+    audit = AuditService(deps, log, signal, log_key, watch_poll=safety)
     # Approval proofs carry a checkpoint signed with the same log key, by the same code.
-    sessions_app = SessionService(deps, anchor=audit)
+    sessions_app = SessionService(deps, safety, anchor=audit, log=log, signal=signal)
     app = UseCases(
         identities=IdentityService(deps),
         teams=TeamService(deps, sessions_app),

@@ -1,4 +1,4 @@
-"""`airlock-server serve | migrate | bootstrap`."""
+"""`airlock-server serve | migrate | bootstrap | log-key`."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
         "--log-key-file",
         type=Path,
         default=Path(env.log_key_file),
-        help="the event log's Ed25519 signing key (PEM, mode 0600), made by bootstrap "
+        help="the event log's Ed25519 signing key (PEM, mode 0600), made by bootstrap or log-key "
         f"(env AIRLOCK_LOG_KEY_FILE; default {env.log_key_file})",
     )
     sub = parser.add_subparsers(dest="command", required=True)
@@ -87,6 +87,18 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         default=Path(os.environ.get("AIRLOCK_ADMIN_TOKEN_FILE", "var/admin.token")),
         help="where to write the token (mode 0600; env AIRLOCK_ADMIN_TOKEN_FILE)",
+    )
+
+    keygen = sub.add_parser(
+        "log-key",
+        help="create the event log's signing key file (mode 0600; refused if it exists), "
+        "for an install bootstrapped without one",
+    )
+    keygen.add_argument(
+        "--log-key-file",
+        type=Path,
+        default=argparse.SUPPRESS,
+        help="as the option before the command (env AIRLOCK_LOG_KEY_FILE)",
     )
     return parser
 
@@ -136,7 +148,7 @@ async def _serve(settings: Settings, ready_file: Path | None, tls: TlsFiles | No
             "server.no_log_key",
             log_key_file=str(key_file),
             effect="GetLogCheckpoint answers FAILED_PRECONDITION LOG_KEY_MISSING; "
-            "run `airlock-server bootstrap` to create the key",
+            "run `airlock-server log-key` to create the key",
         )
     wiring = wire(settings, log_key)
     served = build_server(wiring.app, settings.listen, tls)
@@ -208,6 +220,28 @@ def _make_log_key(settings: Settings) -> None:
         )
 
 
+def _new_log_key(settings: Settings) -> int:
+    """`log-key`: a key file for an install that has none; never replaces one."""
+    key_file = Path(settings.log_key_file)
+    try:
+        created = create_log_key(key_file)
+    except OSError as exc:
+        print(f"error: cannot create the log key {key_file}: {exc.strerror}", file=sys.stderr)
+        return 1
+    if created is None:
+        print(
+            f"error: log key {key_file} exists; refusing to overwrite it (checkpoints "
+            "signed with it would no longer verify against the new public key)",
+            file=sys.stderr,
+        )
+        return 1
+    print(
+        f"log key {key_file} created (key id {created.key_id}, "
+        f"public key {created.public_key.hex()}); the server signs with it from its next start"
+    )
+    return 0
+
+
 async def _bootstrap(settings: Settings, token_file: Path) -> int:
     _make_log_key(settings)
     token_file.parent.mkdir(parents=True, exist_ok=True)
@@ -242,6 +276,8 @@ def main(argv: list[str] | None = None) -> int:
         log_key_file=str(args.log_key_file),
     )
     configure_logging(settings.log_format, settings.log_level)
+    if args.command == "log-key":
+        return _new_log_key(settings)
     _ensure_sqlite_dir(settings.database_url)
     if args.command == "migrate":
         asyncio.run(upgrade(settings.database_url))

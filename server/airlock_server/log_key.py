@@ -1,6 +1,7 @@
 """The server's log key file: an Ed25519 private key (PKCS#8 PEM, mode 0600), made once.
 
-`airlock-server bootstrap` creates it (never overwriting one); `serve` loads it to sign
+`airlock-server bootstrap` creates it (never overwriting one), as does `airlock-server log-key`
+for an install bootstrapped without one (refused when the file exists); `serve` loads it to sign
 checkpoints of the event log. Without it the server still serves, and GetLogCheckpoint answers
 FAILED_PRECONDITION LOG_KEY_MISSING.
 """

@@ -153,10 +153,11 @@ def build_harness(url: str, clock: FakeClock) -> Harness:
         return SqlUnitOfWork(sessions, clock, read_only=read_only)
 
     deps = Deps(uow=uow, clock=clock)
-    sessions_app = SessionService(deps)
     signal: PgListenSignal | PollSignal = (
         PgListenSignal(url) if engine.dialect.name == "postgresql" else PollSignal(0.05)
     )
+    log = SqlEventLogReader(sessions)
+    sessions_app = SessionService(deps, 2.0, log=log, signal=signal)
     return Harness(
         url,
         engine,
@@ -166,7 +167,7 @@ def build_harness(url: str, clock: FakeClock) -> Harness:
         TeamService(deps),
         sessions_app,
         VaultService(deps, sessions_app),
-        AuditService(deps, SqlEventLogReader(sessions), signal, watch_poll=2.0),
+        AuditService(deps, log, signal, watch_poll=2.0),
         signal,
     )
 

@@ -9,14 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TypeVar
 
 from airlock_server.app import signing
 from airlock_server.app.common import Deps, once, transact
-from airlock_server.app.ports import LogAnchor, SessionQuery, TimeCursor, UnitOfWork
+from airlock_server.app.ports import (
+    EventLogReader,
+    EventSignal,
+    LogAnchor,
+    SessionQuery,
+    TimeCursor,
+    UnitOfWork,
+)
 from airlock_server.domain.errors import (
     DomainError,
     FailedPrecondition,
@@ -66,7 +73,12 @@ from airlock_server.domain.vaults import (
 T = TypeVar("T")
 
 SWEEP_BATCH = 100
+# Without an event signal, how often a watcher reads the session again; with one, the safety
+# bound of each wait (a missed notification costs at most this much delay).
 WATCH_INTERVAL = 0.5
+# A watched session's expiry writes no event until someone settles it: a watcher waits at most
+# until the expiry (and this much more), then its read settles the session.
+EXPIRY_GRACE = 0.05
 
 
 def grant_event(kind: str, grant: RestoreAccessGrant, session_id: str) -> NewEvent:
@@ -174,10 +186,19 @@ def can_see(caller: Principal, session: Session, vault_owner: str | None) -> boo
 
 class SessionService:
     def __init__(
-        self, deps: Deps, watch_interval: float = WATCH_INTERVAL, anchor: LogAnchor | None = None
+        self,
+        deps: Deps,
+        watch_interval: float = WATCH_INTERVAL,
+        anchor: LogAnchor | None = None,
+        *,
+        log: EventLogReader | None = None,
+        signal: EventSignal | None = None,
     ) -> None:
         self._deps = deps
         self._watch_interval = watch_interval
+        # Watchers wait on the event log's signal (every change to a session appends an
+        # event); without both, they poll every watch_interval.
+        self._follow = (log, signal) if log is not None and signal is not None else None
         self._anchor = anchor  # signs the proofs' log checkpoints; None: proofs without one
 
     # --- running use cases ---------------------------------------------------------------
@@ -767,10 +788,12 @@ class SessionService:
 
         return await transact(self._deps, work, read_only=True)
 
-    async def watch(self, caller: Principal, session_id: str) -> AsyncIterator[SessionView]:
+    async def watch(self, caller: Principal, session_id: str) -> AsyncGenerator[SessionView, None]:
         """The session now and after every change, until it is final (and executed)."""
         last: SessionView | None = None
         while True:
+            # The log's head before the read: a change after the read appends an event beyond it.
+            head = await self._follow[0].head_seq() if self._follow is not None else 0
             view = await self.get_session(caller, session_id)
             if view != last:
                 yield view
@@ -778,7 +801,17 @@ class SessionService:
             s = view.session
             if s.is_final and s.execution_status is not ExecutionStatus.PENDING:
                 return
+            await self._await_change(head, s)
+
+    async def _await_change(self, head: int, s: Session) -> None:
+        if self._follow is None:
             await asyncio.sleep(self._watch_interval)
+            return
+        within = self._watch_interval
+        if s.state is SessionState.PENDING:
+            left = (s.expire_time - self._deps.clock()).total_seconds()
+            within = min(within, max(left, 0.0) + EXPIRY_GRACE)
+        await self._follow[1].wait(head, within)
 
     # --- votes and cancellation ----------------------------------------------------------
 

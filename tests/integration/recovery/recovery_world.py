@@ -100,12 +100,12 @@ def wire(
         return SqlUnitOfWork(sessions, clock, read_only=read_only)
 
     deps = Deps(uow=uow, clock=clock, region="eu-west-1")
-    audit = (
-        AuditService(deps, SqlEventLogReader(sessions), PollSignal(0.05), log_key)
-        if log_key is not None
-        else None
+    log = SqlEventLogReader(sessions)
+    audit = AuditService(deps, log, PollSignal(0.05), log_key) if log_key is not None else None
+    # Watchers follow the log through a polling signal (no connection of its own to close).
+    session_service = SessionService(
+        deps, watch_interval, anchor=audit, log=log, signal=PollSignal(watch_interval)
     )
-    session_service = SessionService(deps, watch_interval=watch_interval, anchor=audit)
     return Wiring(
         engine,
         deps,

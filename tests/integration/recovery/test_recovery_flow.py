@@ -564,3 +564,44 @@ async def test_vault_rules(world: World) -> None:
         await world.app.vaults.check_access(world.recovery, arn, RECOVERY)
     with pytest.raises(DomainError):
         await world.app.vaults.check_access(world.service, arn, "12")
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+async def test_watch_wakes_on_notify_not_on_the_safety_interval(world: World) -> None:
+    """With a safety interval of an hour, a watcher still sees votes committed through another
+    wiring: the log's LISTEN connection wakes it."""
+    import asyncio
+
+    from airlock_server.app.sessions import SessionService
+    from airlock_server.persistence.db import session_factory
+    from airlock_server.persistence.event_log import PgListenSignal, SqlEventLogReader
+
+    signal = PgListenSignal(world.url)
+    watching = SessionService(
+        world.app.deps,
+        3600.0,
+        log=SqlEventLogReader(session_factory(world.app.engine)),
+        signal=signal,
+    )
+    arn = await world.vault()
+    a = await world.app.vaults.request_restore_access(world.recovery, arn, "", "", "")
+    sid = a.session.session.session_id
+    stream = watching.watch(world.recovery, sid)
+    try:
+        first = await asyncio.wait_for(anext(stream), 30)
+        assert (first.session.state, len(first.session.votes)) == (SessionState.PENDING, 0)
+        other = world.another_wiring()
+        waiting = asyncio.ensure_future(anext(stream))
+        await asyncio.sleep(0)  # the watcher is now waiting on the signal
+        await world.vote("alice", sid, app=other)
+        second = await asyncio.wait_for(waiting, 30)
+        assert (second.session.state, len(second.session.votes)) == (SessionState.PENDING, 1)
+        await world.vote("bob", sid, app=other)
+        third = await asyncio.wait_for(anext(stream), 30)
+        assert third.session.state is SessionState.APPROVED
+        with pytest.raises(StopAsyncIteration):
+            await asyncio.wait_for(anext(stream), 30)
+        assert signal.listening
+    finally:
+        await stream.aclose()
+        await signal.close()
