@@ -218,7 +218,7 @@ class AuditService:
         if self._key is None:
             raise FailedPrecondition(
                 "this server has no log key, so it cannot sign checkpoints; create one with "
-                "`airlock-server bootstrap` (AIRLOCK_LOG_KEY_FILE) and restart it",
+                "`airlock-server log-key` (AIRLOCK_LOG_KEY_FILE) and restart it",
                 reason="LOG_KEY_MISSING",
             )
         return self._checkpoint_of(await self._log.last())
