@@ -52,10 +52,40 @@ is refused. Health and reflection answer anyone and are not listed.
 """
 
 
+UNKNOWN_IDS = """
+## Unknown ids answer like ids the caller may not see
+
+AIP-211 and AIP-193: a caller without permission gets `PERMISSION_DENIED` whether or not the
+object exists, so no id can be probed. One rule for every call that names an object
+(`missing_or_denied` in `server/airlock_server/domain/principals.py`):
+
+- A caller who could not see the object were it there gets, for an id that names nothing, the
+  very error (code, reason, message, metadata) an existing object it may not see answers. The
+  check of who may act comes before anything about the object's state, so the refusal of an
+  existing object says nothing more either (a vote's kind or state, a vault's team, a grant's
+  vault).
+- Admin and auditor see everything: an unknown id is `NOT_FOUND` (`<KIND>_NOT_FOUND`).
+- Where the id itself decides the permission, the caller's own namespace answers `NOT_FOUND`: a
+  vault ARN names its account, so an account gets `VAULT_NOT_FOUND` for an unknown ARN in its
+  own account (`PERMISSION_DENIED` for any other account's). A team shared with the caller that
+  is gone answers `NOT_FOUND` too. A service may ask CheckAccess about any vault, so an unknown
+  ARN is `NOT_FOUND` for it.
+- Invitation, session and grant ids are random and name no one: an unknown invitation id is
+  `PERMISSION_DENIED` even for an approver (what another approver's invitation answers), an
+  unknown session id for a non-reader is what a session it may not see answers (GetSession,
+  WatchSession, ExportApprovalProof: `PERMISSION_DENIED`; Vote: `NOT_SESSION_APPROVER`;
+  CancelSession: `NOT_SESSION_REQUESTER`; CompleteSession: `PERMISSION_DENIED`), and an
+  unknown grant id for an account is `NOT_VAULT_OWNER` naming the grant only.
+
+`tests/integration/recovery/test_unknown_ids.py` asserts this on SQLite and PostgreSQL.
+"""
+
+
 def render() -> str:
     out = [HEADER]
     for p in PRINCIPALS:
         out.append(f"| {p.title} | {p.who} |\n")
+    out.append(UNKNOWN_IDS)
     heads = " | ".join(p.title for p in PRINCIPALS)
     rule = "|".join("---" for _ in range(len(PRINCIPALS) + 2))
     for service in SERVICES_IN_ORDER:

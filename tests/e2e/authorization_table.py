@@ -280,8 +280,9 @@ ROWS: tuple[Row, ...] = (
         VAULT,
         "ListRestoreAccess",
         "owner's vault",
-        _ok(READERS, ACCOUNTS),
-        "an account gets the grants it holds or that are on its vaults (possibly none)",
+        _ok(READERS, "owner", "recovery"),
+        "an account gets the grants it holds or that are on its vaults; naming a vault of "
+        "another account on which it holds no grant is refused, like ListVaults",
     ),
     Row(
         VAULT,

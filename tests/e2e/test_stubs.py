@@ -618,6 +618,31 @@ async def test_invalid_argument_carries_bad_request_field_violations(
     assert await snapshot(stubs, world) == before
 
 
+async def test_an_unknown_id_answers_like_a_hidden_one(stubs: Stubs, world: World) -> None:
+    """Over the wire: the team is not shared with the account or the service, and an unknown
+    team id gets the very same refusal (docs/authorization.md); the admin gets NOT_FOUND."""
+    unknown = "team-0000000000000000"
+
+    async def get(token: str, team_id: str) -> Refusal:
+        return await refused(
+            stubs.teams.GetApprovalTeam(
+                team_service_pb2.GetApprovalTeamRequest(team_id=team_id),
+                metadata=auth(token),
+                timeout=TIMEOUT,
+            )
+        )
+
+    for kind in ("account", "approver", "service"):
+        hidden = await get(world.tokens[kind], world.team_id)
+        missing = await get(world.tokens[kind], unknown)
+        assert hidden.code is missing.code is Code.PERMISSION_DENIED, kind
+        assert hidden.info.reason == missing.info.reason, kind
+        assert hidden.message.replace(world.team_id, unknown) == missing.message, kind
+        assert set(hidden.info.metadata) == set(missing.info.metadata), kind
+    for token in (world.admin, world.tokens["auditor"]):
+        assert (await get(token, unknown)).info.reason == "APPROVAL_TEAM_NOT_FOUND"
+
+
 async def test_not_found_and_already_exists_have_their_reasons(stubs: Stubs, world: World) -> None:
     refusal = await refused(
         stubs.teams.GetApprovalTeam(

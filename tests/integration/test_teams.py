@@ -427,7 +427,8 @@ async def test_answering_someone_elses_invitation_is_refused(
         await app.teams.respond_to_invitation(admin, invitation_id, False, b"", b"", "")
     with pytest.raises(PermissionDenied):
         await app.teams.list_invitations(admin, None, "", 10, "")
-    with pytest.raises(NotFound):
+    # An unknown invitation id answers what another approver's invitation answers.
+    with pytest.raises(PermissionDenied):
         await app.teams.respond_to_invitation(approver("alice"), "inv-nope", False, b"", b"", "")
     assert await all_counts(app) == before
     assert (await invitation(app, "alice", team.team_id)).member.invitation_state is (

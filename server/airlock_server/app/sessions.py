@@ -34,7 +34,13 @@ from airlock_server.domain.errors import (
 from airlock_server.domain.events import Event, NewEvent, format_time
 from airlock_server.domain.health import Activity, activity_of_vote
 from airlock_server.domain.paging import Page, decode_token, encode_token, page_size
-from airlock_server.domain.principals import SYSTEM, Principal, PrincipalKind, require
+from airlock_server.domain.principals import (
+    SYSTEM,
+    Principal,
+    PrincipalKind,
+    missing_or_denied,
+    require,
+)
 from airlock_server.domain.proofs import build_proof, require_approved
 from airlock_server.domain.sessions import (
     ExecutionStatus,
@@ -47,6 +53,8 @@ from airlock_server.domain.sessions import (
     cast_vote,
     complete,
     new_session,
+    not_session_approver,
+    not_session_requester,
     settle_expired,
     vote_digest,
 )
@@ -216,11 +224,30 @@ class SessionService:
             return _SettleThenRaise(session_id, error)
         return error
 
-    async def _load(self, uow: UnitOfWork, session_id: str, *, for_update: bool = False) -> Session:
+    async def _load(
+        self,
+        uow: UnitOfWork,
+        session_id: str,
+        *,
+        for_update: bool = False,
+        caller: Principal | None = None,
+        denied: PermissionDenied | None = None,
+    ) -> Session:
+        """The session; an unknown id answers `denied` to a caller who could not see it anyway
+        (missing_or_denied), NOT_FOUND to admin, auditor and the server itself."""
         session = await uow.sessions.get(session_id, for_update=for_update)
         if session is None:
-            raise NotFound("session", session_id)
+            missing = NotFound("session", session_id)
+            if caller is None or denied is None:
+                raise missing
+            raise missing_or_denied(caller, missing, denied)
         return session
+
+    async def _load_visible(self, uow: UnitOfWork, caller: Principal, session_id: str) -> Session:
+        """A session the caller may read (GetSession, WatchSession, ExportApprovalProof)."""
+        s = await self._load(uow, session_id, caller=caller, denied=_not_visible(session_id))
+        await self._check_visible(uow, caller, s)
+        return s
 
     async def views(self, uow: UnitOfWork, sessions: Sequence[Session]) -> list[SessionView]:
         names = await uow.sessions.team_names([s.team_id for s in sessions])
@@ -610,7 +637,9 @@ class SessionService:
             async def create() -> str:
                 team = await uow.teams.get(team_id)
                 if team is None or team.state is TeamState.DELETED:
-                    raise NotFound("approval team", team_id)
+                    raise missing_or_denied(
+                        caller, NotFound("approval team", team_id), _not_shared(team_id, caller)
+                    )
                 if await uow.shares.get(team_id, caller) is None:
                     raise _not_shared(team_id, caller)
                 session = await self.open_session(
@@ -644,12 +673,11 @@ class SessionService:
 
         async def work(uow: UnitOfWork) -> SessionView:
             async def report() -> str:
-                before = await self._load(uow, session_id, for_update=True)
+                before = await self._load(
+                    uow, session_id, for_update=True, caller=caller, denied=_not_starter(session_id)
+                )
                 if before.requester != caller or before.kind is not SessionKind.GENERIC:
-                    raise PermissionDenied(
-                        "only the service that started a generic session reports its result",
-                        metadata={"sessionId": session_id},
-                    )
+                    raise _not_starter(session_id)
                 after = complete(before, execution_status, self._deps.clock(), message)
                 await uow.sessions.save(after)
                 uow.record(
@@ -681,9 +709,7 @@ class SessionService:
             vault = await uow.vaults.get(s.protected_resource)
             owner = vault.account_id if vault else None
         if not can_see(caller, s, owner):
-            raise PermissionDenied(
-                "the caller may not see this session", metadata={"sessionId": s.session_id}
-            )
+            raise _not_visible(s.session_id)
 
     async def export_approval_proof(self, caller: Principal, session_id: str) -> bytes:
         """The approval proof of an APPROVED session (docs/approval-proofs.md).
@@ -692,8 +718,7 @@ class SessionService:
         """
 
         async def work(uow: UnitOfWork) -> tuple[Session, dict[str, bytes | None], list[Event]]:
-            s = await self._load(uow, session_id)
-            await self._check_visible(uow, caller, s)
+            s = await self._load_visible(uow, caller, session_id)
             require_approved(s)
             keys = await uow.sessions.enrolled_keys(s.team_id, s.team_version)
             events = await uow.sessions.events_about(session_subject(s.session_id))
@@ -724,8 +749,7 @@ class SessionService:
 
     async def get_session(self, caller: Principal, session_id: str) -> SessionView:
         async def work(uow: UnitOfWork) -> tuple[SessionView, bool]:
-            s = await self._load(uow, session_id)
-            await self._check_visible(uow, caller, s)
+            s = await self._load_visible(uow, caller, session_id)
             return await self.view(uow, s), s.is_expired_at(self._deps.clock())
 
         view, expired = await transact(self._deps, work, read_only=True)
@@ -834,7 +858,11 @@ class SessionService:
                 # The session, locked, and the voter's enrolled key: one read.
                 found = await uow.sessions.get_for_vote(session_id, caller.subject)
                 if found is None:
-                    raise NotFound("session", session_id)
+                    raise missing_or_denied(
+                        caller,
+                        NotFound("session", session_id),
+                        not_session_approver(session_id, caller.subject),
+                    )
                 before, key = found
                 now = self._deps.clock()
                 try:
@@ -886,7 +914,13 @@ class SessionService:
     ) -> SessionView:
         async def work(uow: UnitOfWork) -> SessionView:
             async def stop() -> str:
-                before = await self._load(uow, session_id, for_update=True)
+                before = await self._load(
+                    uow,
+                    session_id,
+                    for_update=True,
+                    caller=caller,
+                    denied=not_session_requester(session_id),
+                )
                 try:
                     after = cancel(before, caller, self._deps.clock())
                 except DomainError as err:
@@ -935,6 +969,19 @@ def team_event(uow: UnitOfWork, kind: str, team: Team, **details: object) -> Non
                 **details,
             },
         )
+    )
+
+
+def _not_visible(session_id: str) -> PermissionDenied:
+    return PermissionDenied(
+        "the caller may not see this session", metadata={"sessionId": session_id}
+    )
+
+
+def _not_starter(session_id: str) -> PermissionDenied:
+    return PermissionDenied(
+        "only the service that started a generic session reports its result",
+        metadata={"sessionId": session_id},
     )
 
 

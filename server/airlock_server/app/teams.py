@@ -33,6 +33,7 @@ from airlock_server.domain.principals import (
     SYSTEM,
     Principal,
     PrincipalKind,
+    missing_or_denied,
     require,
     require_admin,
     validate_principal,
@@ -170,18 +171,22 @@ class TeamService:
             )
         return settled
 
-    async def _check_visible(self, uow: UnitOfWork, caller: Principal, team: Team) -> None:
-        if caller.kind in (PrincipalKind.ADMIN, PrincipalKind.AUDITOR):
-            return
+    async def _visible(self, uow: UnitOfWork, caller: Principal, team_id: str) -> Team:
+        """A team GetApprovalTeam shows the caller. An unknown id answers what a team not
+        shared with the caller answers (missing_or_denied): ids cannot be probed."""
+        shared = caller.kind in (
+            PrincipalKind.ACCOUNT,
+            PrincipalKind.SERVICE,
+        ) and bool(await uow.shares.get(team_id, caller))
+        team = await uow.teams.get(team_id)
+        if team is None or team.state is TeamState.DELETED:
+            raise missing_or_denied(
+                caller, NotFound("approval team", team_id), _not_shared(team_id, caller), own=shared
+            )
         # Approvers see their teams through their invitations and sessions, nothing else.
-        if caller.kind in (PrincipalKind.ACCOUNT, PrincipalKind.SERVICE) and await uow.shares.get(
-            team.team_id, caller
-        ):
-            return
-        raise PermissionDenied(
-            "this team is not shared with the caller",
-            metadata={"teamId": team.team_id, "principal": str(caller)},
-        )
+        if caller.kind in (PrincipalKind.ADMIN, PrincipalKind.AUDITOR) or shared:
+            return team
+        raise _not_shared(team_id, caller)
 
     async def get_team(self, caller: Principal, team_id: str) -> Team:
         return (await self._get_team(caller, team_id, full=False)).team
@@ -200,8 +205,7 @@ class TeamService:
             return TeamView(team, deletion, activity)
 
         async def read(uow: UnitOfWork) -> TeamView:
-            team = await self._load(uow, team_id)
-            await self._check_visible(uow, caller, team)
+            team = await self._visible(uow, caller, team_id)
             if settle_team(team, self._deps.clock()) is not team:
                 return TeamView(team, unsettled=True)
             return await extras(uow, team)
@@ -815,14 +819,15 @@ class TeamService:
                 nonlocal written
                 team = await uow.teams.find_by_invitation(invitation_id, for_update=True)
                 if team is None:
-                    raise NotFound("invitation", invitation_id)
+                    # An invitation id does not name its approver: an unknown one answers
+                    # what another approver's invitation answers.
+                    raise missing_or_denied(
+                        caller, NotFound("invitation", invitation_id), _not_addressee(invitation_id)
+                    )
                 version = _version_of(team, invitation_id)
                 member = next(m for m in version.members if m.invitation_id == invitation_id)
                 if member.approver_id != caller.subject:
-                    raise PermissionDenied(
-                        "this invitation is addressed to another approver",
-                        metadata={"invitationId": invitation_id},
-                    )
+                    raise _not_addressee(invitation_id)
                 team = await self._settle(uow, team)
                 open_version = invitable_version(team)
                 if open_version is None or open_version.version != version.version:
@@ -897,6 +902,20 @@ class TeamService:
             return settled
 
         return await transact(self._deps, work)
+
+
+def _not_shared(team_id: str, caller: Principal) -> PermissionDenied:
+    return PermissionDenied(
+        "this team is not shared with the caller",
+        metadata={"teamId": team_id, "principal": str(caller)},
+    )
+
+
+def _not_addressee(invitation_id: str) -> PermissionDenied:
+    return PermissionDenied(
+        "this invitation is addressed to another approver",
+        metadata={"invitationId": invitation_id},
+    )
 
 
 def _version_of(team: Team, invitation_id: str) -> TeamVersion:

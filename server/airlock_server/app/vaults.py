@@ -27,7 +27,13 @@ from airlock_server.domain.errors import (
 )
 from airlock_server.domain.events import NewEvent
 from airlock_server.domain.paging import Page, decode_token, page_of, page_size
-from airlock_server.domain.principals import ACCOUNT_ID, Principal, PrincipalKind, require
+from airlock_server.domain.principals import (
+    ACCOUNT_ID,
+    Principal,
+    PrincipalKind,
+    missing_or_denied,
+    require,
+)
 from airlock_server.domain.sessions import SessionKind, validate_comment
 from airlock_server.domain.teams import Team, TeamState
 from airlock_server.domain.vaults import (
@@ -75,11 +81,25 @@ def _denied(message: str, reason: str, **metadata: str) -> PermissionDenied:
     return error
 
 
-def _not_owner(vault: Vault, caller: Principal) -> PermissionDenied:
+def _not_owner(vault_arn: str, caller: Principal) -> PermissionDenied:
     return _denied(
-        f"only the owner of vault {vault.vault_arn} may do this",
+        f"only the owner of vault {vault_arn} may do this",
         "NOT_VAULT_OWNER",
-        vaultArn=vault.vault_arn,
+        vaultArn=vault_arn,
+        principal=str(caller),
+    )
+
+
+def _not_visible(vault_arn: str) -> PermissionDenied:
+    return _denied("the caller may not see this vault", "NOT_VISIBLE", vaultArn=vault_arn)
+
+
+def _not_grant_owner(grant_id: str, caller: Principal) -> PermissionDenied:
+    # Names the grant only: the vault of a grant the caller may not touch is not its business.
+    return _denied(
+        f"only the owner of the vault of grant {grant_id} may do this",
+        "NOT_VAULT_OWNER",
+        grantId=grant_id,
         principal=str(caller),
     )
 
@@ -97,12 +117,40 @@ class VaultService:
 
     # --- helpers -------------------------------------------------------------------------
 
-    async def _vault(self, uow: UnitOfWork, arn: str, *, for_update: bool = False) -> Vault:
-        parse_vault_arn(arn)
+    async def _vault(
+        self,
+        uow: UnitOfWork,
+        arn: str,
+        *,
+        for_update: bool = False,
+        caller: Principal | None = None,
+        denied: PermissionDenied | None = None,
+    ) -> Vault:
+        """The vault. An unknown ARN answers `denied` to a caller who could not see the vault
+        were it there (missing_or_denied); NOT_FOUND to admin, auditor, and to an account for
+        an ARN in its own account (the ARN names the account: nothing to probe there)."""
+        parsed = parse_vault_arn(arn)
         vault = await uow.vaults.get(arn, for_update=for_update)
         if vault is None:
-            raise NotFound("vault", arn)
+            missing = NotFound("vault", arn)
+            if caller is None or denied is None:
+                raise missing
+            own = caller.is_account(parsed.account_id)
+            raise missing_or_denied(caller, missing, denied, own=own)
         return vault
+
+    async def _sees_vault(self, uow: UnitOfWork, caller: Principal, vault: Vault) -> bool:
+        """GetVault's rule: admin, auditor, the owner, and accounts its guarding team is
+        shared with."""
+        if caller.kind in (PrincipalKind.ADMIN, PrincipalKind.AUDITOR):
+            return True
+        if caller.is_account(vault.account_id):
+            return True
+        return (
+            caller.kind is PrincipalKind.ACCOUNT
+            and vault.team_id is not None
+            and await uow.shares.get(vault.team_id, caller) is not None
+        )
 
     async def _team(self, uow: UnitOfWork, team_id: str) -> Team:
         team = await uow.teams.get(team_id)
@@ -194,18 +242,10 @@ class VaultService:
 
     async def get_vault(self, caller: Principal, vault_arn: str) -> Vault:
         async def work(uow: UnitOfWork) -> Vault:
-            vault = await self._vault(uow, vault_arn)
-            if caller.kind in (PrincipalKind.ADMIN, PrincipalKind.AUDITOR):
+            vault = await self._vault(uow, vault_arn, caller=caller, denied=_not_visible(vault_arn))
+            if await self._sees_vault(uow, caller, vault):
                 return vault
-            if caller.is_account(vault.account_id):
-                return vault
-            if (
-                caller.kind is PrincipalKind.ACCOUNT
-                and vault.team_id is not None
-                and await uow.shares.get(vault.team_id, caller) is not None
-            ):
-                return vault
-            raise _denied("the caller may not see this vault", "NOT_VISIBLE", vaultArn=vault_arn)
+            raise _not_visible(vault_arn)
 
         return await transact(self._deps, work, read_only=True)
 
@@ -241,12 +281,19 @@ class VaultService:
 
         async def work(uow: UnitOfWork) -> AssociationChange:
             async def change() -> str:
-                vault = await self._vault(uow, vault_arn, for_update=True)
+                vault = await self._vault(
+                    uow,
+                    vault_arn,
+                    for_update=True,
+                    caller=caller,
+                    denied=_not_owner(vault_arn, caller),
+                )
                 if not caller.is_account(vault.account_id):
-                    raise _not_owner(vault, caller)
+                    raise _not_owner(vault_arn, caller)
+                # Shared first: an unknown team answers what a team not shared does.
+                await self._require_shared(uow, team_id, vault.account_id)
                 team = await self._team(uow, team_id)
                 require_team_can_guard(team)
-                await self._require_shared(uow, team_id, vault.account_id)
                 now = self._deps.clock()
                 if plan_association(vault, team_id) is AssociationPath.IMMEDIATE:
                     await uow.vaults.save(associate_now(vault, team_id, now))
@@ -307,9 +354,15 @@ class VaultService:
 
         async def work(uow: UnitOfWork) -> AssociationChange:
             async def change() -> str:
-                vault = await self._vault(uow, vault_arn, for_update=True)
+                vault = await self._vault(
+                    uow,
+                    vault_arn,
+                    for_update=True,
+                    caller=caller,
+                    denied=_not_owner(vault_arn, caller),
+                )
                 if not caller.is_account(vault.account_id):
-                    raise _not_owner(vault, caller)
+                    raise _not_owner(vault_arn, caller)
                 plan_disassociation(vault)
                 current = await self._guarding_team(uow, vault)
                 session = await self._sessions.open_session(
@@ -370,7 +423,13 @@ class VaultService:
             async def request() -> str:
                 nonlocal written
                 # The vault's row lock serializes requests of one (vault, account).
-                vault = await self._vault(uow, vault_arn, for_update=True)
+                vault = await self._vault(
+                    uow, vault_arn, for_update=True, caller=caller, denied=_not_visible(vault_arn)
+                )
+                # An account that may not see the vault learns nothing of its team (or lack
+                # of one): it gets what an unknown ARN gets.
+                if not await self._sees_vault(uow, caller, vault):
+                    raise _not_visible(vault_arn)
                 team = await self._guarding_team(uow, vault)
                 await self._require_shared(uow, team.team_id, caller.subject)
                 require_no_open_grant(
@@ -442,9 +501,11 @@ class VaultService:
         token: str,
     ) -> Page[RestoreAccessGrant]:
         require(caller, PrincipalKind.ADMIN, PrincipalKind.AUDITOR, PrincipalKind.ACCOUNT)
-        if vault_arn:
-            parse_vault_arn(vault_arn)
+        arn_account = parse_vault_arn(vault_arn).account_id if vault_arn else ""
         visible = caller.subject if caller.kind is PrincipalKind.ACCOUNT else ""
+        # An account asks about its own vaults (the ARN names the account) or a vault it holds
+        # a grant on; any other ARN, known or not, is refused like ListVaults of another account.
+        foreign = bool(vault_arn) and bool(visible) and arn_account != visible
         limit = page_size(size)
         query = {
             "m": "ListRestoreAccess",
@@ -455,6 +516,8 @@ class VaultService:
         after = decode_cursor(decode_token(token, query))
 
         async def work(uow: UnitOfWork) -> Page[RestoreAccessGrant]:
+            if foreign and not await uow.grants.list_page(vault_arn, None, visible, None, 1):
+                raise _not_visible(vault_arn)
             rows = await uow.grants.list_page(vault_arn, state, visible, after, limit + 1)
             return time_page(rows, limit, lambda g: (g.create_time, g.grant_id), query)
 
@@ -470,11 +533,15 @@ class VaultService:
             async def start() -> str:
                 found = await uow.grants.get(grant_id)
                 if found is None:
-                    raise NotFound("restore access grant", grant_id)
+                    raise missing_or_denied(
+                        caller,
+                        NotFound("restore access grant", grant_id),
+                        _not_grant_owner(grant_id, caller),
+                    )
                 # Vault first, then grant: the order every use case takes these locks in.
                 vault = await self._vault(uow, found.vault_arn, for_update=True)
                 if not (caller.is_admin or caller.is_account(vault.account_id)):
-                    raise _not_owner(vault, caller)
+                    raise _not_grant_owner(grant_id, caller)
                 grant = await uow.grants.get(grant_id, for_update=True)
                 assert grant is not None
                 team = await self._guarding_team(uow, vault)
@@ -526,9 +593,11 @@ class VaultService:
         _account_id(account_id)
 
         async def work(uow: UnitOfWork) -> AccessAnswer:
-            vault = await self._vault(uow, vault_arn)
+            # A service asks about any vault (a known one gets an answer): NOT_FOUND for it.
+            denied = _not_owner(vault_arn, caller) if caller.kind is PrincipalKind.ACCOUNT else None
+            vault = await self._vault(uow, vault_arn, caller=caller, denied=denied)
             if caller.kind is PrincipalKind.ACCOUNT and not caller.is_account(vault.account_id):
-                raise _not_owner(vault, caller)
+                raise _not_owner(vault_arn, caller)
             grant = next(
                 (g for g in await uow.grants.open_for(vault_arn, account_id) if g.grants_access),
                 None,

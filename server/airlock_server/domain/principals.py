@@ -6,7 +6,7 @@ import enum
 import re
 from dataclasses import dataclass
 
-from airlock_server.domain.errors import InvalidArgument, PermissionDenied
+from airlock_server.domain.errors import DomainError, InvalidArgument, NotFound, PermissionDenied
 
 
 class PrincipalKind(enum.Enum):
@@ -70,6 +70,24 @@ def require(principal: Principal, *kinds: PrincipalKind) -> None:
 
 def _article(word: str) -> str:
     return "an" if word[:1] in "aeiou" else "a"
+
+
+def sees_everything(principal: Principal) -> bool:
+    """Admin and auditor read every object: for them an id names something or nothing."""
+    return principal.kind in (PrincipalKind.ADMIN, PrincipalKind.AUDITOR)
+
+
+def missing_or_denied(
+    principal: Principal, missing: NotFound, denied: PermissionDenied, *, own: bool = False
+) -> DomainError:
+    """What a caller learns about an id that names nothing (AIP-211, AIP-193).
+
+    A caller who could not see the object were it there gets `denied`, the very error an
+    existing object it may not see answers, so no id can be probed. Admin and auditor, who see
+    everything, get `missing`; so does a caller whose permission the id itself decides (`own`:
+    a vault ARN in the caller's own account).
+    """
+    return missing if own or sees_everything(principal) else denied
 
 
 def require_admin(principal: Principal) -> None:

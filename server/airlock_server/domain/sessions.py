@@ -307,6 +307,25 @@ def _denied(message: str, reason: str, **metadata: str) -> PermissionDenied:
     return error
 
 
+def not_session_approver(session_id: str, approver_id: str) -> PermissionDenied:
+    """Vote's refusal of an approver the session did not freeze (also for an unknown id)."""
+    return _denied(
+        f"approver {approver_id!r} is not an approver of session {session_id}",
+        "NOT_SESSION_APPROVER",
+        sessionId=session_id,
+    )
+
+
+def not_session_requester(session_id: str) -> PermissionDenied:
+    """CancelSession's refusal of a caller other than the requester or the admin (also for an
+    unknown id)."""
+    return _denied(
+        "only the session's requester or the admin may cancel it",
+        "NOT_SESSION_REQUESTER",
+        sessionId=session_id,
+    )
+
+
 def _finish(
     session: Session,
     state: SessionState,
@@ -345,11 +364,8 @@ def cast_vote(
     library). An expired session refuses the vote with SESSION_EXPIRED; the caller should store
     `settle_expired(session, now)`.
     """
-    validate_comment(comment)
-    # A baseline asks "do you still respond?": the answer is an approval, never a rejection
-    # (one rejection would end it for every other approver asked).
-    if session.kind is SessionKind.BASELINE and decision is not VoteDecision.APPROVE:
-        raise InvalidArgument.field("decision", "a baseline session is answered with APPROVE")
+    # Who may vote is decided first: a non-approver learns nothing about the session (its
+    # kind, its state), the same as for an id that names no session.
     if session.requester == Principal(PrincipalKind.APPROVER, approver_id):
         raise _denied(
             "the requester of a session may not vote on it",
@@ -357,11 +373,12 @@ def cast_vote(
             sessionId=session.session_id,
         )
     if approver_id not in session.approver_ids:
-        raise _denied(
-            f"approver {approver_id!r} is not an approver of session {session.session_id}",
-            "NOT_SESSION_APPROVER",
-            sessionId=session.session_id,
-        )
+        raise not_session_approver(session.session_id, approver_id)
+    validate_comment(comment)
+    # A baseline asks "do you still respond?": the answer is an approval, never a rejection
+    # (one rejection would end it for every other approver asked).
+    if session.kind is SessionKind.BASELINE and decision is not VoteDecision.APPROVE:
+        raise InvalidArgument.field("decision", "a baseline session is answered with APPROVE")
     if session.vote_of(approver_id) is not None:
         raise FailedPrecondition(
             f"approver {approver_id!r} already voted on session {session.session_id}; "
@@ -447,11 +464,7 @@ def cancel(
     if status is not SessionStatus.CANCELLED_BY_USER:
         raise InvalidArgument.field("status", f"{status.value} is not a cancellation")
     if by is None or not (by.is_admin or by == session.requester):
-        raise _denied(
-            "only the session's requester or the admin may cancel it",
-            "NOT_SESSION_REQUESTER",
-            sessionId=session.session_id,
-        )
+        raise not_session_requester(session.session_id)
     if session.state is not SessionState.PENDING:
         raise _not_pending(session, "cannot be cancelled")
     if now >= session.expire_time:

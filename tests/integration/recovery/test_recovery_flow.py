@@ -333,7 +333,7 @@ async def test_the_attacker_with_the_owner_credential(world: World) -> None:
     assert foreign.value.reason == "TEAM_NOT_SHARED"
     with pytest.raises(PermissionDenied) as req:
         await world.app.vaults.request_restore_access(world.stranger, arn, "", "", "")
-    assert req.value.reason == "TEAM_NOT_SHARED"
+    assert req.value.reason == "NOT_VISIBLE"
     # Another account cannot touch the owner's vault either.
     with pytest.raises(PermissionDenied):
         await world.app.vaults.disassociate(world.recovery, arn, "", "")
@@ -543,8 +543,12 @@ async def test_vault_rules(world: World) -> None:
     assert same.value.reason == "TEAM_ALREADY_ASSOCIATED"
     bare = await world.app.vaults.create_vault(world.owner, "", "bare", 7, 8, {}, "")
     with pytest.raises(FailedPrecondition) as none:
-        await world.app.vaults.request_restore_access(world.recovery, bare.vault_arn, "", "", "")
+        await world.app.vaults.request_restore_access(world.owner, bare.vault_arn, "", "", "")
     assert none.value.reason == "NO_TEAM_ASSOCIATED"
+    # Another account may not see a vault without a team: it learns nothing of it.
+    with pytest.raises(PermissionDenied) as unseen:
+        await world.app.vaults.request_restore_access(world.recovery, bare.vault_arn, "", "", "")
+    assert unseen.value.reason == "NOT_VISIBLE"
     listed = await world.app.vaults.list_vaults(world.owner, "", "", 1, "")
     assert len(listed.items) == 1
     assert listed.next_page_token
