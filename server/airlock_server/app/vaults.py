@@ -139,6 +139,15 @@ class VaultService:
             raise missing_or_denied(caller, missing, denied, own=own)
         return vault
 
+    async def _owned_vault(self, uow: UnitOfWork, caller: Principal, arn: str) -> Vault:
+        """The caller's own vault, locked: its owner alone changes what guards it."""
+        vault = await self._vault(
+            uow, arn, for_update=True, caller=caller, denied=_not_owner(arn, caller)
+        )
+        if not caller.is_account(vault.account_id):
+            raise _not_owner(arn, caller)
+        return vault
+
     async def _sees_vault(self, uow: UnitOfWork, caller: Principal, vault: Vault) -> bool:
         """GetVault's rule: admin, auditor, the owner, and accounts its guarding team is
         shared with."""
@@ -281,15 +290,7 @@ class VaultService:
 
         async def work(uow: UnitOfWork) -> AssociationChange:
             async def change() -> str:
-                vault = await self._vault(
-                    uow,
-                    vault_arn,
-                    for_update=True,
-                    caller=caller,
-                    denied=_not_owner(vault_arn, caller),
-                )
-                if not caller.is_account(vault.account_id):
-                    raise _not_owner(vault_arn, caller)
+                vault = await self._owned_vault(uow, caller, vault_arn)
                 # Shared first: an unknown team answers what a team not shared does.
                 await self._require_shared(uow, team_id, vault.account_id)
                 team = await self._team(uow, team_id)
@@ -354,15 +355,7 @@ class VaultService:
 
         async def work(uow: UnitOfWork) -> AssociationChange:
             async def change() -> str:
-                vault = await self._vault(
-                    uow,
-                    vault_arn,
-                    for_update=True,
-                    caller=caller,
-                    denied=_not_owner(vault_arn, caller),
-                )
-                if not caller.is_account(vault.account_id):
-                    raise _not_owner(vault_arn, caller)
+                vault = await self._owned_vault(uow, caller, vault_arn)
                 plan_disassociation(vault)
                 current = await self._guarding_team(uow, vault)
                 session = await self._sessions.open_session(
