@@ -15,7 +15,7 @@ import structlog
 from sqlalchemy.engine import make_url
 
 from airlock_server.bootstrap import wire
-from airlock_server.config import Settings
+from airlock_server.config import LOG_LEVELS, ConfigError, Settings
 from airlock_server.domain.errors import DomainError
 from airlock_server.log_key import LogKeyError, create_log_key, load_log_key
 from airlock_server.logs import configure_logging
@@ -43,7 +43,13 @@ def _parser() -> argparse.ArgumentParser:
         default=env.log_format,
         help="env AIRLOCK_LOG_FORMAT; auto is console on a terminal, JSON otherwise",
     )
-    parser.add_argument("--log-level", default=env.log_level, help="env AIRLOCK_LOG_LEVEL")
+    parser.add_argument(
+        "--log-level",
+        type=str.lower,
+        choices=LOG_LEVELS,
+        default=env.log_level,
+        help="env AIRLOCK_LOG_LEVEL",
+    )
     parser.add_argument(
         "--log-key-file",
         type=Path,
@@ -108,10 +114,6 @@ def _ensure_sqlite_dir(url: str) -> None:
         database = make_url(url).database
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
-
-
-class ConfigError(Exception):
-    """A setting that cannot be used; the server does not start."""
 
 
 def _read_pem(path: str, what: str) -> bytes:
@@ -267,7 +269,12 @@ async def _bootstrap(settings: Settings, token_file: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    try:
+        parser = _parser()
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    args = parser.parse_args(argv)
     settings = replace(
         Settings.from_env(),
         database_url=args.database_url,

@@ -3,9 +3,42 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 DEFAULT_DATABASE_URL = "sqlite:///var/airlock.db"
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class ConfigError(Exception):
+    """A setting the server cannot start with; the message names the flag or variable."""
+
+
+def _positive(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}: must be a number, got {raw!r}") from None
+    if not value > 0:
+        raise ConfigError(f"{name}: must be greater than 0, got {raw!r}")
+    return value
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = env.get(name) or default
+    if value.lower() not in choices:
+        raise ConfigError(f"{name}: must be one of {', '.join(choices)}, got {value!r}")
+    return value.lower()
+
+
+def _pool_size(env: Mapping[str, str], default: int) -> int:
+    size = _positive(env, "AIRLOCK_DB_POOL_SIZE", default)
+    if size != int(size):
+        raise ConfigError(f"AIRLOCK_DB_POOL_SIZE: must be a whole number, got {size:g}")
+    return int(size)
 
 
 @dataclass(frozen=True)
@@ -30,23 +63,26 @@ class Settings:
     tls_client_ca: str | None = None
 
     @classmethod
-    def from_env(cls) -> Settings:
-        env = os.environ
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Raises ConfigError naming the variable that cannot be used."""
+        env = os.environ if env is None else env
         d = cls()
         return cls(
             listen=env.get("AIRLOCK_LISTEN", d.listen),
             database_url=env.get("AIRLOCK_DATABASE_URL", d.database_url),
-            log_format=env.get("AIRLOCK_LOG_FORMAT", d.log_format),
-            log_level=env.get("AIRLOCK_LOG_LEVEL", d.log_level),
-            region=env.get("AIRLOCK_REGION", d.region),
-            shutdown_grace=float(env.get("AIRLOCK_SHUTDOWN_GRACE", d.shutdown_grace)),
-            sweep_interval=float(env.get("AIRLOCK_SWEEP_INTERVAL", d.sweep_interval)),
-            db_pool_size=int(env.get("AIRLOCK_DB_POOL_SIZE", d.db_pool_size)),
-            log_key_file=env.get("AIRLOCK_LOG_KEY_FILE", d.log_key_file),
-            events_poll_interval=float(
-                env.get("AIRLOCK_EVENTS_POLL_INTERVAL", d.events_poll_interval)
+            log_format=_choice(
+                env, "AIRLOCK_LOG_FORMAT", d.log_format, ("auto", "json", "console")
             ),
-            events_safety_poll=float(env.get("AIRLOCK_EVENTS_SAFETY_POLL", d.events_safety_poll)),
+            log_level=_choice(env, "AIRLOCK_LOG_LEVEL", d.log_level, LOG_LEVELS),
+            region=env.get("AIRLOCK_REGION", d.region),
+            shutdown_grace=_positive(env, "AIRLOCK_SHUTDOWN_GRACE", d.shutdown_grace),
+            sweep_interval=_positive(env, "AIRLOCK_SWEEP_INTERVAL", d.sweep_interval),
+            db_pool_size=_pool_size(env, d.db_pool_size),
+            log_key_file=env.get("AIRLOCK_LOG_KEY_FILE", d.log_key_file),
+            events_poll_interval=_positive(
+                env, "AIRLOCK_EVENTS_POLL_INTERVAL", d.events_poll_interval
+            ),
+            events_safety_poll=_positive(env, "AIRLOCK_EVENTS_SAFETY_POLL", d.events_safety_poll),
             tls_cert=env.get("AIRLOCK_TLS_CERT") or None,
             tls_key=env.get("AIRLOCK_TLS_KEY") or None,
             tls_client_ca=env.get("AIRLOCK_TLS_CLIENT_CA") or None,

@@ -73,3 +73,35 @@ def test_configuring_twice_keeps_one_handler(
     configure_logging("json", "info")
     logging.getLogger("asyncio").warning("once")
     assert len(_lines(capsys.readouterr().err)) == 1
+
+
+def test_the_console_is_readable_and_as_careful(capsys: pytest.CaptureFixture[str]) -> None:
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    configure_logging("console", "info")
+    try:
+        token = "tok_secret_local"  # a local of the failing frame: never printed
+
+        class FakeDriverError(Exception):
+            pass
+
+        FakeDriverError.__module__ = "asyncpg.exceptions"  # what the console must hide
+        try:
+            raise FakeDriverError(f"Key (key)=({token}) already exists")
+        except FakeDriverError:
+            structlog.get_logger().exception("rpc.failed", method="/airlock.v1.X/Y")
+        structlog.get_logger().info("rpc.completed", code="OK")
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        structlog.reset_defaults()
+    err = capsys.readouterr().err
+    assert token not in err
+    assert "rpc.failed" in err
+    assert "method=/airlock.v1.X/Y" in err
+    assert "Traceback (most recent call last):" in err
+    assert "FakeDriverError: (message hidden" in err
+    assert "rpc.completed" in err
+    assert "code=OK" in err
+    with pytest.raises(json.JSONDecodeError):  # a terminal gets text, not JSON
+        json.loads(err.splitlines()[0])

@@ -32,12 +32,16 @@ def is_sqlite(url: str) -> bool:
 
 
 def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+    """hide_parameters: a database error's text never carries bound values (comments, key
+    material, token hashes) into an exception message or a log line."""
     url = normalize_url(url)
     if is_sqlite(url):
         # One writer at a time is SQLite's nature: one connection, transactions queue for it,
         # and BEGIN IMMEDIATE takes the write lock up front so two processes never deadlock.
         # A read-only unit of work begins deferred: it takes no write lock unless it writes.
-        engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60)
+        engine = create_async_engine(
+            url, pool_size=1, max_overflow=0, pool_timeout=60, hide_parameters=True
+        )
 
         @event.listens_for(engine.sync_engine, "connect")
         def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -56,7 +60,11 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
 
         return engine
     return create_async_engine(
-        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=False,
+        hide_parameters=True,
     )
 
 
