@@ -266,6 +266,8 @@ ROWS: tuple[Row, ...] = (
         "DisassociateApprovalTeam",
         "a vault of owner guarded by the shared team",
         _ok("owner"),
+        "the owner; while another account's restore access on the vault is open, removing or "
+        "changing the team is refused to it (FAILED_PRECONDITION, VAULT_UNDER_RECOVERY)",
         mutates=True,
     ),
     Row(
@@ -288,8 +290,11 @@ ROWS: tuple[Row, ...] = (
         VAULT,
         "RevokeRestoreAccess",
         "an AVAILABLE grant of recovery on a vault of owner",
-        _ok("admin", "owner"),
-        "the vault's owner or the admin; the grant's holder cannot",
+        _ok("admin"),
+        "the admin, or the vault's owner for grants its own account requested; another "
+        "account's open grant is a recovery in progress, which the owner cannot revoke "
+        "(FAILED_PRECONDITION, VAULT_UNDER_RECOVERY); the grant's holder cannot",
+        other=(("owner", "FAILED_PRECONDITION"),),
         mutates=True,
     ),
     Row(

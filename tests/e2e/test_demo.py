@@ -32,7 +32,8 @@ def test_demo_tells_the_whole_story(server: ServerProcess) -> None:
     assert re.search(r"grant: rag-\S+ CREATING", out)
     assert "attacker CancelSession: REFUSED PERMISSION_DENIED NOT_SESSION_REQUESTER" in out
     assert "attacker Vote(REJECT): REFUSED PERMISSION_DENIED" in out
-    assert "attacker DisassociateApprovalTeam: NOT DONE: needs the team's vote" in out
+    for rpc in ("DisassociateApprovalTeam", "RevokeRestoreAccess"):
+        assert f"attacker {rpc}: REFUSED FAILED_PRECONDITION VAULT_UNDER_RECOVERY" in out
     assert re.search(r"APPROVE -> APPROVED \(2 of 2\)", out)
     assert "CheckAccess(vault, R): yes" in out
     assert re.search(r"grant: rag-\S+ AVAILABLE", out)
@@ -51,10 +52,13 @@ async def test_demo_json_summary_matches_the_server(server: ServerProcess) -> No
     assert summary["grantState"] == "AVAILABLE"
     assert summary["accessAllowed"] is True
     assert {r["attempt"]: r["code"] for r in summary["refusals"]} == {
-        "DisassociateApprovalTeam again": "FAILED_PRECONDITION",
+        "DisassociateApprovalTeam": "FAILED_PRECONDITION",
+        "RevokeRestoreAccess": "FAILED_PRECONDITION",
         "CancelSession": "PERMISSION_DENIED",
         "Vote(REJECT)": "PERMISSION_DENIED",
     }
+    for refusal in summary["refusals"][:2]:
+        assert refusal["reason"] == "VAULT_UNDER_RECOVERY"
 
     async with AirlockClient.connect(server.target, server.admin_token) as admin:
         team = await admin.get_team(summary["teamId"])
@@ -63,15 +67,16 @@ async def test_demo_json_summary_matches_the_server(server: ServerProcess) -> No
         assert sorted(a.approver_id for a in team.approvers) == sorted(summary["approverIds"])
         vault = await admin.get_vault(summary["vaultArn"])
         assert vault.team_id == summary["teamId"]  # the attacker did not remove it
+        assert not vault.HasField("pending_association")  # nor open a change of it
         session = await admin.get_session(summary["sessionId"])
         assert session.state == session_pb2.Session.STATE_APPROVED
         assert session.kind == session_pb2.Session.KIND_RESTORE_ACCESS
         assert session.requester.subject == summary["recoveryAccount"]
         assert session.approval_count == 2
         assert [v.decision for v in session.votes] == [session_pb2.VOTE_DECISION_APPROVE] * 2
-        removal = await admin.get_session(summary["disassociationSessionId"])
-        assert removal.state == session_pb2.Session.STATE_FAILED
-        assert removal.status_code == session_pb2.Session.STATUS_CODE_REJECTED
+        # The attacker's refused calls opened no session.
+        by_owner = admin.list_sessions(requester_account_id=summary["ownerAccount"])
+        assert [s.session_id async for s in by_owner] == []
         access = await admin.check_access(summary["vaultArn"], summary["recoveryAccount"])
         assert access.allowed
         assert access.grant.grant_id == summary["grantId"]

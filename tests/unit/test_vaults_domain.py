@@ -1,4 +1,5 @@
-"""Vault rules: names, ARNs, retention, tags, association changes and restore access grants."""
+"""Vault rules: names, ARNs, retention, tags, association changes, restore access grants, and the
+freeze of a vault's guard while a recovery is in progress."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from airlock_server.domain.vaults import (
     drop_revoke,
     end_with_team,
     fail_grant,
+    is_recovery,
     new_grant,
     new_vault,
     on_team_deleted,
@@ -37,9 +39,12 @@ from airlock_server.domain.vaults import (
     parse_vault_arn,
     plan_association,
     plan_disassociation,
+    recovery_in_progress,
     request_association_change,
     request_revoke,
+    require_guard_unfrozen,
     require_no_open_grant,
+    require_owner_may_revoke,
     require_team_can_guard,
     revoke,
     transition,
@@ -463,3 +468,103 @@ def test_one_open_request_per_vault_and_account(
     else:
         with pytest.raises(AlreadyExists):
             require_no_open_grant(grants, arn, RECOVERY)
+
+
+# --- a recovery in progress freezes the guard against the owner ---
+
+GUARDED = vault(team_id="t1")
+
+
+@pytest.mark.parametrize(
+    ("g", "recovering"),
+    [
+        (grant(), True),  # CREATING: its session is pending
+        (grant(state=GrantState.AVAILABLE), True),
+        # A pending revocation leaves the grant AVAILABLE: still a recovery.
+        (grant(state=GrantState.AVAILABLE, revoke_session_id="rs1"), True),
+        (grant(state=GrantState.FAILED), False),
+        (grant(state=GrantState.REVOKED), False),
+        # The owner's own request is no recovery against it.
+        (grant(account_id=OWNER), False),
+        (grant(account_id=OWNER, state=GrantState.AVAILABLE), False),
+        # Another vault's grant says nothing about this one.
+        (grant(vault_arn=GUARDED.vault_arn.replace("prod-lag", "other")), False),
+    ],
+)
+def test_what_is_a_recovery_in_progress(g: RestoreAccessGrant, recovering: bool) -> None:
+    assert is_recovery(GUARDED, g) is recovering
+    assert (recovery_in_progress(GUARDED, [g]) is g) is recovering
+    if recovering:
+        with pytest.raises(FailedPrecondition) as err:
+            require_guard_unfrozen(GUARDED, [g])
+        assert err.value.reason == "VAULT_UNDER_RECOVERY"
+        assert err.value.metadata == {
+            "vaultArn": GUARDED.vault_arn,
+            "grantId": g.grant_id,
+            "state": g.state.value,
+        }
+        assert g.grant_id in err.value.message
+        assert g.state.value in err.value.message
+    else:
+        require_guard_unfrozen(GUARDED, [g])
+
+
+def test_no_grants_no_freeze() -> None:
+    require_guard_unfrozen(GUARDED, [])
+    assert recovery_in_progress(GUARDED, []) is None
+
+
+def test_the_oldest_recovery_is_named() -> None:
+    grants = [
+        grant(grant_id="g3", state=GrantState.FAILED, create_time=T0 - timedelta(days=2)),
+        grant(grant_id="g2", state=GrantState.AVAILABLE, create_time=LATER),
+        grant(grant_id="g1", account_id="333333333333", create_time=T0),
+        grant(grant_id="g0", account_id=OWNER, create_time=T0 - timedelta(days=1)),
+    ]
+    found = recovery_in_progress(GUARDED, grants)
+    assert found is not None
+    assert found.grant_id == "g1"
+    with pytest.raises(FailedPrecondition) as err:
+        require_guard_unfrozen(GUARDED, grants)
+    assert err.value.metadata["grantId"] == "g1"
+    assert err.value.metadata["state"] == "CREATING"
+
+
+@pytest.mark.parametrize(
+    ("g", "refused"),
+    [
+        (grant(state=GrantState.AVAILABLE), True),
+        (grant(state=GrantState.AVAILABLE, revoke_session_id="rs1"), True),
+        (grant(), True),
+        (grant(account_id=OWNER, state=GrantState.AVAILABLE), False),
+        # Ended grants are no recovery; request_revoke refuses them on their own state.
+        (grant(state=GrantState.REVOKED), False),
+        (grant(state=GrantState.FAILED), False),
+    ],
+)
+def test_the_owner_revokes_only_its_own_accounts_grants(
+    g: RestoreAccessGrant, refused: bool
+) -> None:
+    if refused:
+        with pytest.raises(FailedPrecondition) as err:
+            require_owner_may_revoke(GUARDED, g)
+        assert err.value.reason == "VAULT_UNDER_RECOVERY"
+        assert err.value.metadata["grantId"] == g.grant_id
+        assert err.value.metadata["state"] == g.state.value
+    else:
+        require_owner_may_revoke(GUARDED, g)
+
+
+def test_the_guard_thaws_when_the_recovery_ends() -> None:
+    creating = grant()
+    with pytest.raises(FailedPrecondition):
+        require_guard_unfrozen(GUARDED, [creating])
+    require_guard_unfrozen(GUARDED, [fail_grant(creating, "the session failed: EXPIRED", LATER)])
+    available = approve_grant(creating, LATER)
+    with pytest.raises(FailedPrecondition):
+        require_guard_unfrozen(GUARDED, [available])
+    revoking = request_revoke(available, "rs1", LATER)
+    with pytest.raises(FailedPrecondition):
+        require_guard_unfrozen(GUARDED, [revoking])
+    require_guard_unfrozen(GUARDED, [revoke(revoking, "rs1", LATER)])
+    require_guard_unfrozen(GUARDED, [end_with_team(available, LATER)])

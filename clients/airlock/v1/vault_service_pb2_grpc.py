@@ -110,14 +110,19 @@ class VaultServiceServicer:
 
     def AssociateApprovalTeam(self, request, context):
         """Associates an ACTIVE team shared with the vault's account. The first association takes
-        effect at once; replacing a team opens a session voted by the current team. Owner only.
+        effect at once; replacing a team opens a session voted by the current team, and takes
+        effect only if the target is still ACTIVE and shared when approved. Owner only; refused
+        (FAILED_PRECONDITION, VAULT_UNDER_RECOVERY) while another account's restore access
+        grant on the vault is CREATING or AVAILABLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def DisassociateApprovalTeam(self, request, context):
-        """Opens a session, voted by the current team, that removes the association. Owner only.
+        """Opens a session, voted by the current team, that removes the association. Owner only;
+        refused (FAILED_PRECONDITION, VAULT_UNDER_RECOVERY) while another account's restore
+        access grant on the vault is CREATING or AVAILABLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -140,8 +145,9 @@ class VaultServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def RevokeRestoreAccess(self, request, context):
-        """Opens a session, voted by the vault's team, that revokes an AVAILABLE grant. The vault's
-        owner or the admin.
+        """Opens a session, voted by the vault's team, that revokes an AVAILABLE grant. The admin, or
+        the vault's owner for a grant its own account requested: another account's grant is a
+        recovery in progress (FAILED_PRECONDITION, VAULT_UNDER_RECOVERY for the owner).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -43,10 +43,16 @@ class VaultServiceStub:
     """Lists vaults ordered by vault_arn: an account sees its own; the admin and auditors all."""
     AssociateApprovalTeam: _grpc.UnaryUnaryMultiCallable[_vault_service_pb2.AssociateApprovalTeamRequest, _vault_service_pb2.AssociateApprovalTeamResponse]
     """Associates an ACTIVE team shared with the vault's account. The first association takes
-    effect at once; replacing a team opens a session voted by the current team. Owner only.
+    effect at once; replacing a team opens a session voted by the current team, and takes
+    effect only if the target is still ACTIVE and shared when approved. Owner only; refused
+    (FAILED_PRECONDITION, VAULT_UNDER_RECOVERY) while another account's restore access
+    grant on the vault is CREATING or AVAILABLE.
     """
     DisassociateApprovalTeam: _grpc.UnaryUnaryMultiCallable[_vault_service_pb2.DisassociateApprovalTeamRequest, _vault_service_pb2.DisassociateApprovalTeamResponse]
-    """Opens a session, voted by the current team, that removes the association. Owner only."""
+    """Opens a session, voted by the current team, that removes the association. Owner only;
+    refused (FAILED_PRECONDITION, VAULT_UNDER_RECOVERY) while another account's restore
+    access grant on the vault is CREATING or AVAILABLE.
+    """
     RequestRestoreAccess: _grpc.UnaryUnaryMultiCallable[_vault_service_pb2.RequestRestoreAccessRequest, _vault_service_pb2.RequestRestoreAccessResponse]
     """Requests restore access for the caller's account: a grant in CREATING and a session voted
     by the vault's team. Account principals the team is shared with.
@@ -56,8 +62,9 @@ class VaultServiceStub:
     recovery account its own; the admin and auditors all.
     """
     RevokeRestoreAccess: _grpc.UnaryUnaryMultiCallable[_vault_service_pb2.RevokeRestoreAccessRequest, _vault_service_pb2.RevokeRestoreAccessResponse]
-    """Opens a session, voted by the vault's team, that revokes an AVAILABLE grant. The vault's
-    owner or the admin.
+    """Opens a session, voted by the vault's team, that revokes an AVAILABLE grant. The admin, or
+    the vault's owner for a grant its own account requested: another account's grant is a
+    recovery in progress (FAILED_PRECONDITION, VAULT_UNDER_RECOVERY for the owner).
     """
     CheckAccess: _grpc.UnaryUnaryMultiCallable[_vault_service_pb2.CheckAccessRequest, _vault_service_pb2.CheckAccessResponse]
     """Says whether an account may restore from a vault now, and through which grant. Services,
@@ -79,10 +86,16 @@ class VaultServiceAsyncStub(VaultServiceStub):
     """Lists vaults ordered by vault_arn: an account sees its own; the admin and auditors all."""
     AssociateApprovalTeam: _aio.UnaryUnaryMultiCallable[_vault_service_pb2.AssociateApprovalTeamRequest, _vault_service_pb2.AssociateApprovalTeamResponse]  # type: ignore[assignment]
     """Associates an ACTIVE team shared with the vault's account. The first association takes
-    effect at once; replacing a team opens a session voted by the current team. Owner only.
+    effect at once; replacing a team opens a session voted by the current team, and takes
+    effect only if the target is still ACTIVE and shared when approved. Owner only; refused
+    (FAILED_PRECONDITION, VAULT_UNDER_RECOVERY) while another account's restore access
+    grant on the vault is CREATING or AVAILABLE.
     """
     DisassociateApprovalTeam: _aio.UnaryUnaryMultiCallable[_vault_service_pb2.DisassociateApprovalTeamRequest, _vault_service_pb2.DisassociateApprovalTeamResponse]  # type: ignore[assignment]
-    """Opens a session, voted by the current team, that removes the association. Owner only."""
+    """Opens a session, voted by the current team, that removes the association. Owner only;
+    refused (FAILED_PRECONDITION, VAULT_UNDER_RECOVERY) while another account's restore
+    access grant on the vault is CREATING or AVAILABLE.
+    """
     RequestRestoreAccess: _aio.UnaryUnaryMultiCallable[_vault_service_pb2.RequestRestoreAccessRequest, _vault_service_pb2.RequestRestoreAccessResponse]  # type: ignore[assignment]
     """Requests restore access for the caller's account: a grant in CREATING and a session voted
     by the vault's team. Account principals the team is shared with.
@@ -92,8 +105,9 @@ class VaultServiceAsyncStub(VaultServiceStub):
     recovery account its own; the admin and auditors all.
     """
     RevokeRestoreAccess: _aio.UnaryUnaryMultiCallable[_vault_service_pb2.RevokeRestoreAccessRequest, _vault_service_pb2.RevokeRestoreAccessResponse]  # type: ignore[assignment]
-    """Opens a session, voted by the vault's team, that revokes an AVAILABLE grant. The vault's
-    owner or the admin.
+    """Opens a session, voted by the vault's team, that revokes an AVAILABLE grant. The admin, or
+    the vault's owner for a grant its own account requested: another account's grant is a
+    recovery in progress (FAILED_PRECONDITION, VAULT_UNDER_RECOVERY for the owner).
     """
     CheckAccess: _aio.UnaryUnaryMultiCallable[_vault_service_pb2.CheckAccessRequest, _vault_service_pb2.CheckAccessResponse]  # type: ignore[assignment]
     """Says whether an account may restore from a vault now, and through which grant. Services,
@@ -136,7 +150,10 @@ class VaultServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_vault_service_pb2.AssociateApprovalTeamResponse, _abc.Awaitable[_vault_service_pb2.AssociateApprovalTeamResponse]]:
         """Associates an ACTIVE team shared with the vault's account. The first association takes
-        effect at once; replacing a team opens a session voted by the current team. Owner only.
+        effect at once; replacing a team opens a session voted by the current team, and takes
+        effect only if the target is still ACTIVE and shared when approved. Owner only; refused
+        (FAILED_PRECONDITION, VAULT_UNDER_RECOVERY) while another account's restore access
+        grant on the vault is CREATING or AVAILABLE.
         """
 
     @_abc_1.abstractmethod
@@ -145,7 +162,10 @@ class VaultServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _vault_service_pb2.DisassociateApprovalTeamRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_vault_service_pb2.DisassociateApprovalTeamResponse, _abc.Awaitable[_vault_service_pb2.DisassociateApprovalTeamResponse]]:
-        """Opens a session, voted by the current team, that removes the association. Owner only."""
+        """Opens a session, voted by the current team, that removes the association. Owner only;
+        refused (FAILED_PRECONDITION, VAULT_UNDER_RECOVERY) while another account's restore
+        access grant on the vault is CREATING or AVAILABLE.
+        """
 
     @_abc_1.abstractmethod
     def RequestRestoreAccess(
@@ -173,8 +193,9 @@ class VaultServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _vault_service_pb2.RevokeRestoreAccessRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_vault_service_pb2.RevokeRestoreAccessResponse, _abc.Awaitable[_vault_service_pb2.RevokeRestoreAccessResponse]]:
-        """Opens a session, voted by the vault's team, that revokes an AVAILABLE grant. The vault's
-        owner or the admin.
+        """Opens a session, voted by the vault's team, that revokes an AVAILABLE grant. The admin, or
+        the vault's owner for a grant its own account requested: another account's grant is a
+        recovery in progress (FAILED_PRECONDITION, VAULT_UNDER_RECOVERY for the owner).
         """
 
     @_abc_1.abstractmethod

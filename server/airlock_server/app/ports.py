@@ -185,6 +185,10 @@ class GrantRepository(Protocol):
         """The (vault, account) pair's CREATING or AVAILABLE grants (at most one)."""
         ...
 
+    async def open_of_vault(self, vault_arn: str) -> list[RestoreAccessGrant]:
+        """The vault's CREATING or AVAILABLE grants, of every account."""
+        ...
+
     async def by_session(
         self, session_id: str, *, for_update: bool = False
     ) -> RestoreAccessGrant | None:

@@ -399,10 +399,20 @@ class SessionService:
                 if approved:
                     return await self._executed(uow, s, False, "the vault has no such change")
                 return s
-            target_ok = True
+            # What associate checked may have changed while the session was pending: the
+            # target must still be ACTIVE and shared with the vault's account.
+            refusal = ""
             if approved and pending.team_id is not None:
                 target = await uow.teams.get(pending.team_id)
-                target_ok = target is not None and target.state is TeamState.ACTIVE
+                owner = Principal(PrincipalKind.ACCOUNT, vault.account_id)
+                if target is None or target.state is not TeamState.ACTIVE:
+                    refusal = f"team {pending.team_id} is no longer ACTIVE"
+                elif await uow.shares.get(pending.team_id, owner) is None:
+                    refusal = (
+                        f"team {pending.team_id} is no longer shared with account "
+                        f"{vault.account_id}"
+                    )
+            target_ok = not refusal
             if approved and target_ok:
                 changed = apply_association_change(vault, s.session_id, now)
             else:
@@ -427,7 +437,7 @@ class SessionService:
                 message = (
                     f"the vault's team is now {changed.team_id or 'none'}"
                     if target_ok
-                    else f"team {pending.team_id} is no longer ACTIVE; the vault kept its team"
+                    else f"{refusal}; the vault kept its team"
                 )
                 return await self._executed(uow, s, target_ok, message)
             return s

@@ -1,7 +1,9 @@
 """Vaults, their team association and restore access: the use cases.
 
 Every change after a vault's first association is a session voted by the team that guards the
-vault now; its effect is applied by the session use cases when the session ends.
+vault now; its effect is applied by the session use cases when the session ends. While another
+account's restore access is open the owner can neither change the guard nor revoke that access
+(domain.vaults.require_guard_unfrozen, require_owner_may_revoke).
 """
 
 from __future__ import annotations
@@ -29,12 +31,13 @@ from airlock_server.domain.events import NewEvent
 from airlock_server.domain.paging import Page, decode_token, page_of, page_size
 from airlock_server.domain.principals import (
     ACCOUNT_ID,
+    SYSTEM,
     Principal,
     PrincipalKind,
     missing_or_denied,
     require,
 )
-from airlock_server.domain.sessions import SessionKind, validate_comment
+from airlock_server.domain.sessions import SessionKind, settle_expired, validate_comment
 from airlock_server.domain.teams import Team, TeamState
 from airlock_server.domain.vaults import (
     AssociationPath,
@@ -42,6 +45,7 @@ from airlock_server.domain.vaults import (
     RestoreAccessGrant,
     Vault,
     associate_now,
+    is_recovery,
     new_grant,
     new_vault,
     parse_vault_arn,
@@ -49,7 +53,9 @@ from airlock_server.domain.vaults import (
     plan_disassociation,
     request_association_change,
     request_revoke,
+    require_guard_unfrozen,
     require_no_open_grant,
+    require_owner_may_revoke,
     require_team_can_guard,
     validate_restore_request,
 )
@@ -186,6 +192,27 @@ class VaultService:
             )
         return await self._team(uow, vault.team_id)
 
+    async def _require_guard_unfrozen(self, uow: UnitOfWork, vault: Vault) -> None:
+        """The owner changes an existing guard only when no other account's recovery is in
+        progress. A request whose session ran out is first written down as failed (read-time
+        expiry, as GetSession does): it recovers nothing and freezes nothing."""
+        grants = await uow.grants.open_of_vault(vault.vault_arn)
+        now = self._deps.clock()
+        settled = False
+        for grant in grants:
+            if grant.state is not GrantState.CREATING or not is_recovery(vault, grant):
+                continue
+            session = await uow.sessions.get(grant.session_id, for_update=True)
+            if session is None:
+                continue
+            after = settle_expired(session, now)
+            if after is not session:
+                await self._sessions.store_outcome(uow, session, after, SYSTEM)
+                settled = True
+        if settled:
+            grants = await uow.grants.open_of_vault(vault.vault_arn)
+        require_guard_unfrozen(vault, grants)
+
     async def _session_view(self, uow: UnitOfWork, session_id: str) -> SessionView:
         session = await uow.sessions.get(session_id)
         if session is None:
@@ -307,6 +334,7 @@ class VaultService:
                         )
                     )
                     return ""
+                await self._require_guard_unfrozen(uow, vault)
                 current = await self._guarding_team(uow, vault)
                 session = await self._sessions.open_session(
                     uow,
@@ -357,6 +385,7 @@ class VaultService:
             async def change() -> str:
                 vault = await self._owned_vault(uow, caller, vault_arn)
                 plan_disassociation(vault)
+                await self._require_guard_unfrozen(uow, vault)
                 current = await self._guarding_team(uow, vault)
                 session = await self._sessions.open_session(
                     uow,
@@ -537,6 +566,8 @@ class VaultService:
                     raise _not_grant_owner(grant_id, caller)
                 grant = await uow.grants.get(grant_id, for_update=True)
                 assert grant is not None
+                if not caller.is_admin:
+                    require_owner_may_revoke(vault, grant)
                 team = await self._guarding_team(uow, vault)
                 session_id = self._deps.new_id("ses")
                 now = self._deps.clock()

@@ -2,7 +2,9 @@
 
 A vault's association changes without approval only the first time; afterwards every change
 is a session voted by the team that guards the vault now. A grant is a recovery account's
-read-only access to one vault, and lives by its own state table.
+read-only access to one vault, and lives by its own state table. While another account's grant
+is open, the vault is under recovery: its owner can neither change its guard nor revoke that
+grant (the owner's account is the one that may be compromised).
 """
 
 from __future__ import annotations
@@ -474,3 +476,62 @@ def end_with_team(grant: RestoreAccessGrant, now: datetime) -> RestoreAccessGran
     if grant.state is GrantState.CREATING:
         return _moved(grant, GrantState.FAILED, "the approval team was deleted", now)
     return grant
+
+
+# --- a recovery in progress freezes the vault's guard against its owner ---
+#
+# The owner's account is the one that may be compromised: while another account's restore
+# access is requested or granted, the owner cannot change what guards the vault nor revoke
+# that access. The admin may still ask for a revocation, which the team votes on.
+
+
+def is_recovery(vault: Vault, grant: RestoreAccessGrant) -> bool:
+    """An open grant (CREATING or AVAILABLE, revocation pending or not) of this vault
+    requested by an account other than the vault's owner."""
+    return (
+        grant.vault_arn == vault.vault_arn
+        and grant.account_id != vault.account_id
+        and grant.state in OPEN_GRANT_STATES
+    )
+
+
+def recovery_in_progress(
+    vault: Vault, grants: Iterable[RestoreAccessGrant]
+) -> RestoreAccessGrant | None:
+    """The oldest recovery of `vault` among `grants`, if any (oldest: a stable answer)."""
+    found = [g for g in grants if is_recovery(vault, g)]
+    return min(found, key=lambda g: (g.create_time, g.grant_id)) if found else None
+
+
+def _under_recovery(
+    vault: Vault, grant: RestoreAccessGrant, consequence: str
+) -> FailedPrecondition:
+    return FailedPrecondition(
+        f"vault {vault.name} is under recovery: restore access grant {grant.grant_id} of "
+        f"another account is {grant.state.value}; {consequence}",
+        reason="VAULT_UNDER_RECOVERY",
+        metadata={
+            "vaultArn": vault.vault_arn,
+            "grantId": grant.grant_id,
+            "state": grant.state.value,
+        },
+    )
+
+
+def require_guard_unfrozen(vault: Vault, grants: Iterable[RestoreAccessGrant]) -> None:
+    """The owner's change of an existing guard (another team, or none) waits for the end of
+    every recovery in progress. The first association changes no guard and is not checked."""
+    grant = recovery_in_progress(vault, grants)
+    if grant is not None:
+        raise _under_recovery(
+            vault, grant, "its owner cannot change the approval team until that grant ends"
+        )
+
+
+def require_owner_may_revoke(vault: Vault, grant: RestoreAccessGrant) -> None:
+    """The owner revokes only grants its own account requested; another account's open grant
+    is a recovery in progress. Not applied to the admin."""
+    if is_recovery(vault, grant):
+        raise _under_recovery(
+            vault, grant, "its owner cannot revoke it (the admin can ask the team to)"
+        )

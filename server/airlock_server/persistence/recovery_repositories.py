@@ -615,6 +615,15 @@ class SqlGrantRepository:
         )
         return await self._rows(q)
 
+    async def open_of_vault(self, vault_arn: str) -> list[RestoreAccessGrant]:
+        g = _G.c
+        q = (
+            select(*_G.c)
+            .where(g.vault_arn == vault_arn, g.state.in_([s.value for s in OPEN_GRANT_STATES]))
+            .order_by(g.create_time, g.grant_id)
+        )
+        return await self._rows(q)
+
     async def by_session(
         self, session_id: str, *, for_update: bool = False
     ) -> RestoreAccessGrant | None:

@@ -1,6 +1,7 @@
 """The whole story against a real `airlock-server` process, driven by the generated stubs:
 vault -> associate -> request -> two signed votes -> AVAILABLE -> CheckAccess yes ->
-revoke session -> approved -> CheckAccess no. Also: the attacker's refusals carry their codes.
+revoke session (the admin's) -> approved -> CheckAccess no. Also: the attacker's refusals carry
+their codes.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import grpc
 import pytest
 import pytest_asyncio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from google.rpc import error_details_pb2, status_pb2
 from recovery_world import raw_key  # type: ignore[import-not-found]
 
 from airlock.v1 import (
@@ -104,6 +106,17 @@ async def server(database_url: str, tmp_path: Path) -> AsyncIterator[tuple[str, 
 
 def _md(token: str) -> tuple[tuple[str, str]]:
     return (("authorization", f"Bearer {token}"),)
+
+
+def _reason(err: grpc.aio.AioRpcError) -> str:
+    """The ErrorInfo reason of a refusal, from the status details in the trailers."""
+    details = dict(err.trailing_metadata() or ()).get("grpc-status-details-bin")
+    assert isinstance(details, bytes)
+    for d in status_pb2.Status.FromString(details).details:
+        info = error_details_pb2.ErrorInfo()
+        if d.Unpack(info):
+            return str(info.reason)
+    raise AssertionError("no ErrorInfo in the trailers")
 
 
 def _domain_session(s: session_pb2.Session) -> Session:
@@ -230,7 +243,16 @@ async def test_the_story_over_grpc(server: tuple[str, str]) -> None:
         assert asked.grant.state == vault_pb2.RestoreAccessGrant.STATE_CREATING
         sid = asked.session.session_id
 
-        # The attacker, with the owner's credential: cannot cancel R's request, nor vote.
+        # The attacker, with the owner's credential: cannot cancel R's request, nor vote, nor
+        # remove the team while R's recovery is in progress.
+        with pytest.raises(grpc.aio.AioRpcError) as remove:
+            await vaults.DisassociateApprovalTeam(
+                vault_service_pb2.DisassociateApprovalTeamRequest(vault_arn=arn),
+                metadata=_md(owner),
+                timeout=TIMEOUT,
+            )
+        assert remove.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert _reason(remove.value) == "VAULT_UNDER_RECOVERY"
         with pytest.raises(grpc.aio.AioRpcError) as cancel:
             await sessions.CancelSession(
                 session_service_pb2.CancelSessionRequest(session_id=sid),
@@ -312,11 +334,13 @@ async def test_the_story_over_grpc(server: tuple[str, str]) -> None:
         assert yes.allowed
         assert yes.grant.state == vault_pb2.RestoreAccessGrant.STATE_AVAILABLE
 
-        revoking = await vaults.RevokeRestoreAccess(
-            vault_service_pb2.RevokeRestoreAccessRequest(grant_id=yes.grant.grant_id),
-            metadata=_md(owner),
-            timeout=TIMEOUT,
-        )
+        # Nor revoke R's grant; the admin may ask the team to.
+        revoke = vault_service_pb2.RevokeRestoreAccessRequest(grant_id=yes.grant.grant_id)
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await vaults.RevokeRestoreAccess(revoke, metadata=_md(owner), timeout=TIMEOUT)
+        assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert _reason(refused.value) == "VAULT_UNDER_RECOVERY"
+        revoking = await vaults.RevokeRestoreAccess(revoke, metadata=_md(admin), timeout=TIMEOUT)
         assert revoking.grant.revoke_session_id == revoking.session.session_id
         still = await vaults.CheckAccess(check, metadata=_md(checker), timeout=TIMEOUT)
         assert still.allowed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 import pytest
@@ -26,6 +27,8 @@ from airlock_server.domain.sessions import (
 from airlock_server.domain.vaults import GrantState
 
 pytestmark = pytest.mark.asyncio
+
+UNDER = "VAULT_UNDER_RECOVERY"
 
 
 async def test_the_story(world: World) -> None:
@@ -65,7 +68,9 @@ async def test_the_story(world: World) -> None:
     assert yes.grant.grant_id == grant.grant_id
     assert yes.grant.state is GrantState.AVAILABLE
 
-    revoking = await world.app.vaults.revoke_restore_access(world.owner, grant.grant_id, "", "")
+    # R's access ends only through the team: the admin asks (the owner may not, see the
+    # attacker's test), the team approves.
+    revoking = await world.app.vaults.revoke_restore_access(world.admin, grant.grant_id, "", "")
     assert revoking.grant.state is GrantState.AVAILABLE
     assert revoking.session.session.kind is SessionKind.REVOKE_RESTORE_ACCESS
     still = await world.app.vaults.check_access(world.owner, arn, RECOVERY)
@@ -304,80 +309,87 @@ async def test_association_changes_need_the_current_team(world: World) -> None:
 
 
 async def test_the_attacker_with_the_owner_credential(world: World) -> None:
-    """Account A is compromised: nothing it does stops R's recovery or ends R's access."""
+    """Account A is compromised: with A's credential, disassociating the team, changing it,
+    revoking R's grant, cancelling R's request, voting and going through a team not shared are
+    each refused with their code, and nothing changes, before and after R's grant is AVAILABLE."""
     arn = await world.vault()
-    asked = await world.app.vaults.request_restore_access(world.recovery, arn, "", "", "")
-    sid = asked.session.session.session_id
-    before = await world.app.snapshot()
-
-    with pytest.raises(PermissionDenied) as cancelling:
-        await world.app.sessions.cancel_session(world.owner, sid, "")
-    assert cancelling.value.reason == "NOT_SESSION_REQUESTER"
-    with pytest.raises(PermissionDenied):
-        await world.app.sessions.vote(
-            world.owner,
-            sid,
-            VoteDecision.REJECT,
-            "",
-            world.sign("alice", asked.session.session, VoteDecision.REJECT),
-            "",
-        )
-    # Through a team that is not shared with the account.
-    unshared = await world.make_team("unshared", ("dave", "erin"))
-    with pytest.raises(PermissionDenied) as not_shared:
-        await world.app.vaults.associate(world.owner, arn, unshared, "", "")
-    assert not_shared.value.reason == "TEAM_NOT_SHARED"
-    second = await world.app.vaults.create_vault(world.stranger, "", "side", 7, 7, {}, "")
-    with pytest.raises(PermissionDenied) as foreign:
-        await world.app.vaults.associate(world.stranger, second.vault_arn, world.team_id, "", "")
-    assert foreign.value.reason == "TEAM_NOT_SHARED"
-    with pytest.raises(PermissionDenied) as req:
-        await world.app.vaults.request_restore_access(world.stranger, arn, "", "", "")
-    assert req.value.reason == "NOT_VISIBLE"
-    # Another account cannot touch the owner's vault either.
-    with pytest.raises(PermissionDenied):
-        await world.app.vaults.disassociate(world.recovery, arn, "", "")
-    snap = await world.app.snapshot()
-    # (the stranger's own vault is the only change)
-    assert snap["sessions"] == before["sessions"]
-    assert snap["votes"] == before["votes"]
-    assert snap["restore_access_grants"] == before["restore_access_grants"]
-
-    # The approvers approve R's request.
-    await world.vote("alice", sid)
-    await world.vote("bob", sid)
-    grant_id = asked.grant.grant_id
-
-    # Disassociating, changing the team, revoking: each only opens a session the team rejects.
     other = await world.make_team("attackers-pick", ("dave", "erin"))
     await world.share(other, world.owner)
-    gone = await world.app.vaults.disassociate(world.owner, arn, "", "")
-    assert gone.vault.team_id == world.team_id
-    assert gone.session is not None
-    with pytest.raises(FailedPrecondition):
-        await world.app.vaults.associate(world.owner, arn, other, "", "")
-    for name in ("alice", "bob"):
-        await world.vote(name, gone.session.session.session_id, VoteDecision.REJECT)
-    moved = await world.app.vaults.associate(world.owner, arn, other, "", "")
-    assert moved.vault.team_id == world.team_id
-    assert moved.session is not None
-    for name in ("carol", "bob"):
-        await world.vote(name, moved.session.session.session_id, VoteDecision.REJECT)
-    revoking = await world.app.vaults.revoke_restore_access(world.owner, grant_id, "", "")
-    # The attacker (requester of the revocation) may vote? No: it is no approver.
+    unshared = await world.make_team("unshared", ("dave", "erin"))
+    asked = await world.app.vaults.request_restore_access(world.recovery, arn, "", "", "")
+    sid, grant_id = asked.session.session.session_id, asked.grant.grant_id
+
+    async def attack(state: GrantState) -> None:
+        before = await world.app.snapshot()
+        vaults, sessions = world.app.vaults, world.app.sessions
+        signed = world.sign("alice", asked.session.session, VoteDecision.REJECT)
+        refusals: list[tuple[type[DomainError], str, Callable[[], Awaitable[object]]]] = [
+            (FailedPrecondition, UNDER, lambda: vaults.disassociate(world.owner, arn, "", "")),
+            (FailedPrecondition, UNDER, lambda: vaults.associate(world.owner, arn, other, "", "")),
+            (
+                FailedPrecondition,
+                UNDER,
+                lambda: vaults.revoke_restore_access(world.owner, grant_id, "", ""),
+            ),
+            (
+                PermissionDenied,
+                "NOT_SESSION_REQUESTER",
+                lambda: sessions.cancel_session(world.owner, sid, ""),
+            ),
+            (
+                PermissionDenied,
+                "PERMISSION_DENIED",
+                lambda: sessions.vote(world.owner, sid, VoteDecision.REJECT, "", signed, ""),
+            ),
+            (
+                PermissionDenied,
+                "TEAM_NOT_SHARED",
+                lambda: vaults.associate(world.owner, arn, unshared, "", ""),
+            ),
+        ]
+        for error, reason, call in refusals:
+            with pytest.raises(error) as refused:
+                await call()
+            assert refused.value.reason == reason
+            if reason == UNDER:
+                assert refused.value.metadata["grantId"] == grant_id
+                assert refused.value.metadata["state"] == state.value
+                assert grant_id in refused.value.message
+        # Nothing changed: no session, vote, vault or grant row, and no event (a refusal's
+        # `call.denied` is the interceptor's, on the wire; tests/e2e cover it).
+        assert await world.app.snapshot() == before
+        vault = await world.app.vaults.get_vault(world.owner, arn)
+        assert vault.team_id == world.team_id
+        assert vault.pending_association is None
+
+    await attack(GrantState.CREATING)
+    await world.vote("alice", sid)
+    await world.vote("bob", sid)
+    await attack(GrantState.AVAILABLE)
+    # The admin's revocation is pending: the grant is still AVAILABLE, still a recovery.
+    revoking = await world.app.vaults.revoke_restore_access(world.admin, grant_id, "", "")
+    await attack(GrantState.AVAILABLE)
     for name in ("alice", "carol"):
         await world.vote(name, revoking.session.session.session_id, VoteDecision.REJECT)
-    vault = await world.app.vaults.get_vault(world.owner, arn)
-    assert vault.team_id == world.team_id
-    assert vault.pending_association is None
     access = await world.app.vaults.check_access(world.service, arn, RECOVERY)
     assert access.allowed
     assert access.grant is not None
     assert access.grant.grant_id == grant_id
-    assert access.grant.revoke_session_id is None
-    # And the recovery account itself cannot revoke or see other accounts' grants.
+
+    # Other accounts cannot touch the owner's vault or R's request either.
+    before = await world.app.snapshot()
+    with pytest.raises(PermissionDenied) as req:
+        await world.app.vaults.request_restore_access(world.stranger, arn, "", "", "")
+    assert req.value.reason == "NOT_VISIBLE"
+    with pytest.raises(PermissionDenied):
+        await world.app.vaults.disassociate(world.recovery, arn, "", "")
     with pytest.raises(PermissionDenied):
         await world.app.vaults.revoke_restore_access(world.recovery, grant_id, "", "")
+    assert await world.app.snapshot() == before
+    second = await world.app.vaults.create_vault(world.stranger, "", "side", 7, 7, {}, "")
+    with pytest.raises(PermissionDenied) as foreign:
+        await world.app.vaults.associate(world.stranger, second.vault_arn, world.team_id, "", "")
+    assert foreign.value.reason == "TEAM_NOT_SHARED"
 
 
 async def test_visibility_of_sessions(world: World) -> None:
