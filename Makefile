@@ -71,7 +71,9 @@ bench: $(STAMP)
 	$(BIN)/python bench/run.py
 
 # The whole story of the design against a running server (`make serve` in another terminal):
-# approvers, team, vault, a recovery request, the attacker refused, two signed votes, access.
+# approvers, team, vault, a recovery request, the attacker refused, two signed votes, access;
+# the recovery in the event log, VerifyLog, a signed checkpoint; team health, a baseline; the
+# grant revoked through the team.
 AIRLOCK_SERVER ?= 127.0.0.1:50051
 demo: $(STAMP)
 	$(BIN)/airlock --server $(AIRLOCK_SERVER) --token-file $(ADMIN_TOKEN) demo

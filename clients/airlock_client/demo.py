@@ -1,12 +1,17 @@
 """`airlock demo`: the whole recovery story of Airlock, run against a live server.
 
-Given an admin credential, it plays every part in turn: the admin registers three approvers and
-two accounts (the owner A and the recovery account R) and issues their credentials; creates a
-2-of-3 team whose approvers each enroll a fresh Ed25519 key (held in memory only); shares the team
-with A and R. A creates a logically air-gapped vault and associates the team. R asks for restore
-access; the attacker, holding A's credential, tries to disassociate the team, to revoke R's
-access, to cancel R's request and to vote, and is refused each time; two approvers sign and
-approve, the grant becomes AVAILABLE and CheckAccess(vault, R) answers yes.
+Given an admin credential, it plays every part in turn: the admin registers three approvers and two
+accounts (the owner A and the recovery account R) and issues their credentials; creates a 2-of-3
+team whose approvers each enroll a fresh Ed25519 key (held in memory only); shares the team with A
+and R. A creates a logically air-gapped vault and associates the team. R asks for restore access;
+the attacker, holding A's credential, tries to disassociate the team, to revoke R's access, to
+cancel R's request and to vote, and is refused each time; two approvers sign and approve, the grant
+becomes AVAILABLE and CheckAccess(vault, R) answers yes. Then the rest of the story: an auditor
+reads the recovery from the event log (every request, vote, denial and state change), VerifyLog
+finds the chain intact, a signed checkpoint of the head is fetched (skipped, with a note, when the
+server has no log key); the team's health says whether enough approvers remain to reach M, and a
+baseline session has every approver answer. Finally the admin revokes R's grant, the team approves,
+and CheckAccess(vault, R) answers no.
 
 Each step prints a numbered line, a one-line explanation and its key facts. Every name carries a
 random suffix, so the demo can run any number of times against the same server. A step that does
@@ -23,8 +28,8 @@ from typing import Any, TextIO, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from airlock.v1 import common_pb2, session_pb2, team_pb2, vault_pb2
-from airlock_client import keys
+from airlock.v1 import audit_service_pb2, common_pb2, event_pb2, session_pb2, team_pb2, vault_pb2
+from airlock_client import checkpoints, keys
 from airlock_client.client import AirlockClient
 from airlock_client.errors import AirlockError, StatusCode
 
@@ -35,11 +40,20 @@ _T = TypeVar("_T")
 Session = session_pb2.Session
 Grant = vault_pb2.RestoreAccessGrant
 Team = team_pb2.ApprovalTeam
+Health = team_pb2.TeamHealth
 
 APPROVER_NAMES = ("ann", "ben", "cat")
 MIN_APPROVALS = 2
 # Codes that mean "refused for who you are or for the state things are in".
 _REFUSALS = frozenset({StatusCode.PERMISSION_DENIED, StatusCode.FAILED_PRECONDITION})
+# What the log must hold about R's request once it is granted: (event type, how many).
+_RECOVERY_EVENTS = (
+    ("session.created", 1),
+    ("grant.requested", 1),
+    ("vote.cast", MIN_APPROVALS),
+    ("session.approved", 1),
+    ("grant.available", 1),
+)
 
 
 class DemoFailed(Exception):
@@ -61,7 +75,20 @@ class DemoSummary:
     session_state: str = ""
     grant_state: str = ""
     access_allowed: bool = False
+    access_allowed_after_approval: bool = False
     refusals: list[dict[str, str]] = field(default_factory=list)
+    recovery_events: list[str] = field(default_factory=list)
+    log_intact: bool = False
+    log_checked_events: int = 0
+    checkpoint_seq: int = 0
+    checkpoint_skipped: bool = False
+    checkpoint_key_id: str = ""
+    team_health: str = ""
+    active_approvers: int = 0
+    baseline_session_id: str = ""
+    baseline_state: str = ""
+    revocation_session_id: str = ""
+    revocation_state: str = ""
     steps: int = 0
 
     def as_dict(self) -> dict[str, Any]:
@@ -78,7 +105,20 @@ class DemoSummary:
             "sessionState": self.session_state,
             "grantState": self.grant_state,
             "accessAllowed": self.access_allowed,
+            "accessAllowedAfterApproval": self.access_allowed_after_approval,
             "refusals": self.refusals,
+            "recoveryEvents": self.recovery_events,
+            "logIntact": self.log_intact,
+            "logCheckedEvents": self.log_checked_events,
+            "checkpointSeq": self.checkpoint_seq,
+            "checkpointSkipped": self.checkpoint_skipped,
+            "checkpointKeyId": self.checkpoint_key_id,
+            "teamHealth": self.team_health,
+            "activeApprovers": self.active_approvers,
+            "baselineSessionId": self.baseline_session_id,
+            "baselineState": self.baseline_state,
+            "revocationSessionId": self.revocation_session_id,
+            "revocationState": self.revocation_state,
             "steps": self.steps,
         }
 
@@ -86,6 +126,18 @@ class DemoSummary:
 def _name(enum: Any, number: int) -> str:
     """The short name of an enum value: `Session.State` 2 -> "APPROVED"."""
     return str(enum.Name(number)).removeprefix("STATE_").removeprefix("STATUS_CODE_")
+
+
+def _short(enum: Any, number: int, prefix: str) -> str:
+    """An enum value's name without its prefix: ("ACTIVITY_KIND_", 2) -> "VOTE"."""
+    return str(enum.Name(number)).removeprefix(prefix)
+
+
+def _actor(p: common_pb2.Principal) -> str:
+    if p.kind == common_pb2.PRINCIPAL_KIND_UNSPECIFIED:
+        return p.subject or "system"
+    kind = _short(common_pb2.PrincipalKind, p.kind, "PRINCIPAL_KIND_").lower()
+    return f"{kind}:{p.subject}" if p.subject else kind
 
 
 def _account_id() -> str:
@@ -390,7 +442,215 @@ async def _play(story: _Story) -> DemoSummary:
     story.expect(access.allowed, "CheckAccess(vault, R) answers no")
     story.expect(access.grant.grant_id == s.grant_id, "access comes through another grant")
     story.expect(access.grant.state == Grant.STATE_AVAILABLE, "the grant is not AVAILABLE")
+    s.access_allowed_after_approval = access.allowed
+
+    await _the_log(story)
+    await _the_team(story, approvers, signing_keys)
+    await _the_revocation(story, approvers, signing_keys)
     return s
+
+
+async def _the_log(story: _Story) -> None:
+    """Story step 6: the event log holds everything, and nobody edited it unnoticed."""
+    s = story.summary
+
+    # 13. the recovery in the log
+    story.step(
+        "an auditor reads R's recovery from the event log",
+        "Every request, vote, denial and state change is an event, appended in its transaction.",
+    )
+    auditor = await story.issue("auditor", f"demo-auditor-{s.suffix}")
+    events: dict[int, event_pb2.Event] = {}
+    for subject in (f"session:{s.session_id}", f"grant:{s.grant_id}"):
+        found = await story.call(
+            f"ListEvents(subject={subject})", _collect(auditor.list_events(subject=subject))
+        )
+        events.update((e.seq, e) for e in found)
+    recovery = [events[seq] for seq in sorted(events)]
+    for e in recovery:
+        reason = e.details.fields["reason"].string_value if e.type == "call.denied" else ""
+        story.fact(
+            f"#{e.seq}", f"{e.type} by {_actor(e.actor)}" + (f" ({reason})" if reason else "")
+        )
+    s.recovery_events = [e.type for e in recovery]
+    for type_, count in _RECOVERY_EVENTS:
+        found_count = s.recovery_events.count(type_)
+        story.expect(found_count == count, f"the log holds {found_count} {type_}, not {count}")
+    denials = [e for e in recovery if e.type == "call.denied"]
+    story.expect(len(denials) >= 2, "the attacker's refused calls on R's session are not logged")
+    story.expect(
+        all(_actor(e.actor) == f"account:{s.owner_account}" for e in denials),
+        "a denial on R's session names someone other than the attacker",
+    )
+
+    # 14. VerifyLog
+    story.step(
+        "the auditor verifies the whole log",
+        "VerifyLog recomputes every hash of the chain; a changed or removed event is named.",
+    )
+    verified = await story.call("VerifyLog", auditor.verify_log())
+    problem = _short(audit_service_pb2.VerifyLogResponse.Problem, verified.problem, "PROBLEM_")
+    s.log_intact, s.log_checked_events = verified.ok, verified.checked_count
+    story.fact(
+        "log",
+        f"INTACT: {verified.checked_count} events checked, head at seq {verified.head.seq}"
+        if verified.ok
+        else f"NOT INTACT: {problem} at seq {verified.first_bad_seq}",
+    )
+    story.expect(verified.ok, f"the log did not verify: {verified.problem_description}")
+    story.expect(
+        verified.checked_count >= max(events), "VerifyLog checked fewer events than R's recovery"
+    )
+
+    # 15. a signed checkpoint
+    story.step(
+        "the auditor keeps a signed checkpoint of the log's head",
+        "Kept elsewhere, it later reveals a truncated log or a chain rewritten up to it.",
+    )
+    try:
+        checkpoint = await auditor.get_log_checkpoint()
+    except AirlockError as exc:
+        if (exc.code, exc.reason) != (StatusCode.FAILED_PRECONDITION, "LOG_KEY_MISSING"):
+            raise story.fail(f"GetLogCheckpoint failed: {exc}") from exc
+        s.checkpoint_skipped = True
+        story.fact(
+            "checkpoint",
+            "SKIPPED: this server has no log key, so it signs no checkpoints "
+            "(FAILED_PRECONDITION LOG_KEY_MISSING; `airlock-server log-key` makes one)",
+        )
+        return
+    try:
+        checkpoints.verify_signature(checkpoint, checkpoint.public_key)
+    except checkpoints.CheckpointError as exc:
+        raise story.fail(str(exc)) from exc
+    s.checkpoint_seq, s.checkpoint_key_id = checkpoint.seq, checkpoint.key_id
+    story.fact(
+        "checkpoint",
+        f"seq {checkpoint.seq}, hash {checkpoint.hash.hex()[:16]}..., "
+        f"signed by log key {checkpoint.key_id}",
+    )
+    against = await story.call("VerifyLog(checkpoint)", auditor.verify_log(checkpoint=checkpoint))
+    story.fact("log against the checkpoint", "INTACT" if against.ok else "NOT INTACT")
+    story.expect(
+        against.ok, f"the log does not match its checkpoint: {against.problem_description}"
+    )
+
+
+async def _the_team(
+    story: _Story, approvers: dict[str, AirlockClient], signing_keys: dict[str, Ed25519PrivateKey]
+) -> None:
+    """Story step 7: team health, and a baseline that proves every approver still answers."""
+    s = story.summary
+
+    # 16. health
+    story.step(
+        "the admin checks the team's health",
+        "Whether enough active approvers remain to reach M, with a margin (slack).",
+    )
+    health = await story.call("GetTeamHealth", story.admin.get_team_health(s.team_id))
+    s.team_health = _short(Health.Status, health.status, "STATUS_")
+    s.active_approvers = health.active_approvers
+    story.fact(
+        "health",
+        f"{s.team_health}: {health.active_approvers} of {health.number_of_approvers} approvers "
+        f"active, M = {health.min_approvals}, slack {health.slack}, quorum "
+        + ("reachable" if health.quorum_reachable else "UNREACHABLE"),
+    )
+    for a in health.approvers:
+        last = _short(team_pb2.ActivityKind, a.last_activity_kind, "ACTIVITY_KIND_")
+        story.fact(a.approver_id, f"{'active' if a.active else 'INACTIVE'}, last activity {last}")
+    story.expect(health.quorum_reachable, "the team can no longer reach M")
+    story.expect(health.status == Health.STATUS_HEALTHY, f"the team is {s.team_health}")
+
+    # 17. baseline
+    story.step(
+        "the admin starts a baseline: every approver must answer",
+        "Not an approval: it proves the approvers still respond (each signs an APPROVE).",
+    )
+    baseline = await story.call(
+        "StartTeamBaseline",
+        story.admin.start_team_baseline(s.team_id, comment="quarterly check"),
+    )
+    s.baseline_session_id = baseline.session_id
+    story.fact(
+        "baseline",
+        f"{baseline.session_id} {_name(Session.State, baseline.state)}, "
+        f"{baseline.min_approvals} answers needed",
+    )
+    story.expect(baseline.kind == Session.KIND_BASELINE, "the session is not a baseline")
+    answered = baseline
+    for approver_id, client in approvers.items():
+        answered = await story.call(
+            f"Vote({approver_id}, baseline)",
+            client.sign_and_vote(baseline, True, signing_keys[approver_id]),
+        )
+        story.fact(
+            approver_id,
+            f"answered -> {_name(Session.State, answered.state)} "
+            f"({answered.approval_count} of {answered.min_approvals})",
+        )
+    s.baseline_state = _name(Session.State, answered.state)
+    story.expect(answered.state == Session.STATE_APPROVED, "the baseline is not APPROVED")
+
+
+async def _the_revocation(
+    story: _Story, approvers: dict[str, AirlockClient], signing_keys: dict[str, Ed25519PrivateKey]
+) -> None:
+    """The recovery is over: access ends the way it began, through the team."""
+    s = story.summary
+
+    # 18. revoke
+    story.step(
+        "the admin revokes R's grant; the team approves",
+        "A revocation is a session too: access ends only when M approvers agree.",
+    )
+    revoking = await story.call(
+        "RevokeRestoreAccess",
+        story.admin.revoke_restore_access(s.grant_id, comment="restore finished"),
+    )
+    session = revoking.session
+    s.revocation_session_id = session.session_id
+    story.fact(
+        "revocation",
+        f"{session.session_id} {_name(Session.State, session.state)}; grant still "
+        f"{_name(Grant.State, revoking.grant.state)} until approved",
+    )
+    story.expect(
+        session.kind == Session.KIND_REVOKE_RESTORE_ACCESS, "the session is not a revocation"
+    )
+    decided = session
+    for approver_id in s.approver_ids[-MIN_APPROVALS:]:
+        decided = await story.call(
+            f"Vote({approver_id}, APPROVE revocation)",
+            approvers[approver_id].sign_and_vote(session, True, signing_keys[approver_id]),
+        )
+        story.fact(
+            approver_id,
+            f"APPROVE -> {_name(Session.State, decided.state)} "
+            f"({decided.approval_count} of {decided.min_approvals})",
+        )
+    s.revocation_state = _name(Session.State, decided.state)
+    story.expect(decided.state == Session.STATE_APPROVED, "the revocation is not APPROVED")
+
+    # 19. no more access
+    story.step(
+        "the grant is REVOKED and R may no longer restore",
+        "CheckAccess answers no; the grant stays listed, with its history in the log.",
+    )
+    grants = await story.call(
+        "ListRestoreAccess", _collect(story.admin.list_restore_access(vault_arn=s.vault_arn))
+    )
+    mine = [g for g in grants if g.grant_id == s.grant_id]
+    story.expect(len(mine) == 1, "R's grant is not listed")
+    s.grant_state = _name(Grant.State, mine[0].state)
+    access = await story.call(
+        "CheckAccess", story.admin.check_access(s.vault_arn, s.recovery_account)
+    )
+    s.access_allowed = access.allowed
+    story.fact("grant", f"{s.grant_id} {s.grant_state}")
+    story.fact("CheckAccess(vault, R)", "yes" if access.allowed else "no")
+    story.expect(mine[0].state == Grant.STATE_REVOKED, "the grant is not REVOKED")
+    story.expect(not access.allowed, "R still has access after the revocation")
 
 
 async def run_demo(
@@ -403,7 +663,8 @@ async def run_demo(
         summary = await _play(story)
     out.write(
         f"\nThe story holds: {summary.steps} steps, session {summary.session_id} "
-        f"{summary.session_state}, grant {summary.grant_id} {summary.grant_state}.\n"
+        f"{summary.session_state}, grant {summary.grant_id} AVAILABLE then "
+        f"{summary.grant_state}, log intact ({summary.log_checked_events} events).\n"
     )
     out.flush()
     return summary

@@ -9,6 +9,9 @@ Afterwards, from the database and through the API: each session ends in exactly 
 its grant is AVAILABLE exactly when it was approved; every vote answered OK is stored exactly
 once and no vote answered with an error is; the event log has gap-free seq and a valid hash
 chain (recomputed here with `event_hash`, and checked by VerifyLog).
+
+And a stream: WatchSession through one replica delivers the votes cast through the other two,
+each as it is cast, then the final APPROVED session, and ends.
 """
 
 from __future__ import annotations
@@ -500,3 +503,44 @@ async def test_votes_race_expiry_and_the_sweepers(world: World) -> None:
             assert (state, status) in (("APPROVED", "APPROVED"), ("FAILED", "EXPIRED")), sid
     finally:
         await engine.dispose()
+
+
+# --- watching through one replica ---------------------------------------------------------------
+
+
+async def test_watch_through_one_replica_sees_votes_cast_through_the_others(world: World) -> None:
+    """WatchSession on replica A while the votes go through B and C, one at a time: the stream
+    delivers each vote as it is cast, then the APPROVED session, then ends."""
+    (sid,) = await world.open_sessions(1)
+    voters = world.approver_ids[:M]
+    watcher = world.recovery[0]  # the requester, on replica A
+    # A stream left open by a failure ends when the fixture closes the watcher's channel.
+    stream = watcher.watch_session(sid)
+    async with asyncio.timeout(SETTLE_TIMEOUT):
+        now = await anext(stream)
+        assert now.state == session_pb2.Session.STATE_PENDING
+        assert now.approval_count == 0
+        for n, approver_id in enumerate(voters, start=1):
+            replica = 1 + (n - 1) % 2  # B, C, B
+            answer = await world.approvers[approver_id][replica].sign_and_vote(
+                world.sessions[sid], True, world.signing_keys[approver_id]
+            )
+            assert answer.approval_count == n
+            # The next message is this vote: A learns of it from the log, not from its
+            # own writes; nothing is skipped or sent twice.
+            seen = await anext(stream)
+            assert seen.approval_count == n
+            assert [v.approver_id for v in seen.votes] == voters[:n]
+            expected = (
+                session_pb2.Session.STATE_APPROVED if n == M else session_pb2.Session.STATE_PENDING
+            )
+            assert seen.state == expected
+        # Whatever follows (the execution result) is still the approved session; then the
+        # stream ends on its own.
+        rest = [s async for s in stream]
+    assert all(s.state == session_pb2.Session.STATE_APPROVED for s in rest), rest
+    final = rest[-1] if rest else seen
+    assert final.approval_count == M
+    assert final.execution_status == session_pb2.Session.EXECUTION_STATUS_EXECUTED
+    access = await world.admin.check_access(world.vaults[sid], world.recovery_id)
+    assert access.allowed
