@@ -55,6 +55,7 @@ EXIT_LOCAL = 2
 EXIT_DEMO_FAILED = 3
 EXIT_PROOF_REJECTED = 4
 EXIT_LOG_NOT_INTACT = 5
+EXIT_PROOF_UNANCHORED = 6
 EXIT_RPC_BASE = 64  # + the gRPC status code, as grpcurl does
 EXIT_INTERRUPTED = 130
 
@@ -79,6 +80,8 @@ exit codes:
   3         `airlock demo`: a step did not behave as the story says
   4         `airlock proof verify`: the proof does not prove the approval (reasons on stderr)
   5         `airlock audit verify`: the event log or the checkpoint did not verify
+  6         `airlock proof verify`: unanchored: nothing wrong found, but its checkpoint is
+            signed by a log key you did not give (--log-key); stderr names that key
   64 + N    the server answered with gRPC status N, for example 67 INVALID_ARGUMENT,
             69 NOT_FOUND, 70 ALREADY_EXISTS, 71 PERMISSION_DENIED, 73 FAILED_PRECONDITION,
             76 UNIMPLEMENTED, 78 UNAVAILABLE, 80 UNAUTHENTICATED (the grpcurl convention)
@@ -96,6 +99,10 @@ class LocalError(Exception):
 
 class ProofRejected(Exception):
     """`airlock proof verify` said no."""
+
+
+class ProofUnanchored(Exception):
+    """`airlock proof verify` found nothing wrong, but was given no log key to trust."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -597,15 +604,40 @@ async def _proof_verify(args: argparse.Namespace, out: _Output) -> None:
     except OSError as exc:
         raise LocalError(f"cannot read {args.file}: {exc.strerror}") from exc
     log_key = _log_key_arg(args.log_key) if args.log_key else None
-    verdict = proof.verify_proof(data, log_key)
+    approver_keys = (
+        [keys.parse_public_key(k) for k in args.approver_keys] if args.approver_keys else None
+    )
+    verdict = proof.verify_proof(data, log_key, approver_keys=approver_keys)
+    headline = "VALID" if verdict.valid else "UNANCHORED" if verdict.unanchored else "NOT VALID"
+    signer = verdict.checkpoint_key
     if out.as_json:
-        out.document({"valid": verdict.ok, "problems": verdict.problems, "notes": verdict.notes})
-    elif verdict.ok:
-        out.lines(["VALID", *(f"  {note}" for note in verdict.notes)])
+        out.document(
+            {
+                "valid": verdict.valid,
+                "anchored": verdict.anchored,
+                "verdict": headline,
+                "problems": verdict.problems,
+                "notes": verdict.notes,
+                "checkpointKey": signer.hex() if signer else None,
+                "checkpointKeyId": checkpoints.key_id(signer) if signer else None,
+                "absentApproverKeys": [
+                    base64.b64encode(k).decode("ascii") for k in verdict.absent_approver_keys
+                ],
+            }
+        )
     else:
-        out.lines(["NOT VALID", *(f"  {note}" for note in verdict.notes)])
-    if not verdict.ok:
+        out.lines([headline, *(f"  {note}" for note in verdict.notes)])
+    if verdict.problems:
         raise ProofRejected("\n".join(verdict.problems))
+    if not verdict.valid:
+        raise ProofUnanchored(
+            "the proof holds together, but so would one made up by whoever holds the key its "
+            "checkpoint is signed with:\n"
+            f"  log key id  {checkpoints.key_id(signer) if signer else '?'}\n"
+            f"  public key  {signer.hex() if signer else '?'}\n"
+            "compare it with the log key the operator publishes (`airlock audit checkpoint`, "
+            "the server's log_public_key) and verify again with --log-key KEY"
+        )
 
 
 async def _teams_baseline(client: AirlockClient, args: argparse.Namespace, out: _Output) -> None:
@@ -1133,13 +1165,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("session_id", metavar="SESSION_ID")
     p.add_argument("--out", required=True, metavar="FILE", help="where to write the proof")
     p = command(
-        group, "verify", "check a proof offline (no server): exit 0 only if it proves approval"
+        group,
+        "verify",
+        "check a proof offline (no server): exit 0 only if it proves approval under --log-key",
     )
     p.add_argument("file", metavar="FILE")
     p.add_argument(
         "--log-key",
         metavar="KEY",
-        help="the event log's Ed25519 public key (hex, base64 or a file) to check the checkpoint",
+        help="the event log's Ed25519 public key (hex, base64 or a file), as the operator "
+        "publishes it: the proof is VALID only if its checkpoint is signed with it; without "
+        "it the answer is at best UNANCHORED (exit 6)",
+    )
+    p.add_argument(
+        "--approver-key",
+        dest="approver_keys",
+        action="append",
+        metavar="FILE",
+        help="an approver's Ed25519 public key you know (a file, or the value, in base64 as "
+        "`approver keygen` prints it, hex or PEM); repeat; then only APPROVEs by these keys "
+        "count toward M",
     )
     p.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="JSON output")
     p.set_defaults(local=_proof_verify)
@@ -1542,6 +1587,9 @@ async def main_async(argv: Sequence[str] | None = None) -> int:
     except ProofRejected as exc:
         sys.stderr.write(f"proof rejected:\n{exc}\n")
         return EXIT_PROOF_REJECTED
+    except ProofUnanchored as exc:
+        sys.stderr.write(f"proof not anchored:\n{exc}\n")
+        return EXIT_PROOF_UNANCHORED
     except DemoFailed as exc:
         sys.stderr.write(f"demo failed: {exc}\n")
         return EXIT_DEMO_FAILED

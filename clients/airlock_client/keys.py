@@ -7,8 +7,10 @@ key and signatures made locally (the invitation proof, and later the vote signat
 from __future__ import annotations
 
 import base64
+import binascii
 import datetime as dt
 import hashlib
+import json
 import os
 import stat
 from pathlib import Path
@@ -24,6 +26,7 @@ __all__ = [
     "generate_private_key",
     "load_private_key",
     "open_secret_file",
+    "parse_public_key",
     "public_key_base64",
     "public_key_bytes",
     "save_private_key",
@@ -127,6 +130,51 @@ def public_key_bytes(key: Ed25519PrivateKey | Ed25519PublicKey) -> bytes:
 def public_key_base64(key: Ed25519PrivateKey | Ed25519PublicKey) -> str:
     """The raw public key in standard base64 (as the proto3 JSON mapping shows bytes)."""
     return base64.b64encode(public_key_bytes(key)).decode("ascii")
+
+
+def parse_public_key(text: str) -> bytes:
+    """The raw 32-byte Ed25519 public key in `text` or in the file it names: base64 (as
+    `airlock approver keygen` prints it), 64 hex digits, keygen's `--json` document (its
+    `publicKey`), or a PEM public key."""
+    value = text.strip()
+    source = f"{text}: "
+    path = Path(value)
+    if path.is_file():
+        try:
+            value = path.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise KeyFileError(f"{path}: cannot read a public key from it") from exc
+        source = f"{path}: "
+    if value.startswith("{"):
+        try:
+            value = str(json.loads(value)["publicKey"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise KeyFileError(f"{source}a JSON document without a publicKey") from exc
+    raw: bytes | None = None
+    if value.startswith("-----BEGIN"):
+        try:
+            pem = serialization.load_pem_public_key(value.encode("ascii"))
+        except (ValueError, TypeError) as exc:
+            raise KeyFileError(f"{source}not a PEM public key") from exc
+        if not isinstance(pem, Ed25519PublicKey):
+            raise KeyFileError(f"{source}not an Ed25519 public key")
+        raw = public_key_bytes(pem)
+    elif len(value) == 64:
+        try:
+            raw = bytes.fromhex(value)
+        except ValueError:
+            raw = None
+    if raw is None:
+        try:
+            raw = base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raw = None
+    if raw is None or len(raw) != 32:
+        raise KeyFileError(
+            f"{source}an Ed25519 public key is 32 bytes, in base64 or 64 hex digits (or a PEM "
+            "public key)"
+        )
+    return raw
 
 
 def sign_invitation(key: Ed25519PrivateKey, invitation_id: str) -> bytes:

@@ -4,16 +4,21 @@ Needs no server and no database, and trusts nothing the server says: it recomput
 digest from the session's facts (docs/signed-votes.md, `keys.vote_digest`), checks every
 signature against the key in the proof's frozen team snapshot, recomputes every event hash with
 the canonical encoding of docs/event-log.md (implemented again here, from the document), and
-checks the optional signed log checkpoint. It never imports the server.
+checks the signed log checkpoint the events chain up to. It never imports the server.
+
+The trust anchor is the log key the verifier is given: a proof is valid only if its checkpoint
+verifies under it. Everything else a forger can make up, keys included; a proof that is
+consistent but signed by another key is reported as not anchored, never as valid.
 """
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from airlock.v1 import common_pb2, session_pb2
 from airlock_client import keys
+from airlock_client.checkpoints import key_id
 
 __all__ = [
     "PROOF_FORMAT",
@@ -45,14 +51,30 @@ class ProofError(Exception):
 
 @dataclass
 class Verdict:
-    """`ok` only when `problems` is empty; `notes` say what was checked and what was not."""
+    """What the verifier found; `notes` say what was checked and what was not.
+
+    `problems`: why the proof does not prove the approval (forged, altered or broken).
+    `anchored`: its checkpoint verified under the log key the verifier was given, and every event
+    chains up to it. `valid` only when both hold. A proof with no problems that is not anchored
+    (no log key given) is `unanchored`: it holds together, but so would one a forger made up with
+    keys of their own; `checkpoint_key` is the key its checkpoint is signed with, to compare with
+    the log key the operator publishes.
+    """
 
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    anchored: bool = False
+    checkpoint_key: bytes | None = None
+    # Pinned approver keys (approver_keys=) that are not in the proof's team snapshot.
+    absent_approver_keys: list[bytes] = field(default_factory=list)
 
     @property
-    def ok(self) -> bool:
-        return not self.problems
+    def valid(self) -> bool:
+        return not self.problems and self.anchored
+
+    @property
+    def unanchored(self) -> bool:
+        return not self.problems and not self.anchored
 
 
 # --- the event log's canonical encoding (docs/event-log.md) ---------------------------------
@@ -163,19 +185,26 @@ def _verify_signature(key: bytes, signature: bytes, message: bytes) -> bool:
 
 
 def verify_proof(
-    document: bytes | str | Mapping[str, Any], log_key: bytes | None = None
+    document: bytes | str | Mapping[str, Any],
+    log_key: bytes | None = None,
+    *,
+    approver_keys: Collection[bytes] | None = None,
 ) -> Verdict:
     """Checks a proof; never raises for a bad proof (a malformed one is a problem too).
 
-    `log_key`: the raw 32-byte Ed25519 public key of the server's event log, pinned by the
-    verifier; the checkpoint's signature is checked against it.
+    `log_key`: the raw 32-byte Ed25519 public key of the server's event log, as the operator
+    publishes it; the checkpoint's signature is checked against it. Without it the verdict is
+    never `valid`: at best `unanchored`, with the key the checkpoint names in `checkpoint_key`.
+    `approver_keys`: raw 32-byte approver public keys the verifier knows; when given, an APPROVE
+    counts only if the snapshot's key of its approver is one of them.
     """
     verdict = Verdict()
+    pinned = None if approver_keys is None else frozenset(approver_keys)
     try:
         proof = json.loads(document) if isinstance(document, (bytes, str)) else document
         if not isinstance(proof, Mapping):
             raise ProofError("malformed proof: not a JSON object")
-        _verify(proof, log_key, verdict)
+        _verify(proof, log_key, pinned, verdict)
     except ProofError as exc:
         verdict.problems.append(str(exc))
     except (ValueError, TypeError) as exc:  # bad JSON
@@ -183,7 +212,12 @@ def verify_proof(
     return verdict
 
 
-def _verify(proof: Mapping[str, Any], log_key: bytes | None, verdict: Verdict) -> None:
+def _verify(
+    proof: Mapping[str, Any],
+    log_key: bytes | None,
+    pinned: frozenset[bytes] | None,
+    verdict: Verdict,
+) -> None:
     problems = verdict.problems
     fmt = proof.get("format")
     if fmt != PROOF_FORMAT:
@@ -227,6 +261,10 @@ def _verify(proof: Mapping[str, Any], log_key: bytes | None, verdict: Verdict) -
         owner_of_key[key] = approver_id
     if not 1 <= m <= len(members):
         problems.append(f"M = {m} is impossible with {len(members)} approvers")
+    if pinned is not None:
+        verdict.absent_approver_keys = sorted(k for k in pinned if k not in owner_of_key)
+        for k in verdict.absent_approver_keys:
+            verdict.notes.append(f"pinned approver key {_show_key(k)} is not in the team snapshot")
 
     # The votes: each signature over exactly this request.
     approvers_who_approved: list[str] = []
@@ -263,30 +301,45 @@ def _verify(proof: Mapping[str, Any], log_key: bytes | None, verdict: Verdict) -
         signed[approver_id] = signature.hex()
         if decision == "APPROVE":
             approvers_who_approved.append(approver_id)
-    if len(approvers_who_approved) < m:
+    counted = approvers_who_approved
+    if pinned is not None:
+        counted = [a for a in approvers_who_approved if members[a] in pinned]
+        for approver_id in approvers_who_approved:
+            if approver_id not in counted:
+                verdict.notes.append(
+                    f"the APPROVE of {approver_id} is not counted: its key "
+                    f"{_show_key(members[approver_id])} is not a pinned approver key"
+                )
+        for approver_id, key in members.items():
+            if key in pinned and approver_id not in counted:
+                verdict.notes.append(
+                    f"pinned approver key {_show_key(key)} ({approver_id}) did not sign APPROVE"
+                )
+    if len(counted) < m:
         problems.append(
-            f"only {len(approvers_who_approved)} distinct approvers of team {session.team_id} "
-            f"version {session.team_version} signed APPROVE over this request; M = {m}"
+            f"only {len(counted)} distinct approvers of team {session.team_id} "
+            f"version {session.team_version} signed APPROVE over this request"
+            + (" with a pinned key (--approver-key)" if pinned is not None else "")
+            + f"; M = {m}"
         )
 
     # The events: each hash recomputed, in seq order, linked where consecutive.
     by_seq = _check_events(events, problems)
     _check_session_events(by_seq, facts, team, members, signed, approvers_who_approved, problems)
 
-    checkpoint = proof.get("checkpoint")
-    if checkpoint is None:
-        verdict.notes.append(
-            "no log checkpoint: the events chain among themselves, but are not anchored to a "
-            "signed head of the event log"
-        )
-    else:
-        _check_checkpoint(checkpoint, by_seq, log_key, verdict)
+    _check_checkpoint(proof.get("checkpoint"), by_seq, log_key, verdict)
     if not problems:
         verdict.notes.insert(
             0,
-            f"{len(approvers_who_approved)} of {len(members)} approvers (M = {m}) of team "
-            f"{session.team_id} version {session.team_version} signed APPROVE over session {sid}",
+            f"{len(counted)} of {len(members)} approvers (M = {m}) of team "
+            f"{session.team_id} version {session.team_version} signed APPROVE over session {sid}"
+            + (" with a pinned key" if pinned is not None else ""),
         )
+
+
+def _show_key(key: bytes) -> str:
+    """An approver key as `airlock approver keygen` prints it (base64), with its key id."""
+    return f"{base64.b64encode(key).decode('ascii')} (key id {key_id(key)})"
 
 
 def _event_fields(e: Mapping[str, Any], where: str) -> dict[str, Any]:
@@ -402,53 +455,107 @@ def _check_checkpoint(
     verdict: Verdict,
 ) -> None:
     """A signed head of the log, and the chain of every event from the proof's first event up to
-    it: each proof event must be in that chain, unchanged."""
+    it: each proof event must be in that chain, unchanged. Anchored only under `log_key`."""
     problems = verdict.problems
+    if checkpoint is None:
+        problems.append(
+            "no log checkpoint: nothing ties the events or the team snapshot's keys to the "
+            "server's signed event log, so anyone could have made this proof up"
+        )
+        return
     if not isinstance(checkpoint, Mapping):
         raise ProofError("malformed proof: checkpoint is not an object")
     seq = _get(checkpoint, "seq", int, "checkpoint")
     head = _get(checkpoint, "hash", str, "checkpoint")
     time = _get(checkpoint, "time", str, "checkpoint")
     signature = _hex(_get(checkpoint, "signature", str, "checkpoint"), 64, "checkpoint.signature")
-    key = log_key
-    if key is None:
-        embedded = checkpoint.get("public_key")
-        if not isinstance(embedded, str):
-            problems.append("a checkpoint without --log-key or an embedded public key")
-            return
-        key = _hex(embedded, 32, "checkpoint.public_key")
-        verdict.notes.append(
-            "the checkpoint was checked against the key it carries; pin the log key "
-            "(--log-key) to trust it"
+    named = checkpoint.get("public_key")
+    named_key = _hex(named, 32, "checkpoint.public_key") if isinstance(named, str) else None
+    message = checkpoint_message(seq, head, time)
+    signed = False
+    if log_key is not None:
+        signed = _verify_signature(log_key, signature, message)
+        if signed:
+            verdict.checkpoint_key = log_key
+        else:
+            problems.append(
+                f"the checkpoint (seq {seq}) is not signed by the log key you gave (--log-key, "
+                f"key id {key_id(log_key)})"
+                + (
+                    f"; it names log key {key_id(named_key)}"
+                    if named_key is not None and named_key != log_key
+                    else ""
+                )
+            )
+    elif named_key is None:
+        problems.append(
+            "the checkpoint names no public key and no log key was given (--log-key): its "
+            "signature cannot be checked"
         )
-    if not _verify_signature(key, signature, checkpoint_message(seq, head, time)):
-        problems.append(f"the checkpoint (seq {seq}) is not signed by the log key")
+    else:
+        # Only self-consistency: a forger signs with a key of their own and names it here.
+        signed = _verify_signature(named_key, signature, message)
+        if signed:
+            verdict.checkpoint_key = named_key
+        else:
+            problems.append(
+                f"the checkpoint (seq {seq}) is not signed by the log key it names "
+                f"(key id {key_id(named_key)})"
+            )
+    # The chain is checked whatever the signature said, to report everything wrong at once.
+    chained = _check_chain(checkpoint, seq, head, by_seq, problems)
+    if not (signed and chained):
         return
+    if log_key is not None:
+        verdict.anchored = True
+        verdict.notes.append(
+            f"every event is anchored in the log checkpoint at seq {seq} ({time}), signed by "
+            f"the log key you gave (key id {key_id(log_key)})"
+        )
+    elif named_key is not None:
+        verdict.notes.append(
+            f"every event chains up to the log checkpoint at seq {seq} ({time}), signed by log "
+            f"key {key_id(named_key)} (public key {named_key.hex()}), which you did not give: "
+            "compare it with the log key the operator publishes, then verify with --log-key"
+        )
+
+
+def _check_chain(
+    checkpoint: Mapping[str, Any],
+    seq: int,
+    head: str,
+    by_seq: Mapping[int, Mapping[str, Any]],
+    problems: list[str],
+) -> bool:
+    """Whether the checkpoint's chain recomputes, links, ends at (seq, head) and holds every
+    proof event unchanged; each reason it does not is added to `problems`."""
     chain = _get(checkpoint, "chain", list, "checkpoint")
+    intact = True
     previous: tuple[int, str] | None = None
     for i, e in enumerate(chain):
         fields = _event_fields(e, f"checkpoint.chain[{i}]")
         claimed = _get(e, "hash", str, f"checkpoint.chain[{i}]")
         if event_hash(**fields) != claimed:
             problems.append(f"checkpoint chain: event seq {fields['seq']} does not match its hash")
-            return
+            return False
         if previous is not None and (
             fields["seq"] != previous[0] + 1 or fields["prev_hash"] != previous[1]
         ):
             problems.append(f"checkpoint chain breaks at seq {fields['seq']}")
-            return
+            return False
         mine = by_seq.get(fields["seq"])
         if mine is not None and mine.get("hash") != claimed:
             problems.append(f"event seq {fields['seq']} is not the one in the checkpointed log")
+            intact = False
         previous = (fields["seq"], claimed)
     if previous is None or previous != (seq, head):
         problems.append(f"the checkpoint chain does not end at the checkpoint (seq {seq})")
-        return
+        return False
     first = chain[0]["seq"]
     if any(s < first for s in by_seq):
         problems.append("the checkpoint chain does not reach back to the proof's first event")
-        return
+        return False
     if any(s > seq for s in by_seq):
         problems.append(f"some events of the proof are after the checkpoint (seq {seq})")
-        return
-    verdict.notes.append(f"every event is anchored in the log checkpoint at seq {seq} ({time})")
+        return False
+    return intact

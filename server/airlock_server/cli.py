@@ -149,8 +149,8 @@ async def _serve(settings: Settings, ready_file: Path | None, tls: TlsFiles | No
         log.warning(
             "server.no_log_key",
             log_key_file=str(key_file),
-            effect="GetLogCheckpoint answers FAILED_PRECONDITION LOG_KEY_MISSING; "
-            "run `airlock-server log-key` to create the key",
+            effect="GetLogCheckpoint and ExportApprovalProof answer FAILED_PRECONDITION "
+            "LOG_KEY_MISSING; run `airlock-server log-key` to create the key",
         )
     wiring = wire(settings, log_key)
     served = build_server(wiring.app, settings.listen, tls)

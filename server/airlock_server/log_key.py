@@ -2,8 +2,8 @@
 
 `airlock-server bootstrap` creates it (never overwriting one), as does `airlock-server log-key`
 for an install bootstrapped without one (refused when the file exists); `serve` loads it to sign
-checkpoints of the event log. Without it the server still serves, and GetLogCheckpoint answers
-FAILED_PRECONDITION LOG_KEY_MISSING.
+checkpoints of the event log. Without it the server still serves, and GetLogCheckpoint and
+ExportApprovalProof answer FAILED_PRECONDITION LOG_KEY_MISSING.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import sys
@@ -20,6 +21,7 @@ pytestmark = pytest.mark.timeout(300)
 
 CLI = Path(sys.executable).parent / "airlock"
 EXIT_PROOF_REJECTED = 4
+EXIT_PROOF_UNANCHORED = 6
 
 
 def _verify(*args: str) -> subprocess.CompletedProcess[str]:
@@ -47,14 +49,6 @@ def test_export_then_verify_offline(server: ServerProcess, tmp_path: Path) -> No
     assert proof["format"] == "airlock.approval-proof.v1+json"
     assert proof["session"]["session_id"] == session_id
 
-    verified = _verify(str(out))
-    assert verified.returncode == 0, verified.stdout + verified.stderr
-    assert verified.stdout.startswith("VALID")
-    assert "signed APPROVE over session" in verified.stdout
-    as_json = _verify(str(out), "--json")
-    assert as_json.returncode == 0
-    assert json.loads(as_json.stdout)["valid"] is True
-
     # The server has a log key: the proof is anchored in a checkpoint signed with it. The key
     # an auditor pins is the one GetLogCheckpoint (`airlock audit checkpoint`) gives.
     cp_file = tmp_path / "checkpoint.json"
@@ -66,28 +60,75 @@ def test_export_then_verify_offline(server: ServerProcess, tmp_path: Path) -> No
     pinned = _verify(str(out), "--log-key", log_key)
     assert pinned.returncode == 0, pinned.stdout + pinned.stderr
     assert pinned.stdout.startswith("VALID")
+    assert "signed APPROVE over session" in pinned.stdout
     assert f"every event is anchored in the log checkpoint at seq {proof['checkpoint']['seq']}" in (
         pinned.stdout
     )
-    assert "not anchored" not in pinned.stdout
-    assert "pin the log key" not in pinned.stdout
-    # Not pinned: still valid, but the verifier says the key is the proof's own.
-    assert "pin the log key (--log-key)" in verified.stdout
+    as_json = _verify(str(out), "--json", "--log-key", log_key)
+    assert as_json.returncode == 0
+    document = json.loads(as_json.stdout)
+    assert (document["valid"], document["anchored"], document["verdict"]) == (True, True, "VALID")
+
+    # No log key given: nothing wrong, but not VALID: the verifier names the key the
+    # checkpoint is signed with, to compare with the published one, and exits 6.
+    unpinned = _verify(str(out))
+    assert unpinned.returncode == EXIT_PROOF_UNANCHORED, unpinned.stdout + unpinned.stderr
+    assert unpinned.stdout.startswith("UNANCHORED")
+    assert "VALID" not in unpinned.stdout
+    assert log_key in unpinned.stderr
+    assert checkpoints.key_id(bytes.fromhex(log_key)) in unpinned.stderr
+    unpinned_json = json.loads(_verify(str(out), "--json").stdout)
+    assert unpinned_json["valid"] is False
+    assert unpinned_json["anchored"] is False
+    assert unpinned_json["verdict"] == "UNANCHORED"
+    assert unpinned_json["problems"] == []
+    assert unpinned_json["checkpointKey"] == log_key
+
     # Pinned to another key: refused.
     wrong = _verify(str(out), "--log-key", "11" * 32)
     assert wrong.returncode == EXIT_PROOF_REJECTED, wrong.stdout + wrong.stderr
     assert wrong.stdout.startswith("NOT VALID")
     assert "is not signed by the log key" in wrong.stderr
 
+    # Approver keys the verifier knows (as `approver keygen` prints them, one per file): with
+    # all of the snapshot's, VALID; with one, its APPROVE alone does not reach M.
+    pins = []
+    for a in proof["team"]["approvers"]:
+        pin = tmp_path / f"{a['approver_id']}.pub"
+        pin.write_text(base64.b64encode(bytes.fromhex(a["public_key"])).decode() + "\n")
+        pins += ["--approver-key", str(pin)]
+    all_pinned = _verify(str(out), "--log-key", log_key, *pins)
+    assert all_pinned.returncode == 0, all_pinned.stdout + all_pinned.stderr
+    assert "with a pinned key" in all_pinned.stdout
+    approved = [v["approver_id"] for v in proof["votes"] if v["decision"] == "APPROVE"]
+    first = str(tmp_path / f"{approved[0]}.pub")
+    one = _verify(str(out), "--log-key", log_key, "--approver-key", first)
+    assert one.returncode == EXIT_PROOF_REJECTED, one.stdout + one.stderr
+    assert "only 1 distinct approvers" in one.stderr
+    assert f"the APPROVE of {approved[1]} is not counted" in one.stdout
+    bad_pin = _verify(str(out), "--log-key", log_key, "--approver-key", str(tmp_path / "nope"))
+    assert bad_pin.returncode == 2, bad_pin.stderr  # a local error: no such key
+
     # One byte of the request changed, and the CLI says no, and why.
     proof["session"]["protected_resource"] += "x"
     forged = tmp_path / "forged.json"
     forged.write_text(json.dumps(proof))
+    # Rejected with or without a log key: what is wrong is checked either way.
     refused = _verify(str(forged))
     assert refused.returncode == EXIT_PROOF_REJECTED
     assert refused.stdout.startswith("NOT VALID")
     assert "does not verify" in refused.stderr
     assert "only 0 distinct approvers" in refused.stderr
+    assert _verify(str(forged), "--log-key", log_key).returncode == EXIT_PROOF_REJECTED
+
+    # Its checkpoint removed: NOT VALID, and why.
+    proof["session"]["protected_resource"] = proof["session"]["protected_resource"][:-1]
+    proof["checkpoint"] = None
+    forged.write_text(json.dumps(proof))
+    bare = _verify(str(forged), "--log-key", log_key)
+    assert bare.returncode == EXIT_PROOF_REJECTED, bare.stdout + bare.stderr
+    assert bare.stdout.startswith("NOT VALID")
+    assert "no log checkpoint" in bare.stderr
 
 
 def test_a_pending_session_has_no_proof(server: ServerProcess, tmp_path: Path) -> None:

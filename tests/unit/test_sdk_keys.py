@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import json
 import os
 import stat
 from pathlib import Path
@@ -91,6 +92,45 @@ def test_public_key_forms_and_invitation_proof() -> None:
     proof = keys.sign_invitation(key, "inv-ü-1")
     assert len(proof) == 64
     Ed25519PublicKey.from_public_bytes(raw).verify(proof, "inv-ü-1".encode())
+
+
+def test_parse_public_key_reads_every_form_keygen_and_others_give(tmp_path: Path) -> None:
+    key = keys.generate_private_key()
+    raw = keys.public_key_bytes(key)
+    printed = keys.public_key_base64(key)  # what `airlock approver keygen` prints
+    pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    files = {
+        "b64.pub": f"{printed}\n",
+        "hex.pub": raw.hex() + "\n",
+        "keygen.json": json.dumps({"publicKey": printed, "keyFile": "alice.pem"}),
+        "pem.pub": pem.decode(),
+    }
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+        assert keys.parse_public_key(str(tmp_path / name)) == raw, name
+    assert keys.parse_public_key(printed) == raw
+    assert keys.parse_public_key(raw.hex()) == raw
+
+
+def test_parse_public_key_refuses_what_is_not_an_ed25519_public_key(tmp_path: Path) -> None:
+    rsa_pem = (
+        rsa_key(public_exponent=65537, key_size=2048)
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    (tmp_path / "rsa.pub").write_bytes(rsa_pem)
+    with pytest.raises(keys.KeyFileError, match="not an Ed25519 public key"):
+        keys.parse_public_key(str(tmp_path / "rsa.pub"))
+    (tmp_path / "short.pub").write_text(base64.b64encode(b"x" * 31).decode())
+    with pytest.raises(keys.KeyFileError, match="is 32 bytes"):
+        keys.parse_public_key(str(tmp_path / "short.pub"))
+    (tmp_path / "doc.json").write_text('{"keyFile": "a.pem"}')
+    with pytest.raises(keys.KeyFileError, match="without a publicKey"):
+        keys.parse_public_key(str(tmp_path / "doc.json"))
+    with pytest.raises(keys.KeyFileError, match="is 32 bytes"):
+        keys.parse_public_key(str(tmp_path / "missing.pub"))
 
 
 def test_write_secret_file_writes_exact_bytes(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from airlock_server.app.common import Deps, transact
 from airlock_server.app.ports import EventLogReader, EventQuery, EventSignal, UnitOfWork
-from airlock_server.domain.errors import FailedPrecondition, FieldViolation, InvalidArgument
+from airlock_server.domain.errors import FieldViolation, InvalidArgument
 from airlock_server.domain.events import (
     CALL_DENIED,
     GENESIS_HASH,
@@ -28,9 +28,11 @@ from airlock_server.domain.events import (
     check_head,
     checkpoint_message,
     key_id,
+    log_key_missing,
 )
 from airlock_server.domain.paging import Page, decode_token, page_of, page_size
 from airlock_server.domain.principals import Principal, PrincipalKind, require
+from airlock_server.domain.proofs import no_log_key_for_proofs
 
 READERS = (PrincipalKind.ADMIN, PrincipalKind.AUDITOR)
 WATCH_BATCH = 500
@@ -216,22 +218,23 @@ class AuditService:
     async def checkpoint(self, caller: Principal) -> Checkpoint:
         require(caller, *READERS)
         if self._key is None:
-            raise FailedPrecondition(
-                "this server has no log key, so it cannot sign checkpoints; create one with "
-                "`airlock-server log-key` (AIRLOCK_LOG_KEY_FILE) and restart it",
-                reason="LOG_KEY_MISSING",
-            )
+            raise log_key_missing("sign checkpoints")
         return self._checkpoint_of(await self._log.last())
 
-    async def anchor(self, from_seq: int) -> tuple[Checkpoint, list[Event]] | None:
+    @property
+    def can_sign(self) -> bool:
+        return self._key is not None
+
+    async def anchor(self, from_seq: int) -> tuple[Checkpoint, list[Event]]:
         """A signed checkpoint of the log's head and every event from `from_seq` up to it, for
-        an approval proof (docs/approval-proofs.md); None when the server has no log key.
+        an approval proof (docs/approval-proofs.md); FAILED_PRECONDITION LOG_KEY_MISSING when
+        the server has no log key.
 
         No caller check: the use case that asks (ExportApprovalProof) has checked its caller.
         The chain grows with the log's traffic since `from_seq`. Read after the proof's events
         were read, the head is at or past each of them (seq follows commit order)."""
         if self._key is None:
-            return None
+            raise no_log_key_for_proofs()
         checkpoint = self._checkpoint_of(await self._log.last())
         chain: list[Event] = []
         cursor = max(from_seq, 1)

@@ -314,8 +314,13 @@ class EventLogReader(Protocol):
 class LogAnchor(Protocol):
     """Signs a checkpoint of the log's head and reads the chain up to it (AuditService)."""
 
-    async def anchor(self, from_seq: int) -> tuple[Checkpoint, list[Event]] | None:
-        """None when the server has no log key."""
+    @property
+    def can_sign(self) -> bool:
+        """False when the server has no log key."""
+        ...
+
+    async def anchor(self, from_seq: int) -> tuple[Checkpoint, list[Event]]:
+        """Raises FAILED_PRECONDITION LOG_KEY_MISSING when the server has no log key."""
         ...
 
 

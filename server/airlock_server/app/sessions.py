@@ -41,7 +41,7 @@ from airlock_server.domain.principals import (
     missing_or_denied,
     require,
 )
-from airlock_server.domain.proofs import build_proof, require_approved
+from airlock_server.domain.proofs import build_proof, no_log_key_for_proofs, require_approved
 from airlock_server.domain.sessions import (
     ExecutionStatus,
     Session,
@@ -207,7 +207,7 @@ class SessionService:
         # Watchers wait on the event log's signal (every change to a session appends an
         # event); without both, they poll every watch_interval.
         self._follow = (log, signal) if log is not None and signal is not None else None
-        self._anchor = anchor  # signs the proofs' log checkpoints; None: proofs without one
+        self._anchor = anchor  # signs the proofs' log checkpoints; None: no proofs
 
     # --- running use cases ---------------------------------------------------------------
 
@@ -727,9 +727,15 @@ class SessionService:
         Who may export it: whoever may read the session (GetSession).
         """
 
+        anchor = self._anchor
+
         async def work(uow: UnitOfWork) -> tuple[Session, dict[str, bytes | None], list[Event]]:
             s = await self._load_visible(uow, caller, session_id)
             require_approved(s)
+            # Never an unanchored proof: without a signed checkpoint a verifier could not tell
+            # it from one a forger made up, keys and all.
+            if anchor is None or not anchor.can_sign:
+                raise no_log_key_for_proofs()
             keys = await uow.sessions.enrolled_keys(s.team_id, s.team_version)
             events = await uow.sessions.events_about(session_subject(s.session_id))
             # For each approver of the snapshot, the event in which it enrolled that key.
@@ -750,12 +756,11 @@ class SessionService:
             return s, keys, events
 
         s, keys, events = await transact(self._deps, work)
+        assert anchor is not None  # checked in work()
         # A signed head of the log and the chain from the proof's first event up to it, read
-        # after the events (so the head is at or past each of them).
-        anchor = None
-        if self._anchor is not None and events:
-            anchor = await self._anchor.anchor(min(e.seq for e in events))
-        return build_proof(s, keys, events, anchor)
+        # after the events (so the head is at or past each of them); session.created is one.
+        signed = await anchor.anchor(min(e.seq for e in events))
+        return build_proof(s, keys, events, signed)
 
     async def get_session(self, caller: Principal, session_id: str) -> SessionView:
         async def work(uow: UnitOfWork) -> tuple[SessionView, bool]:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from airlock_server.domain.errors import FailedPrecondition
 from airlock_server.domain.principals import Principal
 
 GENESIS_HASH = bytes(32)
@@ -238,3 +239,13 @@ def checkpoint_message(seq: int, hash_: bytes, time: datetime) -> bytes:
 def key_id(public_key: bytes) -> str:
     """The first 16 hex digits of SHA-256(public key)."""
     return hashlib.sha256(public_key).hexdigest()[:16]
+
+
+def log_key_missing(cannot: str) -> FailedPrecondition:
+    """The refusal of anything that needs the log key (GetLogCheckpoint, ExportApprovalProof)
+    on a server that has none; `cannot` says what it cannot do without it."""
+    return FailedPrecondition(
+        f"this server has no log key, so it cannot {cannot}; create one with "
+        "`airlock-server log-key` (AIRLOCK_LOG_KEY_FILE) and restart it",
+        reason="LOG_KEY_MISSING",
+    )

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from airlock_server.domain.errors import FailedPrecondition
-from airlock_server.domain.events import Checkpoint, Event, format_time
+from airlock_server.domain.events import Checkpoint, Event, format_time, log_key_missing
 from airlock_server.domain.sessions import Session, SessionState
 
 PROOF_FORMAT = "airlock.approval-proof.v1+json"
@@ -52,14 +52,20 @@ def require_approved(session: Session) -> None:
         )
 
 
+def no_log_key_for_proofs() -> FailedPrecondition:
+    """A proof is anchored in a checkpoint signed with the log key, or not exported: without
+    one, the verifier has nothing to trust (docs/approval-proofs.md, "The trust anchor")."""
+    return log_key_missing("anchor approval proofs in a signed checkpoint of the event log")
+
+
 def build_proof(
     session: Session,
     keys: Mapping[str, bytes | None],
     events: Sequence[Event],
-    anchor: tuple[Checkpoint, Sequence[Event]] | None = None,
+    anchor: tuple[Checkpoint, Sequence[Event]],
 ) -> bytes:
     """The proof of an APPROVED session: facts, frozen team snapshot, votes, events (by seq),
-    and, when the server has a log key, a signed checkpoint with the chain up to it."""
+    and a checkpoint signed with the log key, with the chain up to it."""
     require_approved(session)
     document = {
         "format": PROOF_FORMAT,
@@ -93,6 +99,6 @@ def build_proof(
             for v in session.votes
         ],
         "events": [event_document(e) for e in sorted(events, key=lambda e: e.seq)],
-        "checkpoint": checkpoint_document(*anchor) if anchor is not None else None,
+        "checkpoint": checkpoint_document(*anchor),
     }
     return json.dumps(document, indent=2, sort_keys=False, ensure_ascii=False).encode("utf-8")

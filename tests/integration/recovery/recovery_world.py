@@ -126,6 +126,7 @@ class World:
     team_id: str
     keys: dict[str, Ed25519PrivateKey]
     wirings: list[Wiring] = field(default_factory=list)
+    log_key: LogKey | None = None  # the key of `app`: its approval proofs are signed with it
 
     owner = Principal(PrincipalKind.ACCOUNT, OWNER)
     recovery = Principal(PrincipalKind.ACCOUNT, RECOVERY)

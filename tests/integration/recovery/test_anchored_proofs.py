@@ -3,7 +3,8 @@
 A server with a log key exports proofs whose checkpoint is signed by the same code as
 GetLogCheckpoint, with the chain of every event from the proof's first event up to it. Each
 test mutates a copy the way a forger would and checks the verifier, with the log key pinned,
-says no for the right reason.
+says no for the right reason. The log key is the trust anchor: a proof made up from scratch
+(keys, votes, events, checkpoint) holds together, and only the log key tells it apart.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from recovery_world import World  # type: ignore[import-not-found]
 
-from airlock_client.proof import checkpoint_message, event_hash, verify_proof
+from airlock_client import keys
+from airlock_client.proof import _timestamp_session, checkpoint_message, event_hash, verify_proof
 from airlock_server.app.audit import LogKey
 from airlock_server.domain.events import Checkpoint
 
@@ -42,7 +44,8 @@ async def _anchored(world: World) -> tuple[LogKey, dict[str, Any]]:
 
 def _problems(proof: dict[str, Any], log_key: bytes) -> str:
     verdict = verify_proof(json.dumps(proof), log_key)
-    assert not verdict.ok, "a forged proof was accepted"
+    assert verdict.problems, "a forged proof was not rejected"
+    assert not verdict.valid
     return "\n".join(verdict.problems)
 
 
@@ -85,11 +88,12 @@ async def test_an_anchored_proof_verifies_under_the_pinned_log_key(world: World)
     assert checkpoint["seq"] > proof["events"][-1]["seq"]
 
     verdict = verify_proof(json.dumps(proof), key.public_key)
-    assert verdict.ok, verdict.problems
+    assert verdict.valid, verdict.problems
+    assert verdict.anchored
     assert any(
         f"anchored in the log checkpoint at seq {checkpoint['seq']}" in n for n in verdict.notes
     )
-    assert not any("not anchored" in n or "pin the log key" in n for n in verdict.notes)
+    assert not any("which you did not give" in n for n in verdict.notes)
 
     # The server's own VerifyLog accepts that checkpoint too: it is a checkpoint of this log.
     keyed = world.wirings[-1]
@@ -110,11 +114,124 @@ async def test_an_anchored_proof_verifies_under_the_pinned_log_key(world: World)
     assert checked.ok, checked.finding
 
 
-async def test_without_a_pinned_key_the_verifier_says_so(world: World) -> None:
-    _, proof = await _anchored(world)
+async def test_without_a_pinned_key_a_genuine_proof_is_unanchored(world: World) -> None:
+    key, proof = await _anchored(world)
     verdict = verify_proof(json.dumps(proof))
-    assert verdict.ok, verdict.problems
-    assert any("pin the log key (--log-key)" in n for n in verdict.notes)
+    assert verdict.problems == []
+    assert not verdict.valid
+    assert not verdict.anchored
+    assert verdict.unanchored
+    # The key it is signed with, for a person to compare with the published log key.
+    assert verdict.checkpoint_key == key.public_key
+    assert any(
+        f"signed by log key {key.key_id} (public key {key.public_key.hex()}), which you did "
+        "not give" in n
+        for n in verdict.notes
+    )
+
+
+def _forge(proof: dict[str, Any]) -> tuple[dict[str, Any], LogKey, dict[str, Ed25519PrivateKey]]:
+    """A proof made up from scratch by someone with no approver's private key and no log key:
+    approver keys, votes and enrollment events of their own, a log of their own (renumbered,
+    rehashed, relinked) and a checkpoint signed with a log key of their own."""
+    forged = copy.deepcopy(proof)
+    made_up = {a["approver_id"]: Ed25519PrivateKey.generate() for a in forged["team"]["approvers"]}
+    for a in forged["team"]["approvers"]:
+        a["public_key"] = keys.public_key_bytes(made_up[a["approver_id"]]).hex()
+    session = _timestamp_session(forged["session"])
+    signatures = {}
+    for vote in forged["votes"]:
+        digest = keys.vote_digest(session, vote["decision"] == "APPROVE")
+        vote["signature"] = made_up[vote["approver_id"]].sign(digest).hex()
+        signatures[vote["approver_id"]] = vote["signature"]
+    for seq, e in enumerate(forged["events"], 1):
+        e["seq"] = seq
+        if e["type"] == "invitation.accepted":
+            (who,) = (
+                s.removeprefix("approver:") for s in e["subjects"] if s.startswith("approver:")
+            )
+            e["details"]["public_key"] = keys.public_key_bytes(made_up[who]).hex()
+        if e["type"] == "vote.cast":
+            e["details"]["signature"] = signatures[e["details"]["approver_id"]]
+    _rehash(forged["events"])
+    log = LogKey(Ed25519PrivateKey.generate())
+    head = forged["events"][-1]
+    checkpoint = forged["checkpoint"]
+    checkpoint.update(
+        seq=head["seq"],
+        hash=head["hash"],
+        chain=copy.deepcopy(forged["events"]),
+        public_key=log.public_key.hex(),
+        key_id=log.key_id,
+    )
+    checkpoint["signature"] = log.sign(
+        checkpoint_message(checkpoint["seq"], checkpoint["hash"], checkpoint["time"])
+    ).hex()
+    return forged, log, made_up
+
+
+async def test_a_proof_made_up_from_scratch_is_never_valid(world: World) -> None:
+    key, proof = await _anchored(world)
+    forged, forger_log, _ = _forge(proof)
+    assert all(
+        a["public_key"] != b["public_key"]
+        for a, b in zip(forged["team"]["approvers"], proof["team"]["approvers"], strict=True)
+    )
+
+    # It holds together: without a log key the verifier can only say it is unanchored, and
+    # name the key, which is not the operator's.
+    unpinned = verify_proof(json.dumps(forged))
+    assert unpinned.problems == [], unpinned.problems
+    assert unpinned.unanchored
+    assert not unpinned.valid
+    assert unpinned.checkpoint_key == forger_log.public_key != key.public_key
+
+    # Under the true log key: NOT VALID, and why.
+    problems = _problems(forged, key.public_key)
+    assert f"the checkpoint (seq {forged['checkpoint']['seq']}) is not signed by the log key " in (
+        problems
+    )
+    assert f"it names log key {forger_log.key_id}" in problems
+
+
+async def test_a_proof_without_its_checkpoint_is_not_valid(world: World) -> None:
+    """The old verifier said VALID to a made-up proof with `checkpoint: null`."""
+    key, proof = await _anchored(world)
+    for candidate in (proof, _forge(proof)[0]):
+        candidate["checkpoint"] = None
+        for log_key in (None, key.public_key):
+            verdict = verify_proof(json.dumps(candidate), log_key)
+            assert not verdict.valid
+            assert not verdict.anchored
+            assert any(p.startswith("no log checkpoint") for p in verdict.problems)
+    del proof["checkpoint"]
+    assert "no log checkpoint" in _problems(proof, key.public_key)
+
+
+async def test_pinned_approver_keys_count_alone(world: World) -> None:
+    key, proof = await _anchored(world)
+    alice, bob, dave = (keys.public_key_bytes(world.keys[n]) for n in ("alice", "bob", "dave"))
+
+    both = verify_proof(json.dumps(proof), key.public_key, approver_keys=[alice, bob])
+    assert both.valid, both.problems
+    assert "2 of 3 approvers (M = 2)" in both.notes[0]
+    assert both.absent_approver_keys == []
+
+    # Only alice's key known: bob's APPROVE does not count, and M = 2 is not reached.
+    one = verify_proof(json.dumps(proof), key.public_key, approver_keys=[alice, dave])
+    assert not one.valid
+    assert any("only 1 distinct approvers" in p and "with a pinned key" in p for p in one.problems)
+    assert one.absent_approver_keys == [dave]
+    dave_text = keys.public_key_base64(world.keys["dave"])
+    assert any(f"key {dave_text} (key id" in n and "not in the team" in n for n in one.notes)
+    assert any("the APPROVE of bob is not counted" in n for n in one.notes)
+
+    # A made-up proof under the pins: none of its keys is known, whatever the log key says.
+    forged, forger_log, _ = _forge(proof)
+    pinned = verify_proof(json.dumps(forged), forger_log.public_key, approver_keys=[alice, bob])
+    assert not pinned.valid
+    assert sorted(pinned.absent_approver_keys) == sorted([alice, bob])
+    assert any("only 0 distinct approvers" in p for p in pinned.problems)
 
 
 async def test_a_checkpoint_signed_by_another_key_is_caught(world: World) -> None:
@@ -126,9 +243,15 @@ async def test_a_checkpoint_signed_by_another_key_is_caught(world: World) -> Non
     ).hex()
     checkpoint["public_key"] = other.public_key.hex()
     checkpoint["key_id"] = other.key_id
-    assert f"the checkpoint (seq {checkpoint['seq']}) is not signed by the log key" in (
-        _problems(proof, key.public_key)
+    problems = _problems(proof, key.public_key)
+    assert f"the checkpoint (seq {checkpoint['seq']}) is not signed by the log key you gave" in (
+        problems
     )
+    assert f"it names log key {other.key_id}" in problems
+    # Given no log key, the verifier cannot tell, so it does not say VALID: it names the key.
+    unpinned = verify_proof(json.dumps(proof))
+    assert unpinned.unanchored
+    assert unpinned.checkpoint_key == other.public_key
 
 
 async def test_a_proof_verified_with_the_wrong_log_key_is_refused(world: World) -> None:

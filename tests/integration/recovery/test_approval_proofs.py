@@ -2,6 +2,8 @@
 
 One real recovery flow per backend gives a proof; each test mutates a copy the way a hostile
 server or database administrator would and checks the verifier says no, for the right reason.
+The forgeries are checked without a log key: what is wrong is reported whether or not the
+verifier was given one (test_anchored_proofs.py: what the log key adds).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import pytest
 from recovery_world import World  # type: ignore[import-not-found]
 
 from airlock_client.proof import PROOF_FORMAT, event_hash, verify_proof
-from airlock_server.domain.errors import FailedPrecondition, PermissionDenied
+from airlock_server.domain.errors import FailedPrecondition, NotFound, PermissionDenied
 from airlock_server.domain.proofs import PROOF_FORMAT as SERVER_PROOF_FORMAT
 from airlock_server.domain.sessions import VoteDecision
 
@@ -35,7 +37,8 @@ async def _approved(world: World, *, reject_first: bool = False) -> tuple[str, d
 
 def _problems(proof: dict[str, Any]) -> str:
     verdict = verify_proof(json.dumps(proof))
-    assert not verdict.ok, "a forged proof was accepted"
+    assert verdict.problems, "a forged proof was not rejected"
+    assert not verdict.valid
     return "\n".join(verdict.problems)
 
 
@@ -68,10 +71,44 @@ async def test_a_real_proof_verifies(world: World) -> None:
     types = [e["type"] for e in proof["events"]]
     assert types.count("invitation.accepted") == 3
     assert {"session.created", "vote.cast", "session.approved"} <= set(types)
-    verdict = verify_proof(json.dumps(proof))
-    assert verdict.ok, verdict.problems
+    assert world.log_key is not None
+    verdict = verify_proof(json.dumps(proof), world.log_key.public_key)
+    assert verdict.valid, verdict.problems
+    assert verdict.anchored
+    assert verdict.checkpoint_key == world.log_key.public_key
     assert "2 of 3 approvers (M = 2)" in verdict.notes[0]
-    assert any("not anchored" in n for n in verdict.notes)
+
+    # The same proof, the verifier given no log key: nothing wrong, but not VALID either.
+    unpinned = verify_proof(json.dumps(proof))
+    assert unpinned.problems == []
+    assert not unpinned.valid
+    assert not unpinned.anchored
+    assert unpinned.unanchored
+    assert unpinned.checkpoint_key == world.log_key.public_key
+    assert any(world.log_key.public_key.hex() in n for n in unpinned.notes)
+
+
+async def test_a_server_without_a_log_key_exports_no_proof(world: World) -> None:
+    """An unanchored proof could not be told from a forgery, so none is exported; the caller's
+    right to the session and its state are checked first."""
+    sid, _ = await _approved(world)
+    keyless = world.another_wiring()
+    with pytest.raises(FailedPrecondition) as err:
+        await keyless.sessions.export_approval_proof(world.recovery, sid)
+    assert err.value.reason == "LOG_KEY_MISSING"
+    assert "no log key" in err.value.message
+    assert "approval proofs" in err.value.message
+    with pytest.raises(PermissionDenied):
+        await keyless.sessions.export_approval_proof(world.stranger, sid)
+    with pytest.raises(NotFound):
+        await keyless.sessions.export_approval_proof(world.admin, "ses-nope")
+    arn = await world.vault("pending")
+    asked = await world.app.vaults.request_restore_access(world.recovery, arn, "", "", "")
+    with pytest.raises(FailedPrecondition) as pending:
+        await keyless.sessions.export_approval_proof(
+            world.recovery, asked.session.session.session_id
+        )
+    assert pending.value.reason == "SESSION_NOT_APPROVED"
 
 
 async def test_who_may_export(world: World) -> None:

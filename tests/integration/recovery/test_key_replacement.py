@@ -143,5 +143,6 @@ async def test_a_reenrolled_approver_replaces_its_key(world: World) -> None:
     proof = json.loads(await world.app.sessions.export_approval_proof(world.admin, sid))
     snapshot = {a["approver_id"]: a["public_key"] for a in proof["team"]["approvers"]}
     assert snapshot["alice"] == raw_key(new_key).hex()
-    verdict = verify_proof(json.dumps(proof))
-    assert verdict.ok, verdict.problems
+    assert world.log_key is not None
+    verdict = verify_proof(json.dumps(proof), world.log_key.public_key)
+    assert verdict.valid, verdict.problems
