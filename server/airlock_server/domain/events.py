@@ -101,6 +101,58 @@ def chain(head_seq: int, head_hash: bytes, new: Sequence[NewEvent], time: dateti
 
 CALL_DENIED = "call.denied"
 
+# Every type a use case appends, in the order of docs/event-log.md's table. The app layer spells
+# them where it records them; tests/unit/test_event_type_names.py holds the app, this list and
+# the docs' table together, and tests/integration/test_event_types.py drives each of them.
+EVENT_TYPES: tuple[str, ...] = (
+    "server.bootstrapped",
+    "approver.created",
+    "approver.disabled",
+    "account.registered",
+    "credential.issued",
+    "credential.revoked",
+    "team.created",
+    "invitation.sent",
+    "invitation.accepted",
+    "invitation.declined",
+    "team.activated",
+    "team.activation_failed",
+    "team.update_requested",
+    "team.update_approved",
+    "team.update_failed",
+    "team.updated",
+    "team.update_activation_failed",
+    "team.deletion_requested",
+    "team.deletion_approved",
+    "team.deletion_failed",
+    "team.deleted",
+    "team.shared",
+    "team.unshared",
+    "team.baseline_started",
+    "vault.created",
+    "vault.team_associated",
+    "vault.association_change_requested",
+    "vault.association_changed",
+    "vault.association_change_dropped",
+    "vault.team_removed",
+    "session.created",
+    "vote.cast",
+    "session.approved",
+    "session.rejected",
+    "session.expired",
+    "session.cancelled",
+    "session.completed",
+    "session.executed",
+    "session.execution_failed",
+    "grant.requested",
+    "grant.available",
+    "grant.failed",
+    "grant.revoke_requested",
+    "grant.revoked",
+    "grant.revoke_dropped",
+    CALL_DENIED,
+)
+
 
 def type_matches(type_filter: str, type_: str) -> bool:
     """ListEvents' type filter: exact, or a family when it ends with '.'."""
