@@ -137,11 +137,17 @@ class ServerProcess:
         """SIGTERM by pid, a bounded wait, SIGKILL if it does not stop. Returns the exit code."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=STOP_TIMEOUT)
+        return self.wait_stopped()
+
+    def wait_stopped(self) -> int:
+        """A bounded wait for a server already told to stop (SIGKILL if it hangs). A second
+        SIGTERM is not sent: one that lands after the loop has let go of its handlers, while
+        the interpreter exits, would end the process with -15 after a clean stop."""
+        try:
+            self.process.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=STOP_TIMEOUT)
         self.returncode = self.process.returncode
         return self.returncode
 

@@ -57,7 +57,7 @@ async def test_a_signal_turns_health_to_not_serving_and_exits_zero(
         assert second.status == NOT_SERVING
         watch.cancel()
 
-    code = await asyncio.to_thread(server.stop)  # bounded; SIGKILL only if it hangs
+    code = await asyncio.to_thread(server.wait_stopped)  # bounded; SIGKILL only if it hangs
     assert code == 0
     seen = events(server)
     assert "server.stopping" in seen
@@ -101,7 +101,7 @@ async def test_calls_in_flight_at_sigterm_finish_whole(quiet_server: ServerProce
             answered_ok.add(name)
     assert answered_ok  # at least the call that finished before the signal
 
-    assert await asyncio.to_thread(server.stop) == 0
+    assert await asyncio.to_thread(server.wait_stopped) == 0
     async with server.database() as engine, engine.connect() as conn:
         stored = set(
             await conn.scalars(
