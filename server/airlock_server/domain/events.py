@@ -100,6 +100,65 @@ def chain(head_seq: int, head_hash: bytes, new: Sequence[NewEvent], time: dateti
 
 CALL_DENIED = "call.denied"
 
+# Every type the log holds (docs/event-log.md, "Event types"). A closed set: the log refuses any
+# other at append (persistence/event_log.py), so a family filter ("team.") can be expanded to
+# its members and each served by the (type, seq) index, instead of a prefix scan of the log.
+EVENT_TYPES = frozenset(
+    {
+        "server.bootstrapped",
+        "approver.created",
+        "approver.disabled",
+        "account.registered",
+        "credential.issued",
+        "credential.revoked",
+        "team.created",
+        "invitation.sent",
+        "invitation.accepted",
+        "invitation.declined",
+        "team.activated",
+        "team.activation_failed",
+        "team.update_requested",
+        "team.update_approved",
+        "team.update_failed",
+        "team.updated",
+        "team.update_activation_failed",
+        "team.baseline_started",
+        "team.deletion_requested",
+        "team.deletion_approved",
+        "team.deletion_failed",
+        "team.deleted",
+        "team.shared",
+        "team.unshared",
+        "vault.created",
+        "vault.team_associated",
+        "vault.association_change_requested",
+        "vault.association_changed",
+        "vault.association_change_dropped",
+        "vault.team_removed",
+        "session.created",
+        "vote.cast",
+        "session.approved",
+        "session.rejected",
+        "session.expired",
+        "session.cancelled",
+        "session.completed",
+        "session.executed",
+        "session.execution_failed",
+        "grant.requested",
+        "grant.available",
+        "grant.failed",
+        "grant.revoke_requested",
+        "grant.revoked",
+        "grant.revoke_dropped",
+        CALL_DENIED,
+    }
+)
+
+
+def family_types(family: str) -> tuple[str, ...]:
+    """The known types of a family filter ("team."), sorted; () when it names none."""
+    return tuple(sorted(t for t in EVENT_TYPES if t.startswith(family)))
+
 
 def type_matches(type_filter: str, type_: str) -> bool:
     """ListEvents' type filter: exact, or a family when it ends with '.'."""
