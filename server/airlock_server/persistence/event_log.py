@@ -249,11 +249,11 @@ def _matching(
         stmt = stmt.where(ActorKind(EventRecord.actor) == bindparam("actor_kind"))
     # Also checked row by row: the seq bounds already imply it for events appended under the
     # monotone rule (migration 0006 on); for older ones it keeps every event returned in range.
-    time = EventRecord.__table__.c["time"].type
+    time_type = EventRecord.__table__.c["time"].type
     if start:
-        stmt = stmt.where(EventRecord.time >= bindparam("start_time", type_=time))
+        stmt = stmt.where(EventRecord.time >= bindparam("start_time", type_=time_type))
     if end:
-        stmt = stmt.where(EventRecord.time < bindparam("end_time", type_=time))
+        stmt = stmt.where(EventRecord.time < bindparam("end_time", type_=time_type))
     return stmt.order_by(EventRecord.seq).limit(bindparam("limit"))
 
 
@@ -306,11 +306,13 @@ class SqlEventLogReader:
         start, end = query.start_time is not None, query.end_time is not None
         first, stop = after_seq + 1, None
         async with self._sessions() as s:
-            if s.get_bind().dialect.name == "postgresql":
+            # No filter: the pk_events range whatever the values (WatchEvents, first pages).
+            filtered = bool(type_) or len(params) > 1
+            if filtered and s.get_bind().dialect.name == "postgresql":
                 # asyncpg prepares statements, and after five runs PostgreSQL may keep a generic
                 # plan, made without the values: it then scans pk_events for a rare type or
                 # actor (or each type of a family) until `limit` rows match, in proportion to
-                # the log. Plan each page for its own values instead.
+                # the log. Plan each filtered page for its own values instead.
                 await s.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
             if start or end:
                 # time never decreases along seq (append_events), so the time range is the seq
