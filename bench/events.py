@@ -11,15 +11,20 @@ One process, on a migrated database of its own (run.py makes and drops it):
 2. fill: the log is grown to 10,000 and then 100,000 events by a direct bulk insert of a
    valid chain (domain `chain()` hashes, executemany in chunks; the guarding triggers only
    refuse UPDATE/DELETE, so nothing is dropped) - many cheap use-case writes would take
-   minutes and measure nothing new. The mix: vote.cast 40 %, session.created 20 %,
-   session.approved 20 %, grant.requested 19.9 %, team.created 0.1 %; subjects
-   session:s-<i/5> and team:t-<i mod 50>; actors approver:a-<i mod 20>.
+   minutes and measure nothing new. Each event is 100 µs after the one before (time never
+   decreases along seq, as append_events keeps it). The mix: vote.cast 39.7 %,
+   session.created 20 %, session.approved 20 %, grant.requested 20 %, and 0.1 % each of
+   team.created and team.activated (by admin:ops and system: the rare family team.) and of
+   call.denied by auditor:au-<i mod 3> (the rare actor kind); subjects session:s-<i/5> and
+   team:t-<i mod 50>; other actors approver:a-<i mod 20>.
 3. at each size, through a real grpc.aio server (build_server on the server's wiring, in this
    process, loopback) and the SDK's stubs, `--reps` calls each, sequentially:
    ListEvents first page (50, no filter), filtered pages (type=vote.cast, type=team.created,
-   family session., subject team:t-7, after_seq=head-100), WatchEvents(after_seq=head-50)
-   until those 50 arrive, and the live latency of WatchEvents (an event appended by a second
-   engine, as another replica would, until the stream yields it).
+   family session., rare family team., actor kind auditor, subject team:t-7,
+   after_seq=head-100, a time range from the middle of the log to its head, the rare family
+   within that range), WatchEvents(after_seq=head-50) until those 50 arrive, and the
+   live latency of WatchEvents (an event appended by a second engine, as another replica
+   would, until the stream yields it).
 """
 
 from __future__ import annotations
@@ -30,17 +35,18 @@ import json
 import statistics
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import insert, select, update
 
-from airlock.v1 import audit_service_pb2, audit_service_pb2_grpc
+from airlock.v1 import audit_service_pb2, audit_service_pb2_grpc, common_pb2
 from airlock_server.bootstrap import wire
 from airlock_server.config import Settings
-from airlock_server.domain.events import NewEvent, chain
+from airlock_server.domain.events import CALL_DENIED, Event, NewEvent, chain
 from airlock_server.domain.principals import SYSTEM, Principal, PrincipalKind
 from airlock_server.logs import configure_logging
 from airlock_server.persistence.db import create_engine, session_factory
@@ -50,6 +56,7 @@ from airlock_server.persistence.uow import SqlUnitOfWork
 from airlock_server.transport.server import build_server
 
 CHUNK = 5000
+STEP = timedelta(microseconds=100)  # between two filled events
 
 
 def _ms(values: list[float]) -> dict[str, float]:
@@ -77,7 +84,7 @@ async def append_rate(url: str, conc: int, duration: float) -> dict[str, Any]:
             started = time.perf_counter()
             try:
                 async with SqlUnitOfWork(sessions, lambda: datetime.now(UTC)) as uow:
-                    uow.record(NewEvent("bench.appended", SYSTEM, (f"bench:{n}",), {"i": i}))
+                    uow.record(_bench_event(n, i))
                     await uow.commit()
             except Exception:
                 errors += 1
@@ -97,10 +104,25 @@ async def append_rate(url: str, conc: int, duration: float) -> dict[str, Any]:
     }
 
 
+def _bench_event(n: int, i: int) -> NewEvent:
+    """An event the bench appends through the unit of work (the log takes known types only)."""
+    return NewEvent(
+        CALL_DENIED,
+        Principal(PrincipalKind.SERVICE, "bench"),
+        (f"bench:{n}",),
+        {"method": "bench", "code": "NONE", "reason": "BENCH", "i": i},
+    )
+
+
 def _fill_event(i: int) -> NewEvent:
     r = i % 1000
+    actor = Principal(PrincipalKind.APPROVER, f"a-{i % 20}")
     if r == 0:
-        type_ = "team.created"
+        type_, actor = "team.created", Principal(PrincipalKind.ADMIN, "ops")
+    elif r == 1:
+        type_, actor = "team.activated", SYSTEM
+    elif r == 2:
+        type_, actor = CALL_DENIED, Principal(PrincipalKind.AUDITOR, f"au-{i % 3}")
     elif r < 400:
         type_ = "vote.cast"
     elif r < 600:
@@ -111,10 +133,20 @@ def _fill_event(i: int) -> NewEvent:
         type_ = "grant.requested"
     return NewEvent(
         type_,
-        Principal(PrincipalKind.APPROVER, f"a-{i % 20}"),
+        actor,
         (f"session:s-{i // 5}", f"team:t-{i % 50}"),
         {"i": i, "note": "bulk"},
     )
+
+
+def _fill_chunk(seq: int, prev: bytes, time: datetime, n: int) -> list[Event]:
+    """n events after `seq`, each STEP after the one before (time never decreases along seq)."""
+    events: list[Event] = []
+    for _ in range(n):
+        time += STEP
+        events += chain(seq, prev, [_fill_event(seq)], time)
+        seq, prev = events[-1].seq, events[-1].hash
+    return events
 
 
 async def fill_to(url: str, target: int) -> float:
@@ -132,12 +164,8 @@ async def fill_to(url: str, target: int) -> float:
                 if head.seq >= target:
                     break
                 n = min(CHUNK, target - head.seq)
-                events = chain(
-                    head.seq,
-                    head.hash,
-                    [_fill_event(head.seq + k) for k in range(n)],
-                    datetime.now(UTC),
-                )
+                last_time = head.time or datetime.now(UTC)
+                events = _fill_chunk(head.seq, head.hash, max(last_time, datetime.now(UTC)), n)
                 await s.execute(
                     insert(EventRecord),
                     [
@@ -161,7 +189,7 @@ async def fill_to(url: str, target: int) -> float:
                 await s.execute(
                     update(LogHeadRecord)
                     .where(LogHeadRecord.id == 1)
-                    .values(seq=events[-1].seq, hash=events[-1].hash)
+                    .values(seq=events[-1].seq, hash=events[-1].hash, time=events[-1].time)
                 )
         if engine.dialect.name == "postgresql":
             async with engine.begin() as conn:
@@ -182,7 +210,27 @@ async def _timed(reps: int, call: Any) -> dict[str, float]:
     return _ms(times)
 
 
-async def reads(url: str, token: str, head: int, reps: int) -> dict[str, Any]:
+async def window(url: str, head: int) -> tuple[datetime, datetime]:
+    """The times of seq head/2 and of the head: a time range of half the log, which grows with
+    it ("since last week" on a log of years would be a small part of it)."""
+    engine = create_engine(url, pool_size=1)
+    try:
+        async with session_factory(engine)() as s:
+            times = [
+                await s.scalar(select(EventRecord.time).where(EventRecord.seq == seq))
+                for seq in (head // 2, head)
+            ]
+    finally:
+        await engine.dispose()
+    start, end = times
+    assert start is not None
+    assert end is not None
+    return start, end
+
+
+async def reads(
+    url: str, token: str, head: int, reps: int, span: tuple[datetime, datetime]
+) -> dict[str, Any]:
     wiring = wire(Settings(database_url=url, events_poll_interval=0.05))
     served = build_server(wiring.app, "127.0.0.1:0")
     await served.server.start()
@@ -205,8 +253,18 @@ async def reads(url: str, token: str, head: int, reps: int) -> dict[str, Any]:
             out["list_type_common"] = await _timed(reps, lister(type="vote.cast"))
             out["list_type_rare"] = await _timed(reps, lister(type="team.created"))
             out["list_family"] = await _timed(reps, lister(type="session."))
+            out["list_family_rare"] = await _timed(reps, lister(type="team."))
+            auditors = common_pb2.Principal(kind=common_pb2.PRINCIPAL_KIND_AUDITOR)
+            out["list_actor_kind_rare"] = await _timed(reps, lister(actor=auditors))
             out["list_subject"] = await _timed(reps, lister(subject="team:t-7"))
             out["list_after_seq_late"] = await _timed(reps, lister(after_seq=head - 100))
+            start, end = Timestamp(), Timestamp()
+            start.FromDatetime(span[0])
+            end.FromDatetime(span[1])
+            out["list_time_range"] = await _timed(reps, lister(start_time=start, end_time=end))
+            out["list_time_range_family_rare"] = await _timed(
+                reps, lister(start_time=start, end_time=end, type="team.")
+            )
 
             async def watch_late() -> None:
                 call = stub.WatchEvents(
@@ -233,10 +291,11 @@ async def reads(url: str, token: str, head: int, reps: int) -> dict[str, Any]:
                 for i in range(20):
                     started = time.perf_counter()
                     async with SqlUnitOfWork(other_sessions, lambda: datetime.now(UTC)) as uow:
-                        uow.record(NewEvent("bench.live", SYSTEM, (), {"i": i}))
+                        uow.record(_bench_event(-1, i))
                         await uow.commit()
                     msg = await asyncio.wait_for(stream.__anext__(), 30)
-                    assert msg.event.type == "bench.live"
+                    assert msg.event.type == CALL_DENIED
+                    assert msg.event.actor.subject == "bench"
                     live.append(time.perf_counter() - started)
             finally:
                 call.cancel()
@@ -267,7 +326,7 @@ async def run(backend: str, url: str, args: argparse.Namespace) -> dict[str, Any
         async with session_factory(engine)() as s:
             head = int(await s.scalar(select(LogHeadRecord.seq)) or 0)
         await engine.dispose()
-        r = await reads(url, issued.token, head, args.reps)
+        r = await reads(url, issued.token, head, args.reps, await window(url, head))
         r["fill_s"] = round(took, 1)
         print(f"{backend}: reads at {head}: {json.dumps(r)}", file=sys.stderr)
         result["reads"].append(r)

@@ -175,7 +175,8 @@ class World:
         return change.grant.grant_id, change.session.session.session_id
 
     async def request_revoke(self, grant_id: str) -> str:
-        change = await self.app.vaults.revoke_restore_access(OWNER, grant_id, COMMENT, "")
+        # The admin: the owner cannot revoke another account's grant (a recovery in progress).
+        change = await self.app.vaults.revoke_restore_access(ADMIN, grant_id, COMMENT, "")
         return change.session.session.session_id
 
 
@@ -620,8 +621,8 @@ async def restore_access_granted_then_revoked(w: World) -> list[Ev]:
         ev("session.approved", approver("bob"), f"session:{r}", vault),
         ev("grant.available", SYSTEM, g, vault, str(RECOVERY), state="AVAILABLE"),
         ev("session.executed", SYSTEM, f"session:{r}", vault),
-        ev("session.created", OWNER, f"session:{k}", t, vault, kind="REVOKE_RESTORE_ACCESS"),
-        ev("grant.revoke_requested", OWNER, g, vault, f"session:{k}"),
+        ev("session.created", ADMIN, f"session:{k}", t, vault, kind="REVOKE_RESTORE_ACCESS"),
+        ev("grant.revoke_requested", ADMIN, g, vault, f"session:{k}"),
         *votes(k, "alice", "bob"),
         ev("session.approved", approver("bob"), f"session:{k}", vault),
         ev("grant.revoked", SYSTEM, g, vault, str(RECOVERY), state="REVOKED"),
@@ -662,17 +663,17 @@ async def a_cancelled_or_expired_revocation_leaves_the_grant(w: World) -> list[E
     g = f"grant:{grant}"
     await w.mark()
     k1 = await w.request_revoke(grant)
-    await w.app.sessions.cancel_session(OWNER, k1, "")
+    await w.app.sessions.cancel_session(ADMIN, k1, "")
     k2 = await w.request_revoke(grant)
     w.app.clock.advance(timedelta(hours=25))
     assert await w.app.sessions.sweep_expired_sessions() == 1
     return [
-        ev("session.created", OWNER, f"session:{k1}", t, vault),
-        ev("grant.revoke_requested", OWNER, g, vault, f"session:{k1}"),
-        ev("session.cancelled", OWNER, f"session:{k1}", vault, status="CANCELLED_BY_USER"),
+        ev("session.created", ADMIN, f"session:{k1}", t, vault),
+        ev("grant.revoke_requested", ADMIN, g, vault, f"session:{k1}"),
+        ev("session.cancelled", ADMIN, f"session:{k1}", vault, status="CANCELLED_BY_USER"),
         ev("grant.revoke_dropped", SYSTEM, g, vault, str(RECOVERY), state="AVAILABLE"),
-        ev("session.created", OWNER, f"session:{k2}", t, vault),
-        ev("grant.revoke_requested", OWNER, g, vault, f"session:{k2}"),
+        ev("session.created", ADMIN, f"session:{k2}", t, vault),
+        ev("grant.revoke_requested", ADMIN, g, vault, f"session:{k2}"),
         ev("session.expired", SYSTEM, f"session:{k2}", vault, status="EXPIRED"),
         ev("grant.revoke_dropped", SYSTEM, g, vault, str(RECOVERY), state="AVAILABLE"),
     ]

@@ -7,7 +7,7 @@ import ast
 import re
 from pathlib import Path
 
-from airlock_server.domain.events import CALL_DENIED, EVENT_TYPES
+from airlock_server.domain.events import CALL_DENIED, EVENT_TYPES, family_types
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "event-log.md"
@@ -66,3 +66,19 @@ def test_the_parsers_see_what_they_claim() -> None:
     # Field names and setting keys with a dot are not event types.
     assert "principal.kind" not in recorded_types()
     assert "checkpoint.seq" not in recorded_types()
+
+
+def test_a_family_is_its_known_types_in_order() -> None:
+    assert family_types("grant.") == (
+        "grant.available",
+        "grant.failed",
+        "grant.requested",
+        "grant.revoke_dropped",
+        "grant.revoke_requested",
+        "grant.revoked",
+    )
+    assert family_types("vote.") == ("vote.cast",)
+    assert family_types("nosuch.") == ()
+    # A prefix of a family's name is not that family.
+    assert family_types("tea.") == ()
+    assert all(t.startswith("team.") for t in family_types("team."))

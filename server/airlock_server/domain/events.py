@@ -104,6 +104,9 @@ CALL_DENIED = "call.denied"
 # Every type a use case appends, in the order of docs/event-log.md's table. The app layer spells
 # them where it records them; tests/unit/test_event_type_names.py holds the app, this list and
 # the docs' table together, and tests/integration/test_event_types.py drives each of them.
+# A closed set: the log refuses any other at append (persistence/event_log.py), so a family
+# filter ("team.") can be expanded to its members and each served by the (type, seq) index,
+# instead of a prefix scan of the log.
 EVENT_TYPES: tuple[str, ...] = (
     "server.bootstrapped",
     "approver.created",
@@ -152,6 +155,11 @@ EVENT_TYPES: tuple[str, ...] = (
     "grant.revoke_dropped",
     CALL_DENIED,
 )
+
+
+def family_types(family: str) -> tuple[str, ...]:
+    """The known types of a family filter ("team."), sorted; () when it names none."""
+    return tuple(sorted(t for t in EVENT_TYPES if t.startswith(family)))
 
 
 def type_matches(type_filter: str, type_: str) -> bool:

@@ -12,23 +12,38 @@ from typing import Any
 import asyncpg
 import structlog
 from sqlalchemy import (
+    ColumnElement,
+    ScalarSelect,
     Select,
     String,
     bindparam,
     func,
     insert,
-    or_,
     select,
     text,
+    union_all,
     update,
 )
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import aliased
 from sqlalchemy.sql import Executable
 
 from airlock_server.app.ports import EventQuery
-from airlock_server.domain.events import GENESIS_HASH, Event, NewEvent, chain
-from airlock_server.persistence.models import EventRecord, EventSubjectRecord, LogHeadRecord
+from airlock_server.domain.events import (
+    EVENT_TYPES,
+    GENESIS_HASH,
+    Event,
+    NewEvent,
+    chain,
+    family_types,
+)
+from airlock_server.persistence.models import (
+    ActorKind,
+    EventRecord,
+    EventSubjectRecord,
+    LogHeadRecord,
+)
 
 NOTIFY_CHANNEL = "airlock_events"
 
@@ -40,16 +55,27 @@ async def append_events(
 
     The lock is held to commit, so `seq` is gap-free and in commit order on any number of
     replicas; it is taken last in the transaction to hold it as briefly as possible.
+
+    `time` is `now`, or the last event's time when that is later (`now` was read before the
+    lock was waited for, or on a replica whose clock is behind): time never decreases along
+    seq, which lets ListEvents turn a time range into a range of seq.
     """
+    unknown = sorted({e.type for e in new}.difference(EVENT_TYPES))
+    if unknown:
+        # A family filter is served from the closed set of types: an unlisted one would be
+        # missed by it. A programming error, caught by any test of the use case.
+        raise ValueError(f"event types {unknown} are not in EVENT_TYPES (domain/events.py)")
     head = (
         await session.execute(
-            select(LogHeadRecord.seq, LogHeadRecord.hash)
+            select(LogHeadRecord.seq, LogHeadRecord.hash, LogHeadRecord.time)
             .where(LogHeadRecord.id == 1)
             .with_for_update()
         )
     ).first()
     if head is None:
         raise RuntimeError("the event log has no head row; run `airlock-server migrate`")
+    if head.time is not None and head.time > now:
+        now = head.time
     events = chain(head.seq, head.hash, new, now)
     rows = [
         {
@@ -67,12 +93,19 @@ async def append_events(
     subjects = [{"subject": s, "seq": e.seq} for e in events for s in dict.fromkeys(e.subjects)]
     last = events[-1]
     move_head = (
-        update(LogHeadRecord).where(LogHeadRecord.id == 1).values(seq=last.seq, hash=last.hash)
+        update(LogHeadRecord)
+        .where(LogHeadRecord.id == 1)
+        .values(seq=last.seq, hash=last.hash, time=last.time)
     )
     if session.get_bind().dialect.name == "postgresql":
         # One round trip under the lock: the inserts, the head and the notification (delivered
         # at commit to every replica's listener, WatchEvents) as data-modifying CTEs.
-        params: dict[str, object] = {"last_seq": str(last.seq), "seq": last.seq, "hash": last.hash}
+        params: dict[str, object] = {
+            "last_seq": str(last.seq),
+            "seq": last.seq,
+            "hash": last.hash,
+            "time": last.time,
+        }
         for i, row in enumerate(rows):
             params.update({f"e{i}_{k}": v for k, v in row.items()})
         for i, row in enumerate(subjects):
@@ -103,6 +136,7 @@ def _pg_append(n_events: int, n_subjects: int) -> Executable:
     binds = [
         bindparam("seq", type_=events["seq"].type),
         bindparam("hash", type_=events["hash"].type),
+        bindparam("time", type_=events["time"].type),
     ]
     rows = []
     for i in range(n_events):
@@ -114,7 +148,7 @@ def _pg_append(n_events: int, n_subjects: int) -> Executable:
     sql = (
         f"WITH new_events AS (INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) "
         f"VALUES {', '.join(rows)}), "
-        "new_head AS (UPDATE log_head SET seq = :seq, hash = :hash WHERE id = 1)"
+        "new_head AS (UPDATE log_head SET seq = :seq, hash = :hash, time = :time WHERE id = 1)"
     )
     if n_subjects:
         rows = []
@@ -137,6 +171,96 @@ def _pg_append(n_events: int, n_subjects: int) -> Executable:
 GENESIS = {"id": 1, "seq": 0, "hash": GENESIS_HASH}
 
 
+def _first_seq_at(name: str) -> ScalarSelect[int]:
+    """The first seq with time >= :name (NULL if none): one probe of ix_events_time_seq."""
+    t = bindparam(name, type_=EventRecord.__table__.c["time"].type)
+    return (
+        select(EventRecord.seq)
+        .where(EventRecord.time >= t)
+        .order_by(EventRecord.time, EventRecord.seq)
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def _seq_bounds(start: bool, end: bool) -> Executable:
+    """[first seq at or after :start_time, first seq at or after :end_time), as asked."""
+    bounds = [_first_seq_at(n) for n, asked in (("start_time", start), ("end_time", end)) if asked]
+    return select(*bounds)
+
+
+@functools.lru_cache(maxsize=256)
+def _page(
+    type_: str, subject: bool, actor: bool, kind: bool, start: bool, end: bool, stop: bool
+) -> Select[Any]:
+    """A page of events with seq in [:first, :stop), ascending, at most :limit, built once per
+    shape (as _pg_append; a family's statement has a branch per type). `type_`: "" (any),
+    "=" (:type), "like" (:type_like) or a family with known types ("team.").
+
+    A family is its known types (EVENT_TYPES), one ordered range of (type, seq) each, at most
+    :limit rows from each, merged by seq: a rare family reads about :limit index rows, not the
+    log until :limit matches.
+    """
+    if type_ in ("", "=", "like"):
+        only = {
+            "": None,
+            "=": EventRecord.type == bindparam("type"),
+            "like": EventRecord.type.like(bindparam("type_like"), escape="/"),
+        }[type_]
+        return _matching(only, subject, actor, kind, start, end, stop)
+    branches = [
+        select(_matching(EventRecord.type == t, subject, actor, kind, start, end, stop).subquery())
+        for t in family_types(type_)
+    ]
+    merged = aliased(EventRecord, union_all(*branches).subquery())
+    return select(merged).order_by(merged.seq).limit(bindparam("limit"))
+
+
+def _matching(
+    type_: ColumnElement[bool] | None,
+    subject: bool,
+    actor: bool,
+    kind: bool,
+    start: bool,
+    end: bool,
+    stop: bool,
+) -> Select[Any]:
+    """Every filter but the type's (given as `type_`), in seq order, at most :limit.
+
+    Each is served by an index whose second column is seq (pk_events, ix_events_type_seq,
+    ix_events_actor_seq, ix_events_actor_kind_seq, pk_event_subjects), so the seq bounds are
+    bounds of the index range.
+    """
+    stmt = select(EventRecord).where(EventRecord.seq >= bindparam("first"))
+    if stop:
+        stmt = stmt.where(EventRecord.seq < bindparam("stop"))
+    if subject:
+        stmt = stmt.join(
+            EventSubjectRecord,
+            (EventSubjectRecord.seq == EventRecord.seq)
+            & (EventSubjectRecord.subject == bindparam("subject")),
+        )
+    if type_ is not None:
+        stmt = stmt.where(type_)
+    if actor:
+        stmt = stmt.where(EventRecord.actor == bindparam("actor"))
+    if kind:
+        stmt = stmt.where(ActorKind(EventRecord.actor) == bindparam("actor_kind"))
+    # Also checked row by row: the seq bounds already imply it for events appended under the
+    # monotone rule (migration 0006 on); for older ones it keeps every event returned in range.
+    time_type = EventRecord.__table__.c["time"].type
+    if start:
+        stmt = stmt.where(EventRecord.time >= bindparam("start_time", type_=time_type))
+    if end:
+        stmt = stmt.where(EventRecord.time < bindparam("end_time", type_=time_type))
+    return stmt.order_by(EventRecord.seq).limit(bindparam("limit"))
+
+
+def _like_prefix(prefix: str) -> str:
+    return prefix.replace("/", "//").replace("%", "/%").replace("_", "/_") + "%"
+
+
 log = structlog.get_logger("airlock.events")
 
 
@@ -157,32 +281,63 @@ class SqlEventLogReader:
             return [to_event(r) for r in await s.scalars(stmt)]
 
     async def list_page(self, query: EventQuery, after_seq: int, limit: int) -> list[Event]:
-        stmt = select(EventRecord).where(EventRecord.seq > after_seq)
-        if query.subject:
-            # The (subject, seq) primary key of event_subjects serves this in seq order.
-            stmt = stmt.join(
-                EventSubjectRecord,
-                (EventSubjectRecord.seq == EventRecord.seq)
-                & (EventSubjectRecord.subject == query.subject),
+        """Every filter is an ordered index range of seq with a LIMIT, so a page costs the same
+        whatever the size of the log (docs/benchmarks.md, "The event log")."""
+        params: dict[str, object] = {
+            name: value
+            for name, value in (
+                ("limit", limit),
+                ("subject", query.subject),
+                ("actor", query.actor),
+                ("actor_kind", query.actor_kind),
+                ("start_time", query.start_time),
+                ("end_time", query.end_time),
             )
-        if query.type.endswith("."):
-            stmt = stmt.where(EventRecord.type.startswith(query.type, autoescape=True))
-        elif query.type:
-            stmt = stmt.where(EventRecord.type == query.type)
-        if query.actor:
-            stmt = stmt.where(EventRecord.actor == query.actor)
-        if query.actor_kind:
-            stmt = stmt.where(
-                or_(
-                    EventRecord.actor == query.actor_kind,
-                    EventRecord.actor.startswith(query.actor_kind + ":", autoescape=True),
-                )
+            if value
+        }
+        if not query.type:
+            type_ = ""
+        elif not query.type.endswith("."):
+            type_, params["type"] = "=", query.type
+        elif family_types(query.type):
+            type_ = query.type
+        else:
+            type_, params["type_like"] = "like", _like_prefix(query.type)
+        start, end = query.start_time is not None, query.end_time is not None
+        first, stop = after_seq + 1, None
+        async with self._sessions() as s:
+            # No filter: the pk_events range whatever the values (WatchEvents, first pages).
+            filtered = bool(type_) or len(params) > 1
+            if filtered and s.get_bind().dialect.name == "postgresql":
+                # asyncpg prepares statements, and after five runs PostgreSQL may keep a generic
+                # plan, made without the values: it then scans pk_events for a rare type or
+                # actor (or each type of a family) until `limit` rows match, in proportion to
+                # the log. Plan each filtered page for its own values instead.
+                await s.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+            if start or end:
+                # time never decreases along seq (append_events), so the time range is the seq
+                # range [first seq at or after start, first seq at or after end).
+                found = list((await s.execute(_seq_bounds(start, end), params)).one())
+                if start:
+                    at_start = found.pop(0)
+                    if at_start is None:
+                        return []
+                    first = max(first, int(at_start))
+                if end and found[0] is not None:
+                    stop = params["stop"] = int(found[0])
+                    if first >= stop:
+                        return []
+            params["first"] = first
+            stmt = _page(
+                type_,
+                bool(query.subject),
+                bool(query.actor),
+                bool(query.actor_kind),
+                start,
+                end,
+                stop is not None,
             )
-        if query.start_time is not None:
-            stmt = stmt.where(EventRecord.time >= query.start_time)
-        if query.end_time is not None:
-            stmt = stmt.where(EventRecord.time < query.end_time)
-        return await self._all(stmt.order_by(EventRecord.seq).limit(limit))
+            return [to_event(r) for r in await s.scalars(stmt, params)]
 
     async def range(self, from_seq: int, to_seq: int, limit: int) -> list[Event]:
         stmt = select(EventRecord).where(EventRecord.seq >= from_seq)

@@ -22,7 +22,10 @@ from sqlalchemy import (
     TypeDecorator,
     text,
 )
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -173,24 +176,51 @@ class SettingRecord(Base):
     value: Mapped[str] = mapped_column(Text)
 
 
+class ActorKind(FunctionElement[str]):
+    """The kind of an actor string: the part before the first ':' ("auditor" of
+    "auditor:ann"), or all of it ("system"). Spelled identically in the expression index
+    ix_events_actor_kind_seq and in queries, with the ':' as a literal: both databases use an
+    expression index only for an expression that matches it, and a bound ':' does not."""
+
+    name = "actor_kind"
+    type = String()
+    inherit_cache = True
+
+
+@compiles(ActorKind, "postgresql")
+def _actor_kind_pg(element: ActorKind, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"split_part({compiler.process(element.clauses, **kw)}, ':', 1)"
+
+
+@compiles(ActorKind, "sqlite")
+def _actor_kind_sqlite(element: ActorKind, compiler: SQLCompiler, **kw: Any) -> str:
+    actor = compiler.process(element.clauses, **kw)
+    return f"substr({actor}, 1, instr({actor} || ':', ':') - 1)"
+
+
 class EventRecord(Base):
     """The append-only log. A migration's triggers refuse UPDATE and DELETE."""
 
     __tablename__ = "events"
-    # ListEvents filters: an ordered range of (type, seq) or (actor, seq) serves a page.
+    # ListEvents filters: an ordered range of (type, seq), (actor, seq), (actor kind, seq) or
+    # (time, seq) serves a page or its bounds (persistence/event_log.py).
     __table_args__ = (
         Index("ix_events_type_seq", "type", "seq"),
         Index("ix_events_actor_seq", "actor", "seq"),
+        Index("ix_events_time_seq", "time", "seq"),
     )
 
     seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
-    time: Mapped[datetime] = mapped_column(index=True)
+    time: Mapped[datetime]
     type: Mapped[str] = mapped_column(String(64))
     actor: Mapped[str] = mapped_column(String(96))
     subjects: Mapped[list[str]] = mapped_column(JSON)
     details: Mapped[dict[str, Any]]
     prev_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
     hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+
+Index("ix_events_actor_kind_seq", ActorKind(EventRecord.__table__.c.actor), EventRecord.seq)
 
 
 class EventSubjectRecord(Base):
@@ -205,13 +235,16 @@ class EventSubjectRecord(Base):
 
 
 class LogHeadRecord(Base):
-    """One row: the last seq and hash. Appenders lock it, so seq follows commit order."""
+    """One row: the last seq, hash and time. Appenders lock it, so seq follows commit order
+    and time never decreases along seq."""
 
     __tablename__ = "log_head"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     seq: Mapped[int] = mapped_column(BigInteger)
     hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    # NULL before the first event.
+    time: Mapped[datetime | None]
 
 
 # --- the recovery flow: sessions, votes, vaults, restore access grants, team deletions ---

@@ -1,0 +1,48 @@
+"""event reads by seq: the head row keeps the last event's time (appenders never stamp an
+event earlier than it), (time, seq) replaces the time index, and an expression index on the
+actor's kind: every filtered page of ListEvents is then an ordered range of seq
+
+Revision ID: 0006
+Revises: 0005
+Create Date: 2026-11-29 10:00:00
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0006"
+down_revision: str | None = "0005"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+# Frozen here rather than imported from the models (persistence/models.py ActorKind): the same
+# text, so the planner matches the queries' expression to the index.
+ACTOR_KIND = {
+    "postgresql": "split_part(actor, ':', 1)",
+    "sqlite": "substr(actor, 1, instr(actor || ':', ':') - 1)",
+}
+
+
+def upgrade() -> None:
+    # ALTER TABLE ADD COLUMN, not a batch copy: a copy of log_head would lose its trigger.
+    op.add_column("log_head", sa.Column("time", sa.DateTime(timezone=True), nullable=True))
+    # log_head's trigger refuses DELETE only. The events themselves are never changed: the new
+    # indexes need no backfill.
+    op.execute(
+        "UPDATE log_head SET time = (SELECT time FROM events WHERE events.seq = log_head.seq)"
+    )
+    op.create_index("ix_events_time_seq", "events", ["time", "seq"], unique=False)
+    op.drop_index("ix_events_time", table_name="events")
+    kind = ACTOR_KIND[op.get_bind().dialect.name]
+    op.execute(f"CREATE INDEX ix_events_actor_kind_seq ON events ({kind}, seq)")
+
+
+def downgrade() -> None:
+    op.execute("DROP INDEX ix_events_actor_kind_seq")
+    op.create_index("ix_events_time", "events", ["time"], unique=False)
+    op.drop_index("ix_events_time_seq", table_name="events")
+    op.drop_column("log_head", "time")
