@@ -6,8 +6,6 @@ public key, without trusting the server that later answers VerifyLog.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
 import hashlib
 import json
@@ -19,6 +17,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from airlock.v1 import event_pb2
+from airlock_client import keys
 
 TAG = "airlock.checkpoint.v1"
 FORMAT = "airlock.checkpoint.file.v1"
@@ -49,27 +48,12 @@ def key_id(public_key: bytes) -> str:
 
 
 def parse_public_key(text: str) -> bytes:
-    """32 raw bytes from hex (64 digits) or base64, or from a file holding either."""
-    value = text.strip()
-    path = Path(value)
-    if len(value) not in (43, 44, 64) and path.is_file():
-        value = path.read_text(encoding="utf-8").strip()
-    raw: bytes | None = None
-    if len(value) == 64:
-        try:
-            raw = bytes.fromhex(value)
-        except ValueError:
-            raw = None
-    if raw is None:
-        try:
-            raw = base64.b64decode(value + "=" * (-len(value) % 4), validate=True)
-        except (binascii.Error, ValueError):
-            raw = None
-    if raw is None or len(raw) != 32:
-        raise CheckpointError(
-            "a log public key is 32 bytes, written as 64 hex digits or base64 (or a file of it)"
-        )
-    return raw
+    """The log's 32-byte public key from `text` or the file it names (keys.parse_public_key's
+    forms: base64, hex, PEM), as a CheckpointError when it is none of them."""
+    try:
+        return keys.parse_public_key(text)
+    except keys.KeyFileError as exc:
+        raise CheckpointError(f"the log public key: {exc}") from exc
 
 
 def verify_signature(checkpoint: event_pb2.LogCheckpoint, public_key: bytes) -> None:

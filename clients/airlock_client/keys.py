@@ -166,7 +166,8 @@ def parse_public_key(text: str) -> bytes:
             raw = None
     if raw is None:
         try:
-            raw = base64.b64decode(value, validate=True)
+            # Padding optional: a key copied out of a JSON field or a URL often lacks it.
+            raw = base64.b64decode(value + "=" * (-len(value) % 4), validate=True)
         except (binascii.Error, ValueError):
             raw = None
     if raw is None or len(raw) != 32:
