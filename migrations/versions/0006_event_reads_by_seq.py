@@ -30,10 +30,17 @@ ACTOR_KIND = {
 def upgrade() -> None:
     # ALTER TABLE ADD COLUMN, not a batch copy: a copy of log_head would lose its trigger.
     op.add_column("log_head", sa.Column("time", sa.DateTime(timezone=True), nullable=True))
+    # Events up to this seq were stamped before the monotone rule and may be out of time order:
+    # time-range reads filter them row by row (a prefix that no longer grows).
+    op.add_column(
+        "log_head",
+        sa.Column("time_ordered_after", sa.BigInteger(), nullable=False, server_default="0"),
+    )
     # log_head's trigger refuses DELETE only. The events themselves are never changed: the new
-    # indexes need no backfill.
+    # indexes need no backfill. The latest time of all, not the head's: an older event may be
+    # later than the head, and no new event may be stamped before any of them.
     op.execute(
-        "UPDATE log_head SET time = (SELECT time FROM events WHERE events.seq = log_head.seq)"
+        "UPDATE log_head SET time = (SELECT max(time) FROM events), time_ordered_after = seq"
     )
     op.create_index("ix_events_time_seq", "events", ["time", "seq"], unique=False)
     op.drop_index("ix_events_time", table_name="events")
@@ -45,4 +52,5 @@ def downgrade() -> None:
     op.execute("DROP INDEX ix_events_actor_kind_seq")
     op.create_index("ix_events_time", "events", ["time"], unique=False)
     op.drop_index("ix_events_time_seq", table_name="events")
+    op.drop_column("log_head", "time_ordered_after")
     op.drop_column("log_head", "time")

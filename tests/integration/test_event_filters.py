@@ -16,7 +16,8 @@ from airlock_server.app.audit import AuditService
 from airlock_server.app.ports import EventQuery
 from airlock_server.domain.events import Event, NewEvent, family_types, type_matches
 from airlock_server.domain.principals import SYSTEM, Principal, PrincipalKind
-from airlock_server.persistence.db import create_engine
+from airlock_server.persistence.db import create_engine, session_factory
+from airlock_server.persistence.event_log import SqlEventLogReader
 from airlock_server.persistence.migrate import upgrade
 from airlock_server.persistence.models import ActorKind, EventRecord, LogHeadRecord
 
@@ -230,3 +231,65 @@ async def test_migration_0006_keeps_the_head_time_of_an_existing_log(
         await engine.dispose()
     assert head.seq == 3
     assert head.time == last == times[-1]
+
+
+async def test_a_time_range_is_exact_over_events_older_than_0006(empty_database_url: str) -> None:
+    """Events appended before 0006 may be out of time order (the clock was read before the
+    lock; replicas' clocks differ): a time range still returns each event whose time is in it."""
+    await upgrade(empty_database_url, "0005")
+    t0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    offsets = [0, 5, 3, 6, 1, 4]  # seconds, by seq 1..6: out of order
+    engine = create_engine(empty_database_url)
+
+    def row(seq: int, t: datetime) -> dict[str, object]:
+        return {
+            "seq": seq,
+            "time": t,
+            "type": "team.created",
+            "actor": "admin",
+            "subjects": [],
+            "details": {},
+            "prev_hash": bytes(32),
+            "hash": bytes(32),
+        }
+
+    try:
+        async with engine.begin() as conn:
+            rows = [row(seq, t0 + timedelta(seconds=o)) for seq, o in enumerate(offsets, 1)]
+            await conn.execute(insert(EventRecord), rows)
+            await conn.execute(text("UPDATE log_head SET seq = 6"))
+        await upgrade(empty_database_url)
+        async with engine.begin() as conn:
+            head = (
+                await conn.execute(select(LogHeadRecord.time, LogHeadRecord.time_ordered_after))
+            ).one()
+            # The newest time of all (seq 4, +6 s), not the head event's (+4 s).
+            assert head.time == t0 + timedelta(seconds=6)
+            assert head.time_ordered_after == 6
+            # Later events, in order from there (as append_events stamps them).
+            later = [row(seq, t0 + timedelta(seconds=o)) for seq, o in ((7, 6), (8, 7), (9, 9))]
+            await conn.execute(insert(EventRecord), later)
+        reader = SqlEventLogReader(session_factory(engine))
+        log = {seq: t0 + timedelta(seconds=o) for seq, o in enumerate([*offsets, 6, 7, 9], 1)}
+        for lo, hi in itertools.product([None, 0, 2, 4, 6, 8, 10], [None, 1, 4, 6, 7, 10]):
+            start = None if lo is None else t0 + timedelta(seconds=lo)
+            end = None if hi is None else t0 + timedelta(seconds=hi)
+            want = [
+                seq
+                for seq, t in log.items()
+                if (start is None or t >= start) and (end is None or t < end)
+            ]
+            for size in (1, 2, 100):
+                got: list[int] = []
+                after = 0
+                while True:
+                    page = await reader.list_page(
+                        EventQuery(start_time=start, end_time=end), after, size
+                    )
+                    got += [e.seq for e in page]
+                    if len(page) < size:
+                        break
+                    after = page[-1].seq
+                assert got == want, (lo, hi, size)
+    finally:
+        await engine.dispose()

@@ -172,11 +172,12 @@ GENESIS = {"id": 1, "seq": 0, "hash": GENESIS_HASH}
 
 
 def _first_seq_at(name: str) -> ScalarSelect[int]:
-    """The first seq with time >= :name (NULL if none): one probe of ix_events_time_seq."""
+    """The first seq after :ordered_after with time >= :name (NULL if none): one probe of
+    ix_events_time_seq (it steps over the older events of the unordered prefix, if any)."""
     t = bindparam(name, type_=EventRecord.__table__.c["time"].type)
     return (
         select(EventRecord.seq)
-        .where(EventRecord.time >= t)
+        .where(EventRecord.time >= t, EventRecord.seq > bindparam("ordered_after"))
         .order_by(EventRecord.time, EventRecord.seq)
         .limit(1)
         .scalar_subquery()
@@ -185,9 +186,13 @@ def _first_seq_at(name: str) -> ScalarSelect[int]:
 
 @functools.lru_cache(maxsize=4)
 def _seq_bounds(start: bool, end: bool) -> Executable:
-    """[first seq at or after :start_time, first seq at or after :end_time), as asked."""
+    """[first seq at or after :start_time, first seq at or after :end_time), as asked, among
+    the events after :ordered_after."""
     bounds = [_first_seq_at(n) for n, asked in (("start_time", start), ("end_time", end)) if asked]
     return select(*bounds)
+
+
+_ORDERED_AFTER = select(LogHeadRecord.time_ordered_after).where(LogHeadRecord.id == 1)
 
 
 @functools.lru_cache(maxsize=256)
@@ -305,6 +310,19 @@ class SqlEventLogReader:
             type_, params["type_like"] = "like", _like_prefix(query.type)
         start, end = query.start_time is not None, query.end_time is not None
         first, stop = after_seq + 1, None
+
+        def page(bounded: bool) -> Select[Any]:
+            return _page(
+                type_,
+                bool(query.subject),
+                bool(query.actor),
+                bool(query.actor_kind),
+                start,
+                end,
+                bounded,
+            )
+
+        older: list[Event] = []
         async with self._sessions() as s:
             # No filter: the pk_events range whatever the values (WatchEvents, first pages).
             filtered = bool(type_) or len(params) > 1
@@ -316,28 +334,30 @@ class SqlEventLogReader:
                 await s.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
             if start or end:
                 # time never decreases along seq (append_events), so the time range is the seq
-                # range [first seq at or after start, first seq at or after end).
+                # range [first seq at or after start, first seq at or after end) -- except in
+                # the prefix stamped before that rule (migration 0006), read row by row first.
+                ordered_after = int(await s.scalar(_ORDERED_AFTER) or 0)
+                if first <= ordered_after:
+                    params.update(first=first, stop=ordered_after + 1)
+                    older = [to_event(r) for r in await s.scalars(page(True), params)]
+                    if len(older) >= limit:
+                        return older
+                    params["limit"] = limit - len(older)
+                    first = ordered_after + 1
+                    del params["stop"]
+                params["ordered_after"] = ordered_after
                 found = list((await s.execute(_seq_bounds(start, end), params)).one())
                 if start:
                     at_start = found.pop(0)
                     if at_start is None:
-                        return []
+                        return older
                     first = max(first, int(at_start))
                 if end and found[0] is not None:
                     stop = params["stop"] = int(found[0])
                     if first >= stop:
-                        return []
+                        return older
             params["first"] = first
-            stmt = _page(
-                type_,
-                bool(query.subject),
-                bool(query.actor),
-                bool(query.actor_kind),
-                start,
-                end,
-                stop is not None,
-            )
-            return [to_event(r) for r in await s.scalars(stmt, params)]
+            return older + [to_event(r) for r in await s.scalars(page(stop is not None), params)]
 
     async def range(self, from_seq: int, to_seq: int, limit: int) -> list[Event]:
         stmt = select(EventRecord).where(EventRecord.seq >= from_seq)

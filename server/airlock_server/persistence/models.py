@@ -245,6 +245,8 @@ class LogHeadRecord(Base):
     hash: Mapped[bytes] = mapped_column(LargeBinary(32))
     # NULL before the first event.
     time: Mapped[datetime | None]
+    # Events up to this seq predate the monotone-time rule (migration 0006): 0 on a new log.
+    time_ordered_after: Mapped[int] = mapped_column(BigInteger, server_default="0")
 
 
 # --- the recovery flow: sessions, votes, vaults, restore access grants, team deletions ---
