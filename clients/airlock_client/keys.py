@@ -139,7 +139,11 @@ def parse_public_key(text: str) -> bytes:
     value = text.strip()
     source = f"{text}: "
     path = Path(value)
-    if path.is_file():
+    try:
+        named_file = path.is_file()
+    except (OSError, ValueError):  # a key pasted inline can be longer than a file name may be
+        named_file = False
+    if named_file:
         try:
             value = path.read_text(encoding="utf-8").strip()
         except (OSError, UnicodeDecodeError) as exc:

@@ -190,3 +190,10 @@ def test_vote_digest_requester_without_subject_and_comment_not_signed() -> None:
     assert keys.vote_digest(session, True).hex() == VECTOR_APPROVE
     session.requester.CopyFrom(common_pb2.Principal(kind=common_pb2.PRINCIPAL_KIND_ADMIN))
     assert b"\x00\x00\x00\x05admin\x00" in keys.vote_digest_input(session, True)
+
+
+def test_a_long_inline_key_document_is_read_as_text() -> None:
+    """keygen's --json output pasted inline is longer than a file name may be."""
+    key = keys.generate_private_key()
+    document = json.dumps({"publicKey": keys.public_key_base64(key), "note": "x" * 300})
+    assert keys.parse_public_key(document) == keys.public_key_bytes(key)

@@ -434,8 +434,9 @@ class ExportApprovalProofResponse(_message.Message):
     FORMAT_FIELD_NUMBER: _builtins.int
     proof: _builtins.bytes
     """The proof document (UTF-8 JSON): the session's facts, the frozen team version (approver
-    ids, keys, M), the signed votes, the session's events with their hashes and, once the log
-    is checkpointed, a signed log checkpoint. Field by field in docs/approval-proofs.md.
+    ids, keys, M), the signed votes, the session's events with their hashes, and a log
+    checkpoint signed with the log key that they chain up to. Field by field in
+    docs/approval-proofs.md.
     """
     format: _builtins.str
     """The proof format and version, for example "airlock.approval-proof.v1+json"."""

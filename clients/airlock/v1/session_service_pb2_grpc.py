@@ -126,7 +126,8 @@ class SessionServiceServicer:
         """Exports a self-contained, offline-verifiable proof of an APPROVED session
         (docs/approval-proofs.md). Whoever may GetSession: its requester, the admin, auditors, its
         team's approvers, the owner of the guarded vault. FAILED_PRECONDITION SESSION_NOT_APPROVED
-        for a session in another state.
+        for a session in another state, LOG_KEY_MISSING when the server has no log key (a proof
+        is never exported without its signed checkpoint).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

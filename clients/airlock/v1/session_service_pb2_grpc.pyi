@@ -57,7 +57,8 @@ class SessionServiceStub:
     """Exports a self-contained, offline-verifiable proof of an APPROVED session
     (docs/approval-proofs.md). Whoever may GetSession: its requester, the admin, auditors, its
     team's approvers, the owner of the guarded vault. FAILED_PRECONDITION SESSION_NOT_APPROVED
-    for a session in another state.
+    for a session in another state, LOG_KEY_MISSING when the server has no log key (a proof
+    is never exported without its signed checkpoint).
     """
 
 @_typing.type_check_only
@@ -89,7 +90,8 @@ class SessionServiceAsyncStub(SessionServiceStub):
     """Exports a self-contained, offline-verifiable proof of an APPROVED session
     (docs/approval-proofs.md). Whoever may GetSession: its requester, the admin, auditors, its
     team's approvers, the owner of the guarded vault. FAILED_PRECONDITION SESSION_NOT_APPROVED
-    for a session in another state.
+    for a session in another state, LOG_KEY_MISSING when the server has no log key (a proof
+    is never exported without its signed checkpoint).
     """
 
 class SessionServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -160,7 +162,8 @@ class SessionServiceServicer(metaclass=_abc_1.ABCMeta):
         """Exports a self-contained, offline-verifiable proof of an APPROVED session
         (docs/approval-proofs.md). Whoever may GetSession: its requester, the admin, auditors, its
         team's approvers, the owner of the guarded vault. FAILED_PRECONDITION SESSION_NOT_APPROVED
-        for a session in another state.
+        for a session in another state, LOG_KEY_MISSING when the server has no log key (a proof
+        is never exported without its signed checkpoint).
         """
 
 def add_SessionServiceServicer_to_server(servicer: SessionServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -322,6 +322,7 @@ class VaultService:
                 await self._require_shared(uow, team_id, vault.account_id)
                 team = await self._team(uow, team_id)
                 require_team_can_guard(team)
+                await self._require_guard_unfrozen(uow, vault)
                 now = self._deps.clock()
                 if plan_association(vault, team_id) is AssociationPath.IMMEDIATE:
                     await uow.vaults.save(associate_now(vault, team_id, now))
@@ -334,7 +335,6 @@ class VaultService:
                         )
                     )
                     return ""
-                await self._require_guard_unfrozen(uow, vault)
                 current = await self._guarding_team(uow, vault)
                 session = await self._sessions.open_session(
                     uow,

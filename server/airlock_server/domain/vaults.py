@@ -519,8 +519,9 @@ def _under_recovery(
 
 
 def require_guard_unfrozen(vault: Vault, grants: Iterable[RestoreAccessGrant]) -> None:
-    """The owner's change of an existing guard (another team, or none) waits for the end of
-    every recovery in progress. The first association changes no guard and is not checked."""
+    """The owner's change of the guard (another team, none, or a team for a vault whose team
+    was removed) waits for the end of every recovery in progress: otherwise a team removal the
+    approvers were talked into would let the owner pick the next guard without a vote."""
     grant = recovery_in_progress(vault, grants)
     if grant is not None:
         raise _under_recovery(

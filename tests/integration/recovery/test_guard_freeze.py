@@ -166,9 +166,9 @@ async def test_the_owner_revokes_its_own_grant_not_rs(world: World) -> None:
     assert gone.session is not None
 
 
-async def test_the_first_association_is_not_frozen(world: World) -> None:
-    """No guard to freeze: a vault left without a team (its removal was asked before R's
-    request, and the team approved it) takes a team at once, R's grant still open."""
+async def test_a_vault_left_without_a_team_takes_none_during_a_recovery(world: World) -> None:
+    """A removal asked before R's request and approved by the team leaves the vault without a
+    guard: while R's request is open, the owner cannot pick the next team without a vote."""
     arn = await world.vault()
     gone = await world.app.vaults.disassociate(world.owner, arn, "", "")
     assert gone.session is not None
@@ -178,12 +178,16 @@ async def test_the_first_association_is_not_frozen(world: World) -> None:
     assert (await world.app.vaults.get_vault(world.owner, arn)).team_id is None
     assert await world.app.count("restore_access_grants", "state = 'CREATING'") == 1
 
+    # Refused, and nothing written (_refused compares the database before and after).
+    refused = await _refused(
+        world, lambda: world.app.vaults.associate(world.owner, arn, world.team_id, "", "")
+    )
+    assert refused.metadata["grantId"] == asked.grant.grant_id
+    # R's request ends (its requester cancels it): the owner may choose a team again.
+    await world.app.sessions.cancel_session(world.recovery, asked.session.session.session_id, "")
     again = await world.app.vaults.associate(world.owner, arn, world.team_id, "", "")
     assert again.session is None
     assert again.vault.team_id == world.team_id
-    # Guarded again: changes are frozen again while R's request is open.
-    refused = await _refused(world, lambda: world.app.vaults.disassociate(world.owner, arn, "", ""))
-    assert refused.metadata["grantId"] == asked.grant.grant_id
 
 
 # --- the change of team, re-checked when the current team approves it ---
