@@ -193,9 +193,10 @@ class VaultService:
         return await self._team(uow, vault.team_id)
 
     async def _require_guard_unfrozen(self, uow: UnitOfWork, vault: Vault) -> None:
-        """The owner changes an existing guard only when no other account's recovery is in
-        progress. A request whose session ran out is first written down as failed (read-time
-        expiry, as GetSession does): it recovers nothing and freezes nothing."""
+        """The owner changes the guard (or gives a team to a vault left without one) only when
+        no other account's recovery is in progress. A request whose session ran out is first
+        written down as failed (read-time expiry, as GetSession does): it recovers nothing and
+        freezes nothing."""
         grants = await uow.grants.open_of_vault(vault.vault_arn)
         now = self._deps.clock()
         settled = False
