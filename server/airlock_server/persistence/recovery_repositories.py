@@ -106,6 +106,11 @@ def _votes_and_approvers() -> Any:
 _VOTES_AND_APPROVERS = _votes_and_approvers()
 _SESSION_BY_ID = _SESSION_ROWS.where(_S.session_id == bindparam("sid"))
 _SESSION_BY_ID_LOCKED = _SESSION_BY_ID.with_for_update(of=SessionRecord.__table__)
+# Core statements built once (Table, not the mapped class): no ORM bulk-DML machinery and no
+# cache key to compute per call. The SET clause / VALUES are the parameters' keys.
+_SESSION_TABLE = cast(Table, SessionRecord.__table__)
+_SESSION_UPDATE = update(_SESSION_TABLE).where(_SESSION_TABLE.c.session_id == bindparam("sid"))
+_VOTE_INSERT = insert(cast(Table, VoteRecord.__table__))
 _TM = TeamMemberRecord.__table__.c
 # A vote's read: the session, locked, and the key its voter enrolled in the session's team
 # version, in one statement.
@@ -249,7 +254,8 @@ class SqlSessionRepository:
         ]
         if rows:
             # A second vote of one approver fails here (primary key), whatever the app did.
-            await self._s.execute(insert(VoteRecord), rows)
+            conn = await self._s.connection()
+            await conn.execute(_VOTE_INSERT, rows)
 
     async def get(self, session_id: str, *, for_update: bool = False) -> Session | None:
         # Always read: a locked read must see the row as committed now.
@@ -271,11 +277,8 @@ class SqlSessionRepository:
         values = self._values(session)
         known = self._known.get(session.session_id)
         if known is None or known[0] != values:
-            await self._s.execute(
-                update(SessionRecord)
-                .where(SessionRecord.session_id == session.session_id)
-                .values(**values)
-            )
+            conn = await self._s.connection()
+            await conn.execute(_SESSION_UPDATE, {"sid": session.session_id, **values})
         if known is not None:
             stored = known[1]
         else:
@@ -536,6 +539,7 @@ class SqlVaultRepository:
 
 
 _G = cast(Table, RestoreAccessGrantRecord.__table__)
+_GRANT_UPDATE = update(_G).where(_G.c.grant_id == bindparam("gid"))
 
 
 class SqlGrantRepository:
@@ -595,15 +599,16 @@ class SqlGrantRepository:
         return await self._one(RestoreAccessGrantRecord.grant_id == grant_id, for_update)
 
     async def save(self, grant: RestoreAccessGrant) -> None:
-        await self._s.execute(
-            update(RestoreAccessGrantRecord)
-            .where(RestoreAccessGrantRecord.grant_id == grant.grant_id)
-            .values(
-                state=grant.state.value,
-                status_message=grant.status_message,
-                revoke_session_id=grant.revoke_session_id,
-                update_time=grant.update_time,
-            )
+        conn = await self._s.connection()
+        await conn.execute(
+            _GRANT_UPDATE,
+            {
+                "gid": grant.grant_id,
+                "state": grant.state.value,
+                "status_message": grant.status_message,
+                "revoke_session_id": grant.revoke_session_id,
+                "update_time": grant.update_time,
+            },
         )
 
     async def open_for(self, vault_arn: str, account_id: str) -> list[RestoreAccessGrant]:

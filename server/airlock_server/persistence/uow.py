@@ -70,7 +70,8 @@ class SqlUnitOfWork:
             # hook (persistence/db.py) begins deferred. PostgreSQL: REPEATABLE READ, READ ONLY
             # (READ COMMITTED would give each statement a snapshot of its own).
             # A use case of one SELECT (authentication, on every RPC) needs no snapshot of
-            # its own: autocommit spares BEGIN and ROLLBACK (2 round trips / thread hops).
+            # its own: autocommit spares PostgreSQL's BEGIN and ROLLBACK round trips and
+            # SQLite's BEGIN (a hop to aiosqlite's thread).
             options: dict[str, object] = {READ_ONLY_OPTION: True}
             postgres = self.session.get_bind().dialect.name == "postgresql"
             if self._one_statement:
