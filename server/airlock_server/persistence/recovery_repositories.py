@@ -681,12 +681,22 @@ class SqlGrantRepository:
         return list(await self._s.scalars(q))
 
 
+_D = cast(Table, TeamDeletionRecord.__table__)
+# The latest request per team is the last one in this order (GetApprovalTeam reads it).
+_DELETIONS_OF_TEAMS = (
+    select(*_D.c)
+    .where(_D.c.team_id.in_(bindparam("ids", expanding=True)))
+    .order_by(_D.c.request_time, _D.c.session_id)
+)
+
+
 class SqlTeamDeletionRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._s = session
 
     @staticmethod
-    def _to_domain(r: TeamDeletionRecord) -> TeamDeletion:
+    def _to_domain(r: Any) -> TeamDeletion:
+        """From a TeamDeletionRecord or a Core row of its columns."""
         return TeamDeletion(
             team_id=r.team_id,
             session_id=r.session_id,
@@ -735,12 +745,9 @@ class SqlTeamDeletionRepository:
     async def latest_of(self, team_ids: Sequence[str]) -> dict[str, TeamDeletion]:
         if not team_ids:
             return {}
-        q = (
-            select(TeamDeletionRecord)
-            .where(TeamDeletionRecord.team_id.in_(set(team_ids)))
-            .order_by(TeamDeletionRecord.request_time, TeamDeletionRecord.session_id)
-        )
-        return {r.team_id: self._to_domain(r) for r in await self._s.scalars(q)}
+        conn = await self._s.connection()
+        rows = await conn.execute(_DELETIONS_OF_TEAMS, {"ids": list(set(team_ids))})
+        return {r.team_id: self._to_domain(r) for r in rows}
 
     async def due(self, now: datetime, limit: int) -> list[str]:
         q = (
