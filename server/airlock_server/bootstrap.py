@@ -36,8 +36,8 @@ def wire(settings: Settings, log_key: LogKey | None = None) -> Wiring:
     engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
     sessions = session_factory(engine)
 
-    def uow(*, read_only: bool = False) -> UnitOfWork:
-        return SqlUnitOfWork(sessions, deps.clock, read_only=read_only)
+    def uow(*, read_only: bool = False, one_statement: bool = False) -> UnitOfWork:
+        return SqlUnitOfWork(sessions, deps.clock, read_only=read_only, one_statement=one_statement)
 
     deps = Deps(uow=uow, region=settings.region)
     signal: PgListenSignal | PollSignal = (

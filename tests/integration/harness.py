@@ -149,8 +149,8 @@ def build_harness(url: str, clock: FakeClock) -> Harness:
     engine = create_engine(url, pool_size=5)
     sessions = session_factory(engine)
 
-    def uow(*, read_only: bool = False) -> UnitOfWork:
-        return SqlUnitOfWork(sessions, clock, read_only=read_only)
+    def uow(*, read_only: bool = False, one_statement: bool = False) -> UnitOfWork:
+        return SqlUnitOfWork(sessions, clock, read_only=read_only, one_statement=one_statement)
 
     deps = Deps(uow=uow, clock=clock)
     signal: PgListenSignal | PollSignal = (

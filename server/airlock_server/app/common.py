@@ -37,14 +37,18 @@ class Deps:
 
 
 async def transact(
-    deps: Deps, work: Callable[[UnitOfWork], Awaitable[T]], *, read_only: bool = False
+    deps: Deps,
+    work: Callable[[UnitOfWork], Awaitable[T]],
+    *,
+    read_only: bool = False,
+    one_statement: bool = False,
 ) -> T:
     """Run one use case as one transaction; retry when a concurrent change won.
 
-    `read_only`: the use case reads (see UnitOfWorkFactory)."""
+    `read_only`, `one_statement`: see UnitOfWorkFactory."""
     for attempt in range(ATTEMPTS):
         try:
-            async with deps.uow(read_only=read_only) as uow:
+            async with deps.uow(read_only=read_only, one_statement=one_statement) as uow:
                 return await work(uow)
         except Conflict:
             if attempt == ATTEMPTS - 1:

@@ -77,7 +77,8 @@ class IdentityService:
                 raise Unauthenticated("the token is unknown, revoked or expired")
             return Caller(cred.principal, cred.credential_id)
 
-        return await transact(self._deps, work, read_only=True)
+        # One SELECT, on every RPC: no transaction around it; still read each time.
+        return await transact(self._deps, work, one_statement=True)
 
     # --- approvers --------------------------------------------------------------------------
 

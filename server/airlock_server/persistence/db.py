@@ -15,6 +15,8 @@ from sqlalchemy.ext.asyncio import (
 
 # Execution option of a read-only unit of work's connection (see SqlUnitOfWork).
 READ_ONLY_OPTION = "airlock_read_only"
+# ... that reads with one statement: no transaction around it (see SqlUnitOfWork).
+ONE_STATEMENT_OPTION = "airlock_one_statement"
 
 
 def normalize_url(url: str) -> str:
@@ -55,8 +57,12 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
 
         @event.listens_for(engine.sync_engine, "begin")
         def _on_begin(conn: Any) -> None:
-            read_only = conn.get_execution_options().get(READ_ONLY_OPTION, False)
-            conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+            options = conn.get_execution_options()
+            if options.get(ONE_STATEMENT_OPTION, False):
+                return  # autocommit: the one SELECT is its own transaction
+            conn.exec_driver_sql(
+                "BEGIN" if options.get(READ_ONLY_OPTION, False) else "BEGIN IMMEDIATE"
+            )
 
         return engine
     return create_async_engine(

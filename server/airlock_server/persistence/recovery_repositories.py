@@ -106,6 +106,11 @@ def _votes_and_approvers() -> Any:
 _VOTES_AND_APPROVERS = _votes_and_approvers()
 _SESSION_BY_ID = _SESSION_ROWS.where(_S.session_id == bindparam("sid"))
 _SESSION_BY_ID_LOCKED = _SESSION_BY_ID.with_for_update(of=SessionRecord.__table__)
+# Core statements built once (Table, not the mapped class): no ORM bulk-DML machinery and no
+# cache key to compute per call. The SET clause / VALUES are the parameters' keys.
+_SESSION_TABLE = cast(Table, SessionRecord.__table__)
+_SESSION_UPDATE = update(_SESSION_TABLE).where(_SESSION_TABLE.c.session_id == bindparam("sid"))
+_VOTE_INSERT = insert(cast(Table, VoteRecord.__table__))
 _TM = TeamMemberRecord.__table__.c
 # A vote's read: the session, locked, and the key its voter enrolled in the session's team
 # version, in one statement.
@@ -249,7 +254,8 @@ class SqlSessionRepository:
         ]
         if rows:
             # A second vote of one approver fails here (primary key), whatever the app did.
-            await self._s.execute(insert(VoteRecord), rows)
+            conn = await self._s.connection()
+            await conn.execute(_VOTE_INSERT, rows)
 
     async def get(self, session_id: str, *, for_update: bool = False) -> Session | None:
         # Always read: a locked read must see the row as committed now.
@@ -271,11 +277,8 @@ class SqlSessionRepository:
         values = self._values(session)
         known = self._known.get(session.session_id)
         if known is None or known[0] != values:
-            await self._s.execute(
-                update(SessionRecord)
-                .where(SessionRecord.session_id == session.session_id)
-                .values(**values)
-            )
+            conn = await self._s.connection()
+            await conn.execute(_SESSION_UPDATE, {"sid": session.session_id, **values})
         if known is not None:
             stored = known[1]
         else:
@@ -536,6 +539,7 @@ class SqlVaultRepository:
 
 
 _G = cast(Table, RestoreAccessGrantRecord.__table__)
+_GRANT_UPDATE = update(_G).where(_G.c.grant_id == bindparam("gid"))
 
 
 class SqlGrantRepository:
@@ -595,15 +599,16 @@ class SqlGrantRepository:
         return await self._one(RestoreAccessGrantRecord.grant_id == grant_id, for_update)
 
     async def save(self, grant: RestoreAccessGrant) -> None:
-        await self._s.execute(
-            update(RestoreAccessGrantRecord)
-            .where(RestoreAccessGrantRecord.grant_id == grant.grant_id)
-            .values(
-                state=grant.state.value,
-                status_message=grant.status_message,
-                revoke_session_id=grant.revoke_session_id,
-                update_time=grant.update_time,
-            )
+        conn = await self._s.connection()
+        await conn.execute(
+            _GRANT_UPDATE,
+            {
+                "gid": grant.grant_id,
+                "state": grant.state.value,
+                "status_message": grant.status_message,
+                "revoke_session_id": grant.revoke_session_id,
+                "update_time": grant.update_time,
+            },
         )
 
     async def open_for(self, vault_arn: str, account_id: str) -> list[RestoreAccessGrant]:
@@ -676,12 +681,22 @@ class SqlGrantRepository:
         return list(await self._s.scalars(q))
 
 
+_D = cast(Table, TeamDeletionRecord.__table__)
+# The latest request per team is the last one in this order (GetApprovalTeam reads it).
+_DELETIONS_OF_TEAMS = (
+    select(*_D.c)
+    .where(_D.c.team_id.in_(bindparam("ids", expanding=True)))
+    .order_by(_D.c.request_time, _D.c.session_id)
+)
+
+
 class SqlTeamDeletionRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._s = session
 
     @staticmethod
-    def _to_domain(r: TeamDeletionRecord) -> TeamDeletion:
+    def _to_domain(r: Any) -> TeamDeletion:
+        """From a TeamDeletionRecord or a Core row of its columns."""
         return TeamDeletion(
             team_id=r.team_id,
             session_id=r.session_id,
@@ -730,12 +745,9 @@ class SqlTeamDeletionRepository:
     async def latest_of(self, team_ids: Sequence[str]) -> dict[str, TeamDeletion]:
         if not team_ids:
             return {}
-        q = (
-            select(TeamDeletionRecord)
-            .where(TeamDeletionRecord.team_id.in_(set(team_ids)))
-            .order_by(TeamDeletionRecord.request_time, TeamDeletionRecord.session_id)
-        )
-        return {r.team_id: self._to_domain(r) for r in await self._s.scalars(q)}
+        conn = await self._s.connection()
+        rows = await conn.execute(_DELETIONS_OF_TEAMS, {"ids": list(set(team_ids))})
+        return {r.team_id: self._to_domain(r) for r in rows}
 
     async def due(self, now: datetime, limit: int) -> list[str]:
         q = (

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, bindparam, delete, exists, insert, or_, select, update
+from sqlalchemy import Table, and_, bindparam, delete, exists, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -559,6 +559,15 @@ def _same_version(known: Team | None, version: TeamVersion) -> TeamVersion | Non
     return None
 
 
+_SH = cast(Table, TeamShareRecord.__table__)
+# Every share check (GetApprovalTeam, vault association) reads through this, prebuilt.
+_SHARE_BY_KEY = select(*_SH.c).where(
+    _SH.c.team_id == bindparam("team_id"),
+    _SH.c.principal_kind == bindparam("kind"),
+    _SH.c.subject == bindparam("subject"),
+)
+
+
 class SqlShareRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._s = session
@@ -588,7 +597,9 @@ class SqlShareRepository:
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
     async def get(self, team_id: str, principal: Principal) -> TeamShare | None:
-        r = await self._s.get(TeamShareRecord, (team_id, principal.kind.value, principal.subject))
+        conn = await self._s.connection()
+        params = {"team_id": team_id, "kind": principal.kind.value, "subject": principal.subject}
+        r = (await conn.execute(_SHARE_BY_KEY, params)).first()
         return TeamShare(r.team_id, r.principal_kind, r.subject, r.create_time) if r else None
 
     async def list_page(self, team_id: str, after: str | None, limit: int) -> list[TeamShare]:

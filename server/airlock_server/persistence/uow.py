@@ -11,7 +11,7 @@ from airlock_server.app import ports
 from airlock_server.app.ports import Clock
 from airlock_server.domain.errors import Conflict
 from airlock_server.domain.events import NewEvent
-from airlock_server.persistence.db import READ_ONLY_OPTION
+from airlock_server.persistence.db import ONE_STATEMENT_OPTION, READ_ONLY_OPTION
 from airlock_server.persistence.event_log import append_events
 from airlock_server.persistence.health_repositories import SqlActivityRepository
 from airlock_server.persistence.recovery_repositories import (
@@ -53,10 +53,12 @@ class SqlUnitOfWork:
         clock: Clock,
         *,
         read_only: bool = False,
+        one_statement: bool = False,
     ) -> None:
         self._sessions = sessions
         self._clock = clock
-        self._read_only = read_only
+        self._read_only = read_only or one_statement
+        self._one_statement = one_statement
         self._events: list[NewEvent] = []
 
     async def __aenter__(self) -> SqlUnitOfWork:
@@ -67,8 +69,16 @@ class SqlUnitOfWork:
             # two statements, must not straddle another transaction's commit. SQLite: the begin
             # hook (persistence/db.py) begins deferred. PostgreSQL: REPEATABLE READ, READ ONLY
             # (READ COMMITTED would give each statement a snapshot of its own).
+            # A use case of one SELECT (authentication, on every RPC) needs no snapshot of
+            # its own: autocommit spares PostgreSQL's BEGIN and ROLLBACK round trips and
+            # SQLite's BEGIN (a hop to aiosqlite's thread).
             options: dict[str, object] = {READ_ONLY_OPTION: True}
-            if self.session.get_bind().dialect.name == "postgresql":
+            postgres = self.session.get_bind().dialect.name == "postgresql"
+            if self._one_statement:
+                options[ONE_STATEMENT_OPTION] = True
+                if postgres:
+                    options["isolation_level"] = "AUTOCOMMIT"
+            elif postgres:
                 options["isolation_level"] = "REPEATABLE READ"
                 options["postgresql_readonly"] = True
             await self.session.connection(execution_options=options)

@@ -96,8 +96,8 @@ def wire(
     engine = create_engine(url, pool_size=5)
     sessions = session_factory(engine)
 
-    def uow(*, read_only: bool = False) -> UnitOfWork:
-        return SqlUnitOfWork(sessions, clock, read_only=read_only)
+    def uow(*, read_only: bool = False, one_statement: bool = False) -> UnitOfWork:
+        return SqlUnitOfWork(sessions, clock, read_only=read_only, one_statement=one_statement)
 
     deps = Deps(uow=uow, clock=clock, region="eu-west-1")
     log = SqlEventLogReader(sessions)
