@@ -214,6 +214,32 @@ class _Story:
         return await self.client(issued.token)
 
 
+async def _approve(
+    story: _Story,
+    approvers: dict[str, AirlockClient],
+    signing_keys: dict[str, Ed25519PrivateKey],
+    session: Session,
+    voters: list[str],
+    what: str,
+    comment: str = "",
+) -> Session:
+    """Each of `voters` signs and approves `session` in turn; the session after the last vote."""
+    decided = session
+    for approver_id in voters:
+        decided = await story.call(
+            f"Vote({approver_id}, {what})",
+            approvers[approver_id].sign_and_vote(
+                session, True, signing_keys[approver_id], comment=comment
+            ),
+        )
+        story.fact(
+            approver_id,
+            f"APPROVE -> {_name(Session.State, decided.state)} "
+            f"({decided.approval_count} of {decided.min_approvals})",
+        )
+    return decided
+
+
 async def _collect(items: AsyncIterator[_T]) -> list[_T]:
     return [item async for item in items]
 
@@ -411,19 +437,9 @@ async def _play(story: _Story) -> DemoSummary:
         f"{MIN_APPROVALS} approvers sign and approve R's request",
         "Each signs the session's vote digest locally; the M-th approval decides.",
     )
-    decided = session
-    for approver_id in voters:
-        decided = await story.call(
-            f"Vote({approver_id}, APPROVE)",
-            approvers[approver_id].sign_and_vote(
-                session, True, signing_keys[approver_id], comment="verified by phone"
-            ),
-        )
-        story.fact(
-            approver_id,
-            f"APPROVE -> {_name(Session.State, decided.state)} "
-            f"({decided.approval_count} of {decided.min_approvals})",
-        )
+    decided = await _approve(
+        story, approvers, signing_keys, session, voters, "APPROVE", comment="verified by phone"
+    )
     s.session_state = _name(Session.State, decided.state)
     story.expect(decided.state == Session.STATE_APPROVED, "the session is not APPROVED")
 
@@ -618,17 +634,14 @@ async def _the_revocation(
     story.expect(
         session.kind == Session.KIND_REVOKE_RESTORE_ACCESS, "the session is not a revocation"
     )
-    decided = session
-    for approver_id in s.approver_ids[-MIN_APPROVALS:]:
-        decided = await story.call(
-            f"Vote({approver_id}, APPROVE revocation)",
-            approvers[approver_id].sign_and_vote(session, True, signing_keys[approver_id]),
-        )
-        story.fact(
-            approver_id,
-            f"APPROVE -> {_name(Session.State, decided.state)} "
-            f"({decided.approval_count} of {decided.min_approvals})",
-        )
+    decided = await _approve(
+        story,
+        approvers,
+        signing_keys,
+        session,
+        s.approver_ids[-MIN_APPROVALS:],
+        "APPROVE revocation",
+    )
     s.revocation_state = _name(Session.State, decided.state)
     story.expect(decided.state == Session.STATE_APPROVED, "the revocation is not APPROVED")
 
