@@ -11,12 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from airlock_client.proof import event_hash
 from airlock_server.app.audit import AuditService, LogKey
 from airlock_server.app.common import Deps
 from airlock_server.app.identity import IdentityService
@@ -192,3 +194,22 @@ class World:
             self.owner, vault.vault_arn, team_id or self.team_id, "", ""
         )
         return vault.vault_arn
+
+
+def rehash(events: list[dict[str, Any]]) -> None:
+    """What a forger who also controls the log does to a proof's events: recompute each hash
+    and relink consecutive ones."""
+    previous: tuple[int, str] | None = None
+    for e in events:
+        if previous is not None and e["seq"] == previous[0] + 1:
+            e["prev_hash"] = previous[1]
+        e["hash"] = event_hash(
+            seq=e["seq"],
+            time=e["time"],
+            type_=e["type"],
+            actor=e["actor"],
+            subjects=e["subjects"],
+            details=e["details"],
+            prev_hash=e["prev_hash"],
+        )
+        previous = (e["seq"], e["hash"])

@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from recovery_world import World  # type: ignore[import-not-found]
+from recovery_world import World, rehash  # type: ignore[import-not-found]
 
 from airlock_client import keys
-from airlock_client.proof import _timestamp_session, checkpoint_message, event_hash, verify_proof
+from airlock_client.proof import _timestamp_session, checkpoint_message, verify_proof
 from airlock_server.app.audit import LogKey
 from airlock_server.domain.events import Checkpoint
 
@@ -47,24 +47,6 @@ def _problems(proof: dict[str, Any], log_key: bytes) -> str:
     assert verdict.problems, "a forged proof was not rejected"
     assert not verdict.valid
     return "\n".join(verdict.problems)
-
-
-def _rehash(events: list[dict[str, Any]]) -> None:
-    """Recompute each hash and relink consecutive events, as a forger of the log would."""
-    previous: tuple[int, str] | None = None
-    for e in events:
-        if previous is not None and e["seq"] == previous[0] + 1:
-            e["prev_hash"] = previous[1]
-        e["hash"] = event_hash(
-            seq=e["seq"],
-            time=e["time"],
-            type_=e["type"],
-            actor=e["actor"],
-            subjects=e["subjects"],
-            details=e["details"],
-            prev_hash=e["prev_hash"],
-        )
-        previous = (e["seq"], e["hash"])
 
 
 def _intermediate(proof: dict[str, Any]) -> int:
@@ -153,7 +135,7 @@ def _forge(proof: dict[str, Any]) -> tuple[dict[str, Any], LogKey, dict[str, Ed2
             e["details"]["public_key"] = keys.public_key_bytes(made_up[who]).hex()
         if e["type"] == "vote.cast":
             e["details"]["signature"] = signatures[e["details"]["approver_id"]]
-    _rehash(forged["events"])
+    rehash(forged["events"])
     log = LogKey(Ed25519PrivateKey.generate())
     head = forged["events"][-1]
     checkpoint = forged["checkpoint"]
@@ -297,7 +279,7 @@ async def test_an_edited_and_rehashed_chain_no_longer_reaches_the_signed_head(
     key, proof = await _anchored(world)
     chain = proof["checkpoint"]["chain"]
     chain[_intermediate(proof)]["actor"] = "admin:someone-else"
-    _rehash(chain)
+    rehash(chain)
     assert "the checkpoint chain does not end at the checkpoint" in _problems(proof, key.public_key)
 
 
@@ -309,7 +291,7 @@ async def test_proof_events_rewritten_consistently_disagree_with_the_chain(world
     created = next(e for e in forged["events"] if e["type"] == "session.created")
     created["actor"] = "account:333333333333"
     forged["session"]["requester"] = "account:333333333333"
-    _rehash(forged["events"])
+    rehash(forged["events"])
     problems = _problems(forged, key.public_key)
     assert f"event seq {created['seq']} is not the one in the checkpointed log" in problems
 
