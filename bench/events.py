@@ -50,6 +50,7 @@ from airlock_server.domain.events import CALL_DENIED, Event, NewEvent, chain
 from airlock_server.domain.principals import SYSTEM, Principal, PrincipalKind
 from airlock_server.logs import configure_logging
 from airlock_server.persistence.db import create_engine, session_factory
+from airlock_server.persistence.event_log import event_row
 from airlock_server.persistence.migrate import upgrade
 from airlock_server.persistence.models import EventRecord, EventSubjectRecord, LogHeadRecord
 from airlock_server.persistence.uow import SqlUnitOfWork
@@ -166,22 +167,7 @@ async def fill_to(url: str, target: int) -> float:
                 n = min(CHUNK, target - head.seq)
                 last_time = head.time or datetime.now(UTC)
                 events = _fill_chunk(head.seq, head.hash, max(last_time, datetime.now(UTC)), n)
-                await s.execute(
-                    insert(EventRecord),
-                    [
-                        {
-                            "seq": e.seq,
-                            "time": e.time,
-                            "type": e.type,
-                            "actor": e.actor,
-                            "subjects": list(e.subjects),
-                            "details": dict(e.details),
-                            "prev_hash": e.prev_hash,
-                            "hash": e.hash,
-                        }
-                        for e in events
-                    ],
-                )
+                await s.execute(insert(EventRecord), [event_row(e) for e in events])
                 await s.execute(
                     insert(EventSubjectRecord),
                     [{"subject": sub, "seq": e.seq} for e in events for sub in e.subjects],

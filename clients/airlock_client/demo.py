@@ -222,8 +222,10 @@ async def _approve(
     voters: list[str],
     what: str,
     comment: str = "",
+    said: str = "APPROVE",
 ) -> Session:
-    """Each of `voters` signs and approves `session` in turn; the session after the last vote."""
+    """Each of `voters` signs and approves `session` in turn; the session after the last vote.
+    `said`: how each vote is told ("APPROVE", or "answered" for a baseline)."""
     decided = session
     for approver_id in voters:
         decided = await story.call(
@@ -234,7 +236,7 @@ async def _approve(
         )
         story.fact(
             approver_id,
-            f"APPROVE -> {_name(Session.State, decided.state)} "
+            f"{said} -> {_name(Session.State, decided.state)} "
             f"({decided.approval_count} of {decided.min_approvals})",
         )
     return decided
@@ -594,17 +596,9 @@ async def _the_team(
         f"{baseline.min_approvals} answers needed",
     )
     story.expect(baseline.kind == Session.KIND_BASELINE, "the session is not a baseline")
-    answered = baseline
-    for approver_id, client in approvers.items():
-        answered = await story.call(
-            f"Vote({approver_id}, baseline)",
-            client.sign_and_vote(baseline, True, signing_keys[approver_id]),
-        )
-        story.fact(
-            approver_id,
-            f"answered -> {_name(Session.State, answered.state)} "
-            f"({answered.approval_count} of {answered.min_approvals})",
-        )
+    answered = await _approve(
+        story, approvers, signing_keys, baseline, list(approvers), "baseline", said="answered"
+    )
     s.baseline_state = _name(Session.State, answered.state)
     story.expect(answered.state == Session.STATE_APPROVED, "the baseline is not APPROVED")
 

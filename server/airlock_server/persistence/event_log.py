@@ -48,6 +48,20 @@ from airlock_server.persistence.models import (
 NOTIFY_CHANNEL = "airlock_events"
 
 
+def event_row(e: Event) -> dict[str, Any]:
+    """The events table's row of a chained event (the bench's bulk fill writes the same)."""
+    return {
+        "seq": e.seq,
+        "time": e.time,
+        "type": e.type,
+        "actor": e.actor,
+        "subjects": list(e.subjects),
+        "details": dict(e.details),
+        "prev_hash": e.prev_hash,
+        "hash": e.hash,
+    }
+
+
 async def append_events(
     session: AsyncSession, new: Sequence[NewEvent], now: datetime
 ) -> list[Event]:
@@ -77,19 +91,7 @@ async def append_events(
     if head.time is not None and head.time > now:
         now = head.time
     events = chain(head.seq, head.hash, new, now)
-    rows = [
-        {
-            "seq": e.seq,
-            "time": e.time,
-            "type": e.type,
-            "actor": e.actor,
-            "subjects": list(e.subjects),
-            "details": dict(e.details),
-            "prev_hash": e.prev_hash,
-            "hash": e.hash,
-        }
-        for e in events
-    ]
+    rows = [event_row(e) for e in events]
     subjects = [{"subject": s, "seq": e.seq} for e in events for s in dict.fromkeys(e.subjects)]
     last = events[-1]
     move_head = (

@@ -7,7 +7,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, delete, exists, insert, or_, select, update
+from sqlalchemy import Row, Table, and_, bindparam, delete, exists, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -137,7 +137,7 @@ class SqlCredentialRepository:
         self._s = session
 
     @staticmethod
-    def _to_domain(r: CredentialRecord) -> Credential:
+    def _to_domain(r: CredentialRecord | Row[*tuple[Any, ...]]) -> Credential:
         return Credential(
             credential_id=r.credential_id,
             principal=Principal(PrincipalKind(r.principal_kind), r.subject),
@@ -170,16 +170,7 @@ class SqlCredentialRepository:
         # Every RPC: one Core SELECT on the connection, no ORM identity map or loading.
         conn = await self._s.connection()
         r = (await conn.execute(_BY_TOKEN_HASH, {"h": token_hash})).first()
-        if r is None:
-            return None
-        return Credential(
-            credential_id=r.credential_id,
-            principal=Principal(PrincipalKind(r.principal_kind), r.subject),
-            description=r.description,
-            create_time=r.create_time,
-            expire_time=r.expire_time,
-            revoke_time=r.revoke_time,
-        )
+        return self._to_domain(r) if r is not None else None
 
     async def list_page(
         self,
