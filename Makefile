@@ -4,7 +4,10 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+# Two stamps: serving needs only the server's locked dependencies; tests and lint need the dev lock.
+SERVER_STAMP := $(VENV)/.installed-server
+STAMP := $(VENV)/.installed-dev
+PIP_TOOLS_VERSION := 7.6.2
 BUF_VERSION := 1.75.0
 BUF_DIR := .tools/buf
 BUF := $(BUF_DIR)/node_modules/.bin/buf
@@ -13,7 +16,7 @@ ADMIN_TOKEN := var/admin.token
 LOG_KEY := $(or $(AIRLOCK_LOG_KEY_FILE),var/log-key.pem)
 
 .DEFAULT_GOAL := help
-.PHONY: help install serve test gen lint check-gen typecheck unit bench demo clean
+.PHONY: help install serve test gen lint check-gen typecheck unit bench demo clean lock
 
 help:
 	@echo "make serve   install, migrate, bootstrap once, serve on 127.0.0.1:50051 (SQLite var/airlock.db)"
@@ -22,23 +25,40 @@ help:
 	@echo "make lint    buf lint, stub check, ruff, mypy (no tests)"
 	@echo "make bench   run bench/run.py"
 	@echo "make demo    run the whole recovery story against the server of make serve"
+	@echo "make lock    re-resolve requirements/*.txt (hashed) after a change of pyproject.toml"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# Reinstalled only when pyproject.toml changes.
-$(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+# Every dependency comes from a hashed lock (requirements/*.txt, made by `make lock`); the project
+# itself is installed editable on top, without resolving anything again. Reinstalled only when
+# the lock or pyproject.toml changes.
+$(SERVER_STAMP): requirements/server.txt pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements/server.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	@touch $@
 
+$(STAMP): requirements/dev.txt pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements/dev.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	@touch $@ $(SERVER_STAMP)
+
 install: $(STAMP)
+
+# pip-tools, pinned, in a venv of its own, resolves both locks with every file's hash.
+lock:
+	$(PYTHON) -m venv .tools/lock
+	.tools/lock/bin/python -m pip install --quiet pip-tools==$(PIP_TOOLS_VERSION)
+	.tools/lock/bin/pip-compile --quiet --generate-hashes --strip-extras --allow-unsafe \
+		--extra server --no-header -o requirements/server.txt pyproject.toml
+	.tools/lock/bin/pip-compile --quiet --generate-hashes --strip-extras --allow-unsafe \
+		--extra dev --no-header -o requirements/dev.txt pyproject.toml
 
 $(BUF_STAMP):
 	npm install --prefix $(BUF_DIR) --no-audit --no-fund --save-exact @bufbuild/buf@$(BUF_VERSION)
 	@touch $@
 
-serve: $(STAMP)
+serve: $(SERVER_STAMP)
 	$(BIN)/airlock-server migrate
 	@if [ -e $(ADMIN_TOKEN) ]; then \
 		echo "admin token: $(ADMIN_TOKEN) (exists; bootstrap skipped)"; \
@@ -75,9 +95,9 @@ bench: $(STAMP)
 # the recovery in the event log, VerifyLog, a signed checkpoint; team health, a baseline; the
 # grant revoked through the team.
 AIRLOCK_SERVER ?= 127.0.0.1:50051
-demo: $(STAMP)
+demo: $(SERVER_STAMP)
 	$(BIN)/airlock --server $(AIRLOCK_SERVER) --token-file $(ADMIN_TOKEN) demo
 
 clean:
 	rm -rf .tools .mypy_cache .ruff_cache .pytest_cache
-	rm -f $(STAMP)
+	rm -f $(STAMP) $(SERVER_STAMP)

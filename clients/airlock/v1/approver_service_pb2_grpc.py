@@ -5,7 +5,7 @@ import warnings
 
 from airlock.v1 import approver_service_pb2 as airlock_dot_v1_dot_approver__service__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.85.4'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
