@@ -8,6 +8,8 @@ BIN := $(VENV)/bin
 SERVER_STAMP := $(VENV)/.installed-server
 STAMP := $(VENV)/.installed-dev
 PIP_TOOLS_VERSION := 7.6.2
+LOCK_FLAGS := --quiet --generate-hashes --strip-extras --allow-unsafe --no-header \
+	--no-emit-index-url --no-emit-find-links
 BUF_VERSION := 1.75.0
 BUF_DIR := .tools/buf
 BUF := $(BUF_DIR)/node_modules/.bin/buf
@@ -49,10 +51,9 @@ install: $(STAMP)
 lock:
 	$(PYTHON) -m venv .tools/lock
 	.tools/lock/bin/python -m pip install --quiet pip-tools==$(PIP_TOOLS_VERSION)
-	.tools/lock/bin/pip-compile --quiet --generate-hashes --strip-extras --allow-unsafe \
-		--extra server --no-header -o requirements/server.txt pyproject.toml
-	.tools/lock/bin/pip-compile --quiet --generate-hashes --strip-extras --allow-unsafe \
-		--extra dev --no-header -o requirements/dev.txt pyproject.toml
+	.tools/lock/bin/pip-compile $(LOCK_FLAGS) --extra server -o requirements/server.txt pyproject.toml
+	.tools/lock/bin/pip-compile $(LOCK_FLAGS) --extra server --extra dev -o requirements/dev.txt \
+		pyproject.toml
 
 $(BUF_STAMP):
 	npm install --prefix $(BUF_DIR) --no-audit --no-fund --save-exact @bufbuild/buf@$(BUF_VERSION)
