@@ -196,16 +196,30 @@ async def _serve(settings: Settings, ready_file: Path | None, tls: TlsFiles | No
                     log.info("sweeper.expired_sessions", count=expired)
             except Exception:
                 log.exception("sweeper.failed")
+            try:
+                reminded = await wiring.notifications.remind()
+                if reminded:
+                    log.info("sweeper.reminders", notifications=reminded)
+            except Exception:
+                log.exception("sweeper.failed")
             await asyncio.sleep(settings.sweep_interval)
 
     sweeper = asyncio.create_task(sweep())
+    # Notifications leave from every replica; each is claimed in the database.
+    dispatch_stop = asyncio.Event()
+    dispatcher = asyncio.create_task(wiring.dispatcher.run(dispatch_stop, settings.notify_interval))
     await stop.wait()
     log.info("server.stopping", grace_seconds=settings.shutdown_grace)
     await served.set_serving(False)
     await served.server.stop(settings.shutdown_grace)
     sweeper.cancel()
+    dispatch_stop.set()
     with contextlib.suppress(asyncio.CancelledError):
         await sweeper
+    # A delivery in flight finishes (bounded by the sender's timeout); one not recorded is
+    # claimed again once its lease runs out.
+    with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+        await asyncio.wait_for(dispatcher, settings.shutdown_grace)
     await wiring.close()
     log.info("server.stopped")
 

@@ -366,7 +366,11 @@ def server(
     """One server per backend for the session: its port, admin token, database URL and log."""
     backend: str = request.param
     directory = tmp_path_factory.mktemp(f"airlock-{backend}")
-    with served_database(request.config, backend, directory) as running:
+    # Its dispatcher looks for due notifications once, at start, then waits an hour: nothing
+    # is delivered behind the tests' backs (tests/e2e/test_notifications.py runs its own).
+    with served_database(
+        request.config, backend, directory, env={"AIRLOCK_NOTIFY_INTERVAL": "3600"}
+    ) as running:
         yield running
 
 

@@ -28,10 +28,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from airlock_server.app.audit import AuditService
 from airlock_server.app.common import Deps
 from airlock_server.app.identity import IdentityService
+from airlock_server.app.notifications import NotificationService
 from airlock_server.app.ports import UnitOfWork
 from airlock_server.app.sessions import SessionService
 from airlock_server.app.teams import TeamService
 from airlock_server.app.vaults import VaultService
+from airlock_server.domain.notifications import Routing
 from airlock_server.persistence.db import create_engine, session_factory
 from airlock_server.persistence.event_log import PgListenSignal, PollSignal, SqlEventLogReader
 from airlock_server.persistence.uow import SqlUnitOfWork
@@ -126,6 +128,7 @@ class Harness:
     vaults: VaultService
     audit: AuditService
     signal: PgListenSignal | PollSignal
+    notifications: NotificationService
 
     @property
     def backend(self) -> str:
@@ -144,13 +147,16 @@ class Harness:
         await self.engine.dispose()
 
 
-def build_harness(url: str, clock: FakeClock) -> Harness:
-    """What bootstrap.wire() builds, with the test's own clock."""
+def build_harness(url: str, clock: FakeClock, routing: Routing | None = None) -> Harness:
+    """What bootstrap.wire() builds, with the test's own clock (`routing`: where email
+    notifications go; by default none, webhooks only)."""
     engine = create_engine(url, pool_size=5)
     sessions = session_factory(engine)
 
     def uow(*, read_only: bool = False, one_statement: bool = False) -> UnitOfWork:
-        return SqlUnitOfWork(sessions, clock, read_only=read_only, one_statement=one_statement)
+        return SqlUnitOfWork(
+            sessions, clock, read_only=read_only, one_statement=one_statement, routing=routing
+        )
 
     deps = Deps(uow=uow, clock=clock)
     signal: PgListenSignal | PollSignal = (
@@ -169,6 +175,7 @@ def build_harness(url: str, clock: FakeClock) -> Harness:
         VaultService(deps, sessions_app),
         AuditService(deps, log, signal, watch_poll=2.0),
         signal,
+        NotificationService(deps),
     )
 
 
@@ -178,8 +185,8 @@ class HarnessFactory:
     clock: FakeClock
     made: list[Harness] = field(default_factory=list)
 
-    def __call__(self) -> Harness:
+    def __call__(self, routing: Routing | None = None) -> Harness:
         """Another, independent wiring (own engine and pool) on the same database."""
-        harness = build_harness(self.url, self.clock)
+        harness = build_harness(self.url, self.clock, routing)
         self.made.append(harness)
         return harness

@@ -11,9 +11,16 @@ from airlock_server.app import ports
 from airlock_server.app.ports import Clock
 from airlock_server.domain.errors import Conflict
 from airlock_server.domain.events import NewEvent
+from airlock_server.domain.notifications import Routing, notice_for
 from airlock_server.persistence.db import ONE_STATEMENT_OPTION, READ_ONLY_OPTION
 from airlock_server.persistence.event_log import append_events
 from airlock_server.persistence.health_repositories import SqlActivityRepository
+from airlock_server.persistence.notifications import (
+    Outbox,
+    SqlNotificationRepository,
+    plan_events,
+    write_events,
+)
 from airlock_server.persistence.recovery_repositories import (
     SqlGrantRepository,
     SqlSessionRepository,
@@ -54,8 +61,10 @@ class SqlUnitOfWork:
         *,
         read_only: bool = False,
         one_statement: bool = False,
+        routing: Routing | None = None,
     ) -> None:
         self._sessions = sessions
+        self._routing = routing or Routing()
         self._clock = clock
         self._read_only = read_only or one_statement
         self._one_statement = one_statement
@@ -95,6 +104,9 @@ class SqlUnitOfWork:
         self.grants: ports.GrantRepository = SqlGrantRepository(s)
         self.deletions: ports.TeamDeletionRepository = SqlTeamDeletionRepository(s)
         self.activity: ports.ActivityRepository = SqlActivityRepository(s)
+        self.notifications: ports.NotificationRepository = SqlNotificationRepository(
+            s, self._routing
+        )
         self._events = []
         return self
 
@@ -105,7 +117,15 @@ class SqlUnitOfWork:
 
     async def commit(self) -> None:
         if self._events:
-            await append_events(self.session, self._events, self._clock())
+            # The transactional outbox: each event's notifications are written in its
+            # transaction, so a committed event always has them and a rolled-back one never.
+            # Recipients are read before the log's lock, the rows written after it is taken.
+            notices = [notice_for(e) for e in self._events]
+            outbox = Outbox(self.session, self._routing)
+            planned = await plan_events(outbox, notices)
+            now = self._clock()
+            events = await append_events(self.session, self._events, now)
+            await write_events(outbox, notices, planned, events, now)
             self._events = []
         await self.session.commit()
 
