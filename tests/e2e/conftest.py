@@ -288,8 +288,10 @@ def start_server(
     admin_token: str,
     *,
     env: dict[str, str] | None = None,
+    listen: str = "127.0.0.1:0",
 ) -> ServerProcess:
-    """`serve` on a free port; returns once the ready file names the port (bounded)."""
+    """`serve` on a free port (or `listen`); returns once the ready file names the port
+    (bounded)."""
     ready = directory / f"ready-{secrets.token_hex(4)}"
     log_path = directory / f"server-{ready.name}.log"
     with log_path.open("wb") as log_file:
@@ -302,7 +304,7 @@ def start_server(
                 "json",
                 "serve",
                 "--listen",
-                "127.0.0.1:0",
+                listen,
                 "--ready-file",
                 str(ready),
             ],

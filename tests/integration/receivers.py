@@ -27,7 +27,7 @@ class Received:
 
 @dataclass
 class WebhookReceiver:
-    """Answers `status` to every POST (500 while `failing`), after `delay` seconds."""
+    """Answers `status` to every POST, after `delay` seconds (recording it on arrival)."""
 
     port: int = 0
     status: int = 200
@@ -48,12 +48,13 @@ class WebhookReceiver:
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length", "0"))
                 body = self.rfile.read(length)
-                if receiver.delay:
-                    time.sleep(receiver.delay)
+                # Recorded on arrival: a request held by `delay` was received, answered or not.
                 with receiver._lock:
                     receiver.received.append(
                         Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
                     )
+                if receiver.delay:
+                    time.sleep(receiver.delay)
                 self.send_response(receiver.status)
                 self.send_header("content-length", "0")
                 self.end_headers()
