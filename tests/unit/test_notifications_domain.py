@@ -13,6 +13,8 @@ from airlock_server.config import ConfigError, Settings
 from airlock_server.domain.errors import InvalidArgument
 from airlock_server.domain.events import EVENT_TYPES, NewEvent
 from airlock_server.domain.notifications import (
+    ENDPOINT_DISABLED,
+    ENDPOINT_NOT_FOUND,
     KINDS,
     RULES,
     BodyFormat,
@@ -20,6 +22,8 @@ from airlock_server.domain.notifications import (
     Outgoing,
     RetryPolicy,
     body_bytes,
+    endpoint_disabled,
+    endpoint_not_found,
     notice_for,
     parse_fractions,
     render_email,
@@ -206,6 +210,11 @@ def test_the_email_has_text_and_html_with_the_answer_and_escapes() -> None:
     assert "Portal: https://portal/sessions/s1" in text
     assert "<script>" not in html
     assert "&lt;script&gt;" in html
+
+
+def test_the_error_reasons_are_the_named_constants() -> None:
+    assert endpoint_not_found("ep-1").reason == ENDPOINT_NOT_FOUND
+    assert endpoint_disabled("ep-1").reason == ENDPOINT_DISABLED
 
 
 def test_urls_and_settings() -> None:

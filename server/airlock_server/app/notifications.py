@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import random
 import secrets
 from collections.abc import Callable, Mapping
@@ -24,10 +25,9 @@ import structlog
 
 from airlock_server.app.common import Deps, check_request_id, once, transact
 from airlock_server.app.ports import NotificationSender, UnitOfWork
-from airlock_server.domain.errors import InvalidArgument, NotFound
+from airlock_server.domain.errors import InvalidArgument
 from airlock_server.domain.events import NewEvent, format_time
 from airlock_server.domain.notifications import (
-    ENDPOINT_NOT_FOUND,
     SECRET_PREFIX,
     Attempt,
     BodyFormat,
@@ -39,6 +39,7 @@ from airlock_server.domain.notifications import (
     RetryPolicy,
     check_etag,
     endpoint_disabled,
+    endpoint_not_found,
     reminder_due,
     reminder_notice,
     validate_description,
@@ -56,12 +57,6 @@ REMINDER_BATCH = 100
 def new_secret() -> str:
     """A Standard Webhooks secret: `whsec_` and 32 random bytes in base64."""
     return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
-
-
-class EndpointNotFound(NotFound):
-    def __init__(self, endpoint_id: str) -> None:
-        super().__init__("notification endpoint", endpoint_id)
-        self.reason = ENDPOINT_NOT_FOUND
 
 
 @dataclass(frozen=True)
@@ -149,7 +144,7 @@ class NotificationService:
             )
             endpoint = await uow.notifications.get_endpoint(endpoint_id)
             if endpoint is None:
-                raise EndpointNotFound(endpoint_id)
+                raise endpoint_not_found(endpoint_id)
             await uow.commit()
             return endpoint, "" if replayed else secret
 
@@ -161,7 +156,7 @@ class NotificationService:
         async def work(uow: UnitOfWork) -> Endpoint:
             found = await uow.notifications.get_endpoint(endpoint_id)
             if found is None:
-                raise EndpointNotFound(endpoint_id)
+                raise endpoint_not_found(endpoint_id)
             return found
 
         return await transact(self._deps, work, read_only=True)
@@ -192,7 +187,7 @@ class NotificationService:
         async def work(uow: UnitOfWork) -> Endpoint:
             before = await uow.notifications.get_endpoint(endpoint_id, for_update=True)
             if before is None:
-                raise EndpointNotFound(endpoint_id)
+                raise endpoint_not_found(endpoint_id)
             check_etag(before, etag)
             after = replace(
                 before,
@@ -221,7 +216,7 @@ class NotificationService:
         async def work(uow: UnitOfWork) -> None:
             before = await uow.notifications.get_endpoint(endpoint_id, for_update=True)
             if before is None:
-                raise EndpointNotFound(endpoint_id)
+                raise endpoint_not_found(endpoint_id)
             check_etag(before, etag)
             await uow.notifications.delete_endpoint(endpoint_id)
             uow.record(_endpoint_event("notification.endpoint_deleted", caller, before))
@@ -238,7 +233,7 @@ class NotificationService:
             async def create() -> str:
                 endpoint = await uow.notifications.get_endpoint(endpoint_id)
                 if endpoint is None:
-                    raise EndpointNotFound(endpoint_id)
+                    raise endpoint_not_found(endpoint_id)
                 if not endpoint.enabled:
                     raise endpoint_disabled(endpoint_id)
                 now = self._deps.clock()
@@ -290,40 +285,47 @@ class NotificationService:
 
     async def remind(self) -> int:
         """Notify the approvers who have not voted on a pending session, once per reminder
-        point of its TTL that has passed (only the latest passed point, when several did)."""
+        point of its TTL that has passed (only the latest passed point, when several did).
+        Every pending session is looked at, a page per transaction; notifications written."""
         if not self._fractions:
             return 0
+        written, after = 0, ""
+        while True:
+            count, after = await transact(
+                self._deps, functools.partial(self._remind_page, after=after)
+            )
+            written += count
+            if not after:
+                return written
 
-        async def work(uow: UnitOfWork) -> int:
-            now = self._deps.clock()
-            ids = await uow.notifications.pending_sessions(now, REMINDER_BATCH)
-            done = await uow.notifications.reminded_steps(ids)
-            written = 0
-            for session_id in ids:
-                session = await uow.sessions.get(session_id)
-                if session is None:
-                    continue
-                due = [
-                    step
-                    for step, f in enumerate(self._fractions, start=1)
-                    if reminder_due(session.create_time, session.expire_time, f, now)
-                ]
-                if not due or (session_id, due[-1]) in done:
-                    continue
-                step = due[-1]
-                # Every point up to the latest is settled: one reminder, not a burst.
-                claimed = [await uow.notifications.mark_reminded(session_id, s, now) for s in due]
-                if not claimed[-1]:
-                    continue
-                notice = reminder_notice(session, step, self._fractions[step - 1])
-                if notice.approver_ids:
-                    written += await uow.notifications.add_notice(
-                        notice, f"r:{session_id}:{step}", now
-                    )
-            await uow.commit()
-            return written
-
-        return await transact(self._deps, work)
+    async def _remind_page(self, uow: UnitOfWork, *, after: str) -> tuple[int, str]:
+        """(notifications written, the last session id of a full page or "")."""
+        now = self._deps.clock()
+        ids = await uow.notifications.pending_sessions(now, after, REMINDER_BATCH)
+        done = await uow.notifications.reminded_steps(ids)
+        written = 0
+        for session_id in ids:
+            session = await uow.sessions.get(session_id)
+            if session is None:
+                continue
+            due = [
+                step
+                for step, f in enumerate(self._fractions, start=1)
+                if reminder_due(session.create_time, session.expire_time, f, now)
+            ]
+            if not due or (session_id, due[-1]) in done:
+                continue
+            step = due[-1]
+            # Every point up to the latest is settled: one reminder, not a burst; a replica
+            # that claimed it first wins.
+            claimed = [await uow.notifications.mark_reminded(session_id, s, now) for s in due]
+            if not claimed[-1]:
+                continue
+            notice = reminder_notice(session, step, self._fractions[step - 1])
+            if notice.approver_ids:
+                written += await uow.notifications.add_notice(notice, f"r:{session_id}:{step}", now)
+        await uow.commit()
+        return written, ids[-1] if len(ids) == REMINDER_BATCH else ""
 
 
 @dataclass(frozen=True)

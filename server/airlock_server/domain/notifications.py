@@ -20,7 +20,12 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from airlock_server.domain.errors import EtagMismatch, FailedPrecondition, InvalidArgument
+from airlock_server.domain.errors import (
+    EtagMismatch,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+)
 from airlock_server.domain.events import NewEvent, format_time
 from airlock_server.domain.sessions import Session
 
@@ -331,6 +336,11 @@ def validate_description(description: str) -> None:
 def check_etag(endpoint: Endpoint, etag: str) -> None:
     if etag and etag != endpoint.etag:
         raise EtagMismatch(etag, endpoint.etag)
+
+
+def endpoint_not_found(endpoint_id: str) -> NotFound:
+    """NOT_FOUND, reason NOTIFICATION_ENDPOINT_NOT_FOUND (ENDPOINT_NOT_FOUND)."""
+    return NotFound("notification endpoint", endpoint_id)
 
 
 def endpoint_disabled(endpoint_id: str) -> FailedPrecondition:

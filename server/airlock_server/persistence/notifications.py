@@ -448,13 +448,17 @@ class SqlNotificationRepository:
 
     # --- reminders ---
 
-    async def pending_sessions(self, now: datetime, limit: int) -> list[str]:
-        """Pending, unexpired sessions, oldest first."""
+    async def pending_sessions(self, now: datetime, after: str, limit: int) -> list[str]:
+        """Pending, unexpired sessions with an id after `after`, by id."""
         return list(
             await self._s.scalars(
                 select(SessionRecord.session_id)
-                .where(SessionRecord.state == "PENDING", SessionRecord.expire_time > now)
-                .order_by(SessionRecord.create_time)
+                .where(
+                    SessionRecord.state == "PENDING",
+                    SessionRecord.expire_time > now,
+                    SessionRecord.session_id > after,
+                )
+                .order_by(SessionRecord.session_id)
                 .limit(limit)
             )
         )
