@@ -494,11 +494,13 @@ async def test_a_lost_lease_is_claimed_again_and_delivered_under_the_same_id(
 @pytest.mark.asyncio
 async def test_the_endpoint_api_is_the_admins_and_shows_the_secret_once(app: Harness) -> None:
     await people(app)
+    # An incoming-webhook URL: its path is a credential of the receiving service.
+    url = "https://hooks.example.test/services/T0/B0/tok3n"
     endpoint, secret = await app.notifications.create_endpoint(
-        ADMIN, "https://hooks.example.test/x", "ops", BodyFormat.STANDARD, (), True, "req-1"
+        ADMIN, url, "ops", BodyFormat.STANDARD, (), True, "req-1"
     )
     again, replayed_secret = await app.notifications.create_endpoint(
-        ADMIN, "https://hooks.example.test/x", "ops", BodyFormat.STANDARD, (), True, "req-1"
+        ADMIN, url, "ops", BodyFormat.STANDARD, (), True, "req-1"
     )
     assert again.endpoint_id == endpoint.endpoint_id
     assert replayed_secret == ""
@@ -561,9 +563,12 @@ async def test_the_endpoint_api_is_the_admins_and_shows_the_secret_once(app: Har
         "notification.endpoint_updated",
         "notification.endpoint_deleted",
     ]
-    assert secret not in json.dumps(
+    logged_details = json.dumps(
         [r for r in await _raw(app, "SELECT details FROM events")], default=str
     )
+    assert secret not in logged_details
+    assert "tok3n" not in logged_details
+    assert "hooks.example.test" in logged_details
 
 
 async def _raw(app: Harness, sql: str) -> list[Any]:

@@ -20,6 +20,7 @@ import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
 import structlog
 
@@ -71,15 +72,15 @@ class EndpointChange:
 
 
 def _endpoint_event(kind: str, caller: Principal, e: Endpoint) -> NewEvent:
-    """Endpoint changes are security-relevant (where notifications go): logged, the URL's
-    host included, never the secret."""
+    """Endpoint changes are security-relevant (where notifications go): logged with the URL's
+    host only (an incoming-webhook URL's path is often a credential) and never the secret."""
     return NewEvent(
         kind,
         caller,
         (f"endpoint:{e.endpoint_id}",),
         {
             "endpoint_id": e.endpoint_id,
-            "url": e.url,
+            "host": urlsplit(e.url).hostname or "",
             "body_format": e.body_format.value,
             "kinds": list(e.kinds),
             "enabled": e.enabled,

@@ -55,7 +55,9 @@ class WebhookSender:
         try:
             response = await self._http().post(out.url, content=body, headers=headers)
         except httpx.HTTPError as exc:
-            return Attempt(0, now, False, 0, f"{type(exc).__name__}: {exc}"[:500])
+            # The URL may carry a credential in its path (incoming webhooks): never repeat it.
+            error = f"{type(exc).__name__}: {exc}".replace(out.url, "<endpoint url>")
+            return Attempt(0, now, False, 0, error[:500])
         if 200 <= response.status_code < 300:
             return Attempt(0, now, True, response.status_code)
         return Attempt(0, now, False, response.status_code, f"HTTP {response.status_code}")
