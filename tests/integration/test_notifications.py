@@ -403,6 +403,18 @@ async def test_each_trigger_reaches_exactly_its_recipients(
     assert {a: got[a] for a in ADMINS} == {a: [guard] for a in ADMINS}
     assert got[email_of("alice")] == [opened]
 
+    # A disabled approver hears that it was disabled, and nothing after.
+    third = await app.vaults.create_vault(OWNER, "", "third", 7, 35, {}, "")
+    await app.vaults.associate(OWNER, third.vault_arn, team.team_id, "", "")
+    _, pending = await w.request_restore(RECOVERY, third.vault_arn, "restore-3")
+    await sent()
+    await app.identities.disable_approver(ADMIN, "carol", "")
+    disabled = "[Airlock] Security: an approver was disabled"
+    assert await sent() == {email_of("carol"): [disabled], **{a: [disabled] for a in ADMINS}}
+    await app.sessions.cancel_session(ADMIN, pending, "")
+    cancelled = "[Airlock] Approval session cancelled"
+    assert await sent() == {email_of(n): [cancelled] for n in ("alice", "bob")}
+
 
 @pytest.mark.asyncio
 async def test_reminders_reach_only_who_has_not_voted_once_per_point(

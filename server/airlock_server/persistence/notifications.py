@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from airlock_server.domain.events import Event
 from airlock_server.domain.notifications import (
+    APPROVER_DISABLED,
     NOTIFICATION_TEST,
     Attempt,
     BodyFormat,
@@ -68,11 +69,11 @@ class Outbox:
             self._endpoints = [endpoint_of(r) for r in rows]
         return [e.endpoint_id for e in self._endpoints if e.hears(kind)]
 
-    async def _emails(self, notice: Notice) -> tuple[list[str], dict[str, Any]]:
-        """The addresses of a notice, and what it learns of the session it ends."""
-        extra: dict[str, Any] = {}
+    async def _emails(self, notice: Notice) -> list[str]:
+        """The addresses of a notice: its approvers' (enabled ones, except to tell one that it
+        was disabled) and, for alerts, the admins'."""
         if not self._routing.email:
-            return [], extra
+            return []
         approver_ids = set(notice.approver_ids)
         if notice.voters_of:
             approver_ids.update(
@@ -84,16 +85,16 @@ class Outbox:
             )
         addresses: list[str] = []
         if approver_ids:
-            found = await self._s.scalars(
-                select(ApproverRecord.email).where(
-                    ApproverRecord.approver_id.in_(sorted(approver_ids)),
-                    ApproverRecord.email != "",
-                )
+            query = select(ApproverRecord.email).where(
+                ApproverRecord.approver_id.in_(sorted(approver_ids)),
+                ApproverRecord.email != "",
             )
-            addresses += sorted(found)
+            if notice.kind != APPROVER_DISABLED:
+                query = query.where(ApproverRecord.enabled)
+            addresses += sorted(await self._s.scalars(query))
         if notice.admins:
             addresses += list(self._routing.admin_emails)
-        return list(dict.fromkeys(addresses)), extra
+        return list(dict.fromkeys(addresses))
 
     async def _requester(self, session_id: str) -> str:
         row = (
@@ -114,8 +115,7 @@ class Outbox:
         if link:
             data["link"] = link
         targets = [(Channel.WEBHOOK, e, data) for e in await self._webhooks(notice.kind)]
-        emails, _ = await self._emails(notice)
-        targets += [(Channel.EMAIL, a, data) for a in emails]
+        targets += [(Channel.EMAIL, a, data) for a in await self._emails(notice)]
         return targets
 
     async def write(
