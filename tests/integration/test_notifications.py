@@ -24,7 +24,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from airlock_server.app.notifications import Dispatcher, DispatchSettings, EndpointChange
+from airlock_server.app.notifications import (
+    Dispatcher,
+    DispatchSettings,
+    EndpointChange,
+    NotificationService,
+)
 from airlock_server.channels.email import EmailSender, SmtpSettings
 from airlock_server.channels.webhook import WebhookSender
 from airlock_server.domain.errors import Conflict, EtagMismatch, InvalidArgument, PermissionDenied
@@ -425,29 +430,35 @@ async def test_reminders_reach_only_who_has_not_voted_once_per_point(
     team = await w.team("guards", TRIO, shared=(RECOVERY, OWNER))
     vault = await w.vault(team.team_id)
     _, session_id = await w.request_restore(RECOVERY, vault, "restore-1")
+    other = await app.vaults.create_vault(OWNER, "", "other", 7, 35, {}, "")
+    await app.vaults.associate(OWNER, other.vault_arn, team.team_id, "", "")
+    _, other_id = await w.request_restore(RECOVERY, other.vault_arn, "restore-2")
     await w.vote("alice", session_id)
     d = dispatcher(app, smtp)
     await drain(d)
     smtp.inbox.messages.clear()
+    # Pages of one session: the sweep still looks at every pending session.
+    reminders = NotificationService(app.deps, reminder_fractions=(0.5, 0.9), reminder_page=1)
 
     session = (await app.sessions.get_session(ADMIN, session_id)).session
     ttl = session.expire_time - session.create_time
-    assert await app.notifications.remind() == 0, "no point of the TTL passed yet"
+    assert await reminders.remind() == 0, "no point of the TTL passed yet"
     app.clock.advance(ttl * 0.5)
-    # Two replicas' sweepers: the point is reminded once.
-    other = await app.notifications.remind(), await app.notifications.remind()
-    assert other == (2, 0)
+    # Two replicas' sweepers, one after the other: each point is reminded once.
+    assert (await reminders.remind(), await app.notifications.remind()) == (5, 0)
     await drain(d)
     reminded = sorted(a for _, rcpt, _m in smtp.messages() for a in rcpt)
-    assert reminded == [email_of("bob"), email_of("carol")]
+    # bob and carol for the first session (alice voted), all three for the second.
+    assert reminded == sorted([email_of("bob"), email_of("carol"), *map(email_of, TRIO)])
     assert all(
         m["Subject"] == "[Airlock] Reminder: your vote is still awaited"
         for _, _r, m in smtp.messages()
     )
     await w.vote("bob", session_id, approve=False)
+    await app.sessions.cancel_session(ADMIN, other_id, "")
     app.clock.advance(ttl * 0.41)
-    assert await app.notifications.remind() == 1  # carol only: alice and bob voted
-    assert await app.notifications.remind() == 0
+    assert await reminders.remind() == 1  # carol only: alice and bob voted, the other ended
+    assert await reminders.remind() == 0
 
 
 # --- dispatchers on several replicas --------------------------------------------------------

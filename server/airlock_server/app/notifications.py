@@ -52,7 +52,7 @@ from airlock_server.domain.principals import SYSTEM, Principal, require_admin
 
 log = structlog.get_logger("airlock.notifications")
 
-REMINDER_BATCH = 100
+REMINDER_PAGE = 100
 
 
 def new_secret() -> str:
@@ -94,9 +94,11 @@ class NotificationService:
         deps: Deps,
         *,
         reminder_fractions: tuple[float, ...] = (0.5, 0.9),
+        reminder_page: int = REMINDER_PAGE,
     ) -> None:
         self._deps = deps
         self._fractions = reminder_fractions
+        self._page = reminder_page
 
     # --- endpoints (admin) ----------------------------------------------------------------
 
@@ -302,7 +304,7 @@ class NotificationService:
     async def _remind_page(self, uow: UnitOfWork, *, after: str) -> tuple[int, str]:
         """(notifications written, the last session id of a full page or "")."""
         now = self._deps.clock()
-        ids = await uow.notifications.pending_sessions(now, after, REMINDER_BATCH)
+        ids = await uow.notifications.pending_sessions(now, after, self._page)
         done = await uow.notifications.reminded_steps(ids)
         written = 0
         for session_id in ids:
@@ -326,7 +328,7 @@ class NotificationService:
             if notice.approver_ids:
                 written += await uow.notifications.add_notice(notice, f"r:{session_id}:{step}", now)
         await uow.commit()
-        return written, ids[-1] if len(ids) == REMINDER_BATCH else ""
+        return written, ids[-1] if len(ids) == self._page else ""
 
 
 @dataclass(frozen=True)
