@@ -852,7 +852,7 @@ async def _sessions_watch(client: AirlockClient, args: argparse.Namespace, out: 
             out.lines(render_message(session))
         out.out.flush()
         first = False
-    if session.state not in (session_pb2.Session.STATE_APPROVED, session_pb2.Session.STATE_PENDING):
+    if session.state in (session_pb2.Session.STATE_FAILED, session_pb2.Session.STATE_CANCELLED):
         raise cli_notifications.SessionNotApproved(session)
 
 
