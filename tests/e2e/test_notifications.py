@@ -274,6 +274,8 @@ def test_the_cli_manages_endpoints_and_waits_for_sessions_through_a_restart(
                     waiting.wait(10)
             assert waiting.returncode == EXIT_REJECTED, err
             assert "REJECTED" in err
+            watched = _cli(server.target, token_file, "sessions", "watch", world.session_id)
+            assert watched.returncode == EXIT_REJECTED, watched.stderr
 
             _until("the webhooks", lambda: len(receiver.received) >= 2)
             kinds = [Webhook(secret).verify(r.body, r.headers)["type"] for r in receiver.received]
