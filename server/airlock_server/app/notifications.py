@@ -358,6 +358,14 @@ class Dispatcher:
     async def run_once(self) -> int:
         """Claim one batch, deliver it concurrently, record each outcome; how many claimed."""
 
+        async def due(uow: UnitOfWork) -> bool:
+            return await uow.notifications.any_due(self._deps.clock())
+
+        # A read first: an idle dispatcher (most of the time) takes no write lock, which on
+        # SQLite would queue every writer behind it once per interval.
+        if not await transact(self._deps, due, one_statement=True):
+            return 0
+
         async def claim(uow: UnitOfWork) -> list[Outgoing]:
             now = self._deps.clock()
             claimed = await uow.notifications.claim_due(

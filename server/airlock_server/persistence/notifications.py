@@ -298,6 +298,17 @@ class SqlNotificationRepository:
         await self._s.execute(stmt)
         return notification_id
 
+    async def any_due(self, now: datetime) -> bool:
+        found = await self._s.scalar(
+            select(NotificationRecord.notification_id)
+            .where(
+                NotificationRecord.state == DeliveryState.PENDING.value,
+                NotificationRecord.next_attempt_time <= now,
+            )
+            .limit(1)
+        )
+        return found is not None
+
     async def claim_due(self, now: datetime, lease_until: datetime, limit: int) -> list[Outgoing]:
         """Claim up to `limit` due notifications until `lease_until`, each with a new lease
         token; rows another dispatcher holds are skipped, not waited for."""
