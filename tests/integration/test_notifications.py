@@ -18,7 +18,15 @@ import pytest
 import pytest_asyncio
 from integration.harness import Harness, HarnessFactory
 from integration.receivers import SmtpServer, WebhookReceiver, smtp_server, webhook_receiver
-from integration.test_event_types import ADMIN, OWNER, RECOVERY, TRIO, World, approver
+from integration.test_event_types import (
+    ADMIN,
+    COMMENT,
+    OWNER,
+    RECOVERY,
+    TRIO,
+    World,
+    approver,
+)
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from standardwebhooks import Webhook
@@ -321,10 +329,11 @@ async def _events(app: Harness, type_: str) -> AsyncIterator[dict[str, Any]]:
 
 @pytest.mark.asyncio
 async def test_each_trigger_reaches_exactly_its_recipients(
-    mailed: Harness, smtp: SmtpServer
+    mailed: Harness, smtp: SmtpServer, receiver: WebhookReceiver
 ) -> None:
     app = mailed
     w = await people(app)
+    _, secret = await with_endpoint(app, receiver.url, ("session.opened",))
     d = dispatcher(app, smtp)
 
     async def sent() -> dict[str, list[str]]:
@@ -379,7 +388,12 @@ async def test_each_trigger_reaches_exactly_its_recipients(
         f"{PORTAL}/sessions/{session_id}",
     ):
         assert needle in text_part, needle
-    assert "a comment body the log must never carry" not in text_part
+    # The approvers may read the comment through the API: their email carries it; a webhook
+    # (a channel others may read) never does.
+    assert f"Comment: {COMMENT}" in text_part
+    (hook,) = receiver.received
+    assert verified(hook, secret)["data"]["session_id"] == session_id
+    assert COMMENT.encode() not in hook.body
     assert session_id in html.get_content()
     await sent()
 

@@ -101,6 +101,9 @@ class Notice:
     `approver_ids`: approvers to reach by email; `voters_of`: a session whose frozen approvers
     are to be reached too (the outcome's team); `admins`: the configured admin addresses.
     Webhook endpoints hear every notice of a kind they subscribe to.
+
+    `comment_of`: a session whose comment the approvers' emails carry, since they can read it
+    through the API anyway; webhooks and admin addresses never get it.
     """
 
     kind: str
@@ -108,6 +111,7 @@ class Notice:
     approver_ids: tuple[str, ...] = ()
     voters_of: str = ""
     admins: bool = False
+    comment_of: str = ""
 
 
 # Event fields a notification may carry; everything else (keys, signatures, digests) stays out.
@@ -162,6 +166,8 @@ class _Rule:
     voters: bool = False
     admins: bool = False
     applies: Callable[[NewEvent], bool] = lambda e: True
+    # The approvers' emails carry the session's comment (they may read it through the API).
+    comment: bool = False
 
 
 def _detail_approver(e: NewEvent) -> tuple[str, ...]:
@@ -186,7 +192,7 @@ def _credential_approver(e: NewEvent) -> tuple[str, ...]:
 # Event type -> the notification it causes. The one table of "who hears about what".
 RULES: Mapping[str, _Rule] = {
     "invitation.sent": _Rule(INVITATION_SENT, approvers=_detail_approver),
-    "session.created": _Rule(SESSION_OPENED, approvers=_session_voters),
+    "session.created": _Rule(SESSION_OPENED, approvers=_session_voters, comment=True),
     "session.approved": _Rule(SESSION_APPROVED, voters=True),
     "session.rejected": _Rule(SESSION_REJECTED, voters=True),
     "session.expired": _Rule(SESSION_EXPIRED, voters=True),
@@ -223,6 +229,7 @@ def notice_for(event: NewEvent) -> Notice | None:
         approver_ids=rule.approvers(event),
         voters_of=session_id if rule.voters else "",
         admins=rule.admins,
+        comment_of=session_id if rule.comment else "",
     )
 
 
@@ -258,6 +265,7 @@ def reminder_notice(session: Session, step: int, fraction: float) -> Notice:
             "ttl_fraction": fraction,
         },
         approver_ids=tuple(a for a in session.approver_ids if a not in voted),
+        comment_of=session.session_id,
     )
 
 
@@ -475,6 +483,7 @@ _LABELS = (
     ("expire_time", "Expires"),
     ("status", "Status"),
     ("message", "Outcome"),
+    ("comment", "Comment"),
     ("invitation_id", "Invitation"),
     ("approver_id", "Approver"),
     ("principal", "Principal"),

@@ -69,11 +69,11 @@ class Outbox:
             self._endpoints = [endpoint_of(r) for r in rows]
         return [e.endpoint_id for e in self._endpoints if e.hears(kind)]
 
-    async def _emails(self, notice: Notice) -> list[str]:
+    async def _emails(self, notice: Notice) -> tuple[list[str], list[str]]:
         """The addresses of a notice: its approvers' (enabled ones, except to tell one that it
-        was disabled) and, for alerts, the admins'."""
+        was disabled) and, for alerts, the admins' (not already among the approvers')."""
         if not self._routing.email:
-            return []
+            return [], []
         approver_ids = set(notice.approver_ids)
         if notice.voters_of:
             approver_ids.update(
@@ -83,7 +83,7 @@ class Outbox:
                     )
                 )
             )
-        addresses: list[str] = []
+        approvers: list[str] = []
         if approver_ids:
             query = select(ApproverRecord.email).where(
                 ApproverRecord.approver_id.in_(sorted(approver_ids)),
@@ -91,10 +91,15 @@ class Outbox:
             )
             if notice.kind != APPROVER_DISABLED:
                 query = query.where(ApproverRecord.enabled)
-            addresses += sorted(await self._s.scalars(query))
-        if notice.admins:
-            addresses += list(self._routing.admin_emails)
-        return list(dict.fromkeys(addresses))
+            approvers = list(dict.fromkeys(sorted(await self._s.scalars(query))))
+        admins = [a for a in self._routing.admin_emails if notice.admins and a not in approvers]
+        return approvers, list(dict.fromkeys(admins))
+
+    async def _comment(self, session_id: str) -> str:
+        found = await self._s.scalar(
+            select(SessionRecord.comment).where(SessionRecord.session_id == session_id)
+        )
+        return found or ""
 
     async def _requester(self, session_id: str) -> str:
         row = (
@@ -115,7 +120,12 @@ class Outbox:
         if link:
             data["link"] = link
         targets = [(Channel.WEBHOOK, e, data) for e in await self._webhooks(notice.kind)]
-        targets += [(Channel.EMAIL, a, data) for a in await self._emails(notice)]
+        approvers, admins = await self._emails(notice)
+        comment = await self._comment(notice.comment_of) if notice.comment_of and approvers else ""
+        # Only approvers of the session get its comment: they can read it through the API.
+        to_approvers = {**data, "comment": comment} if comment else data
+        targets += [(Channel.EMAIL, a, to_approvers) for a in approvers]
+        targets += [(Channel.EMAIL, a, data) for a in admins]
         return targets
 
     async def write(
