@@ -4,8 +4,9 @@ Pure rules. The outbox (persistence) asks `notice_for` about every event appende
 one notification per recipient in the same transaction; dispatchers deliver them at least once
 (app/notifications.py). The JSON body is the contract of docs/notifications.md.
 
-Nothing here carries a token, a key, a signature or a comment body: `data` is built from an
-allow-list of event fields, and links point at the portal.
+Nothing here carries a token, a key or a signature: `data` is built from an allow-list of
+event fields, and links point at the portal. A session's comment reaches only the emails to its
+approvers (`Notice.comment_of`), who can read it through the API.
 """
 
 from __future__ import annotations
