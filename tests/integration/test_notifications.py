@@ -558,12 +558,12 @@ async def test_the_endpoint_api_is_the_admins_and_shows_the_secret_once(app: Har
         await app.notifications.create_endpoint(
             ADMIN, "ftp://x", "", BodyFormat.STANDARD, (), True, ""
         )
-    assert bad.value.violations[0].field == "url"
+    assert bad.value.violations[0].field == "endpoint.url"
     with pytest.raises(InvalidArgument) as bad:
         await app.notifications.create_endpoint(
             ADMIN, "https://x.test", "", BodyFormat.STANDARD, ("session.nope",), True, ""
         )
-    assert bad.value.violations[0].field == "event_kinds"
+    assert bad.value.violations[0].field == "endpoint.event_kinds"
 
     changed = await app.notifications.update_endpoint(
         ADMIN, endpoint.endpoint_id, EndpointChange(enabled=False), endpoint.etag

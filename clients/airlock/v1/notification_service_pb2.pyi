@@ -36,7 +36,7 @@ class CreateEndpointRequest(_message.Message):
     def endpoint(self) -> _notification_pb2.NotificationEndpoint:
         """The endpoint to create: url (required), description, body_format, event_kinds, enabled.
         Output-only fields are ignored. An unknown kind is INVALID_ARGUMENT naming
-        `event_kinds`; a bad URL names `url`.
+        `endpoint.event_kinds`; a bad URL names `endpoint.url`.
         """
 
     def __init__(

@@ -181,11 +181,11 @@ class NotificationService:
     ) -> Endpoint:
         require_admin(caller)
         if change.url is not None:
-            validate_url(change.url, "endpoint.url")
+            validate_url(change.url)
         if change.description is not None:
             validate_description(change.description)
         if change.kinds is not None:
-            validate_kinds(change.kinds, "endpoint.event_kinds")
+            validate_kinds(change.kinds)
 
         async def work(uow: UnitOfWork) -> Endpoint:
             before = await uow.notifications.get_endpoint(endpoint_id, for_update=True)

@@ -319,7 +319,7 @@ class Endpoint:
         return self.enabled and (not self.kinds or kind in self.kinds)
 
 
-def validate_url(url: str, field_name: str = "url") -> None:
+def validate_url(url: str, field_name: str = "endpoint.url") -> None:
     parts = urlsplit(url)
     if len(url) > MAX_URL or parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidArgument.field(
@@ -329,7 +329,7 @@ def validate_url(url: str, field_name: str = "url") -> None:
         raise InvalidArgument.field(field_name, "must not carry credentials")
 
 
-def validate_kinds(kinds: tuple[str, ...], field_name: str = "event_kinds") -> None:
+def validate_kinds(kinds: tuple[str, ...], field_name: str = "endpoint.event_kinds") -> None:
     unknown = sorted(set(kinds) - set(KINDS))
     if unknown:
         raise InvalidArgument.field(
