@@ -46,6 +46,8 @@ def routing_of(settings: Settings) -> Routing:
         email=bool(settings.smtp_host),
         admin_emails=settings.admin_emails,
         portal_url=settings.portal_url,
+        burst_threshold=settings.refused_calls_burst,
+        burst_window=timedelta(seconds=settings.refused_calls_window),
     )
 
 

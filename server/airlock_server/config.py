@@ -47,6 +47,13 @@ def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return tuple(p.strip() for p in env.get(name, "").split(",") if p.strip())
 
 
+def _whole(env: Mapping[str, str], name: str, default: int) -> int:
+    value = _positive(env, name, default)
+    if value != int(value):
+        raise ConfigError(f"{name}: must be a whole number, got {value:g}")
+    return int(value)
+
+
 def _port(env: Mapping[str, str], name: str, default: int) -> int:
     value = _positive(env, name, default)
     if value != int(value) or value > 65535:
@@ -100,6 +107,8 @@ class Settings:
     notify_max_age: float = 86400.0
     notify_lease: float = 60.0
     reminders: tuple[float, ...] = (0.5, 0.9)
+    refused_calls_burst: int = 10
+    refused_calls_window: float = 300.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -142,4 +151,8 @@ class Settings:
             notify_max_age=_positive(env, "AIRLOCK_NOTIFY_MAX_AGE", d.notify_max_age),
             notify_lease=_positive(env, "AIRLOCK_NOTIFY_LEASE", d.notify_lease),
             reminders=_fractions(env, "AIRLOCK_REMINDERS", d.reminders),
+            refused_calls_burst=_whole(env, "AIRLOCK_REFUSED_CALLS_BURST", d.refused_calls_burst),
+            refused_calls_window=_positive(
+                env, "AIRLOCK_REFUSED_CALLS_WINDOW", d.refused_calls_window
+            ),
         )

@@ -475,6 +475,45 @@ async def test_reminders_reach_only_who_has_not_voted_once_per_point(
     assert await reminders.remind() == 0
 
 
+@pytest.mark.asyncio
+async def test_a_burst_of_refused_calls_alerts_once_per_burst(
+    harnesses: HarnessFactory, smtp: SmtpServer
+) -> None:
+    routing = Routing(
+        email=True, admin_emails=ADMINS, burst_threshold=3, burst_window=timedelta(minutes=5)
+    )
+    app = harnesses(routing)
+    await people(app)
+    d = dispatcher(app, smtp)
+    erin = approver("erin")
+    method = "/airlock.v1.SessionService/GetSession"
+
+    async def refuse(times: int) -> dict[str, list[str]]:
+        for _ in range(times):
+            await app.audit.record_denial(erin, method, "PERMISSION_DENIED", "DENIED", [])
+            app.clock.advance(timedelta(seconds=10))
+        await drain(d)
+        got: dict[str, list[str]] = {}
+        for _, rcpt, m in smtp.messages():
+            for a in rcpt:
+                got.setdefault(a, []).append(str(m["Subject"]))
+        smtp.inbox.messages.clear()
+        return got
+
+    burst = "[Airlock] Security: a burst of refused calls by one principal"
+    assert await refuse(2) == {}
+    assert await refuse(1) == {email_of("erin"): [burst], **{a: [burst] for a in ADMINS}}
+    assert await refuse(5) == {}, "one alert per burst, not one per refusal"
+    # Another principal's refusals are counted apart.
+    await app.audit.record_denial(approver("dave"), method, "PERMISSION_DENIED", "DENIED", [])
+    app.clock.advance(timedelta(minutes=10))
+    assert await refuse(2) == {}
+    assert await refuse(1) == {email_of("erin"): [burst], **{a: [burst] for a in ADMINS}}
+    (mail,) = [r for r in await rows(app) if r.target == ADMINS[0]][-1:]
+    assert mail.data["refused_calls"] == 3
+    assert mail.data["method"] == method
+
+
 # --- dispatchers on several replicas --------------------------------------------------------
 
 

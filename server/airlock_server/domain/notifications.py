@@ -46,6 +46,7 @@ KEY_ENROLLED = "security.key_enrolled"
 APPROVER_DISABLED = "security.approver_disabled"
 VAULT_GUARD_CHANGE_REQUESTED = "security.vault_guard_change_requested"
 TEAM_CHANGE_REQUESTED = "security.team_change_requested"
+REFUSED_CALLS_BURST = "security.refused_calls_burst"
 NOTIFICATION_DEAD = "notification.dead"
 NOTIFICATION_TEST = "notification.test"
 
@@ -62,6 +63,7 @@ KINDS: tuple[str, ...] = (
     APPROVER_DISABLED,
     VAULT_GUARD_CHANGE_REQUESTED,
     TEAM_CHANGE_REQUESTED,
+    REFUSED_CALLS_BURST,
     NOTIFICATION_DEAD,
     NOTIFICATION_TEST,
 )
@@ -105,6 +107,8 @@ class Notice:
 
     `comment_of`: a session whose comment the approvers' emails carry, since they can read it
     through the API anyway; webhooks and admin addresses never get it.
+    `burst_of`: an actor whose refused calls are counted; the notice holds only for the refusal
+    that reaches the threshold within the window (Routing), once per burst.
     """
 
     kind: str
@@ -113,6 +117,7 @@ class Notice:
     voters_of: str = ""
     admins: bool = False
     comment_of: str = ""
+    burst_of: str = ""
 
 
 # Event fields a notification may carry; everything else (keys, signatures, digests) stays out.
@@ -141,6 +146,9 @@ _SAFE_FIELDS = (
     "channel",
     "attempts",
     "error",
+    "method",
+    "code",
+    "reason",
 )
 
 
@@ -169,6 +177,8 @@ class _Rule:
     applies: Callable[[NewEvent], bool] = lambda e: True
     # The approvers' emails carry the session's comment (they may read it through the API).
     comment: bool = False
+    # Only a burst of these events by one actor is worth telling (refused calls).
+    burst: bool = False
 
 
 def _detail_approver(e: NewEvent) -> tuple[str, ...]:
@@ -211,6 +221,7 @@ RULES: Mapping[str, _Rule] = {
     "team.update_requested": _Rule(TEAM_CHANGE_REQUESTED, admins=True),
     "team.deletion_requested": _Rule(TEAM_CHANGE_REQUESTED, admins=True),
     "notification.dead": _Rule(NOTIFICATION_DEAD, admins=True),
+    "call.denied": _Rule(REFUSED_CALLS_BURST, approvers=_actor_approver, admins=True, burst=True),
 }
 
 
@@ -231,6 +242,7 @@ def notice_for(event: NewEvent) -> Notice | None:
         voters_of=session_id if rule.voters else "",
         admins=rule.admins,
         comment_of=session_id if rule.comment else "",
+        burst_of=str(event.actor) if rule.burst else "",
     )
 
 
@@ -242,6 +254,9 @@ class Routing:
     email: bool = False
     admin_emails: tuple[str, ...] = ()
     portal_url: str = ""
+    # A security alert when one principal is refused this many calls within the window.
+    burst_threshold: int = 10
+    burst_window: timedelta = timedelta(minutes=5)
 
 
 # --- reminders ---------------------------------------------------------------------------
@@ -468,6 +483,7 @@ _TITLES = {
     APPROVER_DISABLED: "Security: an approver was disabled",
     VAULT_GUARD_CHANGE_REQUESTED: "Security: a change of a vault's approval team was requested",
     TEAM_CHANGE_REQUESTED: "Security: a change of an approval team was requested",
+    REFUSED_CALLS_BURST: "Security: a burst of refused calls by one principal",
     NOTIFICATION_DEAD: "Airlock could not deliver a notification",
     NOTIFICATION_TEST: "Airlock test notification",
 }
@@ -493,6 +509,10 @@ _LABELS = (
     ("notification_id", "Notification"),
     ("endpoint_id", "Endpoint"),
     ("actor", "By"),
+    ("method", "Last refused call"),
+    ("reason", "Reason"),
+    ("refused_calls", "Refused calls"),
+    ("window_seconds", "Within (seconds)"),
 )
 
 _SAFE_TEXT = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")

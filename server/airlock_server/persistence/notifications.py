@@ -13,11 +13,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from airlock_server.domain.events import Event
+from airlock_server.domain.events import CALL_DENIED, Event
 from airlock_server.domain.notifications import (
     APPROVER_DISABLED,
     NOTIFICATION_TEST,
@@ -34,6 +34,7 @@ from airlock_server.domain.notifications import (
 )
 from airlock_server.persistence.models import (
     ApproverRecord,
+    EventRecord,
     NotificationAttemptRecord,
     NotificationEndpointRecord,
     NotificationRecord,
@@ -56,10 +57,30 @@ def _insert_ignoring_duplicates(session: AsyncSession, table: Any) -> Any:
 class Outbox:
     """Turns notices into notification rows, inside the transaction that causes them."""
 
-    def __init__(self, session: AsyncSession, routing: Routing) -> None:
+    def __init__(self, session: AsyncSession, routing: Routing, now: datetime) -> None:
         self._s = session
         self._routing = routing
+        self._now = now
         self._endpoints: list[Endpoint] | None = None
+
+    async def _bursts_now(self, actor: str) -> bool:
+        """Whether this refusal is the one that brings the actor's refused calls within the
+        window to the threshold (those before it are committed events; a bounded read of the
+        (actor, seq) index)."""
+        threshold = self._routing.burst_threshold
+        recent = (
+            select(EventRecord.seq)
+            .where(
+                EventRecord.actor == actor,
+                EventRecord.type == CALL_DENIED,
+                EventRecord.time >= self._now - self._routing.burst_window,
+            )
+            .order_by(EventRecord.seq.desc())
+            .limit(threshold)
+            .subquery()
+        )
+        before = await self._s.scalar(select(func.count()).select_from(recent))
+        return int(before or 0) == threshold - 1
 
     async def _webhooks(self, kind: str) -> list[str]:
         if self._endpoints is None:
@@ -113,13 +134,25 @@ class Outbox:
 
     async def plan(self, notice: Notice) -> list[tuple[Channel, str, dict[str, Any]]]:
         """(channel, target, data) of each recipient of a notice: read before the log's lock."""
-        data = dict(notice.data)
+        webhooks = await self._webhooks(notice.kind)
+        if not webhooks and not self._routing.email:
+            return []  # nobody to tell: no lookups
+        if notice.burst_of:
+            if not await self._bursts_now(notice.burst_of):
+                return []
+            data = {
+                **notice.data,
+                "refused_calls": self._routing.burst_threshold,
+                "window_seconds": int(self._routing.burst_window.total_seconds()),
+            }
+        else:
+            data = dict(notice.data)
         if notice.voters_of and "requester" not in data:
             data["requester"] = await self._requester(notice.voters_of)
         link = portal_link(self._routing.portal_url, notice.kind, data)
         if link:
             data["link"] = link
-        targets = [(Channel.WEBHOOK, e, data) for e in await self._webhooks(notice.kind)]
+        targets = [(Channel.WEBHOOK, e, data) for e in webhooks]
         approvers, admins = await self._emails(notice)
         comment = await self._comment(notice.comment_of) if notice.comment_of and approvers else ""
         # Only approvers of the session get its comment: they can read it through the API.
@@ -283,7 +316,7 @@ class SqlNotificationRepository:
 
     async def add_notice(self, notice: Notice, cause: str, now: datetime) -> int:
         """Write a notice that no event carries (a reminder): one row per recipient."""
-        outbox = Outbox(self._s, self._routing)
+        outbox = Outbox(self._s, self._routing, now)
         return await outbox.write(await outbox.plan(notice), notice.kind, cause, None, now)
 
     async def add_test(

@@ -120,10 +120,10 @@ class SqlUnitOfWork:
             # The transactional outbox: each event's notifications are written in its
             # transaction, so a committed event always has them and a rolled-back one never.
             # Recipients are read before the log's lock, the rows written after it is taken.
-            notices = [notice_for(e) for e in self._events]
-            outbox = Outbox(self.session, self._routing)
-            planned = await plan_events(outbox, notices)
             now = self._clock()
+            notices = [notice_for(e) for e in self._events]
+            outbox = Outbox(self.session, self._routing, now)
+            planned = await plan_events(outbox, notices)
             events = await append_events(self.session, self._events, now)
             await write_events(outbox, notices, planned, events, now)
             self._events = []
