@@ -1,0 +1,229 @@
+"""Start-up as a new user meets it: `airlock-server` in its own process, on each way it can fail.
+
+Every failure to start reads like a bad setting: one `error: ...` line on stderr that says what
+to do, exit code 2, no traceback, and nothing served or created on the way out. And the two
+commands say their version.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from importlib.metadata import version
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:  # the `server` fixture's type; a conftest is not importable at run time
+    from e2e.conftest import ServerProcess
+
+BIN = Path(sys.executable).parent
+SERVER_BIN = BIN / "airlock-server"
+EXIT_STARTUP = 2
+TIMEOUT = 60
+
+
+def _server(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("AIRLOCK_")}
+    return subprocess.run(
+        [str(SERVER_BIN), "--log-format", "json", *args],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        cwd=cwd,
+        env={**clean, "AIRLOCK_SWEEP_INTERVAL": "0.1", **(env or {})},
+        check=False,
+    )
+
+
+def _refused(done: subprocess.CompletedProcess[str], *says: str) -> None:
+    """Exit 2 and exactly one line on stderr, `error: ...` with each of `says` in it."""
+    assert done.returncode == EXIT_STARTUP, done.stderr
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith("error: "), done.stderr
+    for text in says:
+        assert text in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.fixture
+def free_port() -> int:
+    """A loopback port nobody listens on (bound, then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+# --- the database -----------------------------------------------------------------------------
+
+
+def test_serving_a_database_never_migrated_says_run_migrate(
+    empty_database_url: str, tmp_path: Path
+) -> None:
+    """On each backend; checked before serving, so no sweeper fails on missing tables."""
+    if empty_database_url.startswith("sqlite"):
+        Path(empty_database_url.removeprefix("sqlite:///")).touch()  # an empty file, no schema
+    done = _server(
+        "--database-url", empty_database_url, "serve", "--listen", "127.0.0.1:0", cwd=tmp_path
+    )
+    _refused(done, "has no schema", "run `airlock-server migrate`")
+    assert "sweeper.failed" not in done.stdout + done.stderr
+    # bootstrap says the same, and leaves neither a token nor a key file behind.
+    done = _server(
+        "--database-url",
+        empty_database_url,
+        "bootstrap",
+        "--admin-token-file",
+        "admin.token",
+        cwd=tmp_path,
+    )
+    _refused(done, "has no schema", "run `airlock-server migrate`")
+    assert not (tmp_path / "admin.token").exists()
+    assert not (tmp_path / "var").exists()
+
+
+def test_serving_a_database_that_does_not_exist_creates_nothing(tmp_path: Path) -> None:
+    missing = tmp_path / "missing" / "dir" / "airlock.db"
+    done = _server("--database-url", f"sqlite:///{missing}", "serve", cwd=tmp_path)
+    _refused(done, f"the database {missing} does not exist", "run `airlock-server migrate`")
+    assert not (tmp_path / "missing").exists()
+    # migrate is the command that creates it, directory included.
+    migrated = _server("--database-url", f"sqlite:///{missing}", "migrate", cwd=tmp_path)
+    assert migrated.returncode == 0, migrated.stderr
+    assert missing.exists()
+
+
+@pytest.mark.parametrize("command", ["serve", "migrate", "bootstrap"])
+def test_an_unreachable_postgresql_is_named_without_its_password(
+    command: str, free_port: int, tmp_path: Path
+) -> None:
+    url = f"postgresql://airlock:s3cret-pw@127.0.0.1:{free_port}/airlock"
+    done = _server("--database-url", url, command, cwd=tmp_path)
+    _refused(done, f"cannot use the database postgresql://airlock:***@127.0.0.1:{free_port}")
+    assert "s3cret-pw" not in done.stderr + done.stdout
+
+
+@pytest.mark.postgres
+def test_a_postgresql_database_that_does_not_exist_is_named(tmp_path: Path) -> None:
+    url = "postgresql://postgres@127.0.0.1:5432/airlock_never_created_here"
+    done = _server("--database-url", url, "serve", cwd=tmp_path)
+    if "Connect call failed" in done.stderr:
+        pytest.skip("no PostgreSQL at 127.0.0.1:5432")
+    _refused(done, 'database "airlock_never_created_here" does not exist')
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("mysql://airlock@db/airlock", "mysql is not supported"),
+        ("not-a-url", "not a database URL: 'not-a-url'"),
+    ],
+)
+@pytest.mark.parametrize("command", ["serve", "migrate", "bootstrap"])
+def test_an_unsupported_url_is_a_bad_setting(
+    command: str, url: str, says: str, tmp_path: Path
+) -> None:
+    done = _server("--database-url", url, command, cwd=tmp_path)
+    _refused(done, "AIRLOCK_DATABASE_URL / --database-url", says, "sqlite:///", "postgresql://")
+
+
+# --- the address ------------------------------------------------------------------------------
+
+
+def test_a_port_already_in_use_is_named(tmp_path: Path) -> None:
+    database = f"sqlite:///{tmp_path / 'airlock.db'}"
+    assert _server("--database-url", database, "migrate", cwd=tmp_path).returncode == 0
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        done = _server("--database-url", database, "serve", "--listen", address, cwd=tmp_path)
+    _refused(done, f"cannot listen on {address}", "in use")
+
+
+# --- the version --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["airlock-server", "airlock"])
+def test_each_command_says_its_version(command: str) -> None:
+    done = subprocess.run(
+        [str(BIN / command), "--version"],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+    assert (done.returncode, done.stdout) == (0, f"airlock {version('airlock')}\n"), done.stderr
+
+
+def test_the_start_log_line_carries_the_version(server: ServerProcess) -> None:
+    started = [r for r in server.log_records() if r.get("event") == "server.started"]
+    assert [r["version"] for r in started] == [version("airlock")]
+
+
+# --- the container's health check, plaintext (TLS: test_tls.py) --------------------------------
+
+
+def test_the_health_check_reads_the_listen_address(server: ServerProcess, free_port: int) -> None:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("AIRLOCK_")}
+
+    def check(listen: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(SERVER_BIN), "healthcheck", "--timeout", "3"],
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            check=False,
+            env={**clean, "AIRLOCK_LISTEN": listen},
+        )
+
+    done = check(f"0.0.0.0:{server.port}")
+    assert (done.returncode, done.stdout, done.stderr) == (0, "SERVING\n", "")
+    done = check(f"127.0.0.1:{free_port}")  # nobody there
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"error: 127.0.0.1:{free_port}: UNAVAILABLE"), done.stderr
+    done = check("127.0.0.1:0")  # serve may pick a port; the check cannot guess it
+    _refused(done, "healthcheck needs a fixed port")
+
+
+# --- the CLI without a server -----------------------------------------------------------------
+
+
+def test_the_demo_without_a_server_exits_with_the_unavailable_code(
+    free_port: int, tmp_path: Path
+) -> None:
+    """Nobody at the address: not a story step misbehaving (exit 3) but the CLI's exit code for
+    UNAVAILABLE (64 + 14), with the error said once."""
+    token = tmp_path / "admin.token"
+    token.write_text("not-a-real-token\n")
+    token.chmod(0o600)
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("AIRLOCK_")}
+    done = subprocess.run(
+        [
+            str(BIN / "airlock"),
+            "--server",
+            f"127.0.0.1:{free_port}",
+            "--token-file",
+            str(token),
+            "--timeout",
+            "5",
+            "demo",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+        env=clean,
+    )
+    assert done.returncode == 64 + 14, done.stdout + done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, done.stderr
+    assert errors[0].startswith("error: UNAVAILABLE: ")
+    assert "demo failed" not in done.stderr
+    assert "try --tls-ca" not in done.stderr  # refused, not closed at a handshake
