@@ -62,31 +62,14 @@ def _environment_help(d: Settings) -> str:
         ("AIRLOCK_TLS_KEY", "serve --tls-key"),
         ("AIRLOCK_TLS_CLIENT_CA", "serve --tls-client-ca"),
         ("AIRLOCK_ADMIN_TOKEN_FILE", "bootstrap --admin-token-file (default var/admin.token)"),
-        (
-            "AIRLOCK_SWEEP_INTERVAL",
-            f"seconds between background sweeps of expired invitations, sessions and "
-            f"deletion windows (default {d.sweep_interval:g})",
-        ),
-        (
-            "AIRLOCK_SHUTDOWN_GRACE",
-            f"seconds in-flight calls get to finish on SIGTERM/SIGINT "
-            f"(default {d.shutdown_grace:g})",
-        ),
-        (
-            "AIRLOCK_DB_POOL_SIZE",
-            f"PostgreSQL connections per process; SQLite uses one (default {d.db_pool_size})",
-        ),
-        (
-            "AIRLOCK_EVENTS_POLL_INTERVAL",
-            f"SQLite: seconds between the log watchers' looks (default {d.events_poll_interval:g})",
-        ),
-        (
-            "AIRLOCK_EVENTS_SAFETY_POLL",
-            f"PostgreSQL: watchers wait on LISTEN; seconds of the safety poll "
-            f"(default {d.events_safety_poll:g})",
-        ),
+        ("AIRLOCK_SWEEP_INTERVAL", f"seconds between sweeps (default {d.sweep_interval:g})"),
+        ("AIRLOCK_SHUTDOWN_GRACE", f"seconds to drain on SIGTERM (default {d.shutdown_grace:g})"),
+        ("AIRLOCK_DB_POOL_SIZE", f"PostgreSQL connections (default {d.db_pool_size})"),
+        ("AIRLOCK_EVENTS_POLL_INTERVAL", f"SQLite watch poll (default {d.events_poll_interval:g})"),
+        ("AIRLOCK_EVENTS_SAFETY_POLL", f"PostgreSQL watch poll (default {d.events_safety_poll:g})"),
+        ("GRPC_VERBOSITY", "gRPC's own stderr lines (default NONE: logs stay JSON)"),
     ]
-    lines = ["environment (flags win; the last five exist only as variables):"]
+    lines = ["environment (flags win; the last six exist only as variables; README.md):"]
     lines += [f"  {name:<29} {meaning}" for name, meaning in rows]
     lines += [
         "",
