@@ -18,7 +18,7 @@ from importlib.metadata import version as package_version
 from pathlib import Path
 
 import structlog
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from airlock_server.bootstrap import Wiring, wire
@@ -27,7 +27,12 @@ from airlock_server.domain.errors import DomainError
 from airlock_server.log_key import LogKeyError, create_log_key, load_log_key
 from airlock_server.logs import configure_logging
 from airlock_server.persistence.db import is_sqlite
-from airlock_server.persistence.migrate import head_revisions, schema_revisions, upgrade
+from airlock_server.persistence.migrate import (
+    head_revisions,
+    known_revision,
+    schema_revisions,
+    upgrade,
+)
 from airlock_server.transport.health_check import health_check
 from airlock_server.transport.server import ListenError, TlsFiles, build_server
 
@@ -184,8 +189,8 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _database_url(url: str) -> URL:
-    """The URL, if it names a database Airlock supports; ConfigError otherwise."""
+def _check_database_url(url: str) -> None:
+    """ConfigError unless the URL names a database Airlock supports."""
     usage = "use sqlite:///path/to/file.db or postgresql://user:password@host:5432/database"
     try:
         parsed = make_url(url)
@@ -198,7 +203,6 @@ def _database_url(url: str) -> URL:
             f"AIRLOCK_DATABASE_URL / --database-url: {parsed.get_backend_name()} is not "
             f"supported; {usage}"
         )
-    return parsed
 
 
 def _sqlite_file(url: str) -> Path | None:
@@ -249,12 +253,12 @@ async def _check_schema(wiring: Wiring, url: str) -> None:
         raise StartupError(
             f"the database {_shown(url)} has no schema: run `airlock-server migrate` first"
         )
-    if set(current) != set(heads):
-        raise StartupError(
-            f"the database {_shown(url)} is at schema revision {', '.join(current)}, this "
-            f"server needs {', '.join(heads)}: run `airlock-server migrate` (a database newer "
-            "than the server needs a newer server)"
-        )
+    if set(current) == set(heads):
+        return
+    at = f"the database {_shown(url)} is at schema revision {', '.join(current)}"
+    if not all(known_revision(revision) for revision in current):
+        raise StartupError(f"{at}, newer than this server ({', '.join(heads)}): run a newer server")
+    raise StartupError(f"{at}, this server needs {', '.join(heads)}: run `airlock-server migrate`")
 
 
 def _read_pem(path: str, what: str) -> bytes:
@@ -445,7 +449,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         )
         print(said if healthy else f"error: {said}", file=sys.stdout if healthy else sys.stderr)
         return EXIT_HEALTHY if healthy else EXIT_UNHEALTHY
-    _database_url(settings.database_url)
+    _check_database_url(settings.database_url)
     if args.command == "migrate":
         _ensure_sqlite_dir(settings.database_url)
         asyncio.run(_migrate(settings.database_url))

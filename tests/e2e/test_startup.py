@@ -7,6 +7,7 @@ commands say their version.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
@@ -16,6 +17,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from sqlalchemy import text
+
+from airlock_server.persistence.db import create_engine
+from airlock_server.persistence.migrate import upgrade_sync
 
 if TYPE_CHECKING:  # the `server` fixture's type; a conftest is not importable at run time
     from e2e.conftest import ServerProcess
@@ -46,8 +51,8 @@ def _refused(done: subprocess.CompletedProcess[str], *says: str) -> None:
     assert done.returncode == EXIT_STARTUP, done.stderr
     assert done.stderr.count("\n") == 1, done.stderr
     assert done.stderr.startswith("error: "), done.stderr
-    for text in says:
-        assert text in done.stderr, done.stderr
+    for said in says:
+        assert said in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
 
 
@@ -86,6 +91,30 @@ def test_serving_a_database_never_migrated_says_run_migrate(
     _refused(done, "has no schema", "run `airlock-server migrate`")
     assert not (tmp_path / "admin.token").exists()
     assert not (tmp_path / "var").exists()
+
+
+def test_a_database_behind_or_ahead_of_the_server_is_named(
+    empty_database_url: str, tmp_path: Path
+) -> None:
+    """On each backend: one revision behind says migrate; a revision this server does not know
+    (a newer server migrated it) says so instead of migrating anything."""
+    url = empty_database_url
+    upgrade_sync(url, "0005")
+    done = _server("--database-url", url, "serve", "--listen", "127.0.0.1:0", cwd=tmp_path)
+    _refused(done, "is at schema revision 0005", "needs 0006", "run `airlock-server migrate`")
+    upgrade_sync(url)
+
+    async def from_the_future() -> None:
+        engine = create_engine(url, pool_size=1)
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(text("UPDATE alembic_version SET version_num = '0099'"))
+        finally:
+            await engine.dispose()
+
+    asyncio.run(from_the_future())
+    done = _server("--database-url", url, "serve", "--listen", "127.0.0.1:0", cwd=tmp_path)
+    _refused(done, "is at schema revision 0099, newer than this server", "run a newer server")
 
 
 def test_serving_a_database_that_does_not_exist_creates_nothing(tmp_path: Path) -> None:

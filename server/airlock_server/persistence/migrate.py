@@ -44,9 +44,18 @@ def upgrade_sync(url: str, revision: str = "head") -> None:
     _in_thread(url, revision)
 
 
+def _scripts() -> ScriptDirectory:
+    return ScriptDirectory.from_config(alembic_config("sqlite://"))
+
+
 def head_revisions() -> tuple[str, ...]:
     """The revisions `migrate` brings a database to (the chain's heads)."""
-    return tuple(ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads())
+    return tuple(_scripts().get_heads())
+
+
+def known_revision(revision: str) -> bool:
+    """Whether this installation's migrations hold `revision` (a newer server's do not)."""
+    return any(script.revision == revision for script in _scripts().walk_revisions())
 
 
 async def schema_revisions(engine: AsyncEngine) -> tuple[str, ...]:
