@@ -1568,8 +1568,9 @@ def _connect(args: argparse.Namespace, token: str) -> AirlockClient:
 def print_error(error: AirlockError, *, plaintext: bool = False) -> None:
     """`error: CODE REASON: message`, then each invalid field, on stderr; each thing once (the
     reason when it is not the code again, the message when it is not the fields again). With
-    `plaintext`, an UNAVAILABLE that is not a refused connection gets a hint: a TLS server
-    closes a plaintext client's connection at the handshake."""
+    `plaintext`, an UNAVAILABLE of the connection itself (no reason: not the server's answer)
+    that is not a refused connection gets a hint: a TLS server closes a plaintext client's
+    connection at the handshake."""
     head = error.code.name
     if error.reason and error.reason != error.code.name:
         head += f" {error.reason}"
@@ -1581,7 +1582,8 @@ def print_error(error: AirlockError, *, plaintext: bool = False) -> None:
     sys.stderr.write(f"error: {head}\n")
     for line in fields:
         sys.stderr.write(f"  {line}\n")
-    if plaintext and error.code == StatusCode.UNAVAILABLE and "refused" not in error.message:
+    closed = not error.reason and "refused" not in error.message
+    if plaintext and error.code == StatusCode.UNAVAILABLE and closed:
         sys.stderr.write("hint: is the server using TLS? try --tls-ca PEM (or --tls)\n")
 
 

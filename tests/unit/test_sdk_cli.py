@@ -379,6 +379,24 @@ async def test_permission_denied_exit_code(fake: Fake, capsys: pytest.CaptureFix
     assert capsys.readouterr().err == "error: PERMISSION_DENIED: admins only\n"
 
 
+@pytest.mark.asyncio
+async def test_the_tls_hint_is_only_for_a_connection_closed_at_the_handshake(
+    fake: Fake, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The server's own UNAVAILABLE (it carries a reason) is an answer, not a TLS mismatch."""
+
+    async def get(request: Any, context: Context) -> Any:
+        await context.abort_with_status(
+            _abort_status(code_pb2.UNAVAILABLE, "the database is unreachable", "DATABASE_DOWN")
+        )
+
+    fake.handlers["GetApprover"] = get
+    assert await run(fake, "--timeout", "5", "approvers", "get", "bob") == 64 + 14
+    assert capsys.readouterr().err == (
+        "error: UNAVAILABLE DATABASE_DOWN: the database is unreachable\n"
+    )
+
+
 # -- output -------------------------------------------------------------------------------------
 
 
