@@ -439,14 +439,17 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "log-key":
         return _new_log_key(settings)
     if args.command == "healthcheck":
-        healthy, said = health_check(
-            args.listen,
-            settings,
-            ca=args.ca,
-            client_cert=args.client_cert,
-            client_key=args.client_key,
-            timeout=args.timeout,
-        )
+        try:
+            healthy, said = health_check(
+                args.listen,
+                settings,
+                ca=args.ca,
+                client_cert=args.client_cert,
+                client_key=args.client_key,
+                timeout=args.timeout,
+            )
+        except ConfigError as exc:  # unhealthy too: Docker reserves exit code 2
+            healthy, said = False, str(exc)
         print(said if healthy else f"error: {said}", file=sys.stdout if healthy else sys.stderr)
         return EXIT_HEALTHY if healthy else EXIT_UNHEALTHY
     _check_database_url(settings.database_url)

@@ -126,6 +126,11 @@ def test_serving_a_database_that_does_not_exist_creates_nothing(tmp_path: Path) 
     migrated = _server("--database-url", f"sqlite:///{missing}", "migrate", cwd=tmp_path)
     assert migrated.returncode == 0, migrated.stderr
     assert missing.exists()
+    # ...unless that directory cannot be made: a file stands where it would go.
+    (tmp_path / "a-file").touch()
+    blocked = tmp_path / "a-file" / "sub" / "airlock.db"
+    done = _server("--database-url", f"sqlite:///{blocked}", "migrate", cwd=tmp_path)
+    _refused(done, f"cannot create the directory {blocked.parent}")
 
 
 @pytest.mark.parametrize("command", ["serve", "migrate", "bootstrap"])
@@ -218,7 +223,8 @@ def test_the_health_check_reads_the_listen_address(server: ServerProcess, free_p
     assert done.returncode == 1
     assert done.stderr.startswith(f"error: 127.0.0.1:{free_port}: UNAVAILABLE"), done.stderr
     done = check("127.0.0.1:0")  # serve may pick a port; the check cannot guess it
-    _refused(done, "healthcheck needs a fixed port")
+    assert done.returncode == 1  # unhealthy: Docker reserves exit code 2
+    assert done.stderr.startswith("error: AIRLOCK_LISTEN / --listen: healthcheck needs a fixed")
 
 
 # --- the CLI without a server -----------------------------------------------------------------
