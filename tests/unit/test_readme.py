@@ -54,3 +54,10 @@ def test_the_license_is_the_one_pyproject_declares() -> None:
     assert "END OF TERMS AND CONDITIONS" in text
     assert len(text.splitlines()) > 190  # the full text, not a notice
     assert "[LICENSE](LICENSE)" in README
+
+
+def test_every_server_setting_is_in_the_configuration_table() -> None:
+    source = (ROOT / "server" / "airlock_server" / "config.py").read_text()
+    names = set(re.findall(r"\bAIRLOCK_[A-Z_]+[A-Z]\b", source))
+    table = _section("Configuration")
+    assert sorted(name for name in names if f"`{name}`" not in table) == []
