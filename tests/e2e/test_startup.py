@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from airlock_server.persistence.migrate import upgrade_sync
 if TYPE_CHECKING:  # the `server` fixture's type; a conftest is not importable at run time
     from e2e.conftest import ServerProcess
 
+REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 SERVER_BIN = BIN / "airlock-server"
 EXIT_STARTUP = 2
@@ -262,3 +264,39 @@ def test_the_demo_without_a_server_exits_with_the_unavailable_code(
     assert errors[0].startswith("error: UNAVAILABLE: ")
     assert "demo failed" not in done.stderr
     assert "try --tls-ca" not in done.stderr  # refused, not closed at a handshake
+
+
+def test_make_demo_without_a_server_reports_the_unavailable_code(
+    free_port: int, tmp_path: Path
+) -> None:
+    """`make demo` runs the same command; make itself exits 2 on any failed recipe, and names
+    the command's own code: 78, not the 3 of a story step misbehaving."""
+    make = shutil.which("make")
+    if make is None:
+        pytest.skip("make is not installed")
+    token = tmp_path / "admin.token"
+    token.write_text("not-a-real-token\n")
+    token.chmod(0o600)
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("AIRLOCK_")}
+    done = subprocess.run(
+        [
+            make,
+            "--no-print-directory",
+            "-C",
+            str(REPO),
+            "-o",
+            ".venv/.installed-server",  # the installed commands are the ones under test
+            "demo",
+            f"BIN={BIN}",
+            f"AIRLOCK_SERVER=127.0.0.1:{free_port}",
+            f"ADMIN_TOKEN={token}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+        env=clean,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "error: UNAVAILABLE: " in done.stderr
+    assert "Error 78" in done.stderr, done.stderr
