@@ -33,9 +33,9 @@ EXIT_STARTUP = 2
 TIMEOUT = 60
 
 
-def _server(
-    *args: str, cwd: Path, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
+def _server(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """`airlock-server` with our environment but no AIRLOCK_* of ours; sweeps every 0.1 s, so a
+    server that started on a database it cannot use would show it at once."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("AIRLOCK_")}
     return subprocess.run(
         [str(SERVER_BIN), "--log-format", "json", *args],
@@ -43,7 +43,7 @@ def _server(
         text=True,
         timeout=TIMEOUT,
         cwd=cwd,
-        env={**clean, "AIRLOCK_SWEEP_INTERVAL": "0.1", **(env or {})},
+        env={**clean, "AIRLOCK_SWEEP_INTERVAL": "0.1"},
         check=False,
     )
 
