@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from airlock_server.app.common import Deps, transact
+from airlock_server.app.feed import EventFeed
 from airlock_server.app.ports import EventLogReader, EventQuery, EventSignal, UnitOfWork
 from airlock_server.domain.errors import FieldViolation, InvalidArgument
 from airlock_server.domain.events import (
@@ -75,12 +76,14 @@ class AuditService:
         key: LogKey | None = None,
         *,
         watch_poll: float = 5.0,
+        feed: EventFeed | None = None,
     ) -> None:
         self._deps = deps
         self._log = log
-        self._signal = signal
         self._key = key
         self._watch_poll = watch_poll
+        # Followers share the process's feed (bootstrap); alone, the service makes its own.
+        self.feed = feed or EventFeed(log, signal, watch_poll)
 
     @property
     def public_key(self) -> bytes:
@@ -148,13 +151,34 @@ class AuditService:
         if after_seq < 0:
             raise InvalidArgument.field("after_seq", "must not be negative")
         last = after_seq
+        # The stored events first, read by this follower alone; then what the shared feed
+        # hands out, after reading up to where it started (events committed meanwhile).
+        async for event in self._replay(last):
+            yield event
+            last = event.seq
+        subscription = await self.feed.subscribe()
+        try:
+            if subscription.after > last:
+                async for event in self._replay(last):
+                    yield event
+                    last = event.seq
+            while True:
+                for event in await subscription.next(self._watch_poll):
+                    if event.seq > last:
+                        yield event
+                        last = event.seq
+        finally:
+            subscription.close()
+
+    async def _replay(self, after_seq: int) -> AsyncGenerator[Event, None]:
+        last = after_seq
         while True:
             batch = await self._log.list_page(EventQuery(), last, WATCH_BATCH)
             for event in batch:
                 yield event
                 last = event.seq
             if len(batch) < WATCH_BATCH:
-                await self._signal.wait(last, self._watch_poll)
+                return
 
     # --- verifying --------------------------------------------------------------------------
 

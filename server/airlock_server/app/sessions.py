@@ -16,6 +16,7 @@ from typing import TypeVar
 
 from airlock_server.app import signing
 from airlock_server.app.common import Deps, once, transact
+from airlock_server.app.feed import EventFeed
 from airlock_server.app.ports import (
     EventLogReader,
     EventSignal,
@@ -201,12 +202,15 @@ class SessionService:
         *,
         log: EventLogReader | None = None,
         signal: EventSignal | None = None,
+        feed: EventFeed | None = None,
     ) -> None:
         self._deps = deps
         self._watch_interval = watch_interval
-        # Watchers wait on the event log's signal (every change to a session appends an
-        # event); without both, they poll every watch_interval.
-        self._follow = (log, signal) if log is not None and signal is not None else None
+        # Watchers follow the event log's feed (every change to a session appends an event);
+        # without one (or a log and its signal to make one), they poll every watch_interval.
+        if feed is None and log is not None and signal is not None:
+            feed = EventFeed(log, signal, watch_interval)
+        self._feed = feed
         self._anchor = anchor  # signs the proofs' log checkpoints; None: no proofs
 
     # --- running use cases ---------------------------------------------------------------
@@ -829,10 +833,36 @@ class SessionService:
 
     async def watch(self, caller: Principal, session_id: str) -> AsyncGenerator[SessionView, None]:
         """The session now and after every change, until it is final (and executed)."""
+        if self._feed is None:
+            async for view in self._poll_session(caller, session_id):
+                yield view
+            return
+        # Every change to a session appends an event naming it: the watcher reads the session
+        # again only when the process's feed hands it one (or at its expiry, or the slow
+        # safety interval). Subscribed before the first read, so no change falls between.
+        subject = session_subject(session_id)
+        subscription = await self._feed.subscribe(
+            lambda e: subject in e.subjects or e.details.get("session_id") == session_id
+        )
+        try:
+            last: SessionView | None = None
+            while True:
+                view = await self.get_session(caller, session_id)
+                if view != last:
+                    yield view
+                    last = view
+                s = view.session
+                if s.is_final and s.execution_status is not ExecutionStatus.PENDING:
+                    return
+                await subscription.next(self._until_expiry(s))
+        finally:
+            subscription.close()
+
+    async def _poll_session(
+        self, caller: Principal, session_id: str
+    ) -> AsyncGenerator[SessionView, None]:
         last: SessionView | None = None
         while True:
-            # The log's head before the read: a change after the read appends an event beyond it.
-            head = await self._follow[0].head_seq() if self._follow is not None else 0
             view = await self.get_session(caller, session_id)
             if view != last:
                 yield view
@@ -840,17 +870,14 @@ class SessionService:
             s = view.session
             if s.is_final and s.execution_status is not ExecutionStatus.PENDING:
                 return
-            await self._await_change(head, s)
+            await asyncio.sleep(self._until_expiry(s))
 
-    async def _await_change(self, head: int, s: Session) -> None:
-        if self._follow is None:
-            await asyncio.sleep(self._watch_interval)
-            return
+    def _until_expiry(self, s: Session) -> float:
         within = self._watch_interval
         if s.state is SessionState.PENDING:
             left = (s.expire_time - self._deps.clock()).total_seconds()
             within = min(within, max(left, 0.0) + EXPIRY_GRACE)
-        await self._follow[1].wait(head, within)
+        return within
 
     # --- votes and cancellation ----------------------------------------------------------
 
