@@ -21,6 +21,7 @@ from airlock_server.log_key import LogKeyError, create_log_key, load_log_key
 from airlock_server.logs import configure_logging
 from airlock_server.persistence.db import is_sqlite
 from airlock_server.persistence.migrate import upgrade
+from airlock_server.transport.limits import Limits
 from airlock_server.transport.server import TlsFiles, build_server
 
 log = structlog.get_logger("airlock.server")
@@ -153,7 +154,13 @@ async def _serve(settings: Settings, ready_file: Path | None, tls: TlsFiles | No
             "LOG_KEY_MISSING; run `airlock-server log-key` to create the key",
         )
     wiring = wire(settings, log_key)
-    served = build_server(wiring.app, settings.listen, tls)
+    limits = Limits.of(
+        max_streams=settings.max_streams,
+        max_streams_per_principal=settings.max_streams_per_principal,
+        refusal_rate=settings.refusal_rate,
+        refusal_burst=settings.refusal_burst,
+    )
+    served = build_server(wiring.app, settings.listen, tls, limits)
     await served.server.start()
     await served.set_serving(True)
     host = settings.listen.rsplit(":", 1)[0]

@@ -118,6 +118,11 @@ class EventFeed:
         return len(self._subs)
 
     @property
+    def position(self) -> int:
+        """The last seq handed out."""
+        return self._position
+
+    @property
     def buffered(self) -> int:
         """Events held for followers, in all."""
         return sum(s.buffered for s in self._subs)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextvars
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import grpc
@@ -20,6 +20,7 @@ from airlock_server.app.identity import Caller, IdentityService
 from airlock_server.domain.errors import DomainError, Unimplemented
 from airlock_server.domain.principals import Principal
 from airlock_server.transport.errors import internal_status, status_code_for, to_status
+from airlock_server.transport.limits import Limits
 
 log = structlog.get_logger("airlock.rpc")
 
@@ -85,9 +86,15 @@ def denied_subjects(request: Any, error: DomainError) -> list[str]:
 
 
 class RpcInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, identities: IdentityService, audit: AuditService | None = None) -> None:
+    def __init__(
+        self,
+        identities: IdentityService,
+        audit: AuditService | None = None,
+        limits: Limits | None = None,
+    ) -> None:
         self._identities = identities
         self._audit = audit
+        self._limits = limits or Limits.of()
         # One wrapped handler per method, built on its first call: the token is read from the
         # call's own metadata inside the handler, so nothing per call is captured here.
         self._wrapped: dict[
@@ -136,6 +143,13 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):
         _caller.set(caller)
         return caller
 
+    def _throttled(self, caller: Caller | None, error: DomainError) -> DomainError:
+        """A refusal the log would record, or RESOURCE_EXHAUSTED once the caller has made
+        too many of them (transport/limits.py)."""
+        if caller is None or status_code_for(error) not in RECORDED_DENIALS:
+            return error
+        return self._limits.refusal(str(caller.principal), error)
+
     async def _record_denial(
         self,
         caller: Caller | None,
@@ -168,6 +182,7 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):
                 except NotImplementedError as missing:
                     raise _unimplemented(method) from missing
             except DomainError as err:
+                err = self._throttled(caller, err)
                 code, reason = status_code_for(err), err.reason
                 await self._record_denial(caller, method, code, request, err)
                 await context.abort_with_status(rpc_status.to_status(to_status(err)))
@@ -184,7 +199,7 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):
         return wrapped
 
     def _wrap_stream(self, method: str, behavior: Any) -> Any:
-        async def wrapped(request: Any, context: Ctx) -> AsyncIterator[Any]:
+        async def wrapped(request: Any, context: Ctx) -> None:
             started = time.perf_counter()
             code = grpc.StatusCode.OK
             reason = ""
@@ -192,11 +207,12 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):
             try:
                 caller = await self._authenticate(context)
                 try:
-                    async for response in behavior(request, context):
-                        yield response
+                    principal = str(caller.principal)
+                    await self._limits.stream(principal, behavior(request, context), context)
                 except NotImplementedError as missing:
                     raise _unimplemented(method) from missing
             except DomainError as err:
+                err = self._throttled(caller, err)
                 code, reason = status_code_for(err), err.reason
                 await self._record_denial(caller, method, code, request, err)
                 await context.abort_with_status(rpc_status.to_status(to_status(err)))
