@@ -10,11 +10,12 @@ import signal
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import structlog
 from sqlalchemy.engine import make_url
 
-from airlock_server.bootstrap import wire
+from airlock_server.bootstrap import Wiring, wire
 from airlock_server.config import LOG_LEVELS, ConfigError, Settings
 from airlock_server.domain.errors import DomainError
 from airlock_server.log_key import LogKeyError, create_log_key, load_log_key
@@ -22,6 +23,7 @@ from airlock_server.logs import configure_logging
 from airlock_server.persistence.db import is_sqlite
 from airlock_server.persistence.migrate import upgrade
 from airlock_server.transport.limits import Limits
+from airlock_server.transport.metrics import MetricsEndpoint, Telemetry, serve_metrics
 from airlock_server.transport.server import TlsFiles, build_server
 
 log = structlog.get_logger("airlock.server")
@@ -84,6 +86,13 @@ def _parser() -> argparse.ArgumentParser:
         default=env.tls_client_ca,
         help="require client certificates signed by this CA: mutual TLS "
         "(env AIRLOCK_TLS_CLIENT_CA)",
+    )
+    serve.add_argument(
+        "--metrics-listen",
+        metavar="HOST:PORT",
+        default=env.metrics_listen,
+        help="serve metrics for Prometheus at http://HOST:PORT/metrics; off by default "
+        "(env AIRLOCK_METRICS_LISTEN)",
     )
 
     sub.add_parser("migrate", help="upgrade the database schema to the newest revision")
@@ -160,10 +169,13 @@ async def _serve(settings: Settings, ready_file: Path | None, tls: TlsFiles | No
         refusal_rate=settings.refusal_rate,
         refusal_burst=settings.refusal_burst,
     )
-    served = build_server(wiring.app, settings.listen, tls, limits)
+    metrics = _serve_metrics(settings.metrics_listen, wiring, limits)
+    telemetry = metrics.telemetry if metrics else Telemetry()
+    served = build_server(wiring.app, settings.listen, tls, limits, telemetry)
     await served.server.start()
     await served.set_serving(True)
     host = settings.listen.rsplit(":", 1)[0]
+    metrics_host = settings.metrics_listen.rsplit(":", 1)[0] if settings.metrics_listen else ""
     log.info(
         "server.started",
         listen=f"{host}:{served.port}",
@@ -171,6 +183,7 @@ async def _serve(settings: Settings, ready_file: Path | None, tls: TlsFiles | No
         tls="mutual" if tls and tls.client_ca else "server" if tls else "off",
         log_public_key=log_key.public_key.hex() if log_key else "",
         log_key_id=log_key.key_id if log_key else "",
+        metrics_listen=f"{metrics_host}:{metrics.port}" if metrics else "",
     )
     if ready_file is not None:
         # Written in the loop: a few bytes once. asyncio.to_thread here started the default
@@ -183,38 +196,70 @@ async def _serve(settings: Settings, ready_file: Path | None, tls: TlsFiles | No
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
+    sweeps = (
+        ("invitations", wiring.app.teams.sweep_expired_invitations, "sweeper.settled_teams"),
+        ("deletions", wiring.app.teams.sweep_due_deletions, "sweeper.deleted_teams"),
+        ("sessions", wiring.app.sessions.sweep_expired_sessions, "sweeper.expired_sessions"),
+    )
+
     async def sweep() -> None:
         while True:
-            try:
-                settled = await wiring.app.teams.sweep_expired_invitations()
-                if settled:
-                    log.info("sweeper.settled_teams", count=settled)
-            except Exception:
-                log.exception("sweeper.failed")
-            try:
-                deleted = await wiring.app.teams.sweep_due_deletions()
-                if deleted:
-                    log.info("sweeper.deleted_teams", count=deleted)
-            except Exception:
-                log.exception("sweeper.failed")
-            try:
-                expired = await wiring.app.sessions.sweep_expired_sessions()
-                if expired:
-                    log.info("sweeper.expired_sessions", count=expired)
-            except Exception:
-                log.exception("sweeper.failed")
+            for task, run, done in sweeps:
+                try:
+                    count = await run()
+                    if count:
+                        log.info(done, count=count)
+                except Exception:
+                    log.exception("sweeper.failed", task=task)
+                    telemetry.sweeper_failed(task)
             await asyncio.sleep(settings.sweep_interval)
 
-    sweeper = asyncio.create_task(sweep())
+    background = [asyncio.create_task(sweep())]
+    if metrics is not None:
+        background.append(
+            asyncio.create_task(
+                telemetry.sample(
+                    wiring.app.sessions.pending_summary,
+                    wiring.app.teams.team_slack,
+                    settings.metrics_interval,
+                )
+            )
+        )
     await stop.wait()
     log.info("server.stopping", grace_seconds=settings.shutdown_grace)
     await served.set_serving(False)
     await served.server.stop(settings.shutdown_grace)
-    sweeper.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await sweeper
+    for task in background:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    if metrics is not None:
+        metrics.close()
     await wiring.close()
     log.info("server.stopped")
+
+
+def _serve_metrics(listen: str | None, wiring: Wiring, limits: Limits) -> MetricsEndpoint | None:
+    """The Prometheus endpoint with the process's gauges, when asked for."""
+    if not listen:
+        return None
+    metrics = serve_metrics(listen)
+    t = metrics.telemetry
+    t.observe_state()
+    t.gauge(
+        "airlock.streams.open",
+        "Streams open (WatchEvents, WatchSession)",
+        lambda: limits.streams.open,
+    )
+    t.gauge(
+        "airlock.events.buffered",
+        "Events buffered for streams, in all",
+        lambda: wiring.feed.buffered,
+    )
+    pool: Any = wiring.engine.pool
+    t.gauge("airlock.db.pool.in_use", "Database connections checked out", lambda: pool.checkedout())
+    t.gauge("airlock.db.pool.size", "Database connections the pool keeps", lambda: pool.size())
+    return metrics
 
 
 def _make_log_key(settings: Settings) -> None:
@@ -306,6 +351,7 @@ def main(argv: list[str] | None = None) -> int:
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         tls_client_ca=args.tls_client_ca,
+        metrics_listen=args.metrics_listen or None,
     )
     try:
         tls = tls_files(settings)

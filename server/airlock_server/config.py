@@ -75,8 +75,10 @@ class Settings:
     stream_buffer: int = 1000
     refusal_rate: float = 1.0
     refusal_burst: int = 20
-    # host:port of the Prometheus metrics endpoint; None: no metrics served.
+    # host:port of the Prometheus metrics endpoint; None: no metrics served. The gauges read
+    # from the database (pending sessions, team slack) are sampled this often (seconds).
     metrics_listen: str | None = None
+    metrics_interval: float = 15.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -110,4 +112,5 @@ class Settings:
             refusal_rate=_positive(env, "AIRLOCK_REFUSAL_RATE", d.refusal_rate),
             refusal_burst=_whole(env, "AIRLOCK_REFUSAL_BURST", d.refusal_burst),
             metrics_listen=env.get("AIRLOCK_METRICS_LISTEN") or None,
+            metrics_interval=_positive(env, "AIRLOCK_METRICS_INTERVAL", d.metrics_interval),
         )

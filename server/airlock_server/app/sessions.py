@@ -979,6 +979,17 @@ class SessionService:
 
     # --- background ----------------------------------------------------------------------
 
+    async def pending_summary(self) -> tuple[int, float]:
+        """How many sessions wait for votes, and the age in seconds of the oldest (0: none);
+        for the operator's metrics, not an RPC."""
+
+        async def work(uow: UnitOfWork) -> tuple[int, datetime | None]:
+            return await uow.sessions.pending_summary()
+
+        count, oldest = await transact(self._deps, work, read_only=True)
+        age = (self._deps.clock() - oldest).total_seconds() if oldest is not None else 0.0
+        return count, max(age, 0.0)
+
     async def sweep_expired_sessions(self) -> int:
         """Settle pending sessions past their expiry. Safe on any number of replicas."""
 

@@ -21,6 +21,7 @@ from airlock_server.domain.errors import DomainError, Unimplemented
 from airlock_server.domain.principals import Principal
 from airlock_server.transport.errors import internal_status, status_code_for, to_status
 from airlock_server.transport.limits import Limits
+from airlock_server.transport.metrics import Call, Telemetry, peer_of
 
 log = structlog.get_logger("airlock.rpc")
 
@@ -91,10 +92,12 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):
         identities: IdentityService,
         audit: AuditService | None = None,
         limits: Limits | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self._identities = identities
         self._audit = audit
         self._limits = limits or Limits.of()
+        self._telemetry = telemetry or Telemetry()
         # One wrapped handler per method, built on its first call: the token is read from the
         # call's own metadata inside the handler, so nothing per call is captured here.
         self._wrapped: dict[
@@ -171,7 +174,7 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):
 
     def _wrap_unary(self, method: str, behavior: Any) -> Any:
         async def wrapped(request: Any, context: Ctx) -> Any:
-            started = time.perf_counter()
+            call = self._telemetry.start(method, context.invocation_metadata())
             code = grpc.StatusCode.OK
             reason = ""
             caller: Caller | None = None
@@ -194,13 +197,13 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):
                 log.exception("rpc.failed", method=method)
                 await context.abort_with_status(rpc_status.to_status(internal_status()))
             finally:
-                self._log(method, code, reason, started)
+                self._completed(method, code, reason, call, request, context)
 
         return wrapped
 
     def _wrap_stream(self, method: str, behavior: Any) -> Any:
         async def wrapped(request: Any, context: Ctx) -> None:
-            started = time.perf_counter()
+            call = self._telemetry.start(method, context.invocation_metadata())
             code = grpc.StatusCode.OK
             reason = ""
             caller: Caller | None = None
@@ -223,20 +226,33 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):
                 log.exception("rpc.failed", method=method)
                 await context.abort_with_status(rpc_status.to_status(internal_status()))
             finally:
-                self._log(method, code, reason, started)
+                self._completed(method, code, reason, call, request, context)
 
         return wrapped
 
-    @staticmethod
-    def _log(method: str, code: grpc.StatusCode, reason: str, started: float) -> None:
+    def _completed(
+        self,
+        method: str,
+        code: grpc.StatusCode,
+        reason: str,
+        call: Call,
+        request: Any,
+        context: Ctx,
+    ) -> None:
+        """The call's metrics and its one `rpc.completed` line."""
+        self._telemetry.finish(call, code)
         caller = _caller.get(None)
+        request_id = getattr(request, "request_id", "")
         log.info(
             "rpc.completed",
             method=method,
             principal=str(caller.principal) if caller else "",
             code=code.name,
             reason=reason,
-            duration_ms=round((time.perf_counter() - started) * 1000, 2),
+            duration_ms=round((time.perf_counter() - call.started) * 1000, 2),
+            trace_id=call.trace_id,
+            peer=peer_of(context),
+            **({"request_id": request_id} if isinstance(request_id, str) and request_id else {}),
         )
 
 

@@ -29,6 +29,7 @@ from airlock_server.app.teams import TeamService
 from airlock_server.app.vaults import VaultService
 from airlock_server.transport.interceptors import RpcInterceptor
 from airlock_server.transport.limits import Limits
+from airlock_server.transport.metrics import Telemetry
 from airlock_server.transport.servicers.approver import ApproverServicer
 from airlock_server.transport.servicers.audit import AuditServicer
 from airlock_server.transport.servicers.identity import IdentityServicer
@@ -92,11 +93,17 @@ class TlsFiles:
 
 
 def build_server(
-    app: UseCases, listen: str, tls: TlsFiles | None = None, limits: Limits | None = None
+    app: UseCases,
+    listen: str,
+    tls: TlsFiles | None = None,
+    limits: Limits | None = None,
+    telemetry: Telemetry | None = None,
 ) -> Served:
     """The server with every service; plaintext, or TLS only when `tls` is given."""
     limits = limits or Limits.of()
-    server = grpc.aio.server(interceptors=[RpcInterceptor(app.identities, app.audit, limits)])
+    server = grpc.aio.server(
+        interceptors=[RpcInterceptor(app.identities, app.audit, limits, telemetry)]
+    )
     identity_service_pb2_grpc.add_IdentityServiceServicer_to_server(
         IdentityServicer(app.identities), server
     )
