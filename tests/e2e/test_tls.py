@@ -321,6 +321,16 @@ def _started(server: ServerProcess) -> dict[str, object]:
     raise AssertionError("no server.started line")
 
 
+@pytest.mark.asyncio
+async def test_every_line_of_a_tls_server_log_is_json(tls_server: ServerProcess) -> None:
+    """A refused handshake is logged by gRPC's C core in plain text unless it is silenced
+    (airlock_server/launch.py): after one, every line still parses as JSON."""
+    with pytest.raises(AirlockError):
+        await _whoami(tls_server)  # plaintext: the TLS handshake fails
+    records = tls_server.log_records()  # fails on a line that is not JSON
+    assert any(r.get("event") == "server.started" for r in records)
+
+
 def test_the_server_log_says_tls_is_on(
     tls_server: ServerProcess, mtls_server: ServerProcess
 ) -> None:

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from airlock_server.app.common import Deps, transact
-from airlock_server.app.feed import EventFeed
+from airlock_server.app.feed import EventFeed, finished_read
 from airlock_server.app.ports import EventLogReader, EventQuery, EventSignal, UnitOfWork
 from airlock_server.domain.errors import FieldViolation, InvalidArgument
 from airlock_server.domain.events import (
@@ -173,7 +173,7 @@ class AuditService:
     async def _replay(self, after_seq: int) -> AsyncGenerator[Event, None]:
         last = after_seq
         while True:
-            batch = await self._log.list_page(EventQuery(), last, WATCH_BATCH)
+            batch = await finished_read(self._log.list_page(EventQuery(), last, WATCH_BATCH))
             for event in batch:
                 yield event
                 last = event.seq

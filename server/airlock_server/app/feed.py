@@ -12,7 +12,8 @@ import asyncio
 import contextlib
 import contextvars
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import structlog
 
@@ -32,6 +33,23 @@ RETRY_AFTER_FAILURE = 1.0
 overflow_alarm: contextvars.ContextVar[asyncio.Event | None] = contextvars.ContextVar(
     "airlock_overflow_alarm", default=None
 )
+
+
+T = TypeVar("T")
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved: a failure after the caller left is not logged as lost
+
+
+async def finished_read(read: Awaitable[T]) -> T:
+    """`read`, run to its end even when the caller is cancelled (its client went away):
+    cancelled midway, a read aborts its database connection, which asyncpg and SQLAlchemy's
+    pool then log at ERROR. The caller's cancellation still takes effect at once."""
+    task = asyncio.ensure_future(read)
+    task.add_done_callback(_retrieve)
+    return await asyncio.shield(task)
 
 
 def buffer_full() -> ResourceExhausted:
@@ -133,7 +151,7 @@ class EventFeed:
     async def subscribe(self, match: Callable[[Event], bool] | None = None) -> Subscription:
         """Every matching event after the log's head now (`after` of the result)."""
         if not self._running():
-            head = await self._log.head_seq()
+            head = await finished_read(self._log.head_seq())
             if not self._running():  # no other subscriber started it meanwhile
                 self._position = head
         sub = Subscription(self, self._position, match, self.capacity)
@@ -150,7 +168,9 @@ class EventFeed:
     async def _run(self) -> None:
         while self._subs:
             try:
-                batch = await self._log.list_page(EventQuery(), self._position, FEED_BATCH)
+                batch = await finished_read(
+                    self._log.list_page(EventQuery(), self._position, FEED_BATCH)
+                )
             except Exception as exc:
                 log.warning("events.feed_read_failed", error=f"{type(exc).__name__}: {exc}")
                 await asyncio.sleep(RETRY_AFTER_FAILURE)

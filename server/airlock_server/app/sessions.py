@@ -16,7 +16,7 @@ from typing import TypeVar
 
 from airlock_server.app import signing
 from airlock_server.app.common import Deps, once, transact
-from airlock_server.app.feed import EventFeed
+from airlock_server.app.feed import EventFeed, finished_read
 from airlock_server.app.ports import (
     EventLogReader,
     EventSignal,
@@ -847,7 +847,7 @@ class SessionService:
         try:
             last: SessionView | None = None
             while True:
-                view = await self.get_session(caller, session_id)
+                view = await finished_read(self.get_session(caller, session_id))
                 if view != last:
                     yield view
                     last = view
