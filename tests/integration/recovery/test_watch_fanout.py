@@ -1,0 +1,70 @@
+"""WatchSession on the process's event feed (SQLite and PostgreSQL): a watcher reads its
+session again only when an event about that session arrives, not on every event of the log."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from recovery_world import World  # type: ignore[import-not-found]
+from sqlalchemy import event
+
+from airlock_server.app.sessions import SessionService
+from airlock_server.domain.sessions import SessionState
+from airlock_server.persistence.db import session_factory
+from airlock_server.persistence.event_log import PollSignal, SqlEventLogReader
+
+pytestmark = pytest.mark.asyncio
+
+STEP = 10.0
+WATCHERS = 5
+
+
+async def test_watchers_read_their_session_only_when_it_changes(world: World) -> None:
+    # A safety interval of an hour: every read below is caused by an event. The feed looks
+    # at the log every 50 ms (one read for all the watchers).
+    log = SqlEventLogReader(session_factory(world.app.engine))
+    watching = SessionService(world.app.deps, 3600.0, log=log, signal=PollSignal(0.05))
+    arn = await world.vault()
+    opened = await world.app.vaults.request_restore_access(world.recovery, arn, "", "", "")
+    sid = opened.session.session.session_id
+    streams = [watching.watch(world.recovery, sid) for _ in range(WATCHERS)]
+    for s in streams:
+        first = await asyncio.wait_for(anext(s), STEP)
+        assert first.session.state is SessionState.PENDING
+    waiting = [asyncio.ensure_future(anext(s)) for s in streams]
+
+    session_reads: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "FROM sessions" in statement:
+            session_reads.append(statement)
+
+    engine = world.app.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        # Events about other things: the watchers wake for none of them.
+        for i in range(5):
+            await world.app.identities.create_approver(world.admin, f"other-{i}", "O", "", "")
+        head = await log.head_seq()
+        for _ in range(int(STEP / 0.02)):
+            if watching._feed is not None and watching._feed.position >= head:
+                break
+            await asyncio.sleep(0.02)
+        assert watching._feed is not None and watching._feed.position >= head
+        assert session_reads == []
+        assert not any(w.done() for w in waiting)
+
+        # A vote on the session: each watcher reads it once more and sees the vote.
+        await world.vote("alice", sid)
+        before_vote_reads = len(session_reads)
+        got = await asyncio.wait_for(asyncio.gather(*waiting), STEP)
+        assert {len(v.session.votes) for v in got} == {1}
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+        for s in streams:
+            await s.aclose()
+    # The vote itself reads the session (before_vote_reads); then at most a few reads per
+    # watcher, however many events went by.
+    assert 0 < len(session_reads) - before_vote_reads <= 3 * WATCHERS
