@@ -10,6 +10,7 @@ import pytest
 from recovery_world import World  # type: ignore[import-not-found]
 from sqlalchemy import event
 
+from airlock_server.app.feed import EventFeed
 from airlock_server.app.sessions import SessionService
 from airlock_server.domain.sessions import SessionState
 from airlock_server.persistence.db import session_factory
@@ -25,7 +26,8 @@ async def test_watchers_read_their_session_only_when_it_changes(world: World) ->
     # A safety interval of an hour: every read below is caused by an event. The feed looks
     # at the log every 50 ms (one read for all the watchers).
     log = SqlEventLogReader(session_factory(world.app.engine))
-    watching = SessionService(world.app.deps, 3600.0, log=log, signal=PollSignal(0.05))
+    feed = EventFeed(log, PollSignal(0.05), 3600.0)
+    watching = SessionService(world.app.deps, 3600.0, feed=feed)
     arn = await world.vault()
     opened = await world.app.vaults.request_restore_access(world.recovery, arn, "", "", "")
     sid = opened.session.session.session_id
@@ -49,10 +51,10 @@ async def test_watchers_read_their_session_only_when_it_changes(world: World) ->
             await world.app.identities.create_approver(world.admin, f"other-{i}", "O", "", "")
         head = await log.head_seq()
         for _ in range(int(STEP / 0.02)):
-            if watching._feed is not None and watching._feed.position >= head:
+            if feed.position >= head:
                 break
             await asyncio.sleep(0.02)
-        assert watching._feed is not None and watching._feed.position >= head
+        assert feed.position >= head
         assert session_reads == []
         assert not any(w.done() for w in waiting)
 
@@ -65,6 +67,7 @@ async def test_watchers_read_their_session_only_when_it_changes(world: World) ->
         event.remove(engine, "before_cursor_execute", count)
         for s in streams:
             await s.aclose()
+        await feed.close()
     # The vote itself reads the session (before_vote_reads); then at most a few reads per
     # watcher, however many events went by.
     assert 0 < len(session_reads) - before_vote_reads <= 3 * WATCHERS
