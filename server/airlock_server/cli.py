@@ -202,6 +202,9 @@ async def _serve(settings: Settings, ready_file: Path | None, tls: TlsFiles | No
         ("sessions", wiring.app.sessions.sweep_expired_sessions, "sweeper.expired_sessions"),
     )
 
+    for name, _, _ in sweeps:
+        telemetry.sweeper_failed(name, 0)
+
     async def sweep() -> None:
         while True:
             for task, run, done in sweeps:

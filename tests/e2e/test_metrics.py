@@ -38,6 +38,7 @@ GAUGES = (
     "airlock_events_buffered",
     "airlock_db_pool_in_use",
     "airlock_db_pool_size",
+    "airlock_sweeper_failures_total",
 )
 
 
@@ -162,6 +163,12 @@ def test_metrics_and_log_fields_of_a_real_server(metered: ServerProcess) -> None
         assert series(text, name), f"{name} missing:\n{text}"
     assert [s for s in series(text, "airlock_streams_open") if s.endswith(" 1.0")]
     assert [s for s in series(text, "airlock_team_slack{") if s.endswith(" -2.0")]
+    failures = series(text, "airlock_sweeper_failures_total{")
+    assert {s.split('task="')[1].split('"')[0] for s in failures} == {
+        "invitations",
+        "deletions",
+        "sessions",
+    }
 
     # The log lines: trace id (the caller's, when it sent one), request id, peer.
     completed = [r for r in metered.log_records() if r.get("event") == "rpc.completed"]

@@ -95,8 +95,9 @@ class Telemetry:
             },
         )
 
-    def sweeper_failed(self, task: str) -> None:
-        self._sweeper_failures.add(1, {"task": task})
+    def sweeper_failed(self, task: str, count: int = 1) -> None:
+        """`count` 0 makes the task's series exist (at 0) before any failure."""
+        self._sweeper_failures.add(count, {"task": task})
 
     def gauge(self, name: str, description: str, read: Callable[[], float | Mapping[str, float]],
               label: str = "") -> None:  # fmt: skip
