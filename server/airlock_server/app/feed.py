@@ -157,7 +157,10 @@ class EventFeed:
         sub = Subscription(self, self._position, match, self.capacity)
         self._subs.add(sub)
         if not self._running():
-            self._pump = asyncio.create_task(self._run(), name="airlock-event-feed")
+            # A context of its own: not the first subscriber's (its caller, its stream's alarm).
+            self._pump = asyncio.create_task(
+                self._run(), name="airlock-event-feed", context=contextvars.Context()
+            )
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
