@@ -13,7 +13,7 @@ import contextlib
 import contextvars
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import structlog
 
@@ -36,6 +36,7 @@ overflow_alarm: contextvars.ContextVar[asyncio.Event | None] = contextvars.Conte
 
 
 T = TypeVar("T")
+K = TypeVar("K")
 
 
 def _retrieve(task: asyncio.Future[Any]) -> None:
@@ -50,6 +51,28 @@ async def finished_read(read: Awaitable[T]) -> T:
     task = asyncio.ensure_future(read)
     task.add_done_callback(_retrieve)
     return await asyncio.shield(task)
+
+
+class SharedReads(Generic[K, T]):
+    """Identical reads at the same time share one: the first caller starts it, the others
+    await the same result. The key must name everything the result depends on."""
+
+    def __init__(self) -> None:
+        self._running: dict[K, asyncio.Future[T]] = {}
+
+    @property
+    def running(self) -> int:
+        return len(self._running)
+
+    async def read(self, key: K, start: Callable[[], Awaitable[T]]) -> T:
+        """As finished_read: a caller cancelled leaves the read to the others."""
+        task = self._running.get(key)
+        if task is None:
+            task = asyncio.ensure_future(start())
+            self._running[key] = task
+            task.add_done_callback(_retrieve)
+            task.add_done_callback(lambda _: self._running.pop(key, None))
+        return await asyncio.shield(task)
 
 
 def buffer_full() -> ResourceExhausted:

@@ -16,7 +16,7 @@ from typing import TypeVar
 
 from airlock_server.app import signing
 from airlock_server.app.common import Deps, once, transact
-from airlock_server.app.feed import EventFeed, finished_read
+from airlock_server.app.feed import EventFeed, SharedReads, finished_read
 from airlock_server.app.ports import (
     EventLogReader,
     EventSignal,
@@ -211,6 +211,9 @@ class SessionService:
         if feed is None and log is not None and signal is not None:
             feed = EventFeed(log, signal, watch_interval)
         self._feed = feed
+        # Watchers of a session woken by the same event read it once (per caller: what a
+        # caller may see is checked in the read).
+        self._watch_reads: SharedReads[tuple[str, str, int], SessionView] = SharedReads()
         self._anchor = anchor  # signs the proofs' log checkpoints; None: no proofs
 
     # --- running use cases ---------------------------------------------------------------
@@ -846,17 +849,31 @@ class SessionService:
         )
         try:
             last: SessionView | None = None
+            woken_by: int | None = None  # the last event that woke this watcher
             while True:
-                view = await finished_read(self.get_session(caller, session_id))
+                view = await self._watch_read(caller, session_id, woken_by)
                 if view != last:
                     yield view
                     last = view
                 s = view.session
                 if s.is_final and s.execution_status is not ExecutionStatus.PENDING:
                     return
-                await subscription.next(self._until_expiry(s))
+                arrived = await subscription.next(self._until_expiry(s))
+                woken_by = arrived[-1].seq if arrived else None
         finally:
             subscription.close()
+
+    async def _watch_read(
+        self, caller: Principal, session_id: str, woken_by: int | None
+    ) -> SessionView:
+        """The session for a watcher. Woken by event `woken_by`, it shares the read of the
+        caller's other watchers woken by that event (a read started after that event was
+        handed out, so it sees it); otherwise (the first read, an expiry) a read of its own."""
+        if woken_by is None:
+            return await finished_read(self.get_session(caller, session_id))
+        return await self._watch_reads.read(
+            (session_id, str(caller), woken_by), lambda: self.get_session(caller, session_id)
+        )
 
     async def _poll_session(
         self, caller: Principal, session_id: str
