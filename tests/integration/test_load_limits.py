@@ -350,3 +350,29 @@ async def test_cancelled_followers_leave_no_error_in_the_log(
     gc.collect()  # a future whose failure nobody retrieved is logged when collected
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert errors == []
+
+
+# --- many clients (re)connecting at once ------------------------------------------------------
+
+
+async def test_streams_replaying_at_once_share_their_reads(live: LiveFactory) -> None:
+    server = await live()
+    await server.write(10)
+    auditor = Principal(PrincipalKind.AUDITOR, "reconnecting")
+    reads: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "FROM events" in statement:
+            reads.append(statement)
+
+    streams = [server.wiring.app.audit.watch_events(auditor, 0) for _ in range(20)]
+    event.listen(server.wiring.engine.sync_engine, "before_cursor_execute", count)
+    try:
+        firsts = await asyncio.wait_for(asyncio.gather(*(anext(s) for s in streams)), STEP)
+    finally:
+        event.remove(server.wiring.engine.sync_engine, "before_cursor_execute", count)
+    assert {e.seq for e in firsts} == {1}
+    # One read of the first page for the twenty (20 without sharing).
+    assert len(reads) == 1, reads
+    for s in streams:
+        await s.aclose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 
@@ -13,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from airlock_server.app.common import Deps, transact
-from airlock_server.app.feed import EventFeed, finished_read
+from airlock_server.app.feed import EventFeed, SharedReads
 from airlock_server.app.ports import EventLogReader, EventQuery, EventSignal, UnitOfWork
 from airlock_server.domain.errors import FieldViolation, InvalidArgument
 from airlock_server.domain.events import (
@@ -84,6 +85,7 @@ class AuditService:
         self._watch_poll = watch_poll
         # Followers share the process's feed (bootstrap); alone, the service makes its own.
         self.feed = feed or EventFeed(log, signal, watch_poll)
+        self._pages: SharedReads[tuple[int, int], list[Event]] = SharedReads()
 
     @property
     def public_key(self) -> bytes:
@@ -159,7 +161,7 @@ class AuditService:
         subscription = await self.feed.subscribe()
         try:
             if subscription.after > last:
-                async for event in self._replay(last):
+                async for event in self._replay(last, subscription.after):
                     yield event
                     last = event.seq
             while True:
@@ -170,10 +172,15 @@ class AuditService:
         finally:
             subscription.close()
 
-    async def _replay(self, after_seq: int) -> AsyncGenerator[Event, None]:
+    async def _replay(self, after_seq: int, floor: int = 0) -> AsyncGenerator[Event, None]:
+        """The stored events after after_seq. Streams replaying the same pages at the same
+        time share each read (many clients reconnecting at once). `floor`: the page must be
+        read after the event of that seq was committed; a read shared under the same floor
+        was started after a subscription at that seq was made, so it was."""
         last = after_seq
         while True:
-            batch = await finished_read(self._log.list_page(EventQuery(), last, WATCH_BATCH))
+            read = functools.partial(self._log.list_page, EventQuery(), last, WATCH_BATCH)
+            batch = await self._pages.read((last, floor), read)
             for event in batch:
                 yield event
                 last = event.seq
