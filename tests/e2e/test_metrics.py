@@ -133,6 +133,14 @@ async def open_stream(server: ServerProcess) -> tuple[grpc.aio.Channel, object]:
     return channel, call
 
 
+def watch_lines(server: ServerProcess) -> list[dict[str, Any]]:
+    return [
+        r
+        for r in server.log_records()
+        if r.get("event") == "rpc.completed" and r["method"].endswith("/WatchEvents")
+    ]
+
+
 def test_metrics_and_log_fields_of_a_real_server(metered: ServerProcess) -> None:
     address = metrics_address(metered)
     request_id, trace_id = unique("req"), secrets.token_hex(16)
@@ -170,7 +178,12 @@ def test_metrics_and_log_fields_of_a_real_server(metered: ServerProcess) -> None
         "sessions",
     }
 
-    # The log lines: trace id (the caller's, when it sent one), request id, peer.
+    # The log lines: trace id (the caller's, when it sent one), request id, peer; the stream
+    # the client cancelled is logged CANCELLED.
+    deadline = time.monotonic() + STEP
+    while not watch_lines(metered) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [r["code"] for r in watch_lines(metered)] == ["CANCELLED"]
     completed = [r for r in metered.log_records() if r.get("event") == "rpc.completed"]
     [with_id] = [r for r in completed if r.get("request_id") == request_id]
     assert with_id["trace_id"] == trace_id

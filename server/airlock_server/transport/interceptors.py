@@ -6,6 +6,7 @@ principal's context variable is set in the task that runs the servicer.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -189,6 +190,9 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):
                 code, reason = status_code_for(err), err.reason
                 await self._record_denial(caller, method, code, request, err)
                 await context.abort_with_status(rpc_status.to_status(to_status(err)))
+            except asyncio.CancelledError:
+                code = grpc.StatusCode.CANCELLED  # the client went away (or its deadline)
+                raise
             except Exception as err:
                 if _is_abort(err):
                     code = context.code() or grpc.StatusCode.UNKNOWN
@@ -219,6 +223,9 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):
                 code, reason = status_code_for(err), err.reason
                 await self._record_denial(caller, method, code, request, err)
                 await context.abort_with_status(rpc_status.to_status(to_status(err)))
+            except asyncio.CancelledError:
+                code = grpc.StatusCode.CANCELLED  # the client went away (or its deadline)
+                raise
             except Exception as err:
                 if _is_abort(err):
                     raise
