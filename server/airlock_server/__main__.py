@@ -2,6 +2,6 @@
 
 import sys
 
-from airlock_server.launch import main
+from airlock_server.cli import main
 
 sys.exit(main())
