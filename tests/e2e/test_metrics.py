@@ -5,8 +5,12 @@ RPC metric by method and code and the service's gauges for Prometheus, and every
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import secrets
+import socket
+import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -192,3 +196,31 @@ def test_metrics_and_log_fields_of_a_real_server(metered: ServerProcess) -> None
         assert re.fullmatch(r"[0-9a-f]{32}", record["trace_id"]), record
         assert record["trace_id"] != "0" * 32
         assert record["peer"], record
+
+
+def test_a_metrics_port_in_use_stops_the_start_with_one_error_line(tmp_path: Path) -> None:
+    """Like the gRPC address: exit 2 and one `error:` line naming the metrics address."""
+    server_bin = Path(sys.executable).parent / "airlock-server"
+    database = f"sqlite:///{tmp_path / 'airlock.db'}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRLOCK_")}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(server_bin), "--log-format", "json", "--database-url", database, *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=tmp_path,
+            env=env,
+            check=False,
+        )
+
+    assert run("migrate").returncode == 0
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        done = run("serve", "--listen", "127.0.0.1:0", "--metrics-listen", address)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith(f"error: cannot listen on {address} for metrics"), done.stderr
