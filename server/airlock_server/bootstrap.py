@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from airlock_server.app.audit import AuditService, LogKey
 from airlock_server.app.common import Deps
+from airlock_server.app.feed import EventFeed
 from airlock_server.app.identity import IdentityService
 from airlock_server.app.notifications import Dispatcher, DispatchSettings, NotificationService
 from airlock_server.app.ports import NotificationSender, UnitOfWork
@@ -31,6 +32,7 @@ class Wiring:
     deps: Deps
     app: UseCases
     signal: PgListenSignal | PollSignal
+    feed: EventFeed
     dispatcher: Dispatcher
     webhooks: WebhookSender
     notifications: NotificationService
@@ -38,6 +40,7 @@ class Wiring:
     async def close(self) -> None:
         await self.webhooks.close()
         await self.signal.close()
+        await self.feed.close()
         await self.engine.dispose()
 
 
@@ -46,8 +49,8 @@ def routing_of(settings: Settings) -> Routing:
         email=bool(settings.smtp_host),
         admin_emails=settings.admin_emails,
         portal_url=settings.portal_url,
-        burst_threshold=settings.refused_calls_burst,
-        burst_window=timedelta(seconds=settings.refused_calls_window),
+        burst_threshold=settings.refusal_alert_count,
+        burst_window=timedelta(seconds=settings.refusal_alert_window),
     )
 
 
@@ -80,33 +83,39 @@ def wire(settings: Settings, log_key: LogKey | None = None) -> Wiring:
     engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
     sessions = session_factory(engine)
 
+    postgres = engine.dialect.name == "postgresql"
+    signal: PgListenSignal | PollSignal
+    committed = None
+    if postgres:
+        signal = PgListenSignal(settings.database_url)
+    else:
+        # SQLite: a commit here wakes the feed at once (PostgreSQL's NOTIFY does it in SQL).
+        signal = PollSignal(settings.events_poll_interval)
+        committed = signal.committed
+
     def uow(*, read_only: bool = False, one_statement: bool = False) -> UnitOfWork:
         return SqlUnitOfWork(
             sessions,
             deps.clock,
             read_only=read_only,
             one_statement=one_statement,
+            on_commit=committed,
             routing=routing,
         )
 
     routing = routing_of(settings)
 
     deps = Deps(uow=uow, region=settings.region)
-    signal: PgListenSignal | PollSignal = (
-        PgListenSignal(settings.database_url)
-        if engine.dialect.name == "postgresql"
-        else PollSignal(settings.events_poll_interval)
-    )
-    # Followers of the log (WatchEvents, WatchSession) wait on the signal, bounded by this.
-    safety = (
-        settings.events_safety_poll
-        if engine.dialect.name == "postgresql"
-        else settings.events_poll_interval
-    )
     log = SqlEventLogReader(sessions)
-    audit = AuditService(deps, log, signal, log_key, watch_poll=safety)
+    # One follower of the log per process (WatchEvents, WatchSession): it waits on the
+    # signal, and reads again after `poll` at the latest (a lost notification, SQLite's
+    # other processes).
+    poll = settings.events_safety_poll if postgres else settings.events_poll_interval
+    feed = EventFeed(log, signal, poll, settings.stream_buffer)
+    safety = settings.events_safety_poll
+    audit = AuditService(deps, log, signal, log_key, watch_poll=safety, feed=feed)
     # Approval proofs carry a checkpoint signed with the same log key, by the same code.
-    sessions_app = SessionService(deps, safety, anchor=audit, log=log, signal=signal)
+    sessions_app = SessionService(deps, safety, anchor=audit, log=log, signal=signal, feed=feed)
     notifications = NotificationService(deps, reminder_fractions=settings.reminders)
     app = UseCases(
         identities=IdentityService(deps),
@@ -117,4 +126,4 @@ def wire(settings: Settings, log_key: LogKey | None = None) -> Wiring:
         notifications=notifications,
     )
     dispatcher, webhooks = dispatcher_of(deps, settings)
-    return Wiring(engine, deps, app, signal, dispatcher, webhooks, notifications)
+    return Wiring(engine, deps, app, signal, feed, dispatcher, webhooks, notifications)

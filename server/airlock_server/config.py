@@ -36,22 +36,15 @@ def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str,
     return value.lower()
 
 
-def _pool_size(env: Mapping[str, str], default: int) -> int:
-    size = _positive(env, "AIRLOCK_DB_POOL_SIZE", default)
+def _whole(env: Mapping[str, str], name: str, default: int) -> int:
+    size = _positive(env, name, default)
     if size != int(size):
-        raise ConfigError(f"AIRLOCK_DB_POOL_SIZE: must be a whole number, got {size:g}")
+        raise ConfigError(f"{name}: must be a whole number, got {size:g}")
     return int(size)
 
 
 def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return tuple(p.strip() for p in env.get(name, "").split(",") if p.strip())
-
-
-def _whole(env: Mapping[str, str], name: str, default: int) -> int:
-    value = _positive(env, name, default)
-    if value != int(value):
-        raise ConfigError(f"{name}: must be a whole number, got {value:g}")
-    return int(value)
 
 
 def _port(env: Mapping[str, str], name: str, default: int) -> int:
@@ -69,6 +62,10 @@ def _fractions(env: Mapping[str, str], name: str, default: tuple[float, ...]) ->
         return parse_fractions(raw)
     except ValueError as exc:
         raise ConfigError(f"{name}: fractions of a session's TTL, e.g. 0.5,0.9 ({exc})") from None
+
+
+def _pool_size(env: Mapping[str, str], default: int) -> int:
+    return _whole(env, "AIRLOCK_DB_POOL_SIZE", default)
 
 
 @dataclass(frozen=True)
@@ -107,8 +104,22 @@ class Settings:
     notify_max_age: float = 86400.0
     notify_lease: float = 60.0
     reminders: tuple[float, ...] = (0.5, 0.9)
-    refused_calls_burst: int = 10
-    refused_calls_window: float = 300.0
+    refusal_alert_count: int = 10
+    refusal_alert_window: float = 300.0
+    # Load bounds (transport/limits.py): open streams (WatchEvents, WatchSession) per process
+    # and per principal; events buffered for one stream before a reader that does not keep up
+    # is disconnected; refused calls a principal may make (a token bucket: `refusal_burst` at
+    # once, `refusal_rate` a second after that) before they are answered RESOURCE_EXHAUSTED
+    # instead of being written to the log.
+    max_streams: int = 1000
+    max_streams_per_principal: int = 32
+    stream_buffer: int = 1000
+    refusal_rate: float = 1.0
+    refusal_burst: int = 20
+    # host:port of the Prometheus metrics endpoint; None: no metrics served. The gauges read
+    # from the database (pending sessions, team slack) are sampled this often (seconds).
+    metrics_listen: str | None = None
+    metrics_interval: float = 15.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -151,8 +162,17 @@ class Settings:
             notify_max_age=_positive(env, "AIRLOCK_NOTIFY_MAX_AGE", d.notify_max_age),
             notify_lease=_positive(env, "AIRLOCK_NOTIFY_LEASE", d.notify_lease),
             reminders=_fractions(env, "AIRLOCK_REMINDERS", d.reminders),
-            refused_calls_burst=_whole(env, "AIRLOCK_REFUSED_CALLS_BURST", d.refused_calls_burst),
-            refused_calls_window=_positive(
-                env, "AIRLOCK_REFUSED_CALLS_WINDOW", d.refused_calls_window
+            refusal_alert_count=_whole(env, "AIRLOCK_REFUSAL_ALERT_COUNT", d.refusal_alert_count),
+            refusal_alert_window=_positive(
+                env, "AIRLOCK_REFUSAL_ALERT_WINDOW", d.refusal_alert_window
             ),
+            max_streams=_whole(env, "AIRLOCK_MAX_STREAMS", d.max_streams),
+            max_streams_per_principal=_whole(
+                env, "AIRLOCK_MAX_STREAMS_PER_PRINCIPAL", d.max_streams_per_principal
+            ),
+            stream_buffer=_whole(env, "AIRLOCK_STREAM_BUFFER", d.stream_buffer),
+            refusal_rate=_positive(env, "AIRLOCK_REFUSAL_RATE", d.refusal_rate),
+            refusal_burst=_whole(env, "AIRLOCK_REFUSAL_BURST", d.refusal_burst),
+            metrics_listen=env.get("AIRLOCK_METRICS_LISTEN") or None,
+            metrics_interval=_positive(env, "AIRLOCK_METRICS_INTERVAL", d.metrics_interval),
         )

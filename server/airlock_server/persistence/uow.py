@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import TracebackType
 
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -61,8 +62,10 @@ class SqlUnitOfWork:
         *,
         read_only: bool = False,
         one_statement: bool = False,
+        on_commit: Callable[[int], None] | None = None,
         routing: Routing | None = None,
     ) -> None:
+        self._on_commit = on_commit  # told the last seq appended, once committed
         self._sessions = sessions
         self._routing = routing or Routing()
         self._clock = clock
@@ -116,6 +119,7 @@ class SqlUnitOfWork:
         self._events.append(event)
 
     async def commit(self) -> None:
+        last = 0
         if self._events:
             # The transactional outbox: each event's notifications are written in its
             # transaction, so a committed event always has them and a rolled-back one never.
@@ -126,8 +130,11 @@ class SqlUnitOfWork:
             planned = await plan_events(outbox, notices)
             events = await append_events(self.session, self._events, now)
             await write_events(outbox, notices, planned, events, now)
+            last = events[-1].seq
             self._events = []
         await self.session.commit()
+        if last and self._on_commit is not None:
+            self._on_commit(last)
 
     async def __aexit__(
         self,
