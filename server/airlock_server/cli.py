@@ -415,6 +415,7 @@ async def _serve(settings: Settings, ready_file: Path | None, tls: TlsFiles | No
             )
         )
     # Notifications leave from every replica; each is claimed in the database.
+    wiring.dispatcher.observe(telemetry.notification_attempt)
     dispatch_stop = asyncio.Event()
     dispatcher = asyncio.create_task(wiring.dispatcher.run(dispatch_stop, settings.notify_interval))
     await stop.wait()

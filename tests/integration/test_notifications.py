@@ -27,6 +27,8 @@ from integration.test_event_types import (
     World,
     approver,
 )
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader, NumberDataPoint
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from standardwebhooks import Webhook
@@ -57,6 +59,7 @@ from airlock_server.persistence.models import (
     NotificationRecord,
 )
 from airlock_server.persistence.uow import SqlUnitOfWork
+from airlock_server.transport.metrics import Telemetry
 
 ADMINS = ("secops@example.test", "ciso@example.test")
 PORTAL = "https://airlock.example.test"
@@ -292,6 +295,8 @@ async def test_retries_back_off_exponentially_then_the_notification_dies_and_ale
         base=timedelta(seconds=10), cap=timedelta(seconds=80), max_age=timedelta(minutes=5)
     )
     d = dispatcher(app, smtp, retry)
+    reader = InMemoryMetricReader()
+    d.observe(Telemetry(MeterProvider(metric_readers=[reader])).notification_attempt)
     await drain(d)  # the emails go out; the webhook fails once
     delays = []
     for _ in range(20):
@@ -316,6 +321,27 @@ async def test_retries_back_off_exponentially_then_the_notification_dies_and_ale
     for admin in ADMINS:
         subjects = [m["Subject"] for m in smtp.to(admin)]
         assert "[Airlock] Airlock could not deliver a notification" in subjects
+    # The metric counts every attempt by channel and outcome.
+    emails = len(smtp.messages())
+    assert attempts_counted(reader) == {
+        ("webhook", "retry"): webhook.attempts - 1,
+        ("webhook", "dead"): 1,
+        ("email", "delivered"): emails,
+    }
+
+
+def attempts_counted(reader: InMemoryMetricReader) -> dict[tuple[str, str], int]:
+    data = reader.get_metrics_data()
+    assert data is not None
+    return {
+        (str(p.attributes["channel"]), str(p.attributes["outcome"])): int(p.value)
+        for rm in data.resource_metrics
+        for sm in rm.scope_metrics
+        for m in sm.metrics
+        if m.name == "airlock.notifications.attempts"
+        for p in m.data.data_points
+        if isinstance(p, NumberDataPoint) and p.attributes is not None
+    }
 
 
 async def _events(app: Harness, type_: str) -> AsyncIterator[dict[str, Any]]:

@@ -354,6 +354,12 @@ class Dispatcher:
         self._senders = senders
         self._settings = settings or DispatchSettings()
         self._rand = rand
+        self._observers: list[Callable[[str, str], None]] = []
+
+    def observe(self, observer: Callable[[str, str], None]) -> None:
+        """Tell `observer(channel, outcome)` each recorded attempt; outcome is "delivered",
+        "retry" or "dead" (metrics)."""
+        self._observers.append(observer)
 
     async def run_once(self) -> int:
         """Claim one batch, deliver it concurrently, record each outcome; how many claimed."""
@@ -395,7 +401,7 @@ class Dispatcher:
         await self._finish(out, attempt)
 
     async def _finish(self, out: Outgoing, attempt: Attempt) -> None:
-        async def work(uow: UnitOfWork) -> None:
+        async def work(uow: UnitOfWork) -> DeliveryState | None:
             now = self._deps.clock()
             if attempt.ok:
                 state, when = DeliveryState.DELIVERED, None
@@ -407,7 +413,7 @@ class Dispatcher:
             if not await uow.notifications.finish_attempt(
                 out.notification_id, out.lease, attempt, state, when
             ):
-                return  # the lease ran out; the dispatcher that holds it now records
+                return None  # the lease ran out; the dispatcher that holds it now records
             if state is DeliveryState.DEAD and out.kind != "notification.dead":
                 # An alert of its own, to the admins; a dead alert raises no further one.
                 uow.record(
@@ -427,8 +433,17 @@ class Dispatcher:
                     )
                 )
             await uow.commit()
+            return state
 
-        await transact(self._deps, work)
+        recorded = await transact(self._deps, work)
+        if recorded is not None:
+            outcome = {
+                DeliveryState.DELIVERED: "delivered",
+                DeliveryState.PENDING: "retry",
+                DeliveryState.DEAD: "dead",
+            }[recorded]
+            for observer in self._observers:
+                observer(out.channel.value, outcome)
         log.info(
             "dispatcher.attempt",
             notification_id=out.notification_id,
