@@ -8,6 +8,7 @@ import contextlib
 import os
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,10 +17,10 @@ from sqlalchemy.engine import make_url
 
 from airlock_server.bootstrap import wire
 from airlock_server.config import LOG_LEVELS, ConfigError, Settings
-from airlock_server.domain.errors import DomainError
+from airlock_server.domain.errors import DomainError, Unavailable
 from airlock_server.log_key import LogKeyError, create_log_key, load_log_key
 from airlock_server.logs import configure_logging
-from airlock_server.persistence.db import is_sqlite
+from airlock_server.persistence.db import is_sqlite, reachable
 from airlock_server.persistence.migrate import upgrade
 from airlock_server.transport.server import TlsFiles, build_server
 
@@ -155,7 +156,8 @@ async def _serve(settings: Settings, ready_file: Path | None, tls: TlsFiles | No
     wiring = wire(settings, log_key)
     served = build_server(wiring.app, settings.listen, tls)
     await served.server.start()
-    await served.set_serving(True)
+    serving = await reachable(wiring.engine, settings.health_probe_interval * 2)
+    await served.set_serving(serving)
     host = settings.listen.rsplit(":", 1)[0]
     log.info(
         "server.started",
@@ -176,31 +178,46 @@ async def _serve(settings: Settings, ready_file: Path | None, tls: TlsFiles | No
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
+    async def sweep_once(name: str, work: Callable[[], Awaitable[int]]) -> None:
+        try:
+            count = await work()
+        except Unavailable:
+            log.warning("sweeper.database_unavailable", sweep=name)
+        except Exception:
+            log.exception("sweeper.failed", sweep=name)
+        else:
+            if count:
+                log.info(f"sweeper.{name}", count=count)
+
     async def sweep() -> None:
         while True:
-            try:
-                settled = await wiring.app.teams.sweep_expired_invitations()
-                if settled:
-                    log.info("sweeper.settled_teams", count=settled)
-            except Exception:
-                log.exception("sweeper.failed")
-            try:
-                deleted = await wiring.app.teams.sweep_due_deletions()
-                if deleted:
-                    log.info("sweeper.deleted_teams", count=deleted)
-            except Exception:
-                log.exception("sweeper.failed")
-            try:
-                expired = await wiring.app.sessions.sweep_expired_sessions()
-                if expired:
-                    log.info("sweeper.expired_sessions", count=expired)
-            except Exception:
-                log.exception("sweeper.failed")
+            await sweep_once("settled_teams", wiring.app.teams.sweep_expired_invitations)
+            await sweep_once("deleted_teams", wiring.app.teams.sweep_due_deletions)
+            await sweep_once("expired_sessions", wiring.app.sessions.sweep_expired_sessions)
             await asyncio.sleep(settings.sweep_interval)
 
+    async def probe() -> None:
+        """Health follows the database: NOT_SERVING while it cannot be reached, SERVING again
+        once it answers, without a restart of this process."""
+        nonlocal serving
+        while True:
+            await asyncio.sleep(settings.health_probe_interval)
+            now = await reachable(wiring.engine, settings.health_probe_interval * 2)
+            if now != serving:
+                serving = now
+                await served.set_serving(now)
+                if now:
+                    log.info("server.database_reachable")
+                else:
+                    log.warning("server.database_unreachable")
+
     sweeper = asyncio.create_task(sweep())
+    prober = asyncio.create_task(probe())
     await stop.wait()
     log.info("server.stopping", grace_seconds=settings.shutdown_grace)
+    prober.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await prober
     await served.set_serving(False)
     await served.server.stop(settings.shutdown_grace)
     sweeper.cancel()

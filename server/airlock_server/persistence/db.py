@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, exc, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -12,6 +15,8 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+
+from airlock_server.domain.errors import Unavailable
 
 # Execution option of a read-only unit of work's connection (see SqlUnitOfWork).
 READ_ONLY_OPTION = "airlock_read_only"
@@ -69,10 +74,69 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=False,
+        # A pooled connection is checked before use: after a database restart the first call
+        # gets a new connection instead of a dead one (one round trip per checkout).
+        pool_pre_ping=True,
         hide_parameters=True,
     )
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+# PostgreSQL SQLSTATEs of a database that cannot serve: connection exceptions (class 08),
+# shutting down or starting up (57P01..57P03), no such database (3D000), too many connections.
+OUTAGE_SQLSTATES = {"57P01", "57P02", "57P03", "3D000", "53300"}
+# SQLite's words for a file it cannot use.
+SQLITE_OUTAGES = ("unable to open database file", "disk i/o error")
+
+
+def _sqlstate(error: BaseException | None) -> str:
+    return str(getattr(error, "sqlstate", None) or getattr(error, "pgcode", None) or "")
+
+
+def is_outage(error: BaseException) -> bool:
+    """True when `error` says the database is unreachable rather than the statement wrong."""
+    if isinstance(error, OSError | exc.TimeoutError):
+        return True  # connection refused or reset, no route; or the pool waited in vain
+    if isinstance(error, exc.DBAPIError):
+        if error.connection_invalidated or isinstance(error, exc.InterfaceError):
+            return True
+        code = _sqlstate(error.orig)
+        if code.startswith("08") or code in OUTAGE_SQLSTATES:
+            return True
+        if isinstance(error.orig, OSError):
+            return True
+        said = str(error.orig).lower()
+        return any(words in said for words in SQLITE_OUTAGES)
+    code = _sqlstate(error)
+    return code.startswith("08") or code in OUTAGE_SQLSTATES
+
+
+def outage(error: BaseException) -> Unavailable | None:
+    """The domain error for a database outage, or None for any other error."""
+    return Unavailable() if is_outage(error) else None
+
+
+@contextlib.asynccontextmanager
+async def reading(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    """A session for reads outside a unit of work; an outage becomes Unavailable."""
+    try:
+        async with sessions() as session:
+            yield session
+    except Exception as error:
+        unavailable = outage(error)
+        if unavailable is None:
+            raise
+        raise unavailable from error
+
+
+async def reachable(engine: AsyncEngine, within: float) -> bool:
+    """The health probe: one trivial statement on a pooled connection, answered `within` seconds."""
+    try:
+        async with asyncio.timeout(within), engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+    except Exception:
+        return False
+    return True

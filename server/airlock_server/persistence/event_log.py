@@ -38,6 +38,7 @@ from airlock_server.domain.events import (
     chain,
     family_types,
 )
+from airlock_server.persistence.db import reading
 from airlock_server.persistence.models import (
     ActorKind,
     EventRecord,
@@ -284,7 +285,7 @@ class SqlEventLogReader:
         self._sessions = sessions
 
     async def _all(self, stmt: Select[Any]) -> list[Event]:
-        async with self._sessions() as s:
+        async with reading(self._sessions) as s:
             return [to_event(r) for r in await s.scalars(stmt)]
 
     async def list_page(self, query: EventQuery, after_seq: int, limit: int) -> list[Event]:
@@ -325,7 +326,7 @@ class SqlEventLogReader:
             )
 
         older: list[Event] = []
-        async with self._sessions() as s:
+        async with reading(self._sessions) as s:
             # No filter: the pk_events range whatever the values (WatchEvents, first pages).
             filtered = bool(type_) or len(params) > 1
             if filtered and s.get_bind().dialect.name == "postgresql":
@@ -372,12 +373,12 @@ class SqlEventLogReader:
         return found[0] if found else None
 
     async def last(self) -> Event | None:
-        async with self._sessions() as s:
+        async with reading(self._sessions) as s:
             top = await s.scalar(select(func.max(EventRecord.seq)))
         return await self.get(int(top)) if top is not None else None
 
     async def head_seq(self) -> int:
-        async with self._sessions() as s:
+        async with reading(self._sessions) as s:
             value = await s.scalar(select(LogHeadRecord.seq).where(LogHeadRecord.id == 1))
         return int(value or 0)
 

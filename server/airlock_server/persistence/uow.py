@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from types import TracebackType
 
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -11,7 +12,12 @@ from airlock_server.app import ports
 from airlock_server.app.ports import Clock
 from airlock_server.domain.errors import Conflict
 from airlock_server.domain.events import NewEvent
-from airlock_server.persistence.db import ONE_STATEMENT_OPTION, READ_ONLY_OPTION
+from airlock_server.persistence.db import (
+    ONE_STATEMENT_OPTION,
+    READ_ONLY_OPTION,
+    is_outage,
+    outage,
+)
 from airlock_server.persistence.event_log import append_events
 from airlock_server.persistence.health_repositories import SqlActivityRepository
 from airlock_server.persistence.recovery_repositories import (
@@ -63,6 +69,31 @@ class SqlUnitOfWork:
 
     async def __aenter__(self) -> SqlUnitOfWork:
         self.session = self._sessions()
+        try:
+            await self._begin()
+        except Exception as error:
+            await self._discard()
+            unavailable = outage(error)
+            if unavailable is None:
+                raise
+            raise unavailable from error
+        s = self.session
+        self.approvers: ports.ApproverRepository = SqlApproverRepository(s)
+        self.accounts: ports.AccountRepository = SqlAccountRepository(s)
+        self.credentials: ports.CredentialRepository = SqlCredentialRepository(s)
+        self.teams: ports.TeamRepository = SqlTeamRepository(s)
+        self.shares: ports.ShareRepository = SqlShareRepository(s)
+        self.idempotency: ports.IdempotencyRepository = SqlIdempotencyRepository(s)
+        self.settings: ports.SettingsRepository = SqlSettingsRepository(s)
+        self.sessions: ports.SessionRepository = SqlSessionRepository(s)
+        self.vaults: ports.VaultRepository = SqlVaultRepository(s)
+        self.grants: ports.GrantRepository = SqlGrantRepository(s)
+        self.deletions: ports.TeamDeletionRepository = SqlTeamDeletionRepository(s)
+        self.activity: ports.ActivityRepository = SqlActivityRepository(s)
+        self._events = []
+        return self
+
+    async def _begin(self) -> None:
         await self.session.begin()
         if self._read_only:
             # One snapshot for all the reads of a use case: a session and its votes, read by
@@ -82,21 +113,19 @@ class SqlUnitOfWork:
                 options["isolation_level"] = "REPEATABLE READ"
                 options["postgresql_readonly"] = True
             await self.session.connection(execution_options=options)
-        s = self.session
-        self.approvers: ports.ApproverRepository = SqlApproverRepository(s)
-        self.accounts: ports.AccountRepository = SqlAccountRepository(s)
-        self.credentials: ports.CredentialRepository = SqlCredentialRepository(s)
-        self.teams: ports.TeamRepository = SqlTeamRepository(s)
-        self.shares: ports.ShareRepository = SqlShareRepository(s)
-        self.idempotency: ports.IdempotencyRepository = SqlIdempotencyRepository(s)
-        self.settings: ports.SettingsRepository = SqlSettingsRepository(s)
-        self.sessions: ports.SessionRepository = SqlSessionRepository(s)
-        self.vaults: ports.VaultRepository = SqlVaultRepository(s)
-        self.grants: ports.GrantRepository = SqlGrantRepository(s)
-        self.deletions: ports.TeamDeletionRepository = SqlTeamDeletionRepository(s)
-        self.activity: ports.ActivityRepository = SqlActivityRepository(s)
-        self._events = []
-        return self
+
+    async def _discard(self) -> None:
+        """Roll back and let the connection go. On a dead connection there is nothing to roll
+        back (the database dropped the transaction): that error is not the story."""
+        try:
+            if self.session.in_transaction():
+                await self.session.rollback()
+        except Exception as error:
+            if not is_outage(error):
+                raise
+        finally:
+            with contextlib.suppress(Exception):
+                await self.session.close()
 
     def record(self, event: NewEvent) -> None:
         if self._read_only:
@@ -115,10 +144,11 @@ class SqlUnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        try:
-            if self.session.in_transaction():
-                await self.session.rollback()
-        finally:
-            await self.session.close()
+        await self._discard()
         if exc is not None and _is_conflict(exc):
             raise Conflict("a concurrent change won the race; retry the call") from exc
+        # An outage mid-transaction: PostgreSQL committed all of it or none (a lost COMMIT's
+        # outcome is the caller's to learn by retrying with its request_id).
+        unavailable = outage(exc) if isinstance(exc, Exception) else None
+        if unavailable is not None:
+            raise unavailable from exc

@@ -16,9 +16,11 @@ import structlog
 from grpc_status import rpc_status
 
 from airlock_server.app.audit import AuditService
+from airlock_server.app.common import request_fingerprint
 from airlock_server.app.identity import Caller, IdentityService
 from airlock_server.domain.errors import DomainError, Unimplemented
 from airlock_server.domain.principals import Principal
+from airlock_server.transport.edge import admit, decoding, fingerprint
 from airlock_server.transport.errors import internal_status, status_code_for, to_status
 
 log = structlog.get_logger("airlock.rpc")
@@ -120,13 +122,13 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
                 self._wrap_unary(method, handler.unary_unary),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=decoding(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
                 self._wrap_stream(method, handler.unary_stream),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=decoding(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         return handler
@@ -163,6 +165,7 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):
             caller: Caller | None = None
             try:
                 caller = await self._authenticate(context)
+                _admit(request)
                 try:
                     return await behavior(request, context)
                 except NotImplementedError as missing:
@@ -191,6 +194,7 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):
             caller: Caller | None = None
             try:
                 caller = await self._authenticate(context)
+                _admit(request)
                 try:
                     async for response in behavior(request, context):
                         yield response
@@ -222,6 +226,12 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):
             reason=reason,
             duration_ms=round((time.perf_counter() - started) * 1000, 2),
         )
+
+
+def _admit(request: Any) -> None:
+    """Refuse a malformed request before any use case; bind its request_id to it."""
+    admit(request)
+    request_fingerprint.set(fingerprint(request))
 
 
 def _unimplemented(method: str) -> Unimplemented:
