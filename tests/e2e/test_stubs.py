@@ -19,7 +19,7 @@ import pytest
 import pytest_asyncio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from google.protobuf import duration_pb2, message_factory
+from google.protobuf import duration_pb2, message_factory, timestamp_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -893,14 +893,18 @@ async def test_an_undecodable_body_is_invalid_argument_and_logged(
         ),
         (
             lambda s, t: s.audit.ListEvents(
-                audit_service_pb2.ListEventsRequest(start_time={"seconds": 253_402_300_800}),
+                audit_service_pb2.ListEventsRequest(
+                    start_time=timestamp_pb2.Timestamp(seconds=253_402_300_800)
+                ),
                 metadata=auth(t),
             ),
             "start_time",
         ),
         (
             lambda s, t: s.audit.ListEvents(
-                audit_service_pb2.ListEventsRequest(end_time={"seconds": 1, "nanos": -1}),
+                audit_service_pb2.ListEventsRequest(
+                    end_time=timestamp_pb2.Timestamp(seconds=1, nanos=-1)
+                ),
                 metadata=auth(t),
             ),
             "end_time.nanos",
@@ -920,7 +924,7 @@ async def test_an_undecodable_body_is_invalid_argument_and_logged(
                     name=unique("ttl"),
                     approver_ids=["a", "b"],
                     min_approvals=1,
-                    session_ttl={"seconds": 315_576_000_000},
+                    session_ttl=duration_pb2.Duration(seconds=315_576_000_000),
                 ),
                 metadata=auth(t),
             ),
