@@ -388,3 +388,40 @@ async def test_votes_survive_kill_9_of_a_replica(world: World, auditor: Auditor)
         f"{sum(1 for b in ballots if len(b.codes) > 1)}/{len(ballots)}, "
         f"final answers {sorted({b.final for b in ballots})}"
     )
+
+
+async def test_votes_ride_through_pg_ctl_restart_fast(world: World, auditor: Auditor) -> None:
+    """`pg_ctl restart -m fast` in one go, under load: no wait for health in between."""
+    cluster = world.cluster
+    assert isinstance(cluster, FaultCluster)
+    assert cluster.pg is not None
+    session_ids = await world.open_sessions(SESSIONS)
+    ballots = _ballots(world, session_ids, seed=29)
+    prober = Prober(cluster.targets[0], auditor.token, session_ids[0])
+    probing = asyncio.create_task(prober.run())
+    rng = random.Random(3)
+    try:
+        voting = asyncio.gather(
+            *(_cast(world, b, b.replica, rng.uniform(0, SPREAD)) for b in ballots)
+        )
+        await asyncio.sleep(SPREAD / 3)
+        began = time.monotonic()
+        await asyncio.to_thread(cluster.pg.restart, "fast")
+        restarted = time.monotonic()
+        await voting
+        await _resend_unavailable(world, ballots)
+        await _until_health(cluster.targets, SERVING)
+        await asyncio.sleep(0.3)  # a few more answers for the prober
+    finally:
+        probing.cancel()
+    _assert_answers(ballots)
+    await _check(world, session_ids, _outcomes(ballots))
+    first_ok = prober.first_ok_after(restarted)
+    during = prober.codes_between(began, first_ok) - {"OK"}
+    assert not during & SERVER_ERRORS, during
+    log.info(
+        f"FIGURES pg_ctl restart -m fast: restart took {restarted - began:.2f}s, "
+        f"restarted->first OK {first_ok - restarted:.2f}s, codes meanwhile {sorted(during)}, "
+        f"votes answered UNAVAILABLE then resent: "
+        f"{sum(1 for b in ballots if len(b.codes) > 1)}/{len(ballots)}"
+    )
