@@ -315,6 +315,7 @@ async def test_votes_ride_through_a_postgresql_restart(world: World, auditor: Au
         stopped = time.monotonic()
         await asyncio.to_thread(pg.stop, "fast")
         await _until_health(cluster.targets, NOT_SERVING)
+        unhealthy = time.monotonic()
         patient = AirlockClient.connect(cluster.targets[2], voter_token, retry=PATIENT)
         async with patient:
             sdk_vote = asyncio.create_task(
@@ -325,7 +326,9 @@ async def test_votes_ride_through_a_postgresql_restart(world: World, auditor: Au
             started = time.monotonic()
             await asyncio.to_thread(pg.start)
             await _until_health(cluster.targets, SERVING)
+            healthy = time.monotonic()
             voted = await sdk_vote
+            sdk_done = time.monotonic()
         await voting
         assert voted.approval_count == 1
         await _resend_unavailable(world, ballots)
@@ -345,6 +348,9 @@ async def test_votes_ride_through_a_postgresql_restart(world: World, auditor: Au
     assert not during & SERVER_ERRORS, during
     log.info(
         f"FIGURES postgresql restart: stop->start {started - stopped:.2f}s, "
+        f"stop->all NOT_SERVING {unhealthy - stopped:.2f}s, "
+        f"start->all SERVING {healthy - started:.2f}s, "
+        f"start->SDK vote done {sdk_done - started:.2f}s, "
         f"start->first OK {first_ok - started:.2f}s, codes during the outage {sorted(during)}, "
         f"votes answered UNAVAILABLE then resent: "
         f"{sum(1 for b in ballots if len(b.codes) > 1)}/{len(ballots)}"
