@@ -7,7 +7,8 @@ in flight when the fault strikes:
 
 - the database stops (`pg_ctl stop -m fast`) and, once every replica's health says
   NOT_SERVING, starts again: health returns to SERVING by itself; a vote sent through the SDK
-  while the database is down completes after it is back; `airlock audit tail` rides through;
+  while the database is down completes after it is back; `airlock audit tail` and
+  `airlock sessions watch` ride through;
 - one replica is killed with SIGKILL and a new one started on its port: `airlock audit tail`
   through it resumes where it was.
 
@@ -22,6 +23,7 @@ docs/operations.md.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import secrets
@@ -248,6 +250,28 @@ class Tail:
         return list(self.seqs), err
 
 
+def _watch(target: str, token_file: Path, session_id: str) -> subprocess.Popen[str]:
+    """`airlock --json sessions watch`: it ends by itself when the session is final."""
+    return subprocess.Popen(
+        [
+            str(BIN / "airlock"),
+            "--server",
+            target,
+            "--token-file",
+            str(token_file),
+            "--json",
+            "sessions",
+            "watch",
+            session_id,
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    )
+
+
 def _tail(target: str, token_file: Path, from_seq: int) -> Tail:
     return Tail(
         subprocess.Popen(
@@ -302,6 +326,7 @@ async def test_votes_ride_through_a_postgresql_restart(world: World, auditor: Au
     (spare,) = await world.open_sessions(1)  # for the SDK vote sent during the outage
     ballots = _ballots(world, session_ids, seed=17)
     tail = _tail(cluster.targets[0], auditor.token_file, await _head(world) + 1)
+    watch = _watch(cluster.targets[1], auditor.token_file, session_ids[1])
     prober = Prober(cluster.targets[1], auditor.token, session_ids[0])
     voter = world.approver_ids[0]
     voter_token = await world.token("approver", voter)  # tokens are issued while it is up
@@ -336,7 +361,17 @@ async def test_votes_ride_through_a_postgresql_restart(world: World, auditor: Au
     finally:
         probing.cancel()
         seqs, err = tail.stop()
+        try:
+            watched, watch_err = watch.communicate(timeout=BOUND)
+        except subprocess.TimeoutExpired:
+            watch.kill()  # by the pid this test started
+            watched, watch_err = watch.communicate(timeout=BOUND)
     _assert_answers(ballots)
+    # The watch rode through too, and ended with the session's final state.
+    assert watch.returncode == 0, watch_err
+    assert "INTERNAL" not in watch_err, watch_err
+    last = json.loads(watched.splitlines()[-1])
+    assert last["state"] in ("STATE_APPROVED", "STATE_FAILED"), last
     await _check(world, session_ids, _outcomes(ballots))
     # The tail printed every event from where it began, each once, through the outage.
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), seqs
