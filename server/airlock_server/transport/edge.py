@@ -71,15 +71,14 @@ def admit(request: Any) -> None:
 
 def fingerprint(request: Any) -> str:
     """SHA-256 (hex) of the request's deterministic serialization with request_id cleared:
-    what a request_id is bound to, with the caller and the method."""
-    if not isinstance(request, message.Message):
+    what a request_id is bound to, with the caller and the method. Empty without a
+    request_id: nothing to bind, nothing to hash."""
+    if not isinstance(request, message.Message) or not getattr(request, "request_id", ""):
         return ""
-    if "request_id" in request.DESCRIPTOR.fields_by_name:
-        copy = type(request)()
-        copy.CopyFrom(request)
-        copy.ClearField("request_id")
-        request = copy
-    return hashlib.sha256(request.SerializeToString(deterministic=True)).hexdigest()
+    copy = type(request)()
+    copy.CopyFrom(request)
+    copy.ClearField("request_id")
+    return hashlib.sha256(copy.SerializeToString(deterministic=True)).hexdigest()
 
 
 def _violations(msg: message.Message, prefix: str) -> Iterator[FieldViolation]:
