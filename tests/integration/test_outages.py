@@ -79,7 +79,8 @@ async def test_a_reachable_database_probes_true_and_bad_sql_is_no_outage(
 @pytest.mark.postgres
 async def test_the_first_call_after_connections_die_succeeds(database_url: str) -> None:
     """What a PostgreSQL restart leaves in the pool: connections the server has closed. The
-    pre-ping replaces them, so the first call after it succeeds."""
+    first statement on one fails before anything was done, the pool is renewed and the unit
+    of work retried once (StaleConnection), so the first call after it succeeds."""
     if not database_url.startswith("postgresql"):
         pytest.skip("PostgreSQL only")
     wired = wire(Settings(database_url=database_url, db_pool_size=3))

@@ -15,6 +15,7 @@ from airlock_server.domain.errors import (
     Conflict,
     FieldViolation,
     InvalidArgument,
+    StaleConnection,
 )
 from airlock_server.domain.principals import Principal
 
@@ -57,9 +58,11 @@ async def transact(
     read_only: bool = False,
     one_statement: bool = False,
 ) -> T:
-    """Run one use case as one transaction; retry when a concurrent change won.
+    """Run one use case as one transaction; retry when a concurrent change won, and once when
+    the database had closed the connection before the transaction sent anything (a restart).
 
     `read_only`, `one_statement`: see UnitOfWorkFactory."""
+    stale = False
     for attempt in range(ATTEMPTS):
         try:
             async with deps.uow(read_only=read_only, one_statement=one_statement) as uow:
@@ -67,6 +70,10 @@ async def transact(
         except Conflict:
             if attempt == ATTEMPTS - 1:
                 raise
+        except StaleConnection:
+            if stale:
+                raise
+            stale = True
     raise AssertionError("unreachable")
 
 

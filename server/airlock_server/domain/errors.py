@@ -135,3 +135,8 @@ class Unavailable(DomainError):
 
     def __init__(self, message: str = "the database cannot be reached; retry with backoff") -> None:
         super().__init__(message)
+
+
+class StaleConnection(Unavailable):
+    """The database had closed the pooled connection before this transaction sent anything
+    (it restarted): nothing happened, so one retry on a new connection is safe."""

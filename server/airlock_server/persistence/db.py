@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from airlock_server.domain.errors import Unavailable
+from airlock_server.domain.errors import StaleConnection, Unavailable
 
 # Execution option of a read-only unit of work's connection (see SqlUnitOfWork).
 READ_ONLY_OPTION = "airlock_read_only"
@@ -69,20 +69,42 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
                 "BEGIN" if options.get(READ_ONLY_OPTION, False) else "BEGIN IMMEDIATE"
             )
 
+        _track_statements(engine)
         return engine
-    return create_async_engine(
+    # No pre-ping (a round trip per checkout, about doubling a one-SELECT use case): a pooled
+    # connection the database closed (a restart) fails its first statement, which invalidates
+    # the pool, and the unit of work is retried once on a new connection (StaleConnection).
+    engine = create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
-        # A pooled connection is checked before use: after a database restart the first call
-        # gets a new connection instead of a dead one (one round trip per checkout).
-        pool_pre_ping=True,
+        pool_pre_ping=False,
         hide_parameters=True,
     )
+    _track_statements(engine)
+    return engine
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+# Execution option of a unit of work's connection: its StatementTracker.
+TRACKER_OPTION = "airlock_tracker"
+
+
+class StatementTracker:
+    """Whether a statement of a unit of work went through (set by the engine's listener)."""
+
+    sent = False
+
+
+def _track_statements(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "after_cursor_execute")
+    def _on_executed(conn: Any, *_args: Any) -> None:
+        tracker = conn.get_execution_options().get(TRACKER_OPTION)
+        if tracker is not None:
+            tracker.sent = True
 
 
 # PostgreSQL SQLSTATEs of a database that cannot serve: connection exceptions (class 08),
@@ -114,9 +136,15 @@ def is_outage(error: BaseException) -> bool:
     return code.startswith("08") or code in OUTAGE_SQLSTATES
 
 
-def outage(error: BaseException) -> Unavailable | None:
-    """The domain error for a database outage, or None for any other error."""
-    return Unavailable() if is_outage(error) else None
+def outage(error: BaseException, *, sent: bool = True) -> Unavailable | None:
+    """The domain error for a database outage, or None for any other error. `sent`: whether
+    the transaction had a statement go through before; if not, and the connection was found
+    dead, nothing happened and a retry is safe (StaleConnection)."""
+    if not is_outage(error):
+        return None
+    if not sent and isinstance(error, exc.DBAPIError) and error.connection_invalidated:
+        return StaleConnection()
+    return Unavailable()
 
 
 @contextlib.asynccontextmanager
@@ -133,10 +161,13 @@ async def reading(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[A
 
 
 async def reachable(engine: AsyncEngine, within: float) -> bool:
-    """The health probe: one trivial statement on a pooled connection, answered `within` seconds."""
-    try:
-        async with asyncio.timeout(within), engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
-    except Exception:
-        return False
-    return True
+    """The health probe: one trivial statement on a pooled connection, answered `within`
+    seconds; tried twice, as the first may meet a connection a restart closed."""
+    for _ in range(2):
+        try:
+            async with asyncio.timeout(within), engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except Exception:
+            continue
+        return True
+    return False

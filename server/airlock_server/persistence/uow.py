@@ -15,6 +15,8 @@ from airlock_server.domain.events import NewEvent
 from airlock_server.persistence.db import (
     ONE_STATEMENT_OPTION,
     READ_ONLY_OPTION,
+    TRACKER_OPTION,
+    StatementTracker,
     is_outage,
     outage,
 )
@@ -66,6 +68,7 @@ class SqlUnitOfWork:
         self._read_only = read_only or one_statement
         self._one_statement = one_statement
         self._events: list[NewEvent] = []
+        self._tracker = StatementTracker()
 
     async def __aenter__(self) -> SqlUnitOfWork:
         self.session = self._sessions()
@@ -73,7 +76,7 @@ class SqlUnitOfWork:
             await self._begin()
         except Exception as error:
             await self._discard()
-            unavailable = outage(error)
+            unavailable = outage(error, sent=self._tracker.sent)
             if unavailable is None:
                 raise
             raise unavailable from error
@@ -95,6 +98,9 @@ class SqlUnitOfWork:
 
     async def _begin(self) -> None:
         await self.session.begin()
+        # The tracker tells an outage on a connection found dead before anything was sent
+        # (retried once, StaleConnection) from one mid-transaction.
+        options: dict[str, object] = {TRACKER_OPTION: self._tracker}
         if self._read_only:
             # One snapshot for all the reads of a use case: a session and its votes, read by
             # two statements, must not straddle another transaction's commit. SQLite: the begin
@@ -103,7 +109,7 @@ class SqlUnitOfWork:
             # A use case of one SELECT (authentication, on every RPC) needs no snapshot of
             # its own: autocommit spares PostgreSQL's BEGIN and ROLLBACK round trips and
             # SQLite's BEGIN (a hop to aiosqlite's thread).
-            options: dict[str, object] = {READ_ONLY_OPTION: True}
+            options[READ_ONLY_OPTION] = True
             postgres = self.session.get_bind().dialect.name == "postgresql"
             if self._one_statement:
                 options[ONE_STATEMENT_OPTION] = True
@@ -112,7 +118,7 @@ class SqlUnitOfWork:
             elif postgres:
                 options["isolation_level"] = "REPEATABLE READ"
                 options["postgresql_readonly"] = True
-            await self.session.connection(execution_options=options)
+        await self.session.connection(execution_options=options)
 
     async def _discard(self) -> None:
         """Roll back and let the connection go. On a dead connection there is nothing to roll
@@ -149,6 +155,6 @@ class SqlUnitOfWork:
             raise Conflict("a concurrent change won the race; retry the call") from exc
         # An outage mid-transaction: PostgreSQL committed all of it or none (a lost COMMIT's
         # outcome is the caller's to learn by retrying with its request_id).
-        unavailable = outage(exc) if isinstance(exc, Exception) else None
+        unavailable = outage(exc, sent=self._tracker.sent) if isinstance(exc, Exception) else None
         if unavailable is not None:
             raise unavailable from exc
