@@ -69,6 +69,10 @@ def _environment_help(d: Settings) -> str:
         ("AIRLOCK_TLS_CLIENT_CA", "serve --tls-client-ca"),
         ("AIRLOCK_ADMIN_TOKEN_FILE", "bootstrap --admin-token-file (default var/admin.token)"),
         ("AIRLOCK_SWEEP_INTERVAL", f"seconds between sweeps (default {d.sweep_interval:g})"),
+        (
+            "AIRLOCK_HEALTH_PROBE_INTERVAL",
+            f"seconds between database probes for health (default {d.health_probe_interval:g})",
+        ),
         ("AIRLOCK_SHUTDOWN_GRACE", f"seconds to drain on SIGTERM (default {d.shutdown_grace:g})"),
         ("AIRLOCK_DB_POOL_SIZE", f"PostgreSQL connections (default {d.db_pool_size})"),
         ("AIRLOCK_EVENTS_POLL_INTERVAL", f"SQLite watch poll (default {d.events_poll_interval:g})"),
