@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from google.protobuf import duration_pb2, message_factory, timestamp_pb2
 from google.rpc import error_details_pb2, status_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
 from airlock.v1 import (
@@ -869,6 +870,23 @@ async def test_an_undecodable_body_is_invalid_argument_and_logged(
         # Deny by default: who is not authenticated learns nothing about its body.
         refusal = await refused(call(b"\xff\xff\xff\xff", timeout=TIMEOUT))
         assert refusal.code == grpc.StatusCode.UNAUTHENTICATED
+        # Health answers anyone, and garbage with INVALID_ARGUMENT too; its real requests work.
+        check: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
+            "/grpc.health.v1.Health/Check"
+        )
+        refusal = await refused(check(b"\xff\xff\xff\xff", timeout=TIMEOUT))
+        assert refusal.code == grpc.StatusCode.INVALID_ARGUMENT
+        garbage_watch: grpc.aio.UnaryStreamMultiCallable[bytes, bytes] = channel.unary_stream(
+            "/grpc.health.v1.Health/Watch"
+        )
+        refusal = await refused(garbage_watch(b"\xff\xff\xff\xff", timeout=TIMEOUT).read())
+        assert refusal.code == grpc.StatusCode.INVALID_ARGUMENT
+        health = health_pb2_grpc.HealthStub(channel)
+        checked = await health.Check(health_pb2.HealthCheckRequest(), timeout=TIMEOUT)
+        assert checked.status == health_pb2.HealthCheckResponse.SERVING
+        watch = health.Watch(health_pb2.HealthCheckRequest(), timeout=TIMEOUT)
+        assert (await watch.read()).status == health_pb2.HealthCheckResponse.SERVING
+        watch.cancel()
     records = server.log_records()
     completed = [
         r
@@ -880,6 +898,7 @@ async def test_an_undecodable_body_is_invalid_argument_and_logged(
     assert len(completed) >= 2
     assert all(r["code"] == "INVALID_ARGUMENT" for r in completed)
     assert "Exception deserializing" not in server.log_text()
+    assert "DecodeError" not in server.log_text()
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ principal's context variable is set in the task that runs the servicer.
 from __future__ import annotations
 
 import contextvars
+import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
@@ -20,7 +21,7 @@ from airlock_server.app.common import request_fingerprint
 from airlock_server.app.identity import Caller, IdentityService
 from airlock_server.domain.errors import DomainError, Unimplemented
 from airlock_server.domain.principals import Principal
-from airlock_server.transport.edge import admit, decoding, fingerprint
+from airlock_server.transport.edge import Undecodable, admit, decoding, fingerprint
 from airlock_server.transport.errors import internal_status, status_code_for, to_status
 
 log = structlog.get_logger("airlock.rpc")
@@ -118,7 +119,7 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):
         self, method: str, handler: grpc.RpcMethodHandler[Any, Any]
     ) -> grpc.RpcMethodHandler[Any, Any]:
         if method.startswith(PUBLIC_PREFIXES):
-            return handler
+            return _public(handler)
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
                 self._wrap_unary(method, handler.unary_unary),
@@ -226,6 +227,56 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):
             reason=reason,
             duration_ms=round((time.perf_counter() - started) * 1000, 2),
         )
+
+
+def _public(handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
+    """Health and reflection answer anyone, unlogged; an undecodable body is INVALID_ARGUMENT
+    there too (gRPC would answer UNKNOWN and log a traceback). Reflection's bidirectional
+    stream is left as it is."""
+
+    async def refuse(request: Any, context: Ctx) -> None:
+        if isinstance(request, Undecodable):
+            try:
+                admit(request)
+            except DomainError as err:
+                await context.abort_with_status(rpc_status.to_status(to_status(err)))
+
+    if not any(map(_is_async, (handler.unary_unary, handler.unary_stream))):
+        return handler  # a synchronous servicer (gRPC runs it in a thread): left as it is
+    if handler.unary_unary is not None:
+        unary: Any = handler.unary_unary
+
+        async def answer(request: Any, context: Ctx) -> Any:
+            await refuse(request, context)
+            return await unary(request, context)
+
+        return grpc.unary_unary_rpc_method_handler(
+            answer,
+            request_deserializer=decoding(handler.request_deserializer),
+            response_serializer=handler.response_serializer,
+        )
+    if handler.unary_stream is not None:
+        stream: Any = handler.unary_stream
+
+        async def follow(request: Any, context: Ctx) -> AsyncIterator[Any]:
+            await refuse(request, context)
+            result = stream(request, context)
+            if inspect.isasyncgen(result):
+                async for response in result:
+                    yield response
+            else:  # it writes through the context (grpc_health's aio Watch)
+                await result
+
+        return grpc.unary_stream_rpc_method_handler(
+            follow,
+            request_deserializer=decoding(handler.request_deserializer),
+            response_serializer=handler.response_serializer,
+        )
+    return handler
+
+
+def _is_async(behavior: object) -> bool:
+    return inspect.iscoroutinefunction(behavior) or inspect.isasyncgenfunction(behavior)
 
 
 def _admit(request: Any) -> None:
