@@ -76,32 +76,43 @@ async def test_a_reachable_database_probes_true_and_bad_sql_is_no_outage(
     assert not isinstance(caught.value, Unavailable)
 
 
-@pytest.mark.postgres
-async def test_the_first_call_after_connections_die_succeeds(database_url: str) -> None:
-    """What a PostgreSQL restart leaves in the pool: connections the server has closed. The
-    first statement on one fails before anything was done, the pool is renewed and the unit
-    of work retried once (StaleConnection), so the first call after it succeeds."""
-    if not database_url.startswith("postgresql"):
-        pytest.skip("PostgreSQL only")
-    wired = wire(Settings(database_url=database_url, db_pool_size=3))
+async def _kill_connections(database_url: str) -> None:
+    """What a restart does to the pool: every other connection to this test's database is
+    closed by the server."""
     killer = create_engine(database_url, pool_size=1)
     try:
-        for _ in range(3):  # fill the pool
-            with pytest.raises(Unauthenticated):
-                await wired.app.identities.authenticate("not-a-token")
-        name = make_url(database_url).database
         async with killer.connect() as conn:
             killed = await conn.scalar(
                 text(
                     "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
                     "WHERE datname = :db AND pid <> pg_backend_pid()"
-                ).bindparams(db=name)
+                ).bindparams(db=make_url(database_url).database)
             )
         assert killed is not None
         assert killed >= 1
+    finally:
+        await killer.dispose()
+
+
+@pytest.mark.postgres
+async def test_the_first_call_after_connections_die_succeeds(database_url: str) -> None:
+    """A pooled connection the server has closed fails its first statement before anything
+    was done; the pool is renewed and the unit of work retried once (StaleConnection), and a
+    read of the event log likewise, so the first call after a restart succeeds."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL only")
+    wired = wire(Settings(database_url=database_url, db_pool_size=3))
+    reader = SqlEventLogReader(session_factory(wired.engine))
+    try:
+        for _ in range(3):  # fill the pool
+            with pytest.raises(Unauthenticated):
+                await wired.app.identities.authenticate("not-a-token")
+        await _kill_connections(database_url)
         with pytest.raises(Unauthenticated):
             await wired.app.identities.authenticate("not-a-token")
+        await reader.head_seq()
+        await _kill_connections(database_url)
+        assert await reader.head_seq() == await reader.head_seq()
         assert await reachable(wired.engine, 5.0)
     finally:
         await wired.close()
-        await killer.dispose()

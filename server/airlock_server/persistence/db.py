@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
-from typing import Any
+import functools
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy import event, exc, text
 from sqlalchemy.engine import make_url
@@ -17,6 +18,9 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from airlock_server.domain.errors import StaleConnection, Unavailable
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 # Execution option of a read-only unit of work's connection (see SqlUnitOfWork).
 READ_ONLY_OPTION = "airlock_read_only"
@@ -149,15 +153,31 @@ def outage(error: BaseException, *, sent: bool = True) -> Unavailable | None:
 
 @contextlib.asynccontextmanager
 async def reading(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
-    """A session for reads outside a unit of work; an outage becomes Unavailable."""
+    """A session for reads outside a unit of work; an outage becomes Unavailable, and a
+    connection found dead StaleConnection (a read may always be tried again: `read_retried`)."""
     try:
         async with sessions() as session:
             yield session
     except Exception as error:
-        unavailable = outage(error)
+        unavailable = outage(error, sent=False)
         if unavailable is None:
             raise
         raise unavailable from error
+
+
+def read_retried(
+    read: Callable[P, Coroutine[Any, Any, R]],
+) -> Callable[P, Coroutine[Any, Any, R]]:
+    """A read that met a connection a restart closed is read again, once, on a new one."""
+
+    @functools.wraps(read)
+    async def again(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await read(*args, **kwargs)
+        except StaleConnection:
+            return await read(*args, **kwargs)
+
+    return again
 
 
 async def reachable(engine: AsyncEngine, within: float) -> bool:
