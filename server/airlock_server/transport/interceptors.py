@@ -231,8 +231,9 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):
 
 def _public(handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
     """Health and reflection answer anyone, unlogged; an undecodable body is INVALID_ARGUMENT
-    there too (gRPC would answer UNKNOWN and log a traceback). Reflection's bidirectional
-    stream is left as it is."""
+    there too (gRPC would answer UNKNOWN and log a traceback), and a method the library leaves
+    unimplemented (health's List) UNIMPLEMENTED. Reflection's bidirectional stream, and a
+    synchronous server stream (gRPC runs it in a thread), are left as they are."""
 
     async def refuse(request: Any, context: Ctx) -> None:
         if isinstance(request, Undecodable):
@@ -241,21 +242,23 @@ def _public(handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[A
             except DomainError as err:
                 await context.abort_with_status(rpc_status.to_status(to_status(err)))
 
-    if not any(map(_is_async, (handler.unary_unary, handler.unary_stream))):
-        return handler  # a synchronous servicer (gRPC runs it in a thread): left as it is
     if handler.unary_unary is not None:
         unary: Any = handler.unary_unary
 
         async def answer(request: Any, context: Ctx) -> Any:
             await refuse(request, context)
-            return await unary(request, context)
+            try:
+                result = unary(request, context)  # a coroutine, or (synchronous) the answer
+                return await result if inspect.isawaitable(result) else result
+            except NotImplementedError:
+                await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not implemented here")
 
         return grpc.unary_unary_rpc_method_handler(
             answer,
             request_deserializer=decoding(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )
-    if handler.unary_stream is not None:
+    if handler.unary_stream is not None and _is_async(handler.unary_stream):
         stream: Any = handler.unary_stream
 
         async def follow(request: Any, context: Ctx) -> AsyncIterator[Any]:
