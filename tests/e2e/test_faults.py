@@ -52,6 +52,7 @@ from e2e.test_replica_races import (  # the fixture `world` builds the team on `
     world,
 )
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from integration.harness import postgres_required
 
 from airlock.v1 import session_service_pb2, session_service_pb2_grpc
 from airlock_client import AirlockClient, AirlockError, RetryPolicy
@@ -81,7 +82,10 @@ class FaultCluster(Cluster):
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultCluster]:
     if not (PG_BIN / "initdb").exists():
-        pytest.skip(f"no PostgreSQL binaries in {PG_BIN}")
+        reason = f"no PostgreSQL binaries in {PG_BIN} (AIRLOCK_TEST_PG_BIN)"
+        if postgres_required():
+            pytest.fail(f"{reason} and AIRLOCK_REQUIRE_POSTGRES=1")
+        pytest.skip(reason)
     directory = tmp_path_factory.mktemp("faults")
     with pg_cluster() as pg:
         url = pg.create_database("airlock")
