@@ -101,10 +101,10 @@ def test_a_database_behind_or_ahead_of_the_server_is_named(
     """On each backend: one revision behind says migrate; a revision this server does not know
     (a newer server migrated it) says so instead of migrating anything."""
     url = empty_database_url
-    upgrade_sync(url, "0005")
+    upgrade_sync(url, "0006")
     done = _server("--database-url", url, "serve", "--listen", "127.0.0.1:0", cwd=tmp_path)
     (head,) = head_revisions()  # later migrations move it: the message names the head
-    _refused(done, "is at schema revision 0005", f"needs {head}", "run `airlock-server migrate`")
+    _refused(done, "is at schema revision 0006", f"needs {head}", "run `airlock-server migrate`")
     upgrade_sync(url)
 
     async def from_the_future() -> None:
