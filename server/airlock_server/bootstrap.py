@@ -16,6 +16,7 @@ from airlock_server.app.vaults import VaultService
 from airlock_server.config import Settings
 from airlock_server.persistence.db import create_engine, session_factory
 from airlock_server.persistence.event_log import PgListenSignal, PollSignal, SqlEventLogReader
+from airlock_server.persistence.seal import Sealer
 from airlock_server.persistence.uow import SqlUnitOfWork
 from airlock_server.transport.server import UseCases
 
@@ -35,9 +36,14 @@ class Wiring:
 def wire(settings: Settings, log_key: LogKey | None = None) -> Wiring:
     engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
     sessions = session_factory(engine)
+    # The log key signs every append's head and keys the rows' MACs: the database is not
+    # trusted (docs/threat-model.md). Without one, nothing is signed and the database is.
+    sealer = Sealer(log_key)
 
     def uow(*, read_only: bool = False, one_statement: bool = False) -> UnitOfWork:
-        return SqlUnitOfWork(sessions, deps.clock, read_only=read_only, one_statement=one_statement)
+        return SqlUnitOfWork(
+            sessions, deps.clock, read_only=read_only, one_statement=one_statement, sealer=sealer
+        )
 
     deps = Deps(uow=uow, region=settings.region)
     signal: PgListenSignal | PollSignal = (

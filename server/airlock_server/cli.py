@@ -246,13 +246,15 @@ def _new_log_key(settings: Settings) -> int:
 
 async def _bootstrap(settings: Settings, token_file: Path) -> int:
     _make_log_key(settings)
+    # The first event and the admin credential are signed and MACed with the key serve uses.
+    log_key = load_log_key(Path(settings.log_key_file))
     token_file.parent.mkdir(parents=True, exist_ok=True)
     try:
         fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         print(f"error: {token_file} exists; refusing to overwrite it", file=sys.stderr)
         return 1
-    wiring = wire(settings)
+    wiring = wire(settings, log_key)
     try:
         issued = await wiring.app.identities.bootstrap_admin()
     except DomainError as err:
@@ -291,7 +293,11 @@ def main(argv: list[str] | None = None) -> int:
         print("database schema is at the newest revision")
         return 0
     if args.command == "bootstrap":
-        return asyncio.run(_bootstrap(settings, args.admin_token_file))
+        try:
+            return asyncio.run(_bootstrap(settings, args.admin_token_file))
+        except LogKeyError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
     settings = replace(
         settings,
         listen=args.listen,

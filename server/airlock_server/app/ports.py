@@ -302,6 +302,10 @@ class EventLogReader(Protocol):
         """Stored events with from_seq <= seq <= to_seq (0: no upper bound), ascending."""
         ...
 
+    async def subject_rows(self, from_seq: int, to_seq: int) -> list[tuple[str, int]]:
+        """The (subject, seq) rows of the subject index with from_seq <= seq <= to_seq."""
+        ...
+
     async def get(self, seq: int) -> Event | None: ...
     async def last(self) -> Event | None:
         """The stored event with the highest seq."""
@@ -312,6 +316,19 @@ class EventLogReader(Protocol):
         ...
 
 
+class LogSigner(Protocol):
+    """The server's log key as storage uses it (app.audit.LogKey): it signs the head of every
+    append, verifies a head before chaining after it, and keys the MACs of the rows the server
+    decides with (domain/integrity.py)."""
+
+    public_key: bytes
+    key_id: str
+    row_mac_key: bytes
+
+    def sign(self, message: bytes) -> bytes: ...
+    def verify(self, signature: bytes, message: bytes) -> bool: ...
+
+
 class LogAnchor(Protocol):
     """Signs a checkpoint of the log's head and reads the chain up to it (AuditService)."""
 
@@ -320,8 +337,10 @@ class LogAnchor(Protocol):
         """False when the server has no log key."""
         ...
 
-    async def anchor(self, from_seq: int) -> tuple[Checkpoint, list[Event]]:
-        """Raises FAILED_PRECONDITION LOG_KEY_MISSING when the server has no log key."""
+    async def anchor(self, from_seq: int, last_seq: int) -> tuple[Checkpoint, list[Event]]:
+        """The head the server signed at the end of the transaction of event `last_seq`, and
+        the chain from `from_seq` up to it. FAILED_PRECONDITION LOG_KEY_MISSING when the server
+        has no log key, LOG_NOT_AUTHENTIC when no signed head covers `last_seq`."""
         ...
 
 

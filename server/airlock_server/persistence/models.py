@@ -91,6 +91,8 @@ class CredentialRecord(Base):
     create_time: Mapped[datetime]
     expire_time: Mapped[datetime | None]
     revoke_time: Mapped[datetime | None]
+    # HMAC by the log key over the row (domain/integrity.py); NULL on a keyless server.
+    mac: Mapped[bytes | None] = mapped_column(LargeBinary(32))
 
     __table_args__ = (Index("ix_credentials_principal", "principal_kind", "subject"),)
 
@@ -140,6 +142,8 @@ class TeamMemberRecord(Base):
     invitation_state: Mapped[str] = mapped_column(String(16))
     response_time: Mapped[datetime | None]
     public_key: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    # HMAC by the log key over the row (domain/integrity.py); NULL on a keyless server.
+    mac: Mapped[bytes | None] = mapped_column(LargeBinary(32))
 
     __table_args__ = (
         ForeignKeyConstraint(
@@ -218,6 +222,9 @@ class EventRecord(Base):
     details: Mapped[dict[str, Any]]
     prev_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
     hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    # On the last event of each transaction of a keyed server: the log key's signature of the
+    # head it made (the checkpoint message with this event's seq, hash and time).
+    head_signature: Mapped[bytes | None] = mapped_column(LargeBinary(64))
 
 
 Index("ix_events_actor_kind_seq", ActorKind(EventRecord.__table__.c.actor), EventRecord.seq)
@@ -247,6 +254,8 @@ class LogHeadRecord(Base):
     time: Mapped[datetime | None]
     # Events up to this seq predate the monotone-time rule (migration 0006): 0 on a new log.
     time_ordered_after: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    # The log key's signature of this head (NULL at genesis and on a keyless server).
+    signature: Mapped[bytes | None] = mapped_column(LargeBinary(64))
 
 
 # --- the recovery flow: sessions, votes, vaults, restore access grants, team deletions ---

@@ -24,6 +24,7 @@ from sqlalchemy.sql import ColumnElement
 
 from airlock_server.app.ports import SessionQuery, TimeCursor
 from airlock_server.domain.events import Event
+from airlock_server.domain.integrity import record_not_authentic
 from airlock_server.domain.principals import Principal, PrincipalKind
 from airlock_server.domain.sessions import (
     ExecutionStatus,
@@ -42,6 +43,7 @@ from airlock_server.domain.vaults import (
     RestoreAccessGrant,
     Vault,
 )
+from airlock_server.persistence.event_log import to_event
 from airlock_server.persistence.models import (
     EventRecord,
     EventSubjectRecord,
@@ -54,6 +56,8 @@ from airlock_server.persistence.models import (
     VaultRecord,
     VoteRecord,
 )
+from airlock_server.persistence.repositories import TEAM_MEMBERS, member_fields
+from airlock_server.persistence.seal import Sealer
 
 
 def _before(time_col: Any, id_col: Any, after: TimeCursor | None) -> ColumnElement[bool] | None:
@@ -112,27 +116,50 @@ _SESSION_TABLE = cast(Table, SessionRecord.__table__)
 _SESSION_UPDATE = update(_SESSION_TABLE).where(_SESSION_TABLE.c.session_id == bindparam("sid"))
 _VOTE_INSERT = insert(cast(Table, VoteRecord.__table__))
 _TM = TeamMemberRecord.__table__.c
+
+
 # A vote's read: the session, locked, and the key its voter enrolled in the session's team
 # version, in one statement.
-_SESSION_AND_KEY_LOCKED = (
-    _SESSION_ROWS.add_columns(
-        select(_TM.public_key)
+def _voter_column(column: Any, label: str) -> Any:
+    """One column of the voter's member row in the session's team version (unique index)."""
+    return (
+        select(column)
         .where(
             _TM.team_id == _S.team_id,
             _TM.version == _S.team_version,
             _TM.approver_id == bindparam("voter"),
         )
         .scalar_subquery()
-        .label("enrolled_key")
+        .label(label)
+    )
+
+
+# The member row's other columns come along: its MAC covers them (domain/integrity.py).
+_SESSION_AND_KEY_LOCKED = (
+    _SESSION_ROWS.add_columns(
+        _voter_column(_TM.public_key, "enrolled_key"),
+        _voter_column(_TM.invitation_id, "m_invitation_id"),
+        _voter_column(_TM.invitation_state, "m_invitation_state"),
+        _voter_column(_TM.response_time, "m_response_time"),
+        _voter_column(_TM.mac, "m_mac"),
     )
     .where(_S.session_id == bindparam("sid"))
     .with_for_update(of=SessionRecord.__table__)
 )
+_MEMBERS_OF_VERSION = select(
+    _TM.invitation_id,
+    _TM.approver_id,
+    _TM.invitation_state,
+    _TM.response_time,
+    _TM.public_key,
+    _TM.mac,
+).where(_TM.team_id == bindparam("team_id"), _TM.version == bindparam("version"))
 
 
 class SqlSessionRepository:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, sealer: Sealer | None = None) -> None:
         self._s = session
+        self._sealer = sealer or Sealer()
         # Each session's row values and stored voters as this transaction read or wrote them:
         # save() writes only what changed. Team names never change.
         self._known: dict[str, tuple[dict[str, Any], set[str]]] = {}
@@ -271,7 +298,40 @@ class SqlSessionRepository:
             await conn.execute(_SESSION_AND_KEY_LOCKED, {"sid": session_id, "voter": approver_id})
         )
         sessions = await self._build(rows)
-        return (sessions[0], rows[0].enrolled_key) if sessions else None
+        if not sessions:
+            return None
+        s, r = sessions[0], rows[0]
+        if r.m_invitation_id is not None:
+            self._check_member(
+                s.team_id,
+                s.team_version,
+                r.m_invitation_id,
+                approver_id,
+                r.m_invitation_state,
+                r.m_response_time,
+                r.enrolled_key,
+                r.m_mac,
+            )
+        return s, r.enrolled_key
+
+    def _check_member(
+        self,
+        team_id: str,
+        version: int,
+        invitation_id: str,
+        approver_id: str,
+        state: str,
+        response_time: datetime | None,
+        key: bytes | None,
+        mac: bytes | None,
+    ) -> None:
+        """A member row the server wrote (its enrolled key above all); RECORD_NOT_AUTHENTIC
+        otherwise."""
+        fields = member_fields(
+            team_id, version, invitation_id, approver_id, state, response_time, key
+        )
+        if not self._sealer.authentic(TEAM_MEMBERS, invitation_id, fields, mac):
+            raise record_not_authentic(TEAM_MEMBERS, invitation_id)
 
     async def save(self, session: Session) -> None:
         values = self._values(session)
@@ -402,22 +462,24 @@ class SqlSessionRepository:
         return {t: self._names[t] for t in team_ids if t in self._names}
 
     async def enrolled_key(self, team_id: str, version: int, approver_id: str) -> bytes | None:
-        key: bytes | None = await self._s.scalar(
-            select(TeamMemberRecord.public_key).where(
-                TeamMemberRecord.team_id == team_id,
-                TeamMemberRecord.version == version,
-                TeamMemberRecord.approver_id == approver_id,
-            )
-        )
-        return key
+        return (await self.enrolled_keys(team_id, version)).get(approver_id)
 
     async def enrolled_keys(self, team_id: str, version: int) -> dict[str, bytes | None]:
-        rows = await self._s.execute(
-            select(TeamMemberRecord.approver_id, TeamMemberRecord.public_key).where(
-                TeamMemberRecord.team_id == team_id, TeamMemberRecord.version == version
+        rows = await self._s.execute(_MEMBERS_OF_VERSION, {"team_id": team_id, "version": version})
+        keys: dict[str, bytes | None] = {}
+        for r in rows:
+            self._check_member(
+                team_id,
+                version,
+                r.invitation_id,
+                r.approver_id,
+                r.invitation_state,
+                r.response_time,
+                r.public_key,
+                r.mac,
             )
-        )
-        return {approver_id: key for approver_id, key in rows}
+            keys[r.approver_id] = r.public_key
+        return keys
 
     async def events_about(self, subject: str, type_: str | None = None) -> list[Event]:
         query = (
@@ -429,19 +491,9 @@ class SqlSessionRepository:
         if type_ is not None:
             query = query.where(EventRecord.type == type_)
         records = (await self._s.scalars(query)).all()
-        return [
-            Event(
-                r.seq,
-                r.time,
-                r.type,
-                r.actor,
-                tuple(r.subjects),
-                dict(r.details),
-                bytes(r.prev_hash),
-                bytes(r.hash),
-            )
-            for r in records
-        ]
+        # event_subjects is an index outside the chain: keep only the events whose chained
+        # subjects name `subject` (a row inserted there adds nothing).
+        return [to_event(r) for r in records if subject in r.subjects]
 
 
 _V = cast(Table, VaultRecord.__table__)

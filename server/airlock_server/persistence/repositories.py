@@ -13,6 +13,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from airlock_server.domain.identities import Account, Approver, Credential
+from airlock_server.domain.integrity import RowField, record_not_authentic
 from airlock_server.domain.principals import Principal, PrincipalKind
 from airlock_server.domain.teams import (
     InvitationState,
@@ -34,6 +35,33 @@ from airlock_server.persistence.models import (
     TeamShareRecord,
     TeamVersionRecord,
 )
+from airlock_server.persistence.seal import Sealer
+
+# The tables whose rows carry a MAC by the log key (domain/integrity.py).
+CREDENTIALS = "credentials"
+TEAM_MEMBERS = "team_members"
+
+
+def member_fields(
+    team_id: str,
+    version: int,
+    invitation_id: str,
+    approver_id: str,
+    invitation_state: str,
+    response_time: datetime | None,
+    public_key: bytes | None,
+) -> tuple[RowField, ...]:
+    """What a team member row's MAC covers: which team version, which approver, its answer
+    and the key it enrolled (position only orders the members)."""
+    return (
+        team_id,
+        version,
+        invitation_id,
+        approver_id,
+        invitation_state,
+        response_time,
+        bytes(public_key) if public_key is not None else None,
+    )
 
 
 def _insert(session: AsyncSession):  # type: ignore[no-untyped-def]
@@ -126,15 +154,65 @@ _BY_TOKEN_HASH = select(
     _CRED.principal_kind,
     _CRED.subject,
     _CRED.description,
+    _CRED.token_hash,
     _CRED.create_time,
     _CRED.expire_time,
     _CRED.revoke_time,
+    _CRED.mac,
 ).where(_CRED.token_hash == bindparam("h"))
 
 
+def _credential_fields(
+    credential_id: str,
+    kind: str,
+    subject: str,
+    description: str,
+    token_hash: bytes,
+    create_time: datetime,
+    expire_time: datetime | None,
+    revoke_time: datetime | None,
+) -> tuple[RowField, ...]:
+    """What a credential's MAC covers: every column but the MAC."""
+    return (
+        credential_id,
+        kind,
+        subject,
+        description,
+        bytes(token_hash),
+        create_time,
+        expire_time,
+        revoke_time,
+    )
+
+
+def _stored_credential_fields(r: Any) -> tuple[RowField, ...]:
+    return _credential_fields(
+        r.credential_id,
+        r.principal_kind,
+        r.subject,
+        r.description,
+        r.token_hash,
+        r.create_time,
+        r.expire_time,
+        r.revoke_time,
+    )
+
+
 class SqlCredentialRepository:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, sealer: Sealer | None = None) -> None:
         self._s = session
+        self._sealer = sealer or Sealer()
+
+    def _authentic(self, r: Any) -> bool:
+        return self._sealer.authentic(
+            CREDENTIALS, r.credential_id, _stored_credential_fields(r), r.mac
+        )
+
+    def _checked(self, r: Any) -> Credential:
+        """A credential row the server wrote; RECORD_NOT_AUTHENTIC otherwise."""
+        if not self._authentic(r):
+            raise record_not_authentic(CREDENTIALS, r.credential_id)
+        return self._to_domain(r)
 
     @staticmethod
     def _to_domain(r: CredentialRecord | Row[*tuple[Any, ...]]) -> Credential:
@@ -148,29 +226,30 @@ class SqlCredentialRepository:
         )
 
     async def add(self, credential: Credential, token_hash: bytes) -> None:
-        self._s.add(
-            CredentialRecord(
-                credential_id=credential.credential_id,
-                principal_kind=credential.principal.kind.value,
-                subject=credential.principal.subject,
-                description=credential.description,
-                token_hash=token_hash,
-                create_time=credential.create_time,
-                expire_time=credential.expire_time,
-                revoke_time=credential.revoke_time,
-            )
+        record = CredentialRecord(
+            credential_id=credential.credential_id,
+            principal_kind=credential.principal.kind.value,
+            subject=credential.principal.subject,
+            description=credential.description,
+            token_hash=token_hash,
+            create_time=credential.create_time,
+            expire_time=credential.expire_time,
+            revoke_time=credential.revoke_time,
         )
+        record.mac = self._sealer.mac(CREDENTIALS, _stored_credential_fields(record))
+        self._s.add(record)
         await self._s.flush()
 
     async def get(self, credential_id: str) -> Credential | None:
         r = await self._s.get(CredentialRecord, credential_id)
-        return self._to_domain(r) if r else None
+        return self._checked(r) if r else None
 
     async def find_by_token_hash(self, token_hash: bytes) -> Credential | None:
         # Every RPC: one Core SELECT on the connection, no ORM identity map or loading.
         conn = await self._s.connection()
         r = (await conn.execute(_BY_TOKEN_HASH, {"h": token_hash})).first()
-        return self._to_domain(r) if r is not None else None
+        # A row the server did not write (or changed since) authenticates nobody.
+        return self._to_domain(r) if r is not None and self._authentic(r) else None
 
     async def list_page(
         self,
@@ -199,13 +278,31 @@ class SqlCredentialRepository:
             q = q.where(CredentialRecord.principal_kind == kind)
         if after is not None:
             q = q.where(CredentialRecord.credential_id > after)
-        return [self._to_domain(r) for r in await self._s.scalars(q)]
+        return [self._checked(r) for r in await self._s.scalars(q)]
 
     async def save(self, credential: Credential) -> None:
+        r = await self._s.get(CredentialRecord, credential.credential_id)
+        if r is None:
+            return
+        self._checked(r)
+        fields = _credential_fields(
+            r.credential_id,
+            r.principal_kind,
+            r.subject,
+            credential.description,
+            r.token_hash,
+            r.create_time,
+            r.expire_time,
+            credential.revoke_time,
+        )
         await self._s.execute(
             update(CredentialRecord)
             .where(CredentialRecord.credential_id == credential.credential_id)
-            .values(revoke_time=credential.revoke_time, description=credential.description)
+            .values(
+                revoke_time=credential.revoke_time,
+                description=credential.description,
+                mac=self._sealer.mac(CREDENTIALS, fields),
+            )
         )
 
 
@@ -228,6 +325,7 @@ _TEAM_ROWS = (
         _M.invitation_state.label("m_invitation_state"),
         _M.response_time.label("m_response_time"),
         _M.public_key.label("m_public_key"),
+        _M.mac.label("m_mac"),
     )
     .select_from(
         TeamRecord.__table__.join(
@@ -273,8 +371,9 @@ def _member_values(m: TeamMember) -> tuple[str, datetime | None, bytes | None]:
 
 
 class SqlTeamRepository:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, sealer: Sealer | None = None) -> None:
         self._s = session
+        self._sealer = sealer or Sealer()
         # Each team as this transaction last read or wrote it: save() writes only what changed.
         self._known: dict[str, Team] = {}
 
@@ -323,6 +422,17 @@ class SqlTeamRepository:
                 )
                 members[r.v_version] = []
             if r.m_invitation_id is not None:
+                fields = member_fields(
+                    r.team_id,
+                    r.v_version,
+                    r.m_invitation_id,
+                    r.m_approver_id,
+                    r.m_invitation_state,
+                    r.m_response_time,
+                    r.m_public_key,
+                )
+                if not self._sealer.authentic(TEAM_MEMBERS, r.m_invitation_id, fields, r.m_mac):
+                    raise record_not_authentic(TEAM_MEMBERS, r.m_invitation_id)
                 members[r.v_version].append(
                     TeamMember(
                         approver_id=r.m_approver_id,
@@ -398,6 +508,7 @@ class SqlTeamRepository:
                             "invitation_state": m.invitation_state.value,
                             "response_time": m.response_time,
                             "public_key": m.public_key,
+                            "mac": self._member_mac(team_id, v.version, m),
                         }
                         for i, m in enumerate(v.members)
                     ],
@@ -412,8 +523,23 @@ class SqlTeamRepository:
                     invitation_state=m.invitation_state.value,
                     response_time=m.response_time,
                     public_key=m.public_key,
+                    mac=self._member_mac(team_id, v.version, m),
                 )
             )
+
+    def _member_mac(self, team_id: str, version: int, m: TeamMember) -> bytes | None:
+        return self._sealer.mac(
+            TEAM_MEMBERS,
+            member_fields(
+                team_id,
+                version,
+                m.invitation_id,
+                m.approver_id,
+                m.invitation_state.value,
+                m.response_time,
+                m.public_key,
+            ),
+        )
 
     async def add(self, team: Team) -> None:
         await self._s.execute(
@@ -485,6 +611,7 @@ class SqlTeamRepository:
                             invitation_state=new.invitation_state.value,
                             response_time=new.response_time,
                             public_key=new.public_key,
+                            mac=self._member_mac(team.team_id, version.version, new),
                         )
                     )
         self._known[team.team_id] = team

@@ -1,0 +1,38 @@
+"""signed log and authenticated rows: every append signs its head with the log key (kept on
+the transaction's last event and on the head row), and the rows the server decides with
+(credentials, team members) carry a MAC keyed from it (docs/threat-model.md)
+
+Rows and events written before this revision carry none: a server with a log key refuses them
+(RECORD_NOT_AUTHENTIC, LOG_NOT_AUTHENTIC) until `airlock-server seal` vouches for them.
+
+Revision ID: 0008
+Revises: 0006
+Create Date: 2026-12-07 18:30:00
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0008"
+down_revision: str | None = "0006"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.add_column("events", sa.Column("head_signature", sa.LargeBinary(64), nullable=True))
+    op.add_column("log_head", sa.Column("signature", sa.LargeBinary(64), nullable=True))
+    op.add_column("credentials", sa.Column("mac", sa.LargeBinary(32), nullable=True))
+    op.add_column("team_members", sa.Column("mac", sa.LargeBinary(32), nullable=True))
+
+
+def downgrade() -> None:
+    # DROP COLUMN, not a batch copy: a copy of events or log_head would lose its triggers.
+    op.drop_column("team_members", "mac")
+    op.drop_column("credentials", "mac")
+    op.drop_column("log_head", "signature")
+    op.drop_column("events", "head_signature")
