@@ -287,6 +287,8 @@ class SessionRecord(Base):
     expire_time: Mapped[datetime]
     complete_time: Mapped[datetime | None]
     execution_time: Mapped[datetime | None]
+    # HMAC by the log key over the row (domain/integrity.py); NULL on a keyless server.
+    mac: Mapped[bytes | None] = mapped_column(LargeBinary(32))
 
     __table_args__ = (
         Index("ix_sessions_create_time_id", "create_time", "session_id"),
@@ -317,6 +319,8 @@ class VoteRecord(Base):
     comment: Mapped[str] = mapped_column(String(200))
     vote_time: Mapped[datetime]
     signature: Mapped[bytes] = mapped_column(LargeBinary(64))
+    # HMAC by the log key over the row (domain/integrity.py); NULL on a keyless server.
+    mac: Mapped[bytes | None] = mapped_column(LargeBinary(32))
 
 
 class VaultRecord(Base):
@@ -360,6 +364,8 @@ class RestoreAccessGrantRecord(Base):
     comment: Mapped[str] = mapped_column(String(200))
     create_time: Mapped[datetime]
     update_time: Mapped[datetime]
+    # HMAC by the log key over the row (domain/integrity.py); NULL on a keyless server.
+    mac: Mapped[bytes | None] = mapped_column(LargeBinary(32))
 
     __table_args__ = (
         Index("ix_restore_access_grants_vault_account", "vault_arn", "account_id"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
@@ -24,7 +25,7 @@ from sqlalchemy.sql import ColumnElement
 
 from airlock_server.app.ports import SessionQuery, TimeCursor
 from airlock_server.domain.events import Event
-from airlock_server.domain.integrity import record_not_authentic
+from airlock_server.domain.integrity import RowField, record_not_authentic
 from airlock_server.domain.principals import Principal, PrincipalKind
 from airlock_server.domain.sessions import (
     ExecutionStatus,
@@ -58,6 +59,68 @@ from airlock_server.persistence.models import (
 )
 from airlock_server.persistence.repositories import TEAM_MEMBERS, member_fields
 from airlock_server.persistence.seal import Sealer
+
+SESSIONS = "sessions"
+VOTES = "votes"
+GRANTS = "restore_access_grants"
+
+
+def session_fields(s: Session) -> tuple[RowField, ...]:
+    """What a session's MAC covers: every fact its votes and approval rest on (the frozen
+    approver set of session_approvers included), and its state."""
+    return (
+        s.session_id,
+        s.kind.value,
+        s.team_id,
+        s.team_version,
+        json.dumps(list(s.approver_ids)),
+        s.min_approvals,
+        s.requester.kind.value,
+        s.requester.subject,
+        s.requester_account_id,
+        s.action,
+        s.protected_resource,
+        s.comment,
+        json.dumps(dict(s.metadata), sort_keys=True),
+        s.create_time,
+        s.expire_time,
+        s.state.value,
+        s.status.value,
+        s.status_message,
+        s.execution_status.value,
+        s.execution_message,
+        s.complete_time,
+        s.execution_time,
+    )
+
+
+def vote_fields(session_id: str, position: int, v: Vote) -> tuple[RowField, ...]:
+    return (
+        session_id,
+        v.approver_id,
+        position,
+        v.decision.value,
+        v.comment,
+        v.time,
+        bytes(v.signature),
+    )
+
+
+def grant_fields(g: RestoreAccessGrant) -> tuple[RowField, ...]:
+    return (
+        g.grant_id,
+        g.vault_arn,
+        g.account_id,
+        g.restore_vault_name,
+        g.restore_vault_arn,
+        g.state.value,
+        g.status_message,
+        g.session_id,
+        g.revoke_session_id,
+        g.comment,
+        g.create_time,
+        g.update_time,
+    )
 
 
 def _before(time_col: Any, id_col: Any, after: TimeCursor | None) -> ColumnElement[bool] | None:
@@ -93,12 +156,14 @@ def _votes_and_approvers() -> Any:
         _VO.comment,
         _VO.vote_time,
         _VO.signature,
+        _VO.mac,
     ).where(_VO.session_id.in_(ids))
     approvers = select(
         _SA.session_id,
         literal_column("0"),
         _SA.position,
         _SA.approver_id,
+        null(),
         null(),
         null(),
         null(),
@@ -181,6 +246,10 @@ class SqlSessionRepository:
                 vote = Vote(
                     x.approver_id, VoteDecision(x.decision), x.comment, x.vote_time, x.signature
                 )
+                key = f"{x.session_id}/{x.approver_id}"
+                fields = vote_fields(x.session_id, x.position, vote)
+                if not self._sealer.authentic(VOTES, key, fields, x.mac):
+                    raise record_not_authentic(VOTES, key)
                 votes[x.session_id].append((x.position, vote))
             else:
                 approvers[x.session_id].append((x.position, x.approver_id))
@@ -212,6 +281,11 @@ class SqlSessionRepository:
                 complete_time=r.complete_time,
                 execution_time=r.execution_time,
             )
+            if not self._sealer.authentic(
+                SESSIONS, session.session_id, session_fields(session), r.mac
+            ):
+                # The session's facts, state or frozen approver set (session_approvers).
+                raise record_not_authentic(SESSIONS, session.session_id)
             self._known[session.session_id] = (
                 self._values(session),
                 {v.approver_id for v in session.votes},
@@ -219,8 +293,9 @@ class SqlSessionRepository:
             out.append(session)
         return out
 
-    @staticmethod
-    def _values(s: Session) -> dict[str, Any]:
+    def _values(self, s: Session) -> dict[str, Any]:
+        """The columns that change, and the MAC over the whole session (which changes with
+        them)."""
         return {
             "state": s.state.value,
             "status": s.status.value,
@@ -229,6 +304,7 @@ class SqlSessionRepository:
             "execution_message": s.execution_message,
             "complete_time": s.complete_time,
             "execution_time": s.execution_time,
+            "mac": self._sealer.mac(SESSIONS, session_fields(s)),
         }
 
     async def add(self, session: Session) -> None:
@@ -275,6 +351,7 @@ class SqlSessionRepository:
                 "comment": v.comment,
                 "vote_time": v.time,
                 "signature": v.signature,
+                "mac": self._sealer.mac(VOTES, vote_fields(session.session_id, i, v)),
             }
             for i, v in enumerate(session.votes)
             if v.approver_id not in stored
@@ -597,12 +674,20 @@ _GRANT_UPDATE = update(_G).where(_G.c.grant_id == bindparam("gid"))
 class SqlGrantRepository:
     """Core statements and rows, no ORM objects: grant reads are on the vote path."""
 
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, sealer: Sealer | None = None) -> None:
         self._s = session
+        self._sealer = sealer or Sealer()
 
     async def _rows(self, q: Any) -> list[RestoreAccessGrant]:
         conn = await self._s.connection()
-        return [self._to_domain(r) for r in await conn.execute(q)]
+        out = []
+        for r in await conn.execute(q):
+            grant = self._to_domain(r)
+            if not self._sealer.authentic(GRANTS, grant.grant_id, grant_fields(grant), r.mac):
+                # CheckAccess reads these: a grant the server did not write grants nothing.
+                raise record_not_authentic(GRANTS, grant.grant_id)
+            out.append(grant)
+        return out
 
     @staticmethod
     def _to_domain(r: Any) -> RestoreAccessGrant:
@@ -637,6 +722,7 @@ class SqlGrantRepository:
                 comment=grant.comment,
                 create_time=grant.create_time,
                 update_time=grant.update_time,
+                mac=self._sealer.mac(GRANTS, grant_fields(grant)),
             )
         )
 
@@ -660,6 +746,7 @@ class SqlGrantRepository:
                 "status_message": grant.status_message,
                 "revoke_session_id": grant.revoke_session_id,
                 "update_time": grant.update_time,
+                "mac": self._sealer.mac(GRANTS, grant_fields(grant)),
             },
         )
 

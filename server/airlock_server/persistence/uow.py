@@ -96,7 +96,7 @@ class SqlUnitOfWork:
         self.settings: ports.SettingsRepository = SqlSettingsRepository(s)
         self.sessions: ports.SessionRepository = SqlSessionRepository(s, self._sealer)
         self.vaults: ports.VaultRepository = SqlVaultRepository(s)
-        self.grants: ports.GrantRepository = SqlGrantRepository(s)
+        self.grants: ports.GrantRepository = SqlGrantRepository(s, self._sealer)
         self.deletions: ports.TeamDeletionRepository = SqlTeamDeletionRepository(s)
         self.activity: ports.ActivityRepository = SqlActivityRepository(s)
         self._events = []

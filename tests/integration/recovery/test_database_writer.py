@@ -403,3 +403,45 @@ async def test_the_log_rehashes_from_list_events_alone(world: World, grpc_server
         prev = e.hash
     assert integers > 0  # e.g. a team version: an integer, not a double
     assert uncovered == []  # the last event closes a signed transaction
+
+
+@pytest.mark.parametrize("edit", ["min_approvals", "approver_set", "vote", "grant"])
+async def test_edited_session_vote_and_grant_rows_are_not_used(world: World, edit: str) -> None:
+    """The rows a vote and CheckAccess decide with: M lowered to 1, an approver added to the
+    frozen set, a vote row inserted, a pending grant made AVAILABLE. Each is refused, never
+    counted: no approval with one vote, no access."""
+    arn, sid = await _restore_request(world)
+    if edit == "min_approvals":
+        await _sql(world, "UPDATE sessions SET min_approvals = 1 WHERE session_id = :s", s=sid)
+    elif edit == "approver_set":
+        await _sql(
+            world,
+            "INSERT INTO session_approvers (session_id, approver_id, position) "
+            "VALUES (:s, 'dave', 9)",
+            s=sid,
+        )
+    elif edit == "vote":
+        postgres = world.app.engine.dialect.name == "postgresql"
+        await _sql(
+            world,
+            "INSERT INTO votes (session_id, approver_id, position, decision, comment, vote_time,"
+            " signature) VALUES (:s, 'bob', 5, 'APPROVE', '', :t, :sig)",
+            s=sid,
+            t=world.clock() if postgres else format_time(world.clock()),
+            sig=bytes(64),
+        )
+    else:
+        await _sql(
+            world,
+            "UPDATE restore_access_grants SET state = 'AVAILABLE' WHERE session_id = :s",
+            s=sid,
+        )
+        with pytest.raises(FailedPrecondition) as access:
+            await world.app.vaults.check_access(world.admin, arn, world.recovery.subject)
+        assert access.value.reason == "RECORD_NOT_AUTHENTIC"
+        return
+    with pytest.raises(FailedPrecondition) as refused:
+        await world.vote("alice", sid)
+    assert refused.value.reason == "RECORD_NOT_AUTHENTIC"
+    access = await world.app.vaults.check_access(world.admin, arn, world.recovery.subject)
+    assert not access.allowed
