@@ -1,6 +1,6 @@
 """signed log and authenticated rows: every append signs its head with the log key (kept on
 the transaction's last event and on the head row), and the rows the server decides with
-(credentials, team members, sessions, votes, grants) carry a MAC keyed from it
+(credentials, team versions and members, sessions, votes, grants) carry a MAC keyed from it
 (docs/threat-model.md)
 
 Rows and events written before this revision carry none: a server with a log key refuses them
@@ -26,7 +26,14 @@ depends_on: str | Sequence[str] | None = None
 
 # The tables whose rows carry a MAC by the log key (persistence/repositories.py and
 # recovery_repositories.py compute and check it).
-MACED = ("credentials", "team_members", "sessions", "votes", "restore_access_grants")
+MACED = (
+    "credentials",
+    "team_versions",
+    "team_members",
+    "sessions",
+    "votes",
+    "restore_access_grants",
+)
 
 
 def upgrade() -> None:

@@ -127,6 +127,8 @@ class TeamVersionRecord(Base):
     invitation_ttl_seconds: Mapped[int] = mapped_column(Integer)
     create_time: Mapped[datetime]
     invitation_expire_time: Mapped[datetime]
+    # HMAC by the log key over the row (domain/integrity.py); NULL on a keyless server.
+    mac: Mapped[bytes | None] = mapped_column(LargeBinary(32))
 
 
 class TeamMemberRecord(Base):

@@ -40,6 +40,21 @@ from airlock_server.persistence.seal import Sealer
 # The tables whose rows carry a MAC by the log key (domain/integrity.py).
 CREDENTIALS = "credentials"
 TEAM_MEMBERS = "team_members"
+TEAM_VERSIONS = "team_versions"
+
+
+def version_fields(team_id: str, v: TeamVersion) -> tuple[RowField, ...]:
+    """What a team version's MAC covers: its rules (M, TTLs), immutable once written."""
+    return (
+        team_id,
+        v.version,
+        v.description,
+        v.min_approvals,
+        int(v.session_ttl.total_seconds()),
+        int(v.invitation_ttl.total_seconds()),
+        v.create_time,
+        v.invitation_expire_time,
+    )
 
 
 def member_fields(
@@ -320,6 +335,7 @@ _TEAM_ROWS = (
         _V.invitation_ttl_seconds.label("v_invitation_ttl_seconds"),
         _V.create_time.label("v_create_time"),
         _V.invitation_expire_time.label("v_invitation_expire_time"),
+        _V.mac.label("v_mac"),
         _M.invitation_id.label("m_invitation_id"),
         _M.approver_id.label("m_approver_id"),
         _M.invitation_state.label("m_invitation_state"),
@@ -410,7 +426,7 @@ class SqlTeamRepository:
                     finish()
                 first, versions, members = r, {}, {}
             if r.v_version not in versions:
-                versions[r.v_version] = TeamVersion(
+                version = TeamVersion(
                     version=r.v_version,
                     description=r.v_description,
                     min_approvals=r.v_min_approvals,
@@ -420,6 +436,12 @@ class SqlTeamRepository:
                     create_time=r.v_create_time,
                     invitation_expire_time=r.v_invitation_expire_time,
                 )
+                key = f"{r.team_id}/{r.v_version}"
+                fields = version_fields(r.team_id, version)
+                if not self._sealer.authentic(TEAM_VERSIONS, key, fields, r.v_mac):
+                    # M and the TTLs every new session of the team freezes.
+                    raise record_not_authentic(TEAM_VERSIONS, key)
+                versions[r.v_version] = version
                 members[r.v_version] = []
             if r.m_invitation_id is not None:
                 fields = member_fields(
@@ -493,6 +515,7 @@ class SqlTeamRepository:
                     invitation_ttl_seconds=int(v.invitation_ttl.total_seconds()),
                     create_time=v.create_time,
                     invitation_expire_time=v.invitation_expire_time,
+                    mac=self._sealer.mac(TEAM_VERSIONS, version_fields(team_id, v)),
                 )
             )
             if v.members:

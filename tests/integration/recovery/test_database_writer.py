@@ -445,3 +445,16 @@ async def test_edited_session_vote_and_grant_rows_are_not_used(world: World, edi
     assert refused.value.reason == "RECORD_NOT_AUTHENTIC"
     access = await world.app.vaults.check_access(world.admin, arn, world.recovery.subject)
     assert not access.allowed
+
+
+async def test_a_lowered_m_of_the_team_is_not_frozen_into_new_sessions(world: World) -> None:
+    """A team version's M, lowered to 1 through SQL, would let one approver approve every
+    session opened after: the version's row is refused instead."""
+    arn = await world.vault()
+    await _sql(
+        world, "UPDATE team_versions SET min_approvals = 1 WHERE team_id = :t", t=world.team_id
+    )
+    with pytest.raises(FailedPrecondition) as refused:
+        await world.app.vaults.request_restore_access(world.recovery, arn, "", "help", "")
+    assert refused.value.reason == "RECORD_NOT_AUTHENTIC"
+    assert await world.app.count("sessions") == 0
