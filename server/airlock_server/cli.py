@@ -19,8 +19,10 @@ from airlock_server.config import LOG_LEVELS, ConfigError, Settings
 from airlock_server.domain.errors import DomainError
 from airlock_server.log_key import LogKeyError, create_log_key, load_log_key
 from airlock_server.logs import configure_logging
-from airlock_server.persistence.db import is_sqlite
+from airlock_server.persistence.db import create_engine, is_sqlite, session_factory
 from airlock_server.persistence.migrate import upgrade
+from airlock_server.persistence.seal import Sealer
+from airlock_server.persistence.vouch import seal_database
 from airlock_server.transport.server import TlsFiles, build_server
 
 log = structlog.get_logger("airlock.server")
@@ -93,6 +95,13 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         default=Path(os.environ.get("AIRLOCK_ADMIN_TOKEN_FILE", "var/admin.token")),
         help="where to write the token (mode 0600; env AIRLOCK_ADMIN_TOKEN_FILE)",
+    )
+
+    sub.add_parser(
+        "seal",
+        help="vouch for the database as it stands: check the event log's chain, then MAC every "
+        "authenticated row and sign the log's head with the log key (after an upgrade past "
+        "migration 0008, or a new log key); only for a database you trust",
     )
 
     keygen = sub.add_parser(
@@ -270,6 +279,33 @@ async def _bootstrap(settings: Settings, token_file: Path) -> int:
     return 0
 
 
+async def _seal(settings: Settings) -> int:
+    """`seal`: the operator vouches for the database (persistence/vouch.py)."""
+    key_file = Path(settings.log_key_file)
+    log_key = load_log_key(key_file)
+    if log_key is None:
+        print(f"error: no log key at {key_file}; nothing to seal with", file=sys.stderr)
+        return 1
+    engine = create_engine(settings.database_url, pool_size=1)
+    try:
+        sealed = await seal_database(session_factory(engine), Sealer(log_key))
+    finally:
+        await engine.dispose()
+    if sealed.finding is not None:
+        print(
+            f"error: the event log is broken at seq {sealed.finding.seq} "
+            f"({sealed.finding.problem.value}): {sealed.finding.description}; nothing sealed",
+            file=sys.stderr,
+        )
+        return 1
+    rows = ", ".join(f"{n} {t}" for t, n in sealed.rows.items())
+    print(
+        f"sealed with log key {log_key.key_id}: {sealed.events} events checked, head seq "
+        f"{sealed.head_seq} signed; rows MACed: {rows}"
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         parser = _parser()
@@ -292,6 +328,12 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(upgrade(settings.database_url))
         print("database schema is at the newest revision")
         return 0
+    if args.command == "seal":
+        try:
+            return asyncio.run(_seal(settings))
+        except LogKeyError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
     if args.command == "bootstrap":
         try:
             return asyncio.run(_bootstrap(settings, args.admin_token_file))

@@ -315,6 +315,10 @@ class EventLogReader(Protocol):
         """The seq the log's head row names."""
         ...
 
+    async def head(self) -> Checkpoint | None:
+        """The head row (seq, hash, time, signature) as stored; None at genesis."""
+        ...
+
 
 class LogSigner(Protocol):
     """The server's log key as storage uses it (app.audit.LogKey): it signs the head of every

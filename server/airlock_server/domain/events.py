@@ -280,6 +280,18 @@ class SignedHeads:
             # A signature that does not verify ends a transaction the server did not write.
             self._bad = self._unsigned(self._first_uncovered, e.seq)
 
+    def close_at(
+        self, last: Event, head_seq: int, head_hash: bytes, head_time: datetime, signature: bytes
+    ) -> None:
+        """The head row's signature covers the events fed so far when it names the last of
+        them (a log sealed by the operator, `airlock-server seal`, before its next append)."""
+        if not self.open or self._verify is None or not signature:
+            return
+        if (head_seq, head_hash) != (last.seq, last.hash):
+            return
+        if self._verify(signature, checkpoint_message(head_seq, head_hash, head_time)):
+            self._first_uncovered = None
+
     def finding(self) -> Finding | None:
         if self._bad is not None:
             return self._bad

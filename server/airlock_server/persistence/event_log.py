@@ -34,6 +34,7 @@ from airlock_server.app.ports import EventQuery
 from airlock_server.domain.events import (
     EVENT_TYPES,
     GENESIS_HASH,
+    Checkpoint,
     Event,
     NewEvent,
     chain,
@@ -432,6 +433,23 @@ class SqlEventLogReader:
         async with self._sessions() as s:
             top = await s.scalar(select(func.max(EventRecord.seq)))
         return await self.get(int(top)) if top is not None else None
+
+    async def head(self) -> Checkpoint | None:
+        """The head row as a checkpoint: its seq, hash, time and signature (None at genesis)."""
+        async with self._sessions() as s:
+            row = (
+                await s.execute(
+                    select(
+                        LogHeadRecord.seq,
+                        LogHeadRecord.hash,
+                        LogHeadRecord.time,
+                        LogHeadRecord.signature,
+                    ).where(LogHeadRecord.id == 1)
+                )
+            ).first()
+        if row is None or row.time is None or not row.seq:
+            return None
+        return Checkpoint(int(row.seq), bytes(row.hash), row.time, bytes(row.signature or b""))
 
     async def head_seq(self) -> int:
         async with self._sessions() as s:

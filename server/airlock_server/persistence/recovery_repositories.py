@@ -682,7 +682,7 @@ class SqlGrantRepository:
         conn = await self._s.connection()
         out = []
         for r in await conn.execute(q):
-            grant = self._to_domain(r)
+            grant = self.to_domain(r)
             if not self._sealer.authentic(GRANTS, grant.grant_id, grant_fields(grant), r.mac):
                 # CheckAccess reads these: a grant the server did not write grants nothing.
                 raise record_not_authentic(GRANTS, grant.grant_id)
@@ -690,7 +690,7 @@ class SqlGrantRepository:
         return out
 
     @staticmethod
-    def _to_domain(r: Any) -> RestoreAccessGrant:
+    def to_domain(r: Any) -> RestoreAccessGrant:
         return RestoreAccessGrant(
             grant_id=r.grant_id,
             vault_arn=r.vault_arn,

@@ -200,7 +200,7 @@ def _credential_fields(
     )
 
 
-def _stored_credential_fields(r: Any) -> tuple[RowField, ...]:
+def stored_credential_fields(r: Any) -> tuple[RowField, ...]:
     return _credential_fields(
         r.credential_id,
         r.principal_kind,
@@ -220,7 +220,7 @@ class SqlCredentialRepository:
 
     def _authentic(self, r: Any) -> bool:
         return self._sealer.authentic(
-            CREDENTIALS, r.credential_id, _stored_credential_fields(r), r.mac
+            CREDENTIALS, r.credential_id, stored_credential_fields(r), r.mac
         )
 
     def _checked(self, r: Any) -> Credential:
@@ -251,7 +251,7 @@ class SqlCredentialRepository:
             expire_time=credential.expire_time,
             revoke_time=credential.revoke_time,
         )
-        record.mac = self._sealer.mac(CREDENTIALS, _stored_credential_fields(record))
+        record.mac = self._sealer.mac(CREDENTIALS, stored_credential_fields(record))
         self._s.add(record)
         await self._s.flush()
 
