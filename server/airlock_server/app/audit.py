@@ -124,7 +124,7 @@ class AuditService:
                 NewEvent(
                     CALL_DENIED,
                     caller,
-                    denied_subjects(subjects),
+                    bounded_subjects(subjects),
                     {"method": method, "code": code, "reason": reason},
                 )
             )
@@ -339,7 +339,7 @@ DENIED_SUBJECT_PREFIX = 48
 DENIED_SUBJECTS = 4
 
 
-def denied_subjects(subjects: Sequence[str]) -> tuple[str, ...]:
+def bounded_subjects(subjects: Sequence[str]) -> tuple[str, ...]:
     """The bounded subjects of a `call.denied` event (docs/event-log.md): a flood of refusals
     with long resources cannot grow each event beyond a few hundred bytes."""
     out: list[str] = []
