@@ -9,6 +9,7 @@ what the database holds now. Run it only on a database you trust (docs/threat-mo
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -98,16 +99,96 @@ def _version(r: Any) -> TeamVersion:
     )
 
 
-async def _mac_rows(
-    s: AsyncSession, sealer: Sealer, record: type[Any], table: str, fields: Any, key: Any
-) -> int:
-    """Every row of `record`'s table given the MAC of its current fields."""
-    t: Table = record.__table__
-    rows = list(await s.execute(select(*t.c)))
-    for r in rows:
-        mac = sealer.mac(table, fields(r))
-        await s.execute(update(t).where(*key(t, r)).values(mac=mac))
-    return len(rows)
+MACED_TABLES = (CREDENTIALS, TEAM_VERSIONS, TEAM_MEMBERS, VOTES, GRANTS, SESSIONS)
+
+
+def _vote_of(r: Any) -> tuple[RowField, ...]:
+    vote = Vote(r.approver_id, VoteDecision(r.decision), r.comment, r.vote_time, r.signature)
+    return vote_fields(r.session_id, r.position, vote)
+
+
+def _member_of(r: Any) -> tuple[RowField, ...]:
+    return member_fields(
+        r.team_id,
+        r.version,
+        r.invitation_id,
+        r.approver_id,
+        r.invitation_state,
+        r.response_time,
+        r.public_key,
+    )
+
+
+# Each table with a MAC: its record, the fields its MAC covers (from a row) and its key.
+_PLAIN: dict[str, tuple[type[Any], Any, tuple[str, ...]]] = {
+    CREDENTIALS: (CredentialRecord, stored_credential_fields, ("credential_id",)),
+    TEAM_VERSIONS: (
+        TeamVersionRecord,
+        lambda r: version_fields(r.team_id, _version(r)),
+        ("team_id", "version"),
+    ),
+    TEAM_MEMBERS: (TeamMemberRecord, _member_of, ("invitation_id",)),
+    VOTES: (VoteRecord, _vote_of, ("session_id", "approver_id")),
+    GRANTS: (
+        RestoreAccessGrantRecord,
+        lambda r: grant_fields(SqlGrantRepository.to_domain(r)),
+        ("grant_id",),
+    ),
+}
+
+
+async def mac_rows(
+    s: AsyncSession, sealer: Sealer, tables: Sequence[str] = MACED_TABLES
+) -> dict[str, int]:
+    """Every row of `tables` given the MAC of its fields as stored, in the caller's
+    transaction: the rows are vouched for as they stand."""
+    assert sealer.keyed, "MACs need the log key"
+    counts: dict[str, int] = {}
+    for table in tables:
+        if table == SESSIONS:
+            # A session's MAC covers its approver set and is computed from the whole session:
+            # read each through the repository, trusting what is stored (no sealer).
+            reader = SqlSessionRepository(s)
+            ids = list(await s.scalars(select(SessionRecord.session_id)))
+            for sid in ids:
+                # Locked: a concurrent vote's MAC is never overwritten with a stale one.
+                session = await reader.get(sid, for_update=True)
+                assert session is not None
+                await s.execute(
+                    update(SessionRecord)
+                    .where(SessionRecord.session_id == sid)
+                    .values(mac=sealer.mac(SESSIONS, session_fields(session)))
+                )
+            counts[SESSIONS] = len(ids)
+            continue
+        record, fields, columns = _PLAIN[table]
+        t: Table = record.__table__
+        rows = list(await s.execute(select(*t.c).with_for_update()))
+        for r in rows:
+            mac = sealer.mac(table, fields(r))
+            await s.execute(
+                update(t).where(*[t.c[c] == getattr(r, c) for c in columns]).values(mac=mac)
+            )
+        counts[table] = len(rows)
+    return counts
+
+
+async def sign_head_row(s: AsyncSession, sealer: Sealer) -> int:
+    """The head row signed with the log key, in the caller's transaction; its seq."""
+    head = (
+        await s.execute(
+            select(LogHeadRecord.seq, LogHeadRecord.hash, LogHeadRecord.time)
+            .where(LogHeadRecord.id == 1)
+            .with_for_update()
+        )
+    ).one()
+    signature = (
+        sealer.sign_head(head.seq, head.hash, head.time)
+        if head.seq > 0 and head.time is not None
+        else None
+    )
+    await s.execute(update(LogHeadRecord).where(LogHeadRecord.id == 1).values(signature=signature))
+    return int(head.seq)
 
 
 async def seal_database(sessions: async_sessionmaker[AsyncSession], sealer: Sealer) -> Sealed:
@@ -118,80 +199,5 @@ async def seal_database(sessions: async_sessionmaker[AsyncSession], sealer: Seal
         checked, finding = await _check_chain(s)
         if finding is not None:
             return Sealed(finding, checked, {}, 0)
-        counts: dict[str, int] = {}
-
-        def vote_of(r: Any) -> tuple[RowField, ...]:
-            vote = Vote(
-                r.approver_id, VoteDecision(r.decision), r.comment, r.vote_time, r.signature
-            )
-            return vote_fields(r.session_id, r.position, vote)
-
-        plain = [
-            (CredentialRecord, CREDENTIALS, stored_credential_fields, ("credential_id",)),
-            (
-                TeamVersionRecord,
-                TEAM_VERSIONS,
-                lambda r: version_fields(r.team_id, _version(r)),
-                ("team_id", "version"),
-            ),
-            (
-                TeamMemberRecord,
-                TEAM_MEMBERS,
-                lambda r: member_fields(
-                    r.team_id,
-                    r.version,
-                    r.invitation_id,
-                    r.approver_id,
-                    r.invitation_state,
-                    r.response_time,
-                    r.public_key,
-                ),
-                ("invitation_id",),
-            ),
-            (VoteRecord, VOTES, vote_of, ("session_id", "approver_id")),
-            (
-                RestoreAccessGrantRecord,
-                GRANTS,
-                lambda r: grant_fields(SqlGrantRepository.to_domain(r)),
-                ("grant_id",),
-            ),
-        ]
-        for record, table, fields, columns in plain:
-            counts[table] = await _mac_rows(
-                s,
-                sealer,
-                record,
-                table,
-                fields,
-                lambda t, r, columns=columns: [t.c[c] == getattr(r, c) for c in columns],
-            )
-        # A session's MAC covers its approver set and is computed from the whole session: read
-        # each through the repository, trusting what is stored (no sealer).
-        reader = SqlSessionRepository(s)
-        ids = list(await s.scalars(select(SessionRecord.session_id)))
-        for sid in ids:
-            session = await reader.get(sid)
-            assert session is not None
-            await s.execute(
-                update(SessionRecord)
-                .where(SessionRecord.session_id == sid)
-                .values(mac=sealer.mac(SESSIONS, session_fields(session)))
-            )
-        counts[SESSIONS] = len(ids)
-
-        head = (
-            await s.execute(
-                select(LogHeadRecord.seq, LogHeadRecord.hash, LogHeadRecord.time)
-                .where(LogHeadRecord.id == 1)
-                .with_for_update()
-            )
-        ).one()
-        signature = (
-            sealer.sign_head(head.seq, head.hash, head.time)
-            if head.seq > 0 and head.time is not None
-            else None
-        )
-        await s.execute(
-            update(LogHeadRecord).where(LogHeadRecord.id == 1).values(signature=signature)
-        )
-        return Sealed(None, checked, counts, int(head.seq))
+        counts = await mac_rows(s, sealer)
+        return Sealed(None, checked, counts, await sign_head_row(s, sealer))
