@@ -3,9 +3,12 @@ naming the variable or flag the server cannot start with."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
-from airlock_server import cli
+from airlock_server import cli, config
 from airlock_server.config import ConfigError, Settings
 
 
@@ -80,3 +83,43 @@ def test_a_bad_log_level_flag_is_refused(capsys: pytest.CaptureFixture[str]) -> 
         cli.main(["--log-level", "verbose", "migrate"])
     assert exited.value.code == 2
     assert "--log-level: invalid choice: 'verbose'" in capsys.readouterr().err
+
+
+def test_the_load_bounds_and_metrics_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    s = Settings.from_env(
+        {
+            "AIRLOCK_MAX_STREAMS": "50",
+            "AIRLOCK_MAX_STREAMS_PER_PRINCIPAL": "5",
+            "AIRLOCK_STREAM_BUFFER": "100",
+            "AIRLOCK_REFUSAL_RATE": "0.5",
+            "AIRLOCK_REFUSAL_BURST": "3",
+            "AIRLOCK_METRICS_LISTEN": "127.0.0.1:9464",
+            "AIRLOCK_METRICS_INTERVAL": "2",
+        }
+    )
+    assert (s.max_streams, s.max_streams_per_principal, s.stream_buffer) == (50, 5, 100)
+    assert (s.refusal_rate, s.refusal_burst) == (0.5, 3)
+    assert (s.metrics_listen, s.metrics_interval) == ("127.0.0.1:9464", 2.0)
+    assert Settings().metrics_listen is None  # off by default
+    with pytest.raises(ConfigError, match=r"^AIRLOCK_MAX_STREAMS: must be a whole number"):
+        Settings.from_env({"AIRLOCK_MAX_STREAMS": "1.5"})
+    with pytest.raises(ConfigError, match=r"^AIRLOCK_REFUSAL_BURST: must be greater than 0"):
+        Settings.from_env({"AIRLOCK_REFUSAL_BURST": "0"})
+    monkeypatch.setenv("AIRLOCK_METRICS_LISTEN", "127.0.0.1:9000")
+    assert cli._parser().parse_args(["serve"]).metrics_listen == "127.0.0.1:9000"
+    flagged = cli._parser().parse_args(["serve", "--metrics-listen", "127.0.0.1:9100"])
+    assert flagged.metrics_listen == "127.0.0.1:9100"
+
+
+def test_help_names_every_setting_including_those_without_a_flag(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Every AIRLOCK_* variable the server reads (config.py, and cli.py's) is in --help."""
+    source = Path(config.__file__).read_text() + Path(cli.__file__).read_text()
+    names = set(re.findall(r"\bAIRLOCK_[A-Z_]+[A-Z]\b", source))
+    assert {"AIRLOCK_SWEEP_INTERVAL", "AIRLOCK_SHUTDOWN_GRACE", "AIRLOCK_DB_POOL_SIZE"} <= names
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["--help"])
+    assert exited.value.code == 0
+    shown = capsys.readouterr().out
+    assert sorted(name for name in names if name not in shown) == []

@@ -28,6 +28,8 @@ from airlock_server.app.sessions import SessionService
 from airlock_server.app.teams import TeamService
 from airlock_server.app.vaults import VaultService
 from airlock_server.transport.interceptors import RpcInterceptor
+from airlock_server.transport.limits import Limits
+from airlock_server.transport.metrics import Telemetry
 from airlock_server.transport.servicers.approver import ApproverServicer
 from airlock_server.transport.servicers.audit import AuditServicer
 from airlock_server.transport.servicers.identity import IdentityServicer
@@ -48,6 +50,10 @@ SERVICE_NAMES = tuple(
 )
 
 
+class ListenError(Exception):
+    """The server cannot bind its address; the message names it."""
+
+
 @dataclass(frozen=True)
 class UseCases:
     identities: IdentityService
@@ -62,6 +68,7 @@ class Served:
     server: grpc.aio.Server
     health: health.aio.HealthServicer
     port: int
+    limits: Limits
 
     async def set_serving(self, serving: bool) -> None:
         status = (
@@ -89,9 +96,18 @@ class TlsFiles:
         )
 
 
-def build_server(app: UseCases, listen: str, tls: TlsFiles | None = None) -> Served:
+def build_server(
+    app: UseCases,
+    listen: str,
+    tls: TlsFiles | None = None,
+    limits: Limits | None = None,
+    telemetry: Telemetry | None = None,
+) -> Served:
     """The server with every service; plaintext, or TLS only when `tls` is given."""
-    server = grpc.aio.server(interceptors=[RpcInterceptor(app.identities, app.audit)])
+    limits = limits or Limits.of()
+    server = grpc.aio.server(
+        interceptors=[RpcInterceptor(app.identities, app.audit, limits, telemetry)]
+    )
     identity_service_pb2_grpc.add_IdentityServiceServicer_to_server(
         IdentityServicer(app.identities), server
     )
@@ -111,10 +127,16 @@ def build_server(app: UseCases, listen: str, tls: TlsFiles | None = None) -> Ser
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    if tls is None:
-        port = server.add_insecure_port(listen)
-    else:
-        port = server.add_secure_port(listen, tls.credentials())
+    try:
+        if tls is None:
+            port = server.add_insecure_port(listen)
+        else:
+            port = server.add_secure_port(listen, tls.credentials())
+    except RuntimeError:  # grpc's "Failed to bind", which says no more than that
+        port = 0
     if port == 0:
-        raise RuntimeError(f"cannot listen on {listen}")
-    return Served(server, health_servicer, port)
+        raise ListenError(
+            f"cannot listen on {listen}: the port is in use, or the host is not an address "
+            "of this machine"
+        )
+    return Served(server, health_servicer, port, limits)

@@ -41,6 +41,7 @@ from airlock_server.domain.errors import FailedPrecondition, Unauthenticated
 from airlock_server.domain.events import Problem, checkpoint_message, event_hash, format_time
 from airlock_server.domain.principals import PrincipalKind
 from airlock_server.domain.sessions import VoteDecision, vote_digest
+from airlock_server.transport.limits import Limits
 from airlock_server.transport.server import UseCases, build_server
 
 pytestmark = pytest.mark.asyncio
@@ -298,8 +299,12 @@ async def test_the_subject_index_is_checked_against_the_chain(world: World) -> N
 async def grpc_server(world: World) -> AsyncIterator[str]:
     app = world.app
     assert app.audit is not None
+    # A refusal budget the flood below does not exhaust: every refusal is recorded, as when
+    # many principals are refused (the per-principal rate limit is not what keeps proofs small).
     served = build_server(
-        UseCases(app.identities, app.teams, app.sessions, app.vaults, app.audit), "127.0.0.1:0"
+        UseCases(app.identities, app.teams, app.sessions, app.vaults, app.audit),
+        "127.0.0.1:0",
+        limits=Limits.of(refusal_burst=1000),
     )
     await served.server.start()
     try:
