@@ -1,6 +1,6 @@
 """signed log and authenticated rows: every append signs its head with the log key (kept on
 the transaction's last event and on the head row), and the rows the server decides with
-(credentials, team versions and members, sessions, votes, grants) carry a MAC keyed from it
+(credentials, team versions and members, sessions, votes, grants, vaults) carry a MAC keyed from it
 (docs/threat-model.md)
 
 Rows and events written before this revision carry none: a server with a log key refuses them
@@ -33,6 +33,7 @@ MACED = (
     "sessions",
     "votes",
     "restore_access_grants",
+    "vaults",
 )
 
 

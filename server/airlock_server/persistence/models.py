@@ -343,6 +343,8 @@ class VaultRecord(Base):
     pending_create_time: Mapped[datetime | None]
     create_time: Mapped[datetime]
     update_time: Mapped[datetime]
+    # HMAC by the log key over the row (domain/integrity.py); NULL on a keyless server.
+    mac: Mapped[bytes | None] = mapped_column(LargeBinary(32))
 
     __table_args__ = (Index("ix_vaults_account_name", "account_id", "name", unique=True),)
 

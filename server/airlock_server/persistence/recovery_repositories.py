@@ -64,6 +64,7 @@ from airlock_server.persistence.seal import Sealer
 SESSIONS = "sessions"
 VOTES = "votes"
 GRANTS = "restore_access_grants"
+VAULTS = "vaults"
 
 
 def session_fields(s: Session) -> tuple[RowField, ...]:
@@ -104,6 +105,27 @@ def vote_fields(session_id: str, position: int, v: Vote) -> tuple[RowField, ...]
         v.comment,
         v.time,
         bytes(v.signature),
+    )
+
+
+def vault_fields(v: Vault) -> tuple[RowField, ...]:
+    """What a vault's MAC covers: its owner, its rules and its team association (and a
+    pending change of it)."""
+    p = v.pending_association
+    return (
+        v.vault_arn,
+        v.account_id,
+        v.name,
+        v.region,
+        v.min_retention_days,
+        v.max_retention_days,
+        json.dumps(dict(v.tags), sort_keys=True),
+        v.create_time,
+        v.update_time,
+        v.team_id,
+        p.team_id if p else None,
+        p.session_id if p else None,
+        p.create_time if p else None,
     )
 
 
@@ -592,11 +614,20 @@ _VAULT_BY_ARN_LOCKED = _VAULT_BY_ARN.with_for_update()
 class SqlVaultRepository:
     """Core statements and rows, no ORM objects: vault reads are on hot paths."""
 
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, sealer: Sealer | None = None) -> None:
         self._s = session
+        self._sealer = sealer or Sealer()
+
+    def _checked(self, r: Any) -> Vault:
+        """A vault row the server wrote (its team association above all: the team that
+        approves its restores); RECORD_NOT_AUTHENTIC otherwise."""
+        vault = self.to_domain(r)
+        if not self._sealer.authentic(VAULTS, vault.vault_arn, vault_fields(vault), r.mac):
+            raise record_not_authentic(VAULTS, vault.vault_arn)
+        return vault
 
     @staticmethod
-    def _to_domain(r: Any) -> Vault:
+    def to_domain(r: Any) -> Vault:
         pending = (
             PendingAssociation(r.pending_team_id, r.pending_session_id, r.pending_create_time)
             if r.pending_session_id is not None and r.pending_create_time is not None
@@ -616,8 +647,7 @@ class SqlVaultRepository:
             pending_association=pending,
         )
 
-    @staticmethod
-    def _values(v: Vault) -> dict[str, Any]:
+    def _values(self, v: Vault) -> dict[str, Any]:
         p = v.pending_association
         return {
             "team_id": v.team_id,
@@ -625,6 +655,7 @@ class SqlVaultRepository:
             "pending_session_id": p.session_id if p else None,
             "pending_create_time": p.create_time if p else None,
             "update_time": v.update_time,
+            "mac": self._sealer.mac(VAULTS, vault_fields(v)),
         }
 
     async def add(self, vault: Vault) -> None:
@@ -647,7 +678,7 @@ class SqlVaultRepository:
         conn = await self._s.connection()
         q = _VAULT_BY_ARN_LOCKED if for_update else _VAULT_BY_ARN
         r = (await conn.execute(q, {"arn": vault_arn})).first()
-        return self._to_domain(r) if r else None
+        return self._checked(r) if r else None
 
     async def save(self, vault: Vault) -> None:
         await self._s.execute(
@@ -667,7 +698,7 @@ class SqlVaultRepository:
         if after is not None:
             q = q.where(_V.c.vault_arn > after)
         conn = await self._s.connection()
-        return [self._to_domain(r) for r in await conn.execute(q)]
+        return [self._checked(r) for r in await conn.execute(q)]
 
     async def of_team(self, team_id: str) -> list[str]:
         q = (

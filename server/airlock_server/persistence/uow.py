@@ -98,7 +98,7 @@ class SqlUnitOfWork:
         self.idempotency: ports.IdempotencyRepository = SqlIdempotencyRepository(s)
         self.settings: ports.SettingsRepository = SqlSettingsRepository(s)
         self.sessions: ports.SessionRepository = SqlSessionRepository(s, self._sealer)
-        self.vaults: ports.VaultRepository = SqlVaultRepository(s)
+        self.vaults: ports.VaultRepository = SqlVaultRepository(s, self._sealer)
         self.grants: ports.GrantRepository = SqlGrantRepository(s, self._sealer)
         self.deletions: ports.TeamDeletionRepository = SqlTeamDeletionRepository(s)
         self.activity: ports.ActivityRepository = SqlActivityRepository(s)

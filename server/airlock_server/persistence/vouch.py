@@ -30,16 +30,20 @@ from airlock_server.persistence.models import (
     SessionRecord,
     TeamMemberRecord,
     TeamVersionRecord,
+    VaultRecord,
     VoteRecord,
 )
 from airlock_server.persistence.recovery_repositories import (
     GRANTS,
     SESSIONS,
+    VAULTS,
     VOTES,
     SqlGrantRepository,
     SqlSessionRepository,
+    SqlVaultRepository,
     grant_fields,
     session_fields,
+    vault_fields,
     vote_fields,
 )
 from airlock_server.persistence.repositories import (
@@ -99,7 +103,7 @@ def _version(r: Any) -> TeamVersion:
     )
 
 
-MACED_TABLES = (CREDENTIALS, TEAM_VERSIONS, TEAM_MEMBERS, VOTES, GRANTS, SESSIONS)
+MACED_TABLES = (CREDENTIALS, TEAM_VERSIONS, TEAM_MEMBERS, VOTES, GRANTS, VAULTS, SESSIONS)
 
 
 def _vote_of(r: Any) -> tuple[RowField, ...]:
@@ -133,6 +137,11 @@ _PLAIN: dict[str, tuple[type[Any], Any, tuple[str, ...]]] = {
         RestoreAccessGrantRecord,
         lambda r: grant_fields(SqlGrantRepository.to_domain(r)),
         ("grant_id",),
+    ),
+    VAULTS: (
+        VaultRecord,
+        lambda r: vault_fields(SqlVaultRepository.to_domain(r)),
+        ("vault_arn",),
     ),
 }
 

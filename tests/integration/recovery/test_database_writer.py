@@ -463,3 +463,15 @@ async def test_a_lowered_m_of_the_team_is_not_frozen_into_new_sessions(world: Wo
         await world.app.vaults.request_restore_access(world.recovery, arn, "", "help", "")
     assert refused.value.reason == "RECORD_NOT_AUTHENTIC"
     assert await world.app.count("sessions") == 0
+
+
+async def test_a_vault_moved_to_another_team_is_refused(world: World) -> None:
+    """A vault's team is who approves its restores: moved through SQL to a team of the
+    attacker's choosing, the vault is refused, and no session is opened."""
+    other = await world.make_team("others", ("carol", "dave", "erin"))
+    arn = await world.vault()
+    await _sql(world, "UPDATE vaults SET team_id = :t WHERE vault_arn = :a", t=other, a=arn)
+    with pytest.raises(FailedPrecondition) as refused:
+        await world.app.vaults.request_restore_access(world.recovery, arn, "", "help", "")
+    assert refused.value.reason == "RECORD_NOT_AUTHENTIC"
+    assert await world.app.count("sessions") == 0
