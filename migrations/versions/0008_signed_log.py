@@ -7,7 +7,7 @@ Rows and events written before this revision carry none: a server with a log key
 (RECORD_NOT_AUTHENTIC, LOG_NOT_AUTHENTIC) until `airlock-server seal` vouches for them.
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 Create Date: 2026-12-07 18:30:00
 """
 
@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0008"
-down_revision: str | None = "0006"
+down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
