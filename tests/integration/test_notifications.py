@@ -84,7 +84,7 @@ def smtp() -> Iterator[SmtpServer]:
 @pytest_asyncio.fixture
 async def mailed(harnesses: HarnessFactory) -> Harness:
     """The use cases with email on: approvers' addresses and the admins', portal links."""
-    return harnesses(Routing(email=True, admin_emails=ADMINS, portal_url=PORTAL))
+    return harnesses(routing=Routing(email=True, admin_emails=ADMINS, portal_url=PORTAL))
 
 
 def dispatcher(
@@ -508,7 +508,7 @@ async def test_a_burst_of_refused_calls_alerts_once_per_burst(
     routing = Routing(
         email=True, admin_emails=ADMINS, burst_threshold=3, burst_window=timedelta(minutes=5)
     )
-    app = harnesses(routing)
+    app = harnesses(routing=routing)
     await people(app)
     d = dispatcher(app, smtp)
     erin = approver("erin")
