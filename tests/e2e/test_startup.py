@@ -103,7 +103,7 @@ def test_a_database_behind_or_ahead_of_the_server_is_named(
     url = empty_database_url
     upgrade_sync(url, "0006")
     done = _server("--database-url", url, "serve", "--listen", "127.0.0.1:0", cwd=tmp_path)
-    (head,) = head_revisions()  # later migrations move it: the message names the head
+    (head,) = head_revisions()
     _refused(done, "is at schema revision 0006", f"needs {head}", "run `airlock-server migrate`")
     upgrade_sync(url)
 
