@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from airlock_server.app.common import Deps, transact
 from airlock_server.app.ports import EventLogReader, EventQuery, EventSignal, UnitOfWork
-from airlock_server.domain.errors import FieldViolation, InvalidArgument
+from airlock_server.domain.errors import FieldViolation, InvalidArgument, Reason
 from airlock_server.domain.events import (
     CALL_DENIED,
     GENESIS_HASH,
@@ -283,5 +283,5 @@ def _check_signature(checkpoint: Checkpoint) -> None:
     except (ValueError, InvalidSignature) as exc:
         raise InvalidArgument(
             [FieldViolation("checkpoint.signature", "does not verify with checkpoint.public_key")],
-            reason="BAD_SIGNATURE",
+            reason=Reason.BAD_SIGNATURE,
         ) from exc

@@ -15,6 +15,7 @@ from airlock_server.domain.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
+    Reason,
     Unauthenticated,
 )
 from airlock_server.domain.events import NewEvent
@@ -276,7 +277,7 @@ class IdentityService:
             if not approver.enabled:
                 raise FailedPrecondition(
                     f"approver {principal.subject!r} is disabled",
-                    reason="APPROVER_DISABLED",
+                    reason=Reason.APPROVER_DISABLED,
                     metadata={"approverId": principal.subject},
                 )
         elif (
@@ -360,7 +361,7 @@ class IdentityService:
                 raise FailedPrecondition(
                     "this database was bootstrapped already; issue more credentials with an "
                     "admin credential",
-                    reason="ALREADY_BOOTSTRAPPED",
+                    reason=Reason.ALREADY_BOOTSTRAPPED,
                 )
             await uow.credentials.add(issued.credential, hash_token(issued.token))
             uow.record(
