@@ -5,7 +5,8 @@
 
 Runs grpc_tools.protoc over proto/airlock/ (not the vendored proto/google/) with -Iproto (plus
 grpc_tools' bundled include dir for google/protobuf), emitting *_pb2.py (protobuf),
-*_pb2_grpc.py (grpcio) and, through mypy-protobuf, *_pb2.pyi and *_pb2_grpc.pyi type stubs, so that code imports `from airlock.v1 import team_pb2`.
+*_pb2_grpc.py (grpcio) and, through mypy-protobuf, *_pb2.pyi and *_pb2_grpc.pyi type stubs,
+so that code imports `from airlock.v1 import team_pb2`.
 
 Generation always happens in a temporary directory first; the result is then compared with, or
 copied over, clients/airlock/. The output depends only on the .proto files and the pinned tool
