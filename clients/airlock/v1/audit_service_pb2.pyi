@@ -56,7 +56,9 @@ class ListEventsRequest(_message.Message):
     """
     @_builtins.property
     def actor(self) -> _common_pb2.Principal:
-        """Only events by this actor; a kind with an empty subject matches every subject of that kind."""
+        """Only events by this actor; a kind with an empty subject matches every subject of that kind,
+        and PRINCIPAL_KIND_SYSTEM selects the events of Airlock itself.
+        """
 
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp:

@@ -80,9 +80,11 @@ class CreateApproverRequest(_message.Message):
     approver_id: _builtins.str
     """The approver id to create; pattern [a-zA-Z0-9._-]{1,64}. Required, unique."""
     display_name: _builtins.str
-    """A human-readable name, at most 256 characters."""
+    """A human-readable name, 1 to 128 characters (not only spaces). Required."""
     email: _builtins.str
-    """The approver's e-mail address, at most 256 characters."""
+    """The approver's e-mail address, optional: at most 320 characters (a local part of at most 64,
+    `@`, a domain of at most 255).
+    """
     request_id: _builtins.str
     """Optional idempotency key (AIP-155), at most 36 characters (a UUID). A retry with the same id
     returns the first result and has no second effect.

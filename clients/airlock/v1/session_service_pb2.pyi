@@ -57,14 +57,16 @@ class StartSessionRequest(_message.Message):
     action: _builtins.str
     """The guarded action name, pattern [a-zA-Z0-9._:-]{1,128}. Required."""
     protected_resource: _builtins.str
-    """The resource the action applies to, at most 2048 characters. Required."""
+    """The resource the action applies to, 1 to 2048 characters. Required."""
     comment: _builtins.str
     """A comment for the approvers, at most 200 characters."""
     request_id: _builtins.str
     """Optional idempotency key (AIP-155), at most 36 characters."""
     @_builtins.property
     def metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
-        """Facts for the approvers (at most 50 entries; keys 1..128 characters, values at most 1024)."""
+        """Facts for the approvers (at most 50 entries; keys 1..128 characters, values at most 1024
+        characters).
+        """
 
     def __init__(
         self,

@@ -56,7 +56,7 @@ class CreateApprovalTeamRequest(_message.Message):
 
     @_builtins.property
     def invitation_ttl(self) -> _duration_pb2.Duration:
-        """The invitation TTL; unset means 24 h."""
+        """The invitation TTL; unset means 24 h; 15 min .. 7 days."""
 
     def __init__(
         self,
@@ -235,17 +235,17 @@ class UpdateApprovalTeamRequest(_message.Message):
     """Optional idempotency key (AIP-155), at most 36 characters."""
     @_builtins.property
     def approver_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """The new full approver set (kept approvers keep their key; new ones are invited once the
-        update is approved).
+        """The new full approver set, 2 to 50 of them (kept approvers keep their key; new ones are
+        invited once the update is approved).
         """
 
     @_builtins.property
     def session_ttl(self) -> _duration_pb2.Duration:
-        """The new session TTL."""
+        """The new session TTL; 15 min .. 7 days."""
 
     @_builtins.property
     def invitation_ttl(self) -> _duration_pb2.Duration:
-        """The new invitation TTL."""
+        """The new invitation TTL; 15 min .. 7 days."""
 
     @_builtins.property
     def reenroll_approver_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
@@ -615,7 +615,7 @@ class GetTeamHealthRequest(_message.Message):
     @_builtins.property
     def activity_window(self) -> _duration_pb2.Duration:
         """An approver counts as active if its last activity is within this window; unset means
-        90 days.
+        90 days; 1 h .. 3650 days.
         """
 
     def __init__(
