@@ -75,8 +75,12 @@ Branch on `reason`, never on the message. A reason this table does not list yet 
 server) is handled by its status code. The Python SDK exposes it as
 `AirlockError.reason` (a string) and `AirlockError.error_reason` (the enum value).
 
-Calls are retried only on `UNAVAILABLE` and `ABORTED` (`CONCURRENT_CHANGE`), with the same
-`request_id`; see `clients/service-config.json` for the policy as a gRPC service config.
+Retry only `UNAVAILABLE` and `ABORTED` (`CONCURRENT_CHANGE`), and send a mutation's retries with
+the same `request_id`, so that a retried call has at most one effect. The SDK's policy (4
+attempts, full-jitter exponential backoff from 0.1 s, multiplier 2, at most 2 s) is published as
+a gRPC service config, `clients/airlock_client/service-config.json` (in the package too), for
+callers in other languages: pass it as the channel's service config (for example
+`grpc.service_config` in Python's channel options, `defaultServiceConfig` in grpc-java).
 
 ## Adding a reason
 
