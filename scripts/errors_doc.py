@@ -87,7 +87,9 @@ callers in other languages: pass it as the channel's service config (for example
 1. Add a value at the end of `ErrorReason` in `proto/airlock/v1/errors.proto`, with the next
    number and a comment that starts with its status code (`FAILED_PRECONDITION: when ...`).
 2. Add the same name to `Reason` in `server/airlock_server/domain/errors.py` and raise it
-   (`FailedPrecondition("...", reason=Reason.NEW_REASON)`).
+   (`FailedPrecondition("...", reason=Reason.NEW_REASON)`; a module constant standing for it,
+   `NEW_REASON = Reason.NEW_REASON`, does as well). A reason is never a string literal and never
+   built at run time.
 3. Run `python scripts/gen_protos.py` and `python scripts/errors_doc.py`.
 
 `tests/unit/test_error_reasons.py` fails when the two lists differ, when the server raises a

@@ -66,7 +66,7 @@ def _sample(cls: type[e.DomainError]) -> e.DomainError:
     return cls(**args)
 
 
-def _reason_member(node: ast.expr) -> str | None:
+def _member(node: ast.expr) -> str | None:
     """'X' for `Reason.X`, else None."""
     if (
         isinstance(node, ast.Attribute)
@@ -75,6 +75,30 @@ def _reason_member(node: ast.expr) -> str | None:
     ):
         return node.attr
     return None
+
+
+def _aliases() -> dict[str, str]:
+    """Module constants that stand for a member (`TOO_MANY = Reason.TOO_MANY`), anywhere in
+    server/: a name is one reason everywhere."""
+    found: dict[str, str] = {}
+    for path in sorted(SERVER.rglob("*.py")):
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.Assign) and (member := _member(node.value)):
+                for target in node.targets:
+                    if isinstance(target, ast.Name):
+                        assert found.get(target.id, member) == member, target.id
+                        found[target.id] = member
+    return found
+
+
+ALIASES = _aliases()
+
+
+def _reason_member(node: ast.expr) -> str | None:
+    """'X' for `Reason.X` or a constant that stands for it, else None."""
+    if isinstance(node, ast.Name) and node.id in ALIASES:
+        return ALIASES[node.id]
+    return _member(node)
 
 
 def _callee(node: ast.Call) -> str:
@@ -130,7 +154,7 @@ class Scan:
     def _scan(self, where: str, tree: ast.Module) -> None:
         in_errors_module = where.endswith("domain/errors.py")
         for node in ast.walk(tree):
-            if isinstance(node, ast.Attribute) and _reason_member(node):
+            if isinstance(node, ast.Attribute) and _member(node):
                 self.members.add(node.attr)
             self._literal(where, node)
             if not isinstance(node, ast.Call) or in_errors_module:
