@@ -19,10 +19,15 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from unit.test_team_changes_domain import active_team
 
+from airlock_server.app.audit import _check_query, _check_signature
 from airlock_server.app.common import check_request_id
-from airlock_server.domain.errors import DomainError, InvalidArgument
+from airlock_server.app.ports import EventQuery
+from airlock_server.app.signing import check_public_key, verify
+from airlock_server.domain.errors import DomainError, InvalidArgument, Reason
+from airlock_server.domain.events import Checkpoint
 from airlock_server.domain.health import activity_window
 from airlock_server.domain.identities import (
     validate_account,
@@ -70,6 +75,7 @@ SHAPES: list[tuple[str, re.Pattern[str]]] = [
     ("int_range", re.compile(r"(\d+) \.\. (\d+)")),
     ("int_min", re.compile(r"(\d+) <= min\b")),
     ("int_max", re.compile(r"\bmax <= (\d+)")),
+    ("bytes", re.compile(r"(?:raw,? |\()(\d+) bytes")),
 ]
 _FIELD = re.compile(r"^\s*(?:repeated |optional )?(?:map<[^>]+>|[\w.]+) (\w+) = \d+;")
 _OPEN = re.compile(r"^\s*(message|enum|oneof|service) (\w+) \{")
@@ -191,6 +197,15 @@ def _min_retention(days: int) -> None:
     _vault(min_retention_days=days, max_retention_days=max(days, 7))
 
 
+KEY = Ed25519PrivateKey.generate()
+
+
+def _signed(signature: bytes, field: str) -> None:
+    """A signature checked as the server checks one (verify): of the right length, a signature
+    that does not verify is BAD_SIGNATURE, not a refusal of its length."""
+    verify(KEY.public_key().public_bytes_raw(), signature, b"message", field)
+
+
 def _subject(subject: str) -> None:
     """A free label (admin, auditor: may be empty) and a service name (never empty)."""
     validate_principal(PrincipalKind.ADMIN, subject)
@@ -274,6 +289,16 @@ DRIVERS: dict[str, Driver] = {
     "RequestRestoreAccessRequest.restore_vault_name": lambda v: validate_restore_request(v, ""),
     "RequestRestoreAccessRequest.comment": lambda v: validate_restore_request("restore", v),
     "RevokeRestoreAccessRequest.comment": COMMENT,
+    "ListEventsRequest.type": lambda v: _check_query(EventQuery(type=v), 0),
+    "ListEventsRequest.subject": lambda v: _check_query(EventQuery(subject=v), 0),
+    "RespondToInvitationRequest.public_key": check_public_key,
+    "TeamApprover.public_key": check_public_key,
+    "LogCheckpoint.public_key": lambda v: _check_signature(
+        Checkpoint(1, bytes(32), T0, signature=bytes(64), public_key=v)
+    ),
+    "RespondToInvitationRequest.key_proof": lambda v: _signed(v, "key_proof"),
+    "VoteRequest.signature": lambda v: _signed(v, "signature"),
+    "Vote.signature": lambda v: _signed(v, "signature"),
 }
 
 
@@ -287,6 +312,8 @@ def refused(driver: Driver, value: Any, field: str) -> bool:
     try:
         driver(value)
     except InvalidArgument as err:
+        if err.reason is not Reason.INVALID_ARGUMENT:
+            return False  # refused for another rule (BAD_SIGNATURE): the limit let it pass
         return any(
             v.field == field or v.field.startswith(f"{field}[") or v.field.endswith(f".{field}")
             for v in err.violations
@@ -329,6 +356,9 @@ def cases(limit: Limit) -> tuple[list[Any], list[Any]]:
         return [n[0]], [n[0] - 1]
     if limit.kind == "int_max":
         return [n[0]], [n[0] + 1]
+    if limit.kind == "bytes":
+        exact = KEY.public_key().public_bytes_raw() if n[0] == 32 else bytes(n[0])
+        return [exact], [exact[:-1], exact + b"\0"]
     raise AssertionError(f"no cases for {limit}")
 
 

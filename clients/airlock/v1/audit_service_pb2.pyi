@@ -40,10 +40,10 @@ class ListEventsRequest(_message.Message):
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     type: _builtins.str
     """Only events of this type ("session.approved"), or of a family when it ends with "."
-    ("session.").
+    ("session."); at most 64 characters.
     """
     subject: _builtins.str
-    """Only events with this entry in subjects."""
+    """Only events with this entry in subjects; at most 256 characters."""
     after_seq: _builtins.int
     """Only events with seq greater than this."""
     page_size: _builtins.int
