@@ -73,6 +73,7 @@ SHAPES: list[tuple[str, re.Pattern[str]]] = [
     ("count", re.compile(r"(\d+) to (\d+) of them")),
     ("coerced", re.compile(r"values above (\d+) are coerced")),
     ("int_range", re.compile(r"(\d+) \.\. (\d+)")),
+    ("quorum", re.compile(r"(\d+) <= M <= N\b")),
     ("int_min", re.compile(r"(\d+) <= min\b")),
     ("int_max", re.compile(r"\bmax <= (\d+)")),
     ("bytes", re.compile(r"(?:raw,? |\()(\d+) bytes")),
@@ -231,6 +232,8 @@ GENERIC_COMMENT: Driver = lambda v: _session(comment=v)  # noqa: E731
 BASELINE_COMMENT: Driver = lambda v: _session(  # noqa: E731
     kind=SessionKind.BASELINE, action=None, comment=v, requester=Principal(PrincipalKind.ADMIN, "")
 )
+# M against a team of N = 3 approvers.
+QUORUM: Driver = lambda v: _team(approver_ids=["a", "b", "c"], min_approvals=v)  # noqa: E731
 ACTION: Driver = lambda v: _session(action=v)  # noqa: E731
 APPROVER_ID: Driver = lambda v: validate_approver(v, "Name", "")  # noqa: E731
 DISPLAY_NAME: Driver = lambda v: validate_approver("a", v, "")  # noqa: E731
@@ -266,6 +269,9 @@ DRIVERS: dict[str, Driver] = {
     "CreateApprovalTeamRequest.name": TEAM_NAME,
     "CreateApprovalTeamRequest.description": TEAM_DESCRIPTION,
     "CreateApprovalTeamRequest.approver_ids": lambda v: _team(approver_ids=v),
+    "CreateApprovalTeamRequest.min_approvals": QUORUM,
+    "UpdateApprovalTeamRequest.min_approvals": QUORUM,
+    "ApprovalTeam.min_approvals": QUORUM,
     "CreateApprovalTeamRequest.session_ttl": SESSION_TTL,
     "CreateApprovalTeamRequest.invitation_ttl": INVITATION_TTL,
     "UpdateApprovalTeamRequest.description": TEAM_DESCRIPTION,
@@ -356,6 +362,8 @@ def cases(limit: Limit) -> tuple[list[Any], list[Any]]:
         return [n[0]], [n[0] - 1]
     if limit.kind == "int_max":
         return [n[0]], [n[0] + 1]
+    if limit.kind == "quorum":
+        return [n[0], 3], [n[0] - 1, 4]  # N = 3 in the QUORUM driver
     if limit.kind == "bytes":
         exact = KEY.public_key().public_bytes_raw() if n[0] == 32 else bytes(n[0])
         return [exact], [exact[:-1], exact + b"\0"]

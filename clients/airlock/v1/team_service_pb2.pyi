@@ -230,7 +230,7 @@ class UpdateApprovalTeamRequest(_message.Message):
     description: _builtins.str
     """The new description, at most 256 characters."""
     min_approvals: _builtins.int
-    """The new M."""
+    """The new M, 2 <= M <= N (N: the new approver count)."""
     request_id: _builtins.str
     """Optional idempotency key (AIP-155), at most 36 characters."""
     @_builtins.property
