@@ -170,6 +170,18 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """
     LOG_KEY_MISSING: _ErrorReason.ValueType  # 61
     """FAILED_PRECONDITION: the server has no log key, so it cannot sign a checkpoint or a proof."""
+    TOO_MANY_STREAMS: _ErrorReason.ValueType  # 62
+    """RESOURCE_EXHAUSTED: the server, or the caller, has as many streams (WatchEvents,
+    WatchSession) open as allowed; close one or retry after the RetryInfo delay.
+    """
+    STREAM_BUFFER_FULL: _ErrorReason.ValueType  # 63
+    """RESOURCE_EXHAUSTED: the stream fell too far behind the event log and was closed; resume it
+    after the last event received.
+    """
+    TOO_MANY_REFUSED_CALLS: _ErrorReason.ValueType  # 64
+    """RESOURCE_EXHAUSTED: too many refused calls from this caller; retry after the RetryInfo delay
+    (the refusal is not recorded in the event log).
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """Every reason the server sends, AIP-193 style. A failed call carries a google.rpc.Status (in
@@ -332,4 +344,16 @@ AVAILABLE; the owner may not change what guards the vault meanwhile.
 """
 LOG_KEY_MISSING: ErrorReason.ValueType  # 61
 """FAILED_PRECONDITION: the server has no log key, so it cannot sign a checkpoint or a proof."""
+TOO_MANY_STREAMS: ErrorReason.ValueType  # 62
+"""RESOURCE_EXHAUSTED: the server, or the caller, has as many streams (WatchEvents,
+WatchSession) open as allowed; close one or retry after the RetryInfo delay.
+"""
+STREAM_BUFFER_FULL: ErrorReason.ValueType  # 63
+"""RESOURCE_EXHAUSTED: the stream fell too far behind the event log and was closed; resume it
+after the last event received.
+"""
+TOO_MANY_REFUSED_CALLS: ErrorReason.ValueType  # 64
+"""RESOURCE_EXHAUSTED: too many refused calls from this caller; retry after the RetryInfo delay
+(the refusal is not recorded in the event log).
+"""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

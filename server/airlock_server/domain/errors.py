@@ -84,6 +84,10 @@ class Reason(StrEnum):
     NO_PENDING_REVOKE = "NO_PENDING_REVOKE"
     VAULT_UNDER_RECOVERY = "VAULT_UNDER_RECOVERY"
     LOG_KEY_MISSING = "LOG_KEY_MISSING"
+    # RESOURCE_EXHAUSTED: a limit of the server was reached (see ResourceExhausted).
+    TOO_MANY_STREAMS = "TOO_MANY_STREAMS"
+    STREAM_BUFFER_FULL = "STREAM_BUFFER_FULL"
+    TOO_MANY_REFUSED_CALLS = "TOO_MANY_REFUSED_CALLS"
 
 
 # The kinds of resource a caller names by id; each has its fixed NOT_FOUND (and, where the caller
@@ -234,25 +238,22 @@ class ResourceExhausted(DomainError):
     """A limit of the server was reached; `retry_after` (seconds), when set, says when the
     same call may succeed again (google.rpc.RetryInfo)."""
 
-    reason = "RESOURCE_EXHAUSTED"
-
     def __init__(
         self,
         message: str,
         *,
-        reason: str,
+        reason: Reason,
         retry_after: float | None = None,
         metadata: Mapping[str, str] | None = None,
     ) -> None:
-        super().__init__(message, metadata=metadata)
-        self.reason = reason
+        super().__init__(message, reason=reason, metadata=metadata)
         self.retry_after = retry_after
 
 
-# Reasons of ResourceExhausted (the catalogue: proto ErrorReason).
-TOO_MANY_STREAMS = "TOO_MANY_STREAMS"
-STREAM_BUFFER_FULL = "STREAM_BUFFER_FULL"
-TOO_MANY_REFUSED_CALLS = "TOO_MANY_REFUSED_CALLS"
+# Reasons of ResourceExhausted, under the names their callers import.
+TOO_MANY_STREAMS = Reason.TOO_MANY_STREAMS
+STREAM_BUFFER_FULL = Reason.STREAM_BUFFER_FULL
+TOO_MANY_REFUSED_CALLS = Reason.TOO_MANY_REFUSED_CALLS
 
 
 class Conflict(DomainError):
