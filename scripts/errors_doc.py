@@ -76,11 +76,13 @@ server) is handled by its status code. The Python SDK exposes it as
 `AirlockError.reason` (a string) and `AirlockError.error_reason` (the enum value).
 
 Retry only `UNAVAILABLE` and `ABORTED` (`CONCURRENT_CHANGE`), and send a mutation's retries with
-the same `request_id`, so that a retried call has at most one effect. The SDK's policy (4
-attempts, full-jitter exponential backoff from 0.1 s, multiplier 2, at most 2 s) is published as
-a gRPC service config, `clients/airlock_client/service-config.json` (in the package too), for
-callers in other languages: pass it as the channel's service config (for example
-`grpc.service_config` in Python's channel options, `defaultServiceConfig` in grpc-java).
+the same `request_id`, so that a retried call has at most one effect. The SDK's policy (10
+attempts, full-jitter exponential backoff from 0.1 s, multiplier 2, at most 2 s: it rides
+through a restart of a few seconds) is published as a gRPC service config,
+`clients/airlock_client/service-config.json` (in the package too), for callers in other
+languages: pass it as the channel's service config (for example `grpc.service_config` in
+Python's channel options, `defaultServiceConfig` in grpc-java). gRPC libraries clamp
+`maxAttempts` to 5 unless the channel raises the cap (grpc-java: `maxRetryAttempts(10)`).
 
 ## Adding a reason
 

@@ -182,6 +182,16 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """RESOURCE_EXHAUSTED: too many refused calls from this caller; retry after the RetryInfo delay
     (the refusal is not recorded in the event log).
     """
+    REQUEST_ID_REUSED: _ErrorReason.ValueType  # 65
+    """INVALID_ARGUMENT: this caller already used the request_id for another request of the method;
+    a retry repeats the request unchanged, a new request needs a new id.
+    """
+    UNDECODABLE_REQUEST: _ErrorReason.ValueType  # 66
+    """INVALID_ARGUMENT: the body is not a valid message of the method."""
+    DATABASE_UNAVAILABLE: _ErrorReason.ValueType  # 67
+    """UNAVAILABLE: the database cannot be reached (down, restarting, refusing connections); the call
+    did nothing or committed whole: retry with backoff, a mutation with the same request_id.
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """Every reason the server sends, AIP-193 style. A failed call carries a google.rpc.Status (in
@@ -355,5 +365,15 @@ after the last event received.
 TOO_MANY_REFUSED_CALLS: ErrorReason.ValueType  # 64
 """RESOURCE_EXHAUSTED: too many refused calls from this caller; retry after the RetryInfo delay
 (the refusal is not recorded in the event log).
+"""
+REQUEST_ID_REUSED: ErrorReason.ValueType  # 65
+"""INVALID_ARGUMENT: this caller already used the request_id for another request of the method;
+a retry repeats the request unchanged, a new request needs a new id.
+"""
+UNDECODABLE_REQUEST: ErrorReason.ValueType  # 66
+"""INVALID_ARGUMENT: the body is not a valid message of the method."""
+DATABASE_UNAVAILABLE: ErrorReason.ValueType  # 67
+"""UNAVAILABLE: the database cannot be reached (down, restarting, refusing connections); the call
+did nothing or committed whole: retry with backoff, a mutation with the same request_id.
 """
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

@@ -82,12 +82,15 @@ class CreateApproverRequest(_message.Message):
     display_name: _builtins.str
     """A human-readable name, 1 to 128 characters (not only spaces). Required."""
     email: _builtins.str
-    """The approver's e-mail address, optional: at most 320 characters (a local part of at most 64,
-    `@`, a domain of at most 255).
+    """The approver's e-mail address, or empty: at most 320 characters (at most 64 before the @,
+    255 after).
     """
     request_id: _builtins.str
-    """Optional idempotency key (AIP-155), at most 36 characters (a UUID). A retry with the same id
-    returns the first result and has no second effect.
+    """Optional idempotency key (AIP-155), at most 36 characters (a UUID). It is bound to the
+    caller, this method and this request (a SHA-256 of the request with request_id cleared):
+    the same request with the same id returns the first call's result and has no second
+    effect; another request with the same id answers INVALID_ARGUMENT, reason
+    REQUEST_ID_REUSED, and does nothing.
     """
     def __init__(
         self,
@@ -248,7 +251,12 @@ class DisableApproverRequest(_message.Message):
     approver_id: _builtins.str
     """The approver id. Required."""
     request_id: _builtins.str
-    """Optional idempotency key (AIP-155), at most 36 characters."""
+    """Optional idempotency key (AIP-155), at most 36 characters (a UUID). It is bound to the
+    caller, this method and this request (a SHA-256 of the request with request_id cleared):
+    the same request with the same id returns the first call's result and has no second
+    effect; another request with the same id answers INVALID_ARGUMENT, reason
+    REQUEST_ID_REUSED, and does nothing.
+    """
     def __init__(
         self,
         *,
@@ -301,7 +309,12 @@ class RegisterAccountRequest(_message.Message):
     name: _builtins.str
     """A human-readable name, pattern [a-zA-Z0-9._-]{1,64}."""
     request_id: _builtins.str
-    """Optional idempotency key (AIP-155), at most 36 characters."""
+    """Optional idempotency key (AIP-155), at most 36 characters (a UUID). It is bound to the
+    caller, this method and this request (a SHA-256 of the request with request_id cleared):
+    the same request with the same id returns the first call's result and has no second
+    effect; another request with the same id answers INVALID_ARGUMENT, reason
+    REQUEST_ID_REUSED, and does nothing.
+    """
     def __init__(
         self,
         *,
@@ -411,8 +424,12 @@ class IssueCredentialRequest(_message.Message):
     description: _builtins.str
     """A free description, at most 256 characters (for example who holds it)."""
     request_id: _builtins.str
-    """Optional idempotency key (AIP-155), at most 36 characters. A retry with the same id returns
-    the first credential's metadata with an empty token: the token is shown only once.
+    """Optional idempotency key (AIP-155), at most 36 characters (a UUID). It is bound to the
+    caller, this method and this request (a SHA-256 of the request with request_id cleared):
+    the same request with the same id returns the first call's result and has no second
+    effect; another request with the same id answers INVALID_ARGUMENT, reason
+    REQUEST_ID_REUSED, and does nothing.
+    A replay returns the credential's metadata with an empty token: the token is shown once.
     """
     @_builtins.property
     def principal(self) -> _common_pb2.Principal:
@@ -488,7 +505,12 @@ class RevokeCredentialRequest(_message.Message):
     credential_id: _builtins.str
     """The credential id. Required."""
     request_id: _builtins.str
-    """Optional idempotency key (AIP-155), at most 36 characters."""
+    """Optional idempotency key (AIP-155), at most 36 characters (a UUID). It is bound to the
+    caller, this method and this request (a SHA-256 of the request with request_id cleared):
+    the same request with the same id returns the first call's result and has no second
+    effect; another request with the same id answers INVALID_ARGUMENT, reason
+    REQUEST_ID_REUSED, and does nothing.
+    """
     def __init__(
         self,
         *,

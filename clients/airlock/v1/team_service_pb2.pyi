@@ -43,8 +43,11 @@ class CreateApprovalTeamRequest(_message.Message):
     min_approvals: _builtins.int
     """M: approvals needed, 2 <= M <= N. Required."""
     request_id: _builtins.str
-    """Optional idempotency key (AIP-155), at most 36 characters. A retry with the same id returns
-    the first team and creates nothing more.
+    """Optional idempotency key (AIP-155), at most 36 characters (a UUID). It is bound to the
+    caller, this method and this request (a SHA-256 of the request with request_id cleared):
+    the same request with the same id returns the first call's result and has no second
+    effect; another request with the same id answers INVALID_ARGUMENT, reason
+    REQUEST_ID_REUSED, and does nothing.
     """
     @_builtins.property
     def approver_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
@@ -232,7 +235,12 @@ class UpdateApprovalTeamRequest(_message.Message):
     min_approvals: _builtins.int
     """The new M, 2 <= M <= N (N: the new approver count)."""
     request_id: _builtins.str
-    """Optional idempotency key (AIP-155), at most 36 characters."""
+    """Optional idempotency key (AIP-155), at most 36 characters (a UUID). It is bound to the
+    caller, this method and this request (a SHA-256 of the request with request_id cleared):
+    the same request with the same id returns the first call's result and has no second
+    effect; another request with the same id answers INVALID_ARGUMENT, reason
+    REQUEST_ID_REUSED, and does nothing.
+    """
     @_builtins.property
     def approver_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """The new full approver set, 2 to 50 of them (kept approvers keep their key; new ones are
@@ -331,7 +339,12 @@ class StartTeamDeletionRequest(_message.Message):
     0 .. 90.
     """
     request_id: _builtins.str
-    """Optional idempotency key (AIP-155), at most 36 characters."""
+    """Optional idempotency key (AIP-155), at most 36 characters (a UUID). It is bound to the
+    caller, this method and this request (a SHA-256 of the request with request_id cleared):
+    the same request with the same id returns the first call's result and has no second
+    effect; another request with the same id answers INVALID_ARGUMENT, reason
+    REQUEST_ID_REUSED, and does nothing.
+    """
     def __init__(
         self,
         *,
@@ -389,7 +402,12 @@ class DeleteInactiveTeamRequest(_message.Message):
     team_id: _builtins.str
     """The team id, of a STATE_PENDING or STATE_INACTIVE team. Required."""
     request_id: _builtins.str
-    """Optional idempotency key (AIP-155), at most 36 characters."""
+    """Optional idempotency key (AIP-155), at most 36 characters (a UUID). It is bound to the
+    caller, this method and this request (a SHA-256 of the request with request_id cleared):
+    the same request with the same id returns the first call's result and has no second
+    effect; another request with the same id answers INVALID_ARGUMENT, reason
+    REQUEST_ID_REUSED, and does nothing.
+    """
     def __init__(
         self,
         *,
@@ -440,7 +458,12 @@ class ShareTeamRequest(_message.Message):
     team_id: _builtins.str
     """The team id. Required."""
     request_id: _builtins.str
-    """Optional idempotency key (AIP-155), at most 36 characters."""
+    """Optional idempotency key (AIP-155), at most 36 characters (a UUID). It is bound to the
+    caller, this method and this request (a SHA-256 of the request with request_id cleared):
+    the same request with the same id returns the first call's result and has no second
+    effect; another request with the same id answers INVALID_ARGUMENT, reason
+    REQUEST_ID_REUSED, and does nothing.
+    """
     @_builtins.property
     def principal(self) -> _common_pb2.Principal:
         """The principal to share with: PRINCIPAL_KIND_ACCOUNT (a registered account) or
@@ -498,7 +521,12 @@ class UnshareTeamRequest(_message.Message):
     team_id: _builtins.str
     """The team id. Required."""
     request_id: _builtins.str
-    """Optional idempotency key (AIP-155), at most 36 characters."""
+    """Optional idempotency key (AIP-155), at most 36 characters (a UUID). It is bound to the
+    caller, this method and this request (a SHA-256 of the request with request_id cleared):
+    the same request with the same id returns the first call's result and has no second
+    effect; another request with the same id answers INVALID_ARGUMENT, reason
+    REQUEST_ID_REUSED, and does nothing.
+    """
     @_builtins.property
     def principal(self) -> _common_pb2.Principal:
         """The principal to remove. Required."""
@@ -671,7 +699,12 @@ class StartTeamBaselineRequest(_message.Message):
     comment: _builtins.str
     """A comment shown to the approvers, at most 200 characters."""
     request_id: _builtins.str
-    """Optional idempotency key (AIP-155), at most 36 characters."""
+    """Optional idempotency key (AIP-155), at most 36 characters (a UUID). It is bound to the
+    caller, this method and this request (a SHA-256 of the request with request_id cleared):
+    the same request with the same id returns the first call's result and has no second
+    effect; another request with the same id answers INVALID_ARGUMENT, reason
+    REQUEST_ID_REUSED, and does nothing.
+    """
     @_builtins.property
     def approver_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """The approvers asked to answer; empty means every approver of the version in force."""

@@ -88,6 +88,11 @@ class Reason(StrEnum):
     TOO_MANY_STREAMS = "TOO_MANY_STREAMS"
     STREAM_BUFFER_FULL = "STREAM_BUFFER_FULL"
     TOO_MANY_REFUSED_CALLS = "TOO_MANY_REFUSED_CALLS"
+    # INVALID_ARGUMENT, narrower (faults-edge).
+    REQUEST_ID_REUSED = "REQUEST_ID_REUSED"
+    UNDECODABLE_REQUEST = "UNDECODABLE_REQUEST"
+    # UNAVAILABLE.
+    DATABASE_UNAVAILABLE = "DATABASE_UNAVAILABLE"
 
 
 # The kinds of resource a caller names by id; each has its fixed NOT_FOUND (and, where the caller
@@ -121,6 +126,10 @@ ALREADY_EXISTS_REASONS: Mapping[Resource, Reason] = {
     "restore access grant": Reason.RESTORE_ACCESS_GRANT_ALREADY_EXISTS,
     "vault": Reason.VAULT_ALREADY_EXISTS,
 }
+
+# Reasons that qualify INVALID_ARGUMENT beyond a bad field, under the names their callers import.
+REQUEST_ID_REUSED = Reason.REQUEST_ID_REUSED  # a request_id came back with another request
+UNDECODABLE_REQUEST = Reason.UNDECODABLE_REQUEST  # the body is not the method's message
 
 
 @dataclass(frozen=True)
@@ -260,3 +269,18 @@ class Conflict(DomainError):
     """A concurrent change won; the caller may retry."""
 
     reason = Reason.CONCURRENT_CHANGE
+
+
+class Unavailable(DomainError):
+    """The database cannot be reached (down, restarting, refusing connections, missing): the
+    call did nothing, or its transaction committed whole; the caller retries with backoff."""
+
+    reason = Reason.DATABASE_UNAVAILABLE
+
+    def __init__(self, message: str = "the database cannot be reached; retry with backoff") -> None:
+        super().__init__(message)
+
+
+class StaleConnection(Unavailable):
+    """The database had closed the pooled connection before this transaction sent anything
+    (it restarted): nothing happened, so one retry on a new connection is safe."""
