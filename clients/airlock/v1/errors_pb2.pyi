@@ -192,6 +192,16 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """UNAVAILABLE: the database cannot be reached (down, restarting, refusing connections); the call
     did nothing or committed whole: retry with backoff, a mutation with the same request_id.
     """
+    RECORD_NOT_AUTHENTIC: _ErrorReason.ValueType  # 68
+    """FAILED_PRECONDITION: a row the server relies on was not written by it, or was changed since
+    (its MAC does not verify with the log key): the database was changed behind the server's back
+    (metadata: table, key).
+    """
+    LOG_NOT_AUTHENTIC: _ErrorReason.ValueType  # 69
+    """FAILED_PRECONDITION: the event log's head is not signed by this server's log key (events were
+    appended behind its back), so the server appends nothing after it; VerifyLog names the first
+    event it did not write (metadata: seq).
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """Every reason the server sends, AIP-193 style. A failed call carries a google.rpc.Status (in
@@ -375,5 +385,15 @@ UNDECODABLE_REQUEST: ErrorReason.ValueType  # 66
 DATABASE_UNAVAILABLE: ErrorReason.ValueType  # 67
 """UNAVAILABLE: the database cannot be reached (down, restarting, refusing connections); the call
 did nothing or committed whole: retry with backoff, a mutation with the same request_id.
+"""
+RECORD_NOT_AUTHENTIC: ErrorReason.ValueType  # 68
+"""FAILED_PRECONDITION: a row the server relies on was not written by it, or was changed since
+(its MAC does not verify with the log key): the database was changed behind the server's back
+(metadata: table, key).
+"""
+LOG_NOT_AUTHENTIC: ErrorReason.ValueType  # 69
+"""FAILED_PRECONDITION: the event log's head is not signed by this server's log key (events were
+appended behind its back), so the server appends nothing after it; VerifyLog names the first
+event it did not write (metadata: seq).
 """
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

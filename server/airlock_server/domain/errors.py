@@ -93,6 +93,9 @@ class Reason(StrEnum):
     UNDECODABLE_REQUEST = "UNDECODABLE_REQUEST"
     # UNAVAILABLE.
     DATABASE_UNAVAILABLE = "DATABASE_UNAVAILABLE"
+    # FAILED_PRECONDITION: the database was changed behind the server's back (trust-log).
+    RECORD_NOT_AUTHENTIC = "RECORD_NOT_AUTHENTIC"
+    LOG_NOT_AUTHENTIC = "LOG_NOT_AUTHENTIC"
 
 
 # The kinds of resource a caller names by id; each has its fixed NOT_FOUND (and, where the caller
