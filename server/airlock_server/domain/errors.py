@@ -121,3 +121,11 @@ class Conflict(DomainError):
     """A concurrent change won; the caller may retry."""
 
     reason = "CONCURRENT_CHANGE"
+
+
+# Reasons of issue 9 (trust): named once here, used by the rules that raise them.
+RESERVED_ACTION = "RESERVED_ACTION"  # a generic session named an action of Airlock's own kinds
+APPROVER_DISABLED = "APPROVER_DISABLED"  # a disabled approver may not answer, vote or sign in
+NEW_KEY_REQUIRED = "NEW_KEY_REQUIRED"  # re-enrolling an approver names its new key in the draft
+KEY_NOT_APPROVED = "KEY_NOT_APPROVED"  # an invitation accepted with a key the team did not approve
+QUORUM_UNREACHABLE = "QUORUM_UNREACHABLE"  # fewer enabled approvers than M: no session opens

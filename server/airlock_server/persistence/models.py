@@ -140,6 +140,9 @@ class TeamMemberRecord(Base):
     invitation_state: Mapped[str] = mapped_column(String(16))
     response_time: Mapped[datetime | None]
     public_key: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    # An invited member (re-enrolled, or new with a named key): the key the team approved, the
+    # only one it may enroll.
+    approved_key: Mapped[bytes | None] = mapped_column(LargeBinary(32))
 
     __table_args__ = (
         ForeignKeyConstraint(
@@ -278,6 +281,10 @@ class SessionRecord(Base):
     expire_time: Mapped[datetime]
     complete_time: Mapped[datetime | None]
     execution_time: Mapped[datetime | None]
+    # TEAM_UPDATE: the draft its votes sign (domain TeamDraft, as JSON); NULL otherwise.
+    team_draft: Mapped[dict[str, Any] | None]
+    # Approvers disabled while the session was open (a JSON list); NULL: none.
+    excluded_approvers: Mapped[list[str] | None] = mapped_column(JSON)
 
     __table_args__ = (
         Index("ix_sessions_create_time_id", "create_time", "session_id"),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -26,11 +26,14 @@ from airlock_server.app.ports import SessionQuery, TimeCursor
 from airlock_server.domain.events import Event
 from airlock_server.domain.principals import Principal, PrincipalKind
 from airlock_server.domain.sessions import (
+    DraftMember,
     ExecutionStatus,
+    KeyChange,
     Session,
     SessionKind,
     SessionState,
     SessionStatus,
+    TeamDraft,
     Vote,
     VoteDecision,
 )
@@ -62,6 +65,51 @@ def _before(time_col: Any, id_col: Any, after: TimeCursor | None) -> ColumnEleme
         return None
     t, key = after
     return or_(time_col < t, and_(time_col == t, id_col < key))
+
+
+def draft_to_row(draft: TeamDraft | None) -> dict[str, Any] | None:
+    """A session's team draft as its JSON column holds it (keys hex, TTLs in seconds)."""
+    if draft is None:
+        return None
+    return {
+        "team_id": draft.team_id,
+        "version": draft.version,
+        "description": draft.description,
+        "min_approvals": draft.min_approvals,
+        "session_ttl_seconds": int(draft.session_ttl.total_seconds()),
+        "invitation_ttl_seconds": int(draft.invitation_ttl.total_seconds()),
+        "members": [
+            {
+                "approver_id": m.approver_id,
+                "change": m.change.value,
+                "public_key": m.public_key.hex() if m.public_key else None,
+                "signed_by_current_key": m.signed_by_current_key,
+            }
+            for m in draft.members
+        ],
+    }
+
+
+def draft_from_row(row: dict[str, Any] | None) -> TeamDraft | None:
+    if row is None:
+        return None
+    return TeamDraft(
+        team_id=row["team_id"],
+        version=row["version"],
+        description=row["description"],
+        min_approvals=row["min_approvals"],
+        session_ttl=timedelta(seconds=row["session_ttl_seconds"]),
+        invitation_ttl=timedelta(seconds=row["invitation_ttl_seconds"]),
+        members=tuple(
+            DraftMember(
+                approver_id=m["approver_id"],
+                change=KeyChange(m["change"]),
+                public_key=bytes.fromhex(m["public_key"]) if m["public_key"] else None,
+                signed_by_current_key=m["signed_by_current_key"],
+            )
+            for m in row["members"]
+        ),
+    )
 
 
 _S = SessionRecord.__table__.c
@@ -184,6 +232,8 @@ class SqlSessionRepository:
                 execution_message=r.execution_message,
                 complete_time=r.complete_time,
                 execution_time=r.execution_time,
+                draft=draft_from_row(r.team_draft),
+                excluded_approver_ids=tuple(r.excluded_approvers or ()),
             )
             self._known[session.session_id] = (
                 self._values(session),
@@ -202,6 +252,7 @@ class SqlSessionRepository:
             "execution_message": s.execution_message,
             "complete_time": s.complete_time,
             "execution_time": s.execution_time,
+            "excluded_approvers": list(s.excluded_approver_ids) or None,
         }
 
     async def add(self, session: Session) -> None:
@@ -221,6 +272,7 @@ class SqlSessionRepository:
                 session_metadata=dict(session.metadata),
                 create_time=session.create_time,
                 expire_time=session.expire_time,
+                team_draft=draft_to_row(session.draft),
                 **self._values(session),
             )
         )

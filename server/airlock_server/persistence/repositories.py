@@ -228,6 +228,7 @@ _TEAM_ROWS = (
         _M.invitation_state.label("m_invitation_state"),
         _M.response_time.label("m_response_time"),
         _M.public_key.label("m_public_key"),
+        _M.approved_key.label("m_approved_key"),
     )
     .select_from(
         TeamRecord.__table__.join(
@@ -330,6 +331,7 @@ class SqlTeamRepository:
                         invitation_state=InvitationState(r.m_invitation_state),
                         response_time=r.m_response_time,
                         public_key=r.m_public_key,
+                        approved_key=r.m_approved_key,
                     )
                 )
         if first is not None:
@@ -398,6 +400,7 @@ class SqlTeamRepository:
                             "invitation_state": m.invitation_state.value,
                             "response_time": m.response_time,
                             "public_key": m.public_key,
+                            "approved_key": m.approved_key,
                         }
                         for i, m in enumerate(v.members)
                     ],
