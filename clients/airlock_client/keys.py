@@ -253,8 +253,12 @@ def key_change_message(team_id: str, approver_id: str, new_key: bytes) -> bytes:
     return b"".join(_field(v) for v in (KEY_CHANGE_TAG, team_id, approver_id, new_key.hex()))
 
 
-def vote_digest_input(session: session_pb2.Session, approve: bool) -> bytes:
-    """The ten length-prefixed UTF-8 fields that are hashed (docs/signed-votes.md)."""
+def vote_digest_input(
+    session: session_pb2.Session, approve: bool, *, draft_sha256: str | None = None
+) -> bytes:
+    """The ten length-prefixed UTF-8 fields that are hashed (docs/signed-votes.md).
+    `draft_sha256`: the draft digest when the session's draft itself is not at hand (a proof
+    carries only its digest); by default it is recomputed from `session.team_draft`."""
     fields = (
         VOTE_DIGEST_TAG,
         session.session_id,
@@ -264,15 +268,17 @@ def vote_digest_input(session: session_pb2.Session, approve: bool) -> bytes:
         session.protected_resource,
         _requester(session.requester),
         _expire_time(session),
-        draft_digest(session),
+        draft_digest(session) if draft_sha256 is None else draft_sha256,
         "APPROVE" if approve else "REJECT",
     )
     return b"".join(_field(value) for value in fields)
 
 
-def vote_digest(session: session_pb2.Session, approve: bool) -> bytes:
+def vote_digest(
+    session: session_pb2.Session, approve: bool, *, draft_sha256: str | None = None
+) -> bytes:
     """SHA-256 of `vote_digest_input`: the 32 bytes an approver signs."""
-    return hashlib.sha256(vote_digest_input(session, approve)).digest()
+    return hashlib.sha256(vote_digest_input(session, approve, draft_sha256=draft_sha256)).digest()
 
 
 def sign_vote(key: Ed25519PrivateKey, session: session_pb2.Session, approve: bool) -> bytes:

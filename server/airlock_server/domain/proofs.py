@@ -8,7 +8,7 @@ from typing import Any
 
 from airlock_server.domain.errors import FailedPrecondition
 from airlock_server.domain.events import Checkpoint, Event, format_time, log_key_missing
-from airlock_server.domain.sessions import Session, SessionState
+from airlock_server.domain.sessions import Session, SessionState, draft_digest
 
 PROOF_FORMAT = "airlock.approval-proof.v1+json"
 
@@ -80,6 +80,8 @@ def build_proof(
             "create_time": format_time(session.create_time),
             "expire_time": format_time(session.expire_time),
             "state": session.state.value,
+            # A team update's votes sign its draft too (docs/signed-votes.md, field 9).
+            **({"draft_sha256": draft_digest(session.draft)} if session.draft else {}),
         },
         "team": {
             "team_id": session.team_id,

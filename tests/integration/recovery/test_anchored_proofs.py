@@ -69,7 +69,7 @@ async def test_an_anchored_proof_verifies_under_the_pinned_log_key(world: World)
     # The chain reaches past the session: the traffic after it is in there too.
     assert checkpoint["seq"] > proof["events"][-1]["seq"]
 
-    verdict = verify_proof(json.dumps(proof), key.public_key)
+    verdict = verify_proof(json.dumps(proof), key.public_key, approver_keys=world.pins())
     assert verdict.valid, verdict.problems
     assert verdict.anchored
     assert any(

@@ -13,9 +13,9 @@ from sqlalchemy import text
 
 from airlock_client.proof import verify_proof
 from airlock_server.app.teams import TeamUpdate
-from airlock_server.domain.team_changes import NewKey
 from airlock_server.domain.errors import FailedPrecondition, InvalidArgument
 from airlock_server.domain.sessions import SessionState, SessionStatus, VoteDecision
+from airlock_server.domain.team_changes import NewKey
 from airlock_server.domain.teams import InvitationState, TeamStatus, key_proof_message
 
 pytestmark = pytest.mark.asyncio
@@ -55,9 +55,7 @@ async def test_a_reenrolled_approver_replaces_its_key(world: World) -> None:
         world.admin,
         world.team_id,
         team.etag,
-        TeamUpdate(
-            reenroll_approver_ids=("alice",), new_keys=(NewKey("alice", raw_key(new_key)),)
-        ),
+        TeamUpdate(reenroll_approver_ids=("alice",), new_keys=(NewKey("alice", raw_key(new_key)),)),
         "",
     )
     assert team.pending is not None
@@ -152,5 +150,7 @@ async def test_a_reenrolled_approver_replaces_its_key(world: World) -> None:
     snapshot = {a["approver_id"]: a["public_key"] for a in proof["team"]["approvers"]}
     assert snapshot["alice"] == raw_key(new_key).hex()
     assert world.log_key is not None
-    verdict = verify_proof(json.dumps(proof), world.log_key.public_key)
+    verdict = verify_proof(
+        json.dumps(proof), world.log_key.public_key, approver_keys=world.pins("alice", "bob")
+    )
     assert verdict.valid, verdict.problems

@@ -316,3 +316,86 @@ async def test_a_generic_session_cannot_pass_for_airlocks_own(world: World, acti
     assert refused.value.reason == "RESERVED_ACTION"
     assert refused.value.violations[0].field == "action"
     assert await world.app.count("sessions", "kind = 'GENERIC'") == 0
+
+
+# --- 8. proofs: pinned keys, relabelled kinds, enrollments ------------------------------------
+
+
+async def _proof(world: World) -> dict[str, object]:
+    view = await world.app.sessions.start_session(
+        world.service, world.team_id, "deploy", "svc/prod", {}, "", ""
+    )
+    sid = view.session.session_id
+    await world.vote("alice", sid)
+    await world.vote("bob", sid)
+    return json.loads(await world.app.sessions.export_approval_proof(world.admin, sid))  # type: ignore[no-any-return]
+
+
+async def test_a_proof_needs_pinned_approver_keys(world: World) -> None:
+    from airlock_client.proof import verify_proof
+
+    proof = await _proof(world)
+    assert world.log_key is not None
+    bare = verify_proof(json.dumps(proof), world.log_key.public_key)
+    assert bare.verdict == "UNPINNED"
+    assert not bare.valid
+    pinned = verify_proof(json.dumps(proof), world.log_key.public_key, approver_keys=world.pins())
+    assert pinned.verdict == "VALID", pinned.problems
+
+
+async def test_a_generic_proof_relabelled_restore_access_is_not_valid(world: World) -> None:
+    from airlock_client.proof import verify_proof
+
+    proof = await _proof(world)
+    proof["session"]["kind"] = "RESTORE_ACCESS"  # type: ignore[index]
+    assert world.log_key is not None
+    verdict = verify_proof(json.dumps(proof), world.log_key.public_key, approver_keys=world.pins())
+    assert verdict.verdict == "NOT VALID"
+    assert "session.created records kind 'GENERIC', the proof says 'RESTORE_ACCESS'" in (
+        verdict.problems
+    )
+
+
+async def test_an_enrollment_after_the_session_or_a_second_acceptance_is_not_valid(
+    world: World,
+) -> None:
+    """What a forger who rewrote the log would have to show: alice's key enrolled after the
+    session opened, or by a second acceptance of one invitation. The verifier checks the order
+    and the invitation on the events themselves."""
+    from airlock_client.proof import _check_enrollments
+
+    proof = await _proof(world)
+    events = {e["seq"]: e for e in proof["events"]}  # type: ignore[attr-defined]
+    created = next(s for s, e in events.items() if e["type"] == "session.created")
+    accepted = {
+        e["details"]["invitation_id"]: s
+        for s, e in events.items()
+        if e["type"] == "invitation.accepted"
+    }
+    members = {a["approver_id"]: bytes.fromhex(a["public_key"]) for a in proof["team"]["approvers"]}  # type: ignore[index]
+    alice_seq = next(
+        s
+        for s, e in events.items()
+        if e["type"] == "invitation.accepted" and "approver:alice" in e["subjects"]
+    )
+    problems: list[str] = []
+    _check_enrollments(None, events, proof["session"], members, ["alice"], problems)  # type: ignore[arg-type]
+    assert problems == []
+    # The enrollment moved after session.created.
+    late = dict(events)
+    late[created + 1000] = {**events[alice_seq], "seq": created + 1000}
+    del late[alice_seq]
+    _check_enrollments(None, late, proof["session"], members, ["alice"], problems)  # type: ignore[arg-type]
+    assert any("is not before the session" in p for p in problems)
+    # Alice's invitation accepted before, by another acceptance event: hers is not the first.
+    problems.clear()
+    alice_invitation = events[alice_seq]["details"]["invitation_id"]
+    bob_seq = next(s for i, s in accepted.items() if "approver:bob" in events[s]["subjects"])
+    twice = dict(events)
+    twice[alice_seq - 1] = {
+        **events[bob_seq],
+        "seq": alice_seq - 1,
+        "details": {**events[bob_seq]["details"], "invitation_id": alice_invitation},
+    }
+    _check_enrollments(None, twice, proof["session"], members, ["alice"], problems)  # type: ignore[arg-type]
+    assert any("not the first acceptance of invitation" in p for p in problems)
