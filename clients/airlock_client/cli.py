@@ -825,6 +825,25 @@ async def _approver_sessions(client: AirlockClient, args: argparse.Namespace, ou
     )
 
 
+def _draft_lines(session: session_pb2.Session) -> list[tuple[str, str]]:
+    """A team update's draft, as the vote signs it (its digest is recomputed from these)."""
+    if not session.HasField("team_draft"):
+        return []
+    d = session.team_draft
+    lines = [
+        ("draft", f"version {d.version}, M = {d.min_approvals} of {len(d.members)}"),
+        ("ttls", f"session {d.session_ttl.seconds}s, invitation {d.invitation_ttl.seconds}s"),
+        ("description", d.description or "-"),
+    ]
+    for m in d.members:
+        change = session_pb2.TeamDraft.KeyChange.Name(m.key_change).removeprefix("KEY_CHANGE_")
+        key = checkpoints.key_id(m.public_key) if m.public_key else "chosen at acceptance"
+        vouched = " (vouched for by its current key)" if m.signed_by_current_key else ""
+        lines.append((f"  {m.approver_id}", f"{change} key {key}{vouched}"))
+    lines.append(("draft digest", keys.draft_digest(session)))
+    return lines
+
+
 async def _approver_vote(client: AirlockClient, args: argparse.Namespace, out: _Output) -> None:
     session = await client.get_session(args.session_id)
     approve = args.decision == "approve"
@@ -838,6 +857,7 @@ async def _approver_vote(client: AirlockClient, args: argparse.Namespace, out: _
         ("team", f"{session.team_name or session.team_id} (version {session.team_version})"),
         ("expires", _format_time(session.expire_time)),
         ("approvals", f"{session.approval_count} of {session.min_approvals} needed"),
+        *_draft_lines(session),
     ]
     width = max(len(k) for k, _ in shown) + 1
     out.note("You are signing this vote:")

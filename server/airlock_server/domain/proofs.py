@@ -99,6 +99,8 @@ def build_proof(
                 "signature": v.signature.hex(),
             }
             for v in session.votes
+            # A disabled approver's vote stopped counting when it was disabled.
+            if v.approver_id not in session.excluded_approver_ids
         ],
         "events": [event_document(e) for e in sorted(events, key=lambda e: e.seq)],
         "checkpoint": checkpoint_document(*anchor),
