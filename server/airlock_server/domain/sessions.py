@@ -614,7 +614,8 @@ def complete(
 # --- the signed-vote digest (docs/signed-votes.md) ---
 
 
-def _field(value: str) -> bytes:
+def length_prefixed(value: str) -> bytes:
+    """One field of the signed encodings: 4-byte big-endian length, then the UTF-8 bytes."""
     raw = value.encode("utf-8")
     return struct.pack(">I", len(raw)) + raw
 
@@ -639,7 +640,7 @@ def draft_digest_input(draft: TeamDraft) -> bytes:
             m.public_key.hex() if m.public_key else "",
             "1" if m.signed_by_current_key else "0",
         ]
-    return b"".join(_field(f) for f in fields)
+    return b"".join(length_prefixed(f) for f in fields)
 
 
 def draft_digest(draft: TeamDraft | None) -> str:
@@ -674,7 +675,7 @@ def vote_digest_input(
         draft_sha256,
         decision.value,
     )
-    return b"".join(_field(f) for f in fields)
+    return b"".join(length_prefixed(f) for f in fields)
 
 
 def vote_digest(session: Session, decision: VoteDecision) -> bytes:

@@ -27,6 +27,7 @@ from airlock_server.domain.sessions import (
     KeyChange,
     SessionStatus,
     TeamDraft,
+    length_prefixed,
 )
 from airlock_server.domain.teams import (
     Activation,
@@ -140,11 +141,7 @@ def key_change_message(team_id: str, approver_id: str, new_key: bytes) -> bytes:
     """What an approver's current key signs to vouch for its new one: four length-prefixed
     UTF-8 fields, `airlock.key-change.v1`, the team id, the approver id, the new key in hex."""
     fields = ("airlock.key-change.v1", team_id, approver_id, new_key.hex())
-    out = b""
-    for f in fields:
-        raw = f.encode("utf-8")
-        out += len(raw).to_bytes(4, "big") + raw
-    return out
+    return b"".join(length_prefixed(f) for f in fields)
 
 
 def check_new_keys(
