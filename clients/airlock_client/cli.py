@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import base64
 import datetime as dt
+import importlib.metadata
 import json
 import os
 import re
@@ -1058,6 +1059,14 @@ def _tag_arg(text: str) -> tuple[str, str]:
     return key, value
 
 
+def _version() -> str:
+    """The installed package's version (its metadata, from pyproject.toml)."""
+    try:
+        return importlib.metadata.version("airlock")
+    except importlib.metadata.PackageNotFoundError:  # a source tree never installed
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The `airlock` argument parser."""
     parser = _Parser(
@@ -1066,6 +1075,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"airlock {_version()}")
     _global_options(parser, root=True)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -1414,7 +1424,14 @@ def build_parser() -> argparse.ArgumentParser:
 async def _demo(client: AirlockClient, args: argparse.Namespace, out: _Output) -> None:
     # With --json the narration goes to stderr and stdout holds only the summary document.
     narration = sys.stderr if out.as_json else out.out
-    summary = await run_demo(client, lambda token: _connect(args, token), narration)
+    try:
+        summary = await run_demo(client, lambda token: _connect(args, token), narration)
+    except DemoFailed as failed:
+        # A server out of reach is no step misbehaving: the CLI's exit code for UNAVAILABLE.
+        cause = failed.__cause__
+        if isinstance(cause, AirlockError) and cause.code == StatusCode.UNAVAILABLE:
+            raise cause from None
+        raise
     if out.as_json:
         out.document(summary.as_dict())
 
@@ -1637,15 +1654,42 @@ def _connect(args: argparse.Namespace, token: str) -> AirlockClient:
     )
 
 
-def print_error(error: AirlockError) -> None:
-    """`error: CODE REASON: message`, then each invalid field, on stderr."""
-    sys.stderr.write(f"error: {error}\n")
-    for violation in error.field_violations:
-        sys.stderr.write(f"  {violation.field}: {violation.description}\n")
+def print_error(error: AirlockError, *, plaintext: bool = False) -> None:
+    """`error: CODE REASON: message`, then each invalid field, on stderr; each thing once (the
+    reason when it is not the code again, the message when it is not the fields again). With
+    `plaintext`, an UNAVAILABLE of the connection itself (no reason: not the server's answer)
+    that is not a refused connection gets a hint: a TLS server closes a plaintext client's
+    connection at the handshake."""
+    head = error.code.name
+    if error.reason and error.reason != error.code.name:
+        head += f" {error.reason}"
+    fields = [f"{v.field}: {v.description}" for v in error.field_violations]
+    if error.message and error.message != "; ".join(fields):
+        head += f": {error.message}"
+    elif fields:
+        head += ": invalid fields"
+    sys.stderr.write(f"error: {head}\n")
+    for line in fields:
+        sys.stderr.write(f"  {line}\n")
+    closed = not error.reason and "refused" not in error.message
+    if plaintext and error.code == StatusCode.UNAVAILABLE and closed:
+        sys.stderr.write("hint: is the server using TLS? try --tls-ca PEM (or --tls)\n")
+
+
+def _plaintext(args: argparse.Namespace | None) -> bool:
+    env = os.environ
+    return args is not None and not (
+        args.tls
+        or args.tls_ca
+        or args.tls_cert
+        or env.get("AIRLOCK_TLS_CA")
+        or env.get("AIRLOCK_TLS_CERT")
+    )
 
 
 async def main_async(argv: Sequence[str] | None = None) -> int:
     """Runs one command in the running event loop; returns the exit code."""
+    args: argparse.Namespace | None = None
     try:
         try:
             args = build_parser().parse_args(argv)
@@ -1686,7 +1730,7 @@ async def main_async(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"demo failed: {exc}\n")
         return EXIT_DEMO_FAILED
     except AirlockError as exc:
-        print_error(exc)
+        print_error(exc, plaintext=_plaintext(args))
         return EXIT_RPC_BASE + int(exc.code)
 
 

@@ -1,4 +1,8 @@
-"""`airlock-server serve | migrate | bootstrap | log-key`."""
+"""`airlock-server serve | migrate | bootstrap | log-key | healthcheck`.
+
+Every failure to start (a bad setting, a database that cannot be reached or was never migrated,
+an address in use) is one `error: ...` line on stderr and exit code 2, never a traceback.
+"""
 
 from __future__ import annotations
 
@@ -9,28 +13,86 @@ import os
 import signal
 import sys
 from dataclasses import replace
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as package_version
 from pathlib import Path
 
 import structlog
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-from airlock_server.bootstrap import wire
+from airlock_server.bootstrap import Wiring, wire
 from airlock_server.config import LOG_LEVELS, ConfigError, Settings
 from airlock_server.domain.errors import DomainError
 from airlock_server.log_key import LogKeyError, create_log_key, load_log_key
 from airlock_server.logs import configure_logging
 from airlock_server.persistence.db import is_sqlite
-from airlock_server.persistence.migrate import upgrade
-from airlock_server.transport.server import TlsFiles, build_server
+from airlock_server.persistence.migrate import (
+    head_revisions,
+    known_revision,
+    schema_revisions,
+    upgrade,
+)
+from airlock_server.transport.health_check import health_check
+from airlock_server.transport.server import ListenError, TlsFiles, build_server
 
 log = structlog.get_logger("airlock.server")
+
+EXIT_STARTUP = 2  # a setting, the database or the address stops the server before it serves
+EXIT_HEALTHY, EXIT_UNHEALTHY = 0, 1  # `healthcheck`: Docker's HEALTHCHECK convention
+
+
+class StartupError(Exception):
+    """The server cannot start; the message says why and what to do."""
+
+
+def airlock_version() -> str:
+    """The installed package's version (pyproject.toml's, through the package metadata)."""
+    try:
+        return package_version("airlock")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
+def _environment_help(d: Settings) -> str:
+    """Every AIRLOCK_* setting, including those that have no flag."""
+    rows = [
+        ("AIRLOCK_DATABASE_URL", f"--database-url (default {d.database_url})"),
+        ("AIRLOCK_LOG_FORMAT", f"--log-format (default {d.log_format})"),
+        ("AIRLOCK_LOG_LEVEL", f"--log-level (default {d.log_level})"),
+        ("AIRLOCK_LOG_KEY_FILE", f"--log-key-file (default {d.log_key_file})"),
+        ("AIRLOCK_LISTEN", f"serve --listen (default {d.listen})"),
+        ("AIRLOCK_REGION", f"serve --region (default {d.region})"),
+        ("AIRLOCK_TLS_CERT", "serve --tls-cert"),
+        ("AIRLOCK_TLS_KEY", "serve --tls-key"),
+        ("AIRLOCK_TLS_CLIENT_CA", "serve --tls-client-ca"),
+        ("AIRLOCK_ADMIN_TOKEN_FILE", "bootstrap --admin-token-file (default var/admin.token)"),
+        ("AIRLOCK_SWEEP_INTERVAL", f"seconds between sweeps (default {d.sweep_interval:g})"),
+        ("AIRLOCK_SHUTDOWN_GRACE", f"seconds to drain on SIGTERM (default {d.shutdown_grace:g})"),
+        ("AIRLOCK_DB_POOL_SIZE", f"PostgreSQL connections (default {d.db_pool_size})"),
+        ("AIRLOCK_EVENTS_POLL_INTERVAL", f"SQLite watch poll (default {d.events_poll_interval:g})"),
+        ("AIRLOCK_EVENTS_SAFETY_POLL", f"PostgreSQL watch poll (default {d.events_safety_poll:g})"),
+        ("GRPC_VERBOSITY", "gRPC's own stderr lines (default NONE: logs stay JSON)"),
+    ]
+    lines = ["environment (flags win; the last six exist only as variables; README.md):"]
+    lines += [f"  {name:<29} {meaning}" for name, meaning in rows]
+    lines += [
+        "",
+        "A setting the server cannot use, a database it cannot reach or that was never",
+        "migrated, and an address in use each stop it with one `error:` line and exit code 2.",
+    ]
+    return "\n".join(lines)
 
 
 def _parser() -> argparse.ArgumentParser:
     env = Settings.from_env()
     parser = argparse.ArgumentParser(
-        prog="airlock-server", description="Airlock multi-party approval server"
+        prog="airlock-server",
+        description="Airlock multi-party approval server",
+        epilog=_environment_help(Settings()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"airlock {airlock_version()}")
     parser.add_argument(
         "--database-url",
         default=env.database_url,
@@ -106,14 +168,97 @@ def _parser() -> argparse.ArgumentParser:
         default=argparse.SUPPRESS,
         help="as the option before the command (env AIRLOCK_LOG_KEY_FILE)",
     )
+
+    check = sub.add_parser(
+        "healthcheck",
+        help="ask the server that serve's settings describe whether it is SERVING "
+        "(exit 0) or not (exit 1); for a container's HEALTHCHECK or an exec probe",
+        description="Reads the settings `serve` reads (AIRLOCK_LISTEN, AIRLOCK_TLS_CERT, "
+        "AIRLOCK_TLS_KEY, AIRLOCK_TLS_CLIENT_CA) and calls grpc.health.v1.Health/Check on that "
+        "port of this machine, with TLS when serve uses TLS: trusting --ca (default: serve's own "
+        "certificate file) and checking the name the certificate carries; under mutual TLS it "
+        "presents --client-cert/--client-key (default: serve's own certificate and key).",
+    )
+    check.add_argument("--listen", default=env.listen, help="as serve's (env AIRLOCK_LISTEN)")
+    check.add_argument("--ca", metavar="PEM", help="CA certificates to trust")
+    check.add_argument("--client-cert", metavar="PEM", help="client certificate, mutual TLS")
+    check.add_argument("--client-key", metavar="PEM", help="its private key")
+    check.add_argument(
+        "--timeout", type=float, default=5.0, help="seconds to wait for the answer (default 5)"
+    )
     return parser
 
 
+def _check_database_url(url: str) -> None:
+    """ConfigError unless the URL names a database Airlock supports."""
+    usage = "use sqlite:///path/to/file.db or postgresql://user:password@host:5432/database"
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(
+            f"AIRLOCK_DATABASE_URL / --database-url: not a database URL: {url!r}; {usage}"
+        ) from None
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise ConfigError(
+            f"AIRLOCK_DATABASE_URL / --database-url: {parsed.get_backend_name()} is not "
+            f"supported; {usage}"
+        )
+
+
+def _sqlite_file(url: str) -> Path | None:
+    database = make_url(url).database if is_sqlite(url) else None
+    return Path(database) if database and database != ":memory:" else None
+
+
 def _ensure_sqlite_dir(url: str) -> None:
-    if is_sqlite(url):
-        database = make_url(url).database
-        if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+    """`migrate` creates the SQLite file's directory (and SQLite the file)."""
+    path = _sqlite_file(url)
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StartupError(
+                f"cannot create the directory {path.parent}: {exc.strerror}"
+            ) from exc
+
+
+def _shown(url: str) -> str:
+    """The URL as an error line may print it: without its password."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _unreachable(url: str, exc: BaseException) -> StartupError:
+    """The cause of a failed connection, without a traceback. A connection attempt and the read
+    of Alembic's version table bind no values, so the driver's message quotes none."""
+    cause: BaseException = getattr(exc, "orig", None) or exc
+    detail = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+    return StartupError(f"cannot use the database {_shown(url)}: {detail}")
+
+
+async def _check_schema(wiring: Wiring, url: str) -> None:
+    """Before serving: the database can be reached and is at the migrations' head. A missing
+    SQLite file is not created (SQLite would make an empty one)."""
+    path = _sqlite_file(url)
+    if path is not None and not path.exists():
+        raise StartupError(
+            f"the database {path} does not exist: run `airlock-server migrate` first "
+            "(it creates it)"
+        )
+    try:
+        current = await schema_revisions(wiring.engine)
+    except (OSError, SQLAlchemyError) as exc:
+        raise _unreachable(url, exc) from exc
+    heads = head_revisions()
+    if not current:
+        raise StartupError(
+            f"the database {_shown(url)} has no schema: run `airlock-server migrate` first"
+        )
+    if set(current) == set(heads):
+        return
+    at = f"the database {_shown(url)} is at schema revision {', '.join(current)}"
+    if not all(known_revision(revision) for revision in current):
+        raise StartupError(f"{at}, newer than this server ({', '.join(heads)}): run a newer server")
+    raise StartupError(f"{at}, this server needs {', '.join(heads)}: run `airlock-server migrate`")
 
 
 def _read_pem(path: str, what: str) -> bytes:
@@ -145,6 +290,13 @@ def tls_files(settings: Settings) -> TlsFiles | None:
 async def _serve(settings: Settings, ready_file: Path | None, tls: TlsFiles | None) -> None:
     key_file = Path(settings.log_key_file)
     log_key = load_log_key(key_file)
+    wiring = wire(settings, log_key)
+    try:
+        await _check_schema(wiring, settings.database_url)
+        served = build_server(wiring.app, settings.listen, tls)
+    except (StartupError, ListenError):
+        await wiring.close()
+        raise
     if log_key is None:
         log.warning(
             "server.no_log_key",
@@ -152,13 +304,12 @@ async def _serve(settings: Settings, ready_file: Path | None, tls: TlsFiles | No
             effect="GetLogCheckpoint and ExportApprovalProof answer FAILED_PRECONDITION "
             "LOG_KEY_MISSING; run `airlock-server log-key` to create the key",
         )
-    wiring = wire(settings, log_key)
-    served = build_server(wiring.app, settings.listen, tls)
     await served.server.start()
     await served.set_serving(True)
     host = settings.listen.rsplit(":", 1)[0]
     log.info(
         "server.started",
+        version=airlock_version(),
         listen=f"{host}:{served.port}",
         region=settings.region,
         tls="mutual" if tls and tls.client_ca else "server" if tls else "off",
@@ -245,6 +396,16 @@ def _new_log_key(settings: Settings) -> int:
 
 
 async def _bootstrap(settings: Settings, token_file: Path) -> int:
+    wiring = wire(settings)
+    try:
+        # First: on a database that cannot take it, neither the key nor the token file is made.
+        await _check_schema(wiring, settings.database_url)
+        return await _bootstrap_admin(wiring, settings, token_file)
+    finally:
+        await wiring.close()
+
+
+async def _bootstrap_admin(wiring: Wiring, settings: Settings, token_file: Path) -> int:
     _make_log_key(settings)
     token_file.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -252,7 +413,6 @@ async def _bootstrap(settings: Settings, token_file: Path) -> int:
     except FileExistsError:
         print(f"error: {token_file} exists; refusing to overwrite it", file=sys.stderr)
         return 1
-    wiring = wire(settings)
     try:
         issued = await wiring.app.identities.bootstrap_admin()
     except DomainError as err:
@@ -260,34 +420,42 @@ async def _bootstrap(settings: Settings, token_file: Path) -> int:
         os.unlink(token_file)
         print(f"error: {err.reason}: {err.message}", file=sys.stderr)
         return 1
-    finally:
-        await wiring.close()
     with os.fdopen(fd, "w") as out:
         out.write(issued.token + "\n")
     print(f"admin credential {issued.credential.credential_id} written to {token_file}")
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+async def _migrate(url: str) -> None:
     try:
-        parser = _parser()
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    args = parser.parse_args(argv)
-    settings = replace(
-        Settings.from_env(),
-        database_url=args.database_url,
-        log_format=args.log_format,
-        log_level=args.log_level,
-        log_key_file=str(args.log_key_file),
-    )
-    configure_logging(settings.log_format, settings.log_level)
+        await upgrade(url)
+    except (OSError, SQLAlchemyError) as exc:
+        raise _unreachable(url, exc) from exc
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    """One command; a start-up failure raises ConfigError, StartupError, ListenError or
+    LogKeyError."""
     if args.command == "log-key":
         return _new_log_key(settings)
-    _ensure_sqlite_dir(settings.database_url)
+    if args.command == "healthcheck":
+        try:
+            healthy, said = health_check(
+                args.listen,
+                settings,
+                ca=args.ca,
+                client_cert=args.client_cert,
+                client_key=args.client_key,
+                timeout=args.timeout,
+            )
+        except ConfigError as exc:  # unhealthy too: Docker reserves exit code 2
+            healthy, said = False, str(exc)
+        print(said if healthy else f"error: {said}", file=sys.stdout if healthy else sys.stderr)
+        return EXIT_HEALTHY if healthy else EXIT_UNHEALTHY
+    _check_database_url(settings.database_url)
     if args.command == "migrate":
-        asyncio.run(upgrade(settings.database_url))
+        _ensure_sqlite_dir(settings.database_url)
+        asyncio.run(_migrate(settings.database_url))
         print("database schema is at the newest revision")
         return 0
     if args.command == "bootstrap":
@@ -300,17 +468,30 @@ def main(argv: list[str] | None = None) -> int:
         tls_key=args.tls_key,
         tls_client_ca=args.tls_client_ca,
     )
+    asyncio.run(_serve(settings, args.ready_file, tls_files(settings)))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
     try:
-        tls = tls_files(settings)
+        parser = _parser()
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_STARTUP
+    args = parser.parse_args(argv)
+    settings = replace(
+        Settings.from_env(),
+        database_url=args.database_url,
+        log_format=args.log_format,
+        log_level=args.log_level,
+        log_key_file=str(args.log_key_file),
+    )
+    configure_logging(settings.log_format, settings.log_level)
     try:
-        asyncio.run(_serve(settings, args.ready_file, tls))
-    except LogKeyError as exc:
+        return _run(args, settings)
+    except (ConfigError, StartupError, ListenError, LogKeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+        return EXIT_STARTUP
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -312,12 +312,9 @@ def test_grpcurl_speaks_tls_with_the_ca(tls_server: ServerProcess, pki: Pki) -> 
 
 
 def _started(server: ServerProcess) -> dict[str, object]:
-    # gRPC's C core writes refused handshakes to stderr as plain text lines; skip them.
-    for line in server.log_text().splitlines():
-        if line.startswith("{"):
-            record = json.loads(line)
-            if record.get("event") == "server.started":
-                return dict(record)
+    for record in server.log_records():
+        if record.get("event") == "server.started":
+            return record
     raise AssertionError("no server.started line")
 
 
@@ -423,6 +420,75 @@ def test_serve_refuses_incomplete_or_unreadable_tls_settings(
         monkeypatch.delenv(name, raising=False)
     url = f"sqlite:///{tmp_path}/never.db"
     code = server_main(["--database-url", url, "--log-format", "json", "serve", *argv])
-    assert code == 1
+    assert code == 2  # as every setting the server cannot start with
     assert capsys.readouterr().err.startswith("error: ")
     assert not (tmp_path / "never.db").exists()
+
+
+# --- the container's health check -------------------------------------------------------------
+
+
+def _healthcheck(
+    server: ServerProcess, env: dict[str, str], *args: str
+) -> subprocess.CompletedProcess[str]:
+    """`airlock-server healthcheck` with serve's settings in its environment, as a container's
+    HEALTHCHECK runs it (the port of AIRLOCK_LISTEN, the TLS files of AIRLOCK_TLS_*)."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("AIRLOCK_")}
+    return subprocess.run(
+        [str(BIN / "airlock-server"), "healthcheck", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**clean, "AIRLOCK_LISTEN": f"0.0.0.0:{server.port}", **env},
+        check=False,
+    )
+
+
+def test_the_health_check_speaks_tls_when_serve_does(tls_server: ServerProcess, pki: Pki) -> None:
+    served = {"AIRLOCK_TLS_CERT": str(pki.server.cert), "AIRLOCK_TLS_KEY": str(pki.server.key)}
+    done = _healthcheck(tls_server, served, "--ca", str(pki.ca.cert))
+    assert (done.returncode, done.stdout, done.stderr) == (0, "SERVING\n", "")
+    done = _healthcheck(tls_server, served)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "SERVING\n", "")
+    # Plaintext (serve's TLS settings not given) cannot pass against a TLS server.
+    done = _healthcheck(tls_server, {})
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"error: 127.0.0.1:{tls_server.port}: UNAVAILABLE")
+    # Nor a CA that did not sign the server's certificate.
+    done = _healthcheck(tls_server, served, "--ca", str(pki.impostor.cert))
+    assert done.returncode == 1, done.stdout
+
+
+def test_the_health_check_presents_a_client_certificate_under_mutual_tls(
+    mtls_server: ServerProcess, pki: Pki
+) -> None:
+    served = {
+        "AIRLOCK_TLS_CERT": str(pki.server.cert),
+        "AIRLOCK_TLS_KEY": str(pki.server.key),
+        "AIRLOCK_TLS_CLIENT_CA": str(pki.ca.cert),
+    }
+    client = ("--client-cert", str(pki.client.cert), "--client-key", str(pki.client.key))
+    done = _healthcheck(mtls_server, served, "--ca", str(pki.ca.cert), *client)
+    assert (done.returncode, done.stdout) == (0, "SERVING\n"), done.stderr
+    impostor = ("--client-cert", str(pki.impostor.cert), "--client-key", str(pki.impostor.key))
+    done = _healthcheck(mtls_server, served, "--ca", str(pki.ca.cert), *impostor)
+    assert done.returncode == 1
+
+
+# --- a plaintext CLI against a TLS server ------------------------------------------------------
+
+
+def test_a_plaintext_cli_is_told_to_try_tls(tls_server: ServerProcess) -> None:
+    done = _cli(tls_server)
+    assert done.returncode == UNAVAILABLE_EXIT
+    assert "is the server using TLS? try --tls-ca" in done.stderr, done.stderr
+    assert len(done.stderr.splitlines()) == 2, done.stderr  # the error, then the hint
+
+
+def test_refused_handshakes_leave_the_log_json(tls_server: ServerProcess) -> None:
+    """Every line of the server's stderr parses as JSON, also after refused handshakes (gRPC's
+    own lines, which are not JSON, stay off unless the operator sets GRPC_VERBOSITY)."""
+    assert _cli(tls_server).returncode == UNAVAILABLE_EXIT
+    assert _grpcurl(tls_server, "-plaintext").returncode != 0
+    records = tls_server.log_records()  # fails on a line that is not JSON
+    assert any(r.get("event") == "server.started" for r in records)

@@ -334,11 +334,37 @@ async def test_error_is_printed_with_code_reason_message_and_fields(
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err.splitlines() == [
-        "error: INVALID_ARGUMENT INVALID_ARGUMENT: the team is invalid",
+        "error: INVALID_ARGUMENT: the team is invalid",  # the reason is the code: said once
         "  min_approvals: must be at most 2",
         "  name: bad character '/'",
     ]
     assert TOKEN not in captured.err
+
+
+@pytest.mark.asyncio
+async def test_a_message_that_only_repeats_the_fields_is_not_printed_twice(
+    fake: Fake, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def create(request: Any, context: Context) -> Any:
+        await context.abort_with_status(
+            _abort_status(
+                code_pb2.INVALID_ARGUMENT,
+                "min_approvals: must be at most 2; name: bad character '/'",
+                "INVALID_ARGUMENT",
+                [("min_approvals", "must be at most 2"), ("name", "bad character '/'")],
+            )
+        )
+
+    fake.handlers["CreateApprovalTeam"] = create
+    code = await run(
+        fake, "teams", "create", "a/b", "--approver", "x", "--approver", "y", "--min-approvals", "3"
+    )
+    assert code == 64 + 3
+    assert capsys.readouterr().err.splitlines() == [
+        "error: INVALID_ARGUMENT: invalid fields",
+        "  min_approvals: must be at most 2",
+        "  name: bad character '/'",
+    ]
 
 
 @pytest.mark.asyncio
@@ -350,7 +376,25 @@ async def test_permission_denied_exit_code(fake: Fake, capsys: pytest.CaptureFix
 
     fake.handlers["GetApprover"] = get
     assert await run(fake, "approvers", "get", "bob") == 64 + 7
-    assert capsys.readouterr().err == "error: PERMISSION_DENIED PERMISSION_DENIED: admins only\n"
+    assert capsys.readouterr().err == "error: PERMISSION_DENIED: admins only\n"
+
+
+@pytest.mark.asyncio
+async def test_the_tls_hint_is_only_for_a_connection_closed_at_the_handshake(
+    fake: Fake, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The server's own UNAVAILABLE (it carries a reason) is an answer, not a TLS mismatch."""
+
+    async def get(request: Any, context: Context) -> Any:
+        await context.abort_with_status(
+            _abort_status(code_pb2.UNAVAILABLE, "the database is unreachable", "DATABASE_DOWN")
+        )
+
+    fake.handlers["GetApprover"] = get
+    assert await run(fake, "--timeout", "5", "approvers", "get", "bob") == 64 + 14
+    assert capsys.readouterr().err == (
+        "error: UNAVAILABLE DATABASE_DOWN: the database is unreachable\n"
+    )
 
 
 # -- output -------------------------------------------------------------------------------------

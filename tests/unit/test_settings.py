@@ -3,9 +3,12 @@ naming the variable or flag the server cannot start with."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
-from airlock_server import cli
+from airlock_server import cli, config
 from airlock_server.config import ConfigError, Settings
 
 
@@ -80,3 +83,17 @@ def test_a_bad_log_level_flag_is_refused(capsys: pytest.CaptureFixture[str]) -> 
         cli.main(["--log-level", "verbose", "migrate"])
     assert exited.value.code == 2
     assert "--log-level: invalid choice: 'verbose'" in capsys.readouterr().err
+
+
+def test_help_names_every_setting_including_those_without_a_flag(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Every AIRLOCK_* variable the server reads (config.py, and cli.py's) is in --help."""
+    source = Path(config.__file__).read_text() + Path(cli.__file__).read_text()
+    names = set(re.findall(r"\bAIRLOCK_[A-Z_]+[A-Z]\b", source))
+    assert {"AIRLOCK_SWEEP_INTERVAL", "AIRLOCK_SHUTDOWN_GRACE", "AIRLOCK_DB_POOL_SIZE"} <= names
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["--help"])
+    assert exited.value.code == 0
+    shown = capsys.readouterr().out
+    assert sorted(name for name in names if name not in shown) == []

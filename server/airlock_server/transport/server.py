@@ -48,6 +48,10 @@ SERVICE_NAMES = tuple(
 )
 
 
+class ListenError(Exception):
+    """The server cannot bind its address; the message names it."""
+
+
 @dataclass(frozen=True)
 class UseCases:
     identities: IdentityService
@@ -111,10 +115,16 @@ def build_server(app: UseCases, listen: str, tls: TlsFiles | None = None) -> Ser
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    if tls is None:
-        port = server.add_insecure_port(listen)
-    else:
-        port = server.add_secure_port(listen, tls.credentials())
+    try:
+        if tls is None:
+            port = server.add_insecure_port(listen)
+        else:
+            port = server.add_secure_port(listen, tls.credentials())
+    except RuntimeError:  # grpc's "Failed to bind", which says no more than that
+        port = 0
     if port == 0:
-        raise RuntimeError(f"cannot listen on {listen}")
+        raise ListenError(
+            f"cannot listen on {listen}: the port is in use, or the host is not an address "
+            "of this machine"
+        )
     return Served(server, health_servicer, port)
