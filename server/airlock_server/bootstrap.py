@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from airlock_server.app.audit import AuditService, LogKey
 from airlock_server.app.common import Deps
+from airlock_server.app.feed import EventFeed
 from airlock_server.app.identity import IdentityService
 from airlock_server.app.ports import UnitOfWork
 from airlock_server.app.sessions import SessionService
@@ -26,9 +27,11 @@ class Wiring:
     deps: Deps
     app: UseCases
     signal: PgListenSignal | PollSignal
+    feed: EventFeed
 
     async def close(self) -> None:
         await self.signal.close()
+        await self.feed.close()
         await self.engine.dispose()
 
 
@@ -36,25 +39,36 @@ def wire(settings: Settings, log_key: LogKey | None = None) -> Wiring:
     engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
     sessions = session_factory(engine)
 
+    postgres = engine.dialect.name == "postgresql"
+    signal: PgListenSignal | PollSignal
+    committed = None
+    if postgres:
+        signal = PgListenSignal(settings.database_url)
+    else:
+        # SQLite: a commit here wakes the feed at once (PostgreSQL's NOTIFY does it in SQL).
+        signal = PollSignal(settings.events_poll_interval)
+        committed = signal.committed
+
     def uow(*, read_only: bool = False, one_statement: bool = False) -> UnitOfWork:
-        return SqlUnitOfWork(sessions, deps.clock, read_only=read_only, one_statement=one_statement)
+        return SqlUnitOfWork(
+            sessions,
+            deps.clock,
+            read_only=read_only,
+            one_statement=one_statement,
+            on_commit=committed,
+        )
 
     deps = Deps(uow=uow, region=settings.region)
-    signal: PgListenSignal | PollSignal = (
-        PgListenSignal(settings.database_url)
-        if engine.dialect.name == "postgresql"
-        else PollSignal(settings.events_poll_interval)
-    )
-    # Followers of the log (WatchEvents, WatchSession) wait on the signal, bounded by this.
-    safety = (
-        settings.events_safety_poll
-        if engine.dialect.name == "postgresql"
-        else settings.events_poll_interval
-    )
     log = SqlEventLogReader(sessions)
-    audit = AuditService(deps, log, signal, log_key, watch_poll=safety)
+    # One follower of the log per process (WatchEvents, WatchSession): it waits on the
+    # signal, and reads again after `poll` at the latest (a lost notification, SQLite's
+    # other processes).
+    poll = settings.events_safety_poll if postgres else settings.events_poll_interval
+    feed = EventFeed(log, signal, poll, settings.stream_buffer)
+    safety = settings.events_safety_poll
+    audit = AuditService(deps, log, signal, log_key, watch_poll=safety, feed=feed)
     # Approval proofs carry a checkpoint signed with the same log key, by the same code.
-    sessions_app = SessionService(deps, safety, anchor=audit, log=log, signal=signal)
+    sessions_app = SessionService(deps, safety, anchor=audit, log=log, signal=signal, feed=feed)
     app = UseCases(
         identities=IdentityService(deps),
         teams=TeamService(deps, sessions_app),
@@ -62,4 +76,4 @@ def wire(settings: Settings, log_key: LogKey | None = None) -> Wiring:
         vaults=VaultService(deps, sessions_app),
         audit=audit,
     )
-    return Wiring(engine, deps, app, signal)
+    return Wiring(engine, deps, app, signal, feed)

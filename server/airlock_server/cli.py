@@ -16,6 +16,7 @@ from dataclasses import replace
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
 from pathlib import Path
+from typing import Any
 
 import structlog
 from sqlalchemy.engine import make_url
@@ -34,6 +35,8 @@ from airlock_server.persistence.migrate import (
     upgrade,
 )
 from airlock_server.transport.health_check import health_check
+from airlock_server.transport.limits import Limits
+from airlock_server.transport.metrics import MetricsEndpoint, Telemetry, serve_metrics
 from airlock_server.transport.server import ListenError, TlsFiles, build_server
 
 log = structlog.get_logger("airlock.server")
@@ -72,10 +75,23 @@ def _environment_help(d: Settings) -> str:
         ("AIRLOCK_DB_POOL_SIZE", f"PostgreSQL connections (default {d.db_pool_size})"),
         ("AIRLOCK_EVENTS_POLL_INTERVAL", f"SQLite watch poll (default {d.events_poll_interval:g})"),
         ("AIRLOCK_EVENTS_SAFETY_POLL", f"PostgreSQL watch poll (default {d.events_safety_poll:g})"),
+        ("AIRLOCK_METRICS_LISTEN", "serve --metrics-listen (default off)"),
+        (
+            "AIRLOCK_METRICS_INTERVAL",
+            f"seconds between gauge samples (default {d.metrics_interval:g})",
+        ),
+        ("AIRLOCK_MAX_STREAMS", f"open streams per process (default {d.max_streams})"),
+        (
+            "AIRLOCK_MAX_STREAMS_PER_PRINCIPAL",
+            f"open streams per caller (default {d.max_streams_per_principal})",
+        ),
+        ("AIRLOCK_STREAM_BUFFER", f"events buffered per stream (default {d.stream_buffer})"),
+        ("AIRLOCK_REFUSAL_BURST", f"refused calls logged at once (default {d.refusal_burst})"),
+        ("AIRLOCK_REFUSAL_RATE", f"... then per second (default {d.refusal_rate:g})"),
         ("GRPC_VERBOSITY", "gRPC's own stderr lines (default NONE: logs stay JSON)"),
     ]
-    lines = ["environment (flags win; the last six exist only as variables; README.md):"]
-    lines += [f"  {name:<29} {meaning}" for name, meaning in rows]
+    lines = ["environment (flags win; those without a flag exist only as variables; README.md):"]
+    lines += [f"  {name:<33} {meaning}" for name, meaning in rows]
     lines += [
         "",
         "A setting the server cannot use, a database it cannot reach or that was never",
@@ -145,6 +161,13 @@ def _parser() -> argparse.ArgumentParser:
         default=env.tls_client_ca,
         help="require client certificates signed by this CA: mutual TLS "
         "(env AIRLOCK_TLS_CLIENT_CA)",
+    )
+    serve.add_argument(
+        "--metrics-listen",
+        metavar="HOST:PORT",
+        default=env.metrics_listen,
+        help="serve metrics for Prometheus at http://HOST:PORT/metrics; off by default "
+        "(env AIRLOCK_METRICS_LISTEN)",
     )
 
     sub.add_parser("migrate", help="upgrade the database schema to the newest revision")
@@ -291,10 +314,21 @@ async def _serve(settings: Settings, ready_file: Path | None, tls: TlsFiles | No
     key_file = Path(settings.log_key_file)
     log_key = load_log_key(key_file)
     wiring = wire(settings, log_key)
+    limits = Limits.of(
+        max_streams=settings.max_streams,
+        max_streams_per_principal=settings.max_streams_per_principal,
+        refusal_rate=settings.refusal_rate,
+        refusal_burst=settings.refusal_burst,
+    )
+    metrics: MetricsEndpoint | None = None
     try:
         await _check_schema(wiring, settings.database_url)
-        served = build_server(wiring.app, settings.listen, tls)
+        metrics = _serve_metrics(settings.metrics_listen, wiring, limits)
+        telemetry = metrics.telemetry if metrics else Telemetry()
+        served = build_server(wiring.app, settings.listen, tls, limits, telemetry)
     except (StartupError, ListenError):
+        if metrics is not None:
+            metrics.close()
         await wiring.close()
         raise
     if log_key is None:
@@ -307,6 +341,7 @@ async def _serve(settings: Settings, ready_file: Path | None, tls: TlsFiles | No
     await served.server.start()
     await served.set_serving(True)
     host = settings.listen.rsplit(":", 1)[0]
+    metrics_host = settings.metrics_listen.rsplit(":", 1)[0] if settings.metrics_listen else ""
     log.info(
         "server.started",
         version=airlock_version(),
@@ -315,6 +350,7 @@ async def _serve(settings: Settings, ready_file: Path | None, tls: TlsFiles | No
         tls="mutual" if tls and tls.client_ca else "server" if tls else "off",
         log_public_key=log_key.public_key.hex() if log_key else "",
         log_key_id=log_key.key_id if log_key else "",
+        metrics_listen=f"{metrics_host}:{metrics.port}" if metrics else "",
     )
     if ready_file is not None:
         # Written in the loop: a few bytes once. asyncio.to_thread here started the default
@@ -327,38 +363,78 @@ async def _serve(settings: Settings, ready_file: Path | None, tls: TlsFiles | No
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
+    sweeps = (
+        ("invitations", wiring.app.teams.sweep_expired_invitations, "sweeper.settled_teams"),
+        ("deletions", wiring.app.teams.sweep_due_deletions, "sweeper.deleted_teams"),
+        ("sessions", wiring.app.sessions.sweep_expired_sessions, "sweeper.expired_sessions"),
+    )
+
+    for name, _, _ in sweeps:
+        telemetry.sweeper_failed(name, 0)
+
     async def sweep() -> None:
         while True:
-            try:
-                settled = await wiring.app.teams.sweep_expired_invitations()
-                if settled:
-                    log.info("sweeper.settled_teams", count=settled)
-            except Exception:
-                log.exception("sweeper.failed")
-            try:
-                deleted = await wiring.app.teams.sweep_due_deletions()
-                if deleted:
-                    log.info("sweeper.deleted_teams", count=deleted)
-            except Exception:
-                log.exception("sweeper.failed")
-            try:
-                expired = await wiring.app.sessions.sweep_expired_sessions()
-                if expired:
-                    log.info("sweeper.expired_sessions", count=expired)
-            except Exception:
-                log.exception("sweeper.failed")
+            for task, run, done in sweeps:
+                try:
+                    count = await run()
+                    if count:
+                        log.info(done, count=count)
+                except Exception:
+                    log.exception("sweeper.failed", task=task)
+                    telemetry.sweeper_failed(task)
             await asyncio.sleep(settings.sweep_interval)
 
-    sweeper = asyncio.create_task(sweep())
+    background = [asyncio.create_task(sweep())]
+    if metrics is not None:
+        background.append(
+            asyncio.create_task(
+                telemetry.sample(
+                    wiring.app.sessions.pending_summary,
+                    wiring.app.teams.team_slack,
+                    settings.metrics_interval,
+                )
+            )
+        )
     await stop.wait()
     log.info("server.stopping", grace_seconds=settings.shutdown_grace)
     await served.set_serving(False)
     await served.server.stop(settings.shutdown_grace)
-    sweeper.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await sweeper
+    for task in background:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    if metrics is not None:
+        metrics.close()
     await wiring.close()
     log.info("server.stopped")
+
+
+def _serve_metrics(listen: str | None, wiring: Wiring, limits: Limits) -> MetricsEndpoint | None:
+    """The Prometheus endpoint with the process's gauges, when asked for."""
+    if not listen:
+        return None
+    try:
+        metrics = serve_metrics(listen)
+    except (OSError, ValueError) as exc:
+        raise ListenError(
+            f"cannot listen on {listen} for metrics (--metrics-listen HOST:PORT): {exc}"
+        ) from None
+    t = metrics.telemetry
+    t.observe_state()
+    t.gauge(
+        "airlock.streams.open",
+        "Streams open (WatchEvents, WatchSession)",
+        lambda: limits.streams.open,
+    )
+    t.gauge(
+        "airlock.events.buffered",
+        "Events buffered for streams, in all",
+        lambda: wiring.feed.buffered,
+    )
+    pool: Any = wiring.engine.pool
+    t.gauge("airlock.db.pool.in_use", "Database connections checked out", lambda: pool.checkedout())
+    t.gauge("airlock.db.pool.size", "Database connections the pool keeps", lambda: pool.size())
+    return metrics
 
 
 def _make_log_key(settings: Settings) -> None:
@@ -467,6 +543,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         tls_client_ca=args.tls_client_ca,
+        metrics_listen=args.metrics_listen or None,
     )
     asyncio.run(_serve(settings, args.ready_file, tls_files(settings)))
     return 0

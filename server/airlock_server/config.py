@@ -34,11 +34,15 @@ def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str,
     return value.lower()
 
 
-def _pool_size(env: Mapping[str, str], default: int) -> int:
-    size = _positive(env, "AIRLOCK_DB_POOL_SIZE", default)
+def _whole(env: Mapping[str, str], name: str, default: int) -> int:
+    size = _positive(env, name, default)
     if size != int(size):
-        raise ConfigError(f"AIRLOCK_DB_POOL_SIZE: must be a whole number, got {size:g}")
+        raise ConfigError(f"{name}: must be a whole number, got {size:g}")
     return int(size)
+
+
+def _pool_size(env: Mapping[str, str], default: int) -> int:
+    return _whole(env, "AIRLOCK_DB_POOL_SIZE", default)
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,20 @@ class Settings:
     tls_cert: str | None = None
     tls_key: str | None = None
     tls_client_ca: str | None = None
+    # Load bounds (transport/limits.py): open streams (WatchEvents, WatchSession) per process
+    # and per principal; events buffered for one stream before a reader that does not keep up
+    # is disconnected; refused calls a principal may make (a token bucket: `refusal_burst` at
+    # once, `refusal_rate` a second after that) before they are answered RESOURCE_EXHAUSTED
+    # instead of being written to the log.
+    max_streams: int = 1000
+    max_streams_per_principal: int = 32
+    stream_buffer: int = 1000
+    refusal_rate: float = 1.0
+    refusal_burst: int = 20
+    # host:port of the Prometheus metrics endpoint; None: no metrics served. The gauges read
+    # from the database (pending sessions, team slack) are sampled this often (seconds).
+    metrics_listen: str | None = None
+    metrics_interval: float = 15.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -86,4 +104,13 @@ class Settings:
             tls_cert=env.get("AIRLOCK_TLS_CERT") or None,
             tls_key=env.get("AIRLOCK_TLS_KEY") or None,
             tls_client_ca=env.get("AIRLOCK_TLS_CLIENT_CA") or None,
+            max_streams=_whole(env, "AIRLOCK_MAX_STREAMS", d.max_streams),
+            max_streams_per_principal=_whole(
+                env, "AIRLOCK_MAX_STREAMS_PER_PRINCIPAL", d.max_streams_per_principal
+            ),
+            stream_buffer=_whole(env, "AIRLOCK_STREAM_BUFFER", d.stream_buffer),
+            refusal_rate=_positive(env, "AIRLOCK_REFUSAL_RATE", d.refusal_rate),
+            refusal_burst=_whole(env, "AIRLOCK_REFUSAL_BURST", d.refusal_burst),
+            metrics_listen=env.get("AIRLOCK_METRICS_LISTEN") or None,
+            metrics_interval=_positive(env, "AIRLOCK_METRICS_INTERVAL", d.metrics_interval),
         )

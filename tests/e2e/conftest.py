@@ -313,6 +313,10 @@ def start_server(
                 **{
                     "AIRLOCK_SWEEP_INTERVAL": "1",
                     "AIRLOCK_SHUTDOWN_GRACE": str(SHUTDOWN_GRACE),
+                    # The authorization matrix makes thousands of refused calls per principal
+                    # on purpose; the refusal rate limit has tests of its own
+                    # (tests/integration/test_load_limits.py).
+                    "AIRLOCK_REFUSAL_BURST": "1000000",
                     "AIRLOCK_LOG_KEY_FILE": str(log_key_file(directory)),
                     **(env or {}),
                 }

@@ -56,6 +56,7 @@ def instance(cls: type[e.DomainError]) -> e.DomainError:
         "violations": [e.FieldViolation("name", "bad")],
         "kind": "approval team",
         "key": "team-1",
+        "reason": e.TOO_MANY_STREAMS,
         "expected": 'W/"1"',
         "actual": 'W/"2"',
         "current": "ACTIVE",

@@ -85,6 +85,32 @@ def test_a_bad_log_level_flag_is_refused(capsys: pytest.CaptureFixture[str]) -> 
     assert "--log-level: invalid choice: 'verbose'" in capsys.readouterr().err
 
 
+def test_the_load_bounds_and_metrics_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    s = Settings.from_env(
+        {
+            "AIRLOCK_MAX_STREAMS": "50",
+            "AIRLOCK_MAX_STREAMS_PER_PRINCIPAL": "5",
+            "AIRLOCK_STREAM_BUFFER": "100",
+            "AIRLOCK_REFUSAL_RATE": "0.5",
+            "AIRLOCK_REFUSAL_BURST": "3",
+            "AIRLOCK_METRICS_LISTEN": "127.0.0.1:9464",
+            "AIRLOCK_METRICS_INTERVAL": "2",
+        }
+    )
+    assert (s.max_streams, s.max_streams_per_principal, s.stream_buffer) == (50, 5, 100)
+    assert (s.refusal_rate, s.refusal_burst) == (0.5, 3)
+    assert (s.metrics_listen, s.metrics_interval) == ("127.0.0.1:9464", 2.0)
+    assert Settings().metrics_listen is None  # off by default
+    with pytest.raises(ConfigError, match=r"^AIRLOCK_MAX_STREAMS: must be a whole number"):
+        Settings.from_env({"AIRLOCK_MAX_STREAMS": "1.5"})
+    with pytest.raises(ConfigError, match=r"^AIRLOCK_REFUSAL_BURST: must be greater than 0"):
+        Settings.from_env({"AIRLOCK_REFUSAL_BURST": "0"})
+    monkeypatch.setenv("AIRLOCK_METRICS_LISTEN", "127.0.0.1:9000")
+    assert cli._parser().parse_args(["serve"]).metrics_listen == "127.0.0.1:9000"
+    flagged = cli._parser().parse_args(["serve", "--metrics-listen", "127.0.0.1:9100"])
+    assert flagged.metrics_listen == "127.0.0.1:9100"
+
+
 def test_help_names_every_setting_including_those_without_a_flag(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

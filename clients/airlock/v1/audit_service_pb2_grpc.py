@@ -70,6 +70,10 @@ class AuditServiceServicer:
 
     def WatchEvents(self, request, context):
         """Replays the events after after_seq, then follows new events live, in seq order, each once.
+        Streams are bounded: RESOURCE_EXHAUSTED TOO_MANY_STREAMS when the server or the caller
+        has as many open as allowed (WatchEvents and WatchSession count together); a client that
+        falls a whole buffer (AIRLOCK_STREAM_BUFFER events) behind gets what was sent and then
+        RESOURCE_EXHAUSTED STREAM_BUFFER_FULL: resume with the last seq received as after_seq.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

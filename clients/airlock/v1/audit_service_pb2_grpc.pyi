@@ -36,7 +36,12 @@ class AuditServiceStub:
     ListEvents: _grpc.UnaryUnaryMultiCallable[_audit_service_pb2.ListEventsRequest, _audit_service_pb2.ListEventsResponse]
     """Lists events in ascending seq order, filtered."""
     WatchEvents: _grpc.UnaryStreamMultiCallable[_audit_service_pb2.WatchEventsRequest, _audit_service_pb2.WatchEventsResponse]
-    """Replays the events after after_seq, then follows new events live, in seq order, each once."""
+    """Replays the events after after_seq, then follows new events live, in seq order, each once.
+    Streams are bounded: RESOURCE_EXHAUSTED TOO_MANY_STREAMS when the server or the caller
+    has as many open as allowed (WatchEvents and WatchSession count together); a client that
+    falls a whole buffer (AIRLOCK_STREAM_BUFFER events) behind gets what was sent and then
+    RESOURCE_EXHAUSTED STREAM_BUFFER_FULL: resume with the last seq received as after_seq.
+    """
     VerifyLog: _grpc.UnaryUnaryMultiCallable[_audit_service_pb2.VerifyLogRequest, _audit_service_pb2.VerifyLogResponse]
     """Recomputes the hash chain over a range and names the first bad event."""
     GetLogCheckpoint: _grpc.UnaryUnaryMultiCallable[_audit_service_pb2.GetLogCheckpointRequest, _audit_service_pb2.GetLogCheckpointResponse]
@@ -50,7 +55,12 @@ class AuditServiceAsyncStub(AuditServiceStub):
     ListEvents: _aio.UnaryUnaryMultiCallable[_audit_service_pb2.ListEventsRequest, _audit_service_pb2.ListEventsResponse]  # type: ignore[assignment]
     """Lists events in ascending seq order, filtered."""
     WatchEvents: _aio.UnaryStreamMultiCallable[_audit_service_pb2.WatchEventsRequest, _audit_service_pb2.WatchEventsResponse]  # type: ignore[assignment]
-    """Replays the events after after_seq, then follows new events live, in seq order, each once."""
+    """Replays the events after after_seq, then follows new events live, in seq order, each once.
+    Streams are bounded: RESOURCE_EXHAUSTED TOO_MANY_STREAMS when the server or the caller
+    has as many open as allowed (WatchEvents and WatchSession count together); a client that
+    falls a whole buffer (AIRLOCK_STREAM_BUFFER events) behind gets what was sent and then
+    RESOURCE_EXHAUSTED STREAM_BUFFER_FULL: resume with the last seq received as after_seq.
+    """
     VerifyLog: _aio.UnaryUnaryMultiCallable[_audit_service_pb2.VerifyLogRequest, _audit_service_pb2.VerifyLogResponse]  # type: ignore[assignment]
     """Recomputes the hash chain over a range and names the first bad event."""
     GetLogCheckpoint: _aio.UnaryUnaryMultiCallable[_audit_service_pb2.GetLogCheckpointRequest, _audit_service_pb2.GetLogCheckpointResponse]  # type: ignore[assignment]
@@ -73,7 +83,12 @@ class AuditServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _audit_service_pb2.WatchEventsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_audit_service_pb2.WatchEventsResponse], _abc.AsyncIterator[_audit_service_pb2.WatchEventsResponse]]:
-        """Replays the events after after_seq, then follows new events live, in seq order, each once."""
+        """Replays the events after after_seq, then follows new events live, in seq order, each once.
+        Streams are bounded: RESOURCE_EXHAUSTED TOO_MANY_STREAMS when the server or the caller
+        has as many open as allowed (WatchEvents and WatchSession count together); a client that
+        falls a whole buffer (AIRLOCK_STREAM_BUFFER events) behind gets what was sent and then
+        RESOURCE_EXHAUSTED STREAM_BUFFER_FULL: resume with the last seq received as after_seq.
+        """
 
     @_abc_1.abstractmethod
     def VerifyLog(

@@ -116,7 +116,9 @@ class SessionServiceServicer:
 
     def WatchSession(self, request, context):
         """Streams the session now and after every change, until it is final (and, for generic
-        sessions, its execution status is reported); then the stream ends.
+        sessions, its execution status is reported); then the stream ends. RESOURCE_EXHAUSTED
+        TOO_MANY_STREAMS when the server or the caller has as many streams open as allowed
+        (WatchEvents and WatchSession count together).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

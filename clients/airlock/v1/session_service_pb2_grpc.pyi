@@ -51,7 +51,9 @@ class SessionServiceStub:
     """Reports the execution result of an approved generic session. Its requesting service only."""
     WatchSession: _grpc.UnaryStreamMultiCallable[_session_service_pb2.WatchSessionRequest, _session_service_pb2.WatchSessionResponse]
     """Streams the session now and after every change, until it is final (and, for generic
-    sessions, its execution status is reported); then the stream ends.
+    sessions, its execution status is reported); then the stream ends. RESOURCE_EXHAUSTED
+    TOO_MANY_STREAMS when the server or the caller has as many streams open as allowed
+    (WatchEvents and WatchSession count together).
     """
     ExportApprovalProof: _grpc.UnaryUnaryMultiCallable[_session_service_pb2.ExportApprovalProofRequest, _session_service_pb2.ExportApprovalProofResponse]
     """Exports a self-contained, offline-verifiable proof of an APPROVED session
@@ -84,7 +86,9 @@ class SessionServiceAsyncStub(SessionServiceStub):
     """Reports the execution result of an approved generic session. Its requesting service only."""
     WatchSession: _aio.UnaryStreamMultiCallable[_session_service_pb2.WatchSessionRequest, _session_service_pb2.WatchSessionResponse]  # type: ignore[assignment]
     """Streams the session now and after every change, until it is final (and, for generic
-    sessions, its execution status is reported); then the stream ends.
+    sessions, its execution status is reported); then the stream ends. RESOURCE_EXHAUSTED
+    TOO_MANY_STREAMS when the server or the caller has as many streams open as allowed
+    (WatchEvents and WatchSession count together).
     """
     ExportApprovalProof: _aio.UnaryUnaryMultiCallable[_session_service_pb2.ExportApprovalProofRequest, _session_service_pb2.ExportApprovalProofResponse]  # type: ignore[assignment]
     """Exports a self-contained, offline-verifiable proof of an APPROVED session
@@ -150,7 +154,9 @@ class SessionServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_session_service_pb2.WatchSessionResponse], _abc.AsyncIterator[_session_service_pb2.WatchSessionResponse]]:
         """Streams the session now and after every change, until it is final (and, for generic
-        sessions, its execution status is reported); then the stream ends.
+        sessions, its execution status is reported); then the stream ends. RESOURCE_EXHAUSTED
+        TOO_MANY_STREAMS when the server or the caller has as many streams open as allowed
+        (WatchEvents and WatchSession count together).
         """
 
     @_abc_1.abstractmethod

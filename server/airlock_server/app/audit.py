@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 
@@ -13,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from airlock_server.app.common import Deps, transact
+from airlock_server.app.feed import EventFeed, SharedReads
 from airlock_server.app.ports import EventLogReader, EventQuery, EventSignal, UnitOfWork
 from airlock_server.domain.errors import FieldViolation, InvalidArgument
 from airlock_server.domain.events import (
@@ -75,12 +77,15 @@ class AuditService:
         key: LogKey | None = None,
         *,
         watch_poll: float = 5.0,
+        feed: EventFeed | None = None,
     ) -> None:
         self._deps = deps
         self._log = log
-        self._signal = signal
         self._key = key
         self._watch_poll = watch_poll
+        # Followers share the process's feed (bootstrap); alone, the service makes its own.
+        self.feed = feed or EventFeed(log, signal, watch_poll)
+        self._pages: SharedReads[tuple[int, int], list[Event]] = SharedReads()
 
     @property
     def public_key(self) -> bytes:
@@ -148,13 +153,39 @@ class AuditService:
         if after_seq < 0:
             raise InvalidArgument.field("after_seq", "must not be negative")
         last = after_seq
+        # The stored events first, read by this follower alone; then what the shared feed
+        # hands out, after reading up to where it started (events committed meanwhile).
+        async for event in self._replay(last):
+            yield event
+            last = event.seq
+        subscription = await self.feed.subscribe()
+        try:
+            if subscription.after > last:
+                async for event in self._replay(last, subscription.after):
+                    yield event
+                    last = event.seq
+            while True:
+                for event in await subscription.next(self._watch_poll):
+                    if event.seq > last:
+                        yield event
+                        last = event.seq
+        finally:
+            subscription.close()
+
+    async def _replay(self, after_seq: int, floor: int = 0) -> AsyncGenerator[Event, None]:
+        """The stored events after after_seq. Streams replaying the same pages at the same
+        time share each read (many clients reconnecting at once). `floor`: the page must be
+        read after the event of that seq was committed; a read shared under the same floor
+        was started after a subscription at that seq was made, so it was."""
+        last = after_seq
         while True:
-            batch = await self._log.list_page(EventQuery(), last, WATCH_BATCH)
+            read = functools.partial(self._log.list_page, EventQuery(), last, WATCH_BATCH)
+            batch = await self._pages.read((last, floor), read)
             for event in batch:
                 yield event
                 last = event.seq
             if len(batch) < WATCH_BATCH:
-                await self._signal.wait(last, self._watch_poll)
+                return
 
     # --- verifying --------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from typing import TypeVar
 
 from airlock_server.app import signing
 from airlock_server.app.common import Deps, once, transact
+from airlock_server.app.feed import EventFeed, SharedReads, finished_read
 from airlock_server.app.ports import (
     EventLogReader,
     EventSignal,
@@ -206,12 +207,18 @@ class SessionService:
         *,
         log: EventLogReader | None = None,
         signal: EventSignal | None = None,
+        feed: EventFeed | None = None,
     ) -> None:
         self._deps = deps
         self._watch_interval = watch_interval
-        # Watchers wait on the event log's signal (every change to a session appends an
-        # event); without both, they poll every watch_interval.
-        self._follow = (log, signal) if log is not None and signal is not None else None
+        # Watchers follow the event log's feed (every change to a session appends an event);
+        # without one (or a log and its signal to make one), they poll every watch_interval.
+        if feed is None and log is not None and signal is not None:
+            feed = EventFeed(log, signal, watch_interval)
+        self._feed = feed
+        # Watchers of a session woken by the same event read it once (per caller: what a
+        # caller may see is checked in the read).
+        self._watch_reads: SharedReads[tuple[str, str, int], SessionView] = SharedReads()
         self._anchor = anchor  # signs the proofs' log checkpoints; None: no proofs
 
     # --- running use cases ---------------------------------------------------------------
@@ -888,10 +895,50 @@ class SessionService:
 
     async def watch(self, caller: Principal, session_id: str) -> AsyncGenerator[SessionView, None]:
         """The session now and after every change, until it is final (and executed)."""
+        if self._feed is None:
+            async for view in self._poll_session(caller, session_id):
+                yield view
+            return
+        # Every change to a session appends an event naming it: the watcher reads the session
+        # again only when the process's feed hands it one (or at its expiry, or the slow
+        # safety interval). Subscribed before the first read, so no change falls between.
+        subject = session_subject(session_id)
+        subscription = await self._feed.subscribe(
+            lambda e: subject in e.subjects or e.details.get("session_id") == session_id
+        )
+        try:
+            last: SessionView | None = None
+            woken_by: int | None = None  # the last event that woke this watcher
+            while True:
+                view = await self._watch_read(caller, session_id, woken_by)
+                if view != last:
+                    yield view
+                    last = view
+                s = view.session
+                if s.is_final and s.execution_status is not ExecutionStatus.PENDING:
+                    return
+                arrived = await subscription.next(self._until_expiry(s))
+                woken_by = arrived[-1].seq if arrived else None
+        finally:
+            subscription.close()
+
+    async def _watch_read(
+        self, caller: Principal, session_id: str, woken_by: int | None
+    ) -> SessionView:
+        """The session for a watcher. Woken by event `woken_by`, it shares the read of the
+        caller's other watchers woken by that event (a read started after that event was
+        handed out, so it sees it); otherwise (the first read, an expiry) a read of its own."""
+        if woken_by is None:
+            return await finished_read(self.get_session(caller, session_id))
+        return await self._watch_reads.read(
+            (session_id, str(caller), woken_by), lambda: self.get_session(caller, session_id)
+        )
+
+    async def _poll_session(
+        self, caller: Principal, session_id: str
+    ) -> AsyncGenerator[SessionView, None]:
         last: SessionView | None = None
         while True:
-            # The log's head before the read: a change after the read appends an event beyond it.
-            head = await self._follow[0].head_seq() if self._follow is not None else 0
             view = await self.get_session(caller, session_id)
             if view != last:
                 yield view
@@ -899,17 +946,14 @@ class SessionService:
             s = view.session
             if s.is_final and s.execution_status is not ExecutionStatus.PENDING:
                 return
-            await self._await_change(head, s)
+            await asyncio.sleep(self._until_expiry(s))
 
-    async def _await_change(self, head: int, s: Session) -> None:
-        if self._follow is None:
-            await asyncio.sleep(self._watch_interval)
-            return
+    def _until_expiry(self, s: Session) -> float:
         within = self._watch_interval
         if s.state is SessionState.PENDING:
             left = (s.expire_time - self._deps.clock()).total_seconds()
             within = min(within, max(left, 0.0) + EXPIRY_GRACE)
-        await self._follow[1].wait(head, within)
+        return within
 
     # --- votes and cancellation ----------------------------------------------------------
 
@@ -1010,6 +1054,17 @@ class SessionService:
         return await self._run(work)
 
     # --- background ----------------------------------------------------------------------
+
+    async def pending_summary(self) -> tuple[int, float]:
+        """How many sessions wait for votes, and the age in seconds of the oldest (0: none);
+        for the operator's metrics, not an RPC."""
+
+        async def work(uow: UnitOfWork) -> tuple[int, datetime | None]:
+            return await uow.sessions.pending_summary()
+
+        count, oldest = await transact(self._deps, work, read_only=True)
+        age = (self._deps.clock() - oldest).total_seconds() if oldest is not None else 0.0
+        return count, max(age, 0.0)
 
     async def sweep_expired_sessions(self) -> int:
         """Settle pending sessions past their expiry. Safe on any number of replicas."""

@@ -632,6 +632,33 @@ class TeamService:
 
         return await transact(self._deps, work)
 
+    async def team_slack(self) -> dict[str, int]:
+        """Active approvers minus M of each team not deleted (a PENDING one too: below 0 it
+        cannot activate), by team id, judged as GetTeamHealth does with the default activity
+        window; for the operator's metrics, not an RPC."""
+        window = activity_window(None)
+
+        async def work(uow: UnitOfWork) -> dict[str, int]:
+            now = self._deps.clock()
+            slack: dict[str, int] = {}
+            after: str | None = None
+            while True:
+                teams = await uow.teams.list_page(None, after, 100)
+                settled = [settle_team(t, now) for t in teams]
+                activity = await uow.activity.of_teams([t.team_id for t in settled])
+                for team in settled:
+                    if team.state is TeamState.DELETED:
+                        continue
+                    approvers = await uow.approvers.get_many(team.current.approver_ids)
+                    enabled = {a.approver_id: a.enabled for a in approvers.values()}
+                    health = team_health(team, enabled, activity.get(team.team_id, {}), window, now)
+                    slack[team.team_id] = health.slack
+                if len(teams) < 100:
+                    return slack
+                after = teams[-1].team_id
+
+        return await transact(self._deps, work, read_only=True)
+
     async def start_team_baseline(
         self,
         caller: Principal,

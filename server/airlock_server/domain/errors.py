@@ -117,6 +117,31 @@ class Unimplemented(DomainError):
     reason = "NOT_IMPLEMENTED"
 
 
+class ResourceExhausted(DomainError):
+    """A limit of the server was reached; `retry_after` (seconds), when set, says when the
+    same call may succeed again (google.rpc.RetryInfo)."""
+
+    reason = "RESOURCE_EXHAUSTED"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str,
+        retry_after: float | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message, metadata=metadata)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+# Reasons of ResourceExhausted (the catalogue: proto ErrorReason).
+TOO_MANY_STREAMS = "TOO_MANY_STREAMS"
+STREAM_BUFFER_FULL = "STREAM_BUFFER_FULL"
+TOO_MANY_REFUSED_CALLS = "TOO_MANY_REFUSED_CALLS"
+
+
 class Conflict(DomainError):
     """A concurrent change won; the caller may retry."""
 

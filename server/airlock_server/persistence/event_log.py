@@ -383,16 +383,31 @@ class SqlEventLogReader:
 
 
 class PollSignal:
-    """SQLite (one file, no notifications): followers look again every `interval` seconds."""
+    """SQLite (one file, no notifications): a commit in this process wakes followers at once
+    (`committed`, called by the unit of work); other processes' commits are seen by looking
+    again every `interval` seconds."""
 
     def __init__(self, interval: float = 0.25) -> None:
         self._interval = interval
+        self._latest = 0
+        self._wakeup: asyncio.Event | None = None
+
+    def committed(self, seq: int) -> None:
+        self._latest = max(self._latest, seq)
+        if self._wakeup is not None:
+            self._wakeup.set()
+        self._wakeup = None
 
     async def wait(self, after_seq: int, within: float) -> None:
-        await asyncio.sleep(min(self._interval, within))
+        if self._latest > after_seq:
+            return
+        if self._wakeup is None:
+            self._wakeup = asyncio.Event()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wakeup.wait(), min(self._interval, within))
 
     async def close(self) -> None:
-        return None
+        self.committed(self._latest)
 
 
 class PgListenSignal:

@@ -11,6 +11,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     exists,
+    func,
     insert,
     literal_column,
     null,
@@ -432,6 +433,16 @@ class SqlSessionRepository:
             .with_for_update(skip_locked=True)
         )
         return list(await self._s.scalars(q))
+
+    async def pending_summary(self) -> tuple[int, datetime | None]:
+        row = (
+            await self._s.execute(
+                select(func.count(), func.min(SessionRecord.create_time)).where(
+                    SessionRecord.state == SessionState.PENDING.value
+                )
+            )
+        ).one()
+        return int(row[0]), row[1]
 
     async def pending_of_team(self, team_id: str) -> list[str]:
         q = (

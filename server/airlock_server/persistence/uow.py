@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import TracebackType
 
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -54,7 +55,9 @@ class SqlUnitOfWork:
         *,
         read_only: bool = False,
         one_statement: bool = False,
+        on_commit: Callable[[int], None] | None = None,
     ) -> None:
+        self._on_commit = on_commit  # told the last seq appended, once committed
         self._sessions = sessions
         self._clock = clock
         self._read_only = read_only or one_statement
@@ -104,10 +107,13 @@ class SqlUnitOfWork:
         self._events.append(event)
 
     async def commit(self) -> None:
+        last = 0
         if self._events:
-            await append_events(self.session, self._events, self._clock())
+            last = (await append_events(self.session, self._events, self._clock()))[-1].seq
             self._events = []
         await self.session.commit()
+        if last and self._on_commit is not None:
+            self._on_commit(last)
 
     async def __aexit__(
         self,

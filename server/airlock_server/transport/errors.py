@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import grpc
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 from airlock_server.domain import errors as e
@@ -24,6 +24,7 @@ ERROR_TABLE: Mapping[type[e.DomainError], grpc.StatusCode] = {
     e.InvalidTransition: grpc.StatusCode.FAILED_PRECONDITION,
     e.Unimplemented: grpc.StatusCode.UNIMPLEMENTED,
     e.Conflict: grpc.StatusCode.ABORTED,
+    e.ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
 
 
@@ -64,6 +65,10 @@ def to_status(error: e.DomainError) -> status_pb2.Status:
                 )
             )
         )
+    if isinstance(error, e.ResourceExhausted) and error.retry_after is not None:
+        delay = duration_pb2.Duration()
+        delay.FromNanoseconds(max(1, round(error.retry_after * 1e9)))
+        details.append(_pack(error_details_pb2.RetryInfo(retry_delay=delay)))
     return status_pb2.Status(code=code.value[0], message=error.message, details=details)
 
 

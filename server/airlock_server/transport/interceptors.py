@@ -6,9 +6,10 @@ principal's context variable is set in the task that runs the servicer.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import grpc
@@ -20,6 +21,8 @@ from airlock_server.app.identity import Caller, IdentityService
 from airlock_server.domain.errors import DomainError, Unimplemented
 from airlock_server.domain.principals import Principal
 from airlock_server.transport.errors import internal_status, status_code_for, to_status
+from airlock_server.transport.limits import Limits
+from airlock_server.transport.metrics import Call, Telemetry, peer_of
 
 log = structlog.get_logger("airlock.rpc")
 
@@ -85,9 +88,17 @@ def denied_subjects(request: Any, error: DomainError) -> list[str]:
 
 
 class RpcInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, identities: IdentityService, audit: AuditService | None = None) -> None:
+    def __init__(
+        self,
+        identities: IdentityService,
+        audit: AuditService | None = None,
+        limits: Limits | None = None,
+        telemetry: Telemetry | None = None,
+    ) -> None:
         self._identities = identities
         self._audit = audit
+        self._limits = limits or Limits.of()
+        self._telemetry = telemetry or Telemetry()
         # One wrapped handler per method, built on its first call: the token is read from the
         # call's own metadata inside the handler, so nothing per call is captured here.
         self._wrapped: dict[
@@ -136,6 +147,13 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):
         _caller.set(caller)
         return caller
 
+    def _throttled(self, caller: Caller | None, error: DomainError) -> DomainError:
+        """A refusal the log would record, or RESOURCE_EXHAUSTED once the caller has made
+        too many of them (transport/limits.py)."""
+        if caller is None or status_code_for(error) not in RECORDED_DENIALS:
+            return error
+        return self._limits.refusal(str(caller.principal), error)
+
     async def _record_denial(
         self,
         caller: Caller | None,
@@ -157,7 +175,7 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):
 
     def _wrap_unary(self, method: str, behavior: Any) -> Any:
         async def wrapped(request: Any, context: Ctx) -> Any:
-            started = time.perf_counter()
+            call = self._telemetry.start(method, context.invocation_metadata())
             code = grpc.StatusCode.OK
             reason = ""
             caller: Caller | None = None
@@ -168,9 +186,13 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):
                 except NotImplementedError as missing:
                     raise _unimplemented(method) from missing
             except DomainError as err:
+                err = self._throttled(caller, err)
                 code, reason = status_code_for(err), err.reason
                 await self._record_denial(caller, method, code, request, err)
                 await context.abort_with_status(rpc_status.to_status(to_status(err)))
+            except asyncio.CancelledError:
+                code = grpc.StatusCode.CANCELLED  # the client went away (or its deadline)
+                raise
             except Exception as err:
                 if _is_abort(err):
                     code = context.code() or grpc.StatusCode.UNKNOWN
@@ -179,27 +201,31 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):
                 log.exception("rpc.failed", method=method)
                 await context.abort_with_status(rpc_status.to_status(internal_status()))
             finally:
-                self._log(method, code, reason, started)
+                self._completed(method, code, reason, call, request, context)
 
         return wrapped
 
     def _wrap_stream(self, method: str, behavior: Any) -> Any:
-        async def wrapped(request: Any, context: Ctx) -> AsyncIterator[Any]:
-            started = time.perf_counter()
+        async def wrapped(request: Any, context: Ctx) -> None:
+            call = self._telemetry.start(method, context.invocation_metadata())
             code = grpc.StatusCode.OK
             reason = ""
             caller: Caller | None = None
             try:
                 caller = await self._authenticate(context)
                 try:
-                    async for response in behavior(request, context):
-                        yield response
+                    principal = str(caller.principal)
+                    await self._limits.stream(principal, behavior(request, context), context)
                 except NotImplementedError as missing:
                     raise _unimplemented(method) from missing
             except DomainError as err:
+                err = self._throttled(caller, err)
                 code, reason = status_code_for(err), err.reason
                 await self._record_denial(caller, method, code, request, err)
                 await context.abort_with_status(rpc_status.to_status(to_status(err)))
+            except asyncio.CancelledError:
+                code = grpc.StatusCode.CANCELLED  # the client went away (or its deadline)
+                raise
             except Exception as err:
                 if _is_abort(err):
                     raise
@@ -207,20 +233,33 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):
                 log.exception("rpc.failed", method=method)
                 await context.abort_with_status(rpc_status.to_status(internal_status()))
             finally:
-                self._log(method, code, reason, started)
+                self._completed(method, code, reason, call, request, context)
 
         return wrapped
 
-    @staticmethod
-    def _log(method: str, code: grpc.StatusCode, reason: str, started: float) -> None:
+    def _completed(
+        self,
+        method: str,
+        code: grpc.StatusCode,
+        reason: str,
+        call: Call,
+        request: Any,
+        context: Ctx,
+    ) -> None:
+        """The call's metrics and its one `rpc.completed` line."""
+        self._telemetry.finish(call, code)
         caller = _caller.get(None)
+        request_id = getattr(request, "request_id", "")
         log.info(
             "rpc.completed",
             method=method,
             principal=str(caller.principal) if caller else "",
             code=code.name,
             reason=reason,
-            duration_ms=round((time.perf_counter() - started) * 1000, 2),
+            duration_ms=round((time.perf_counter() - call.started) * 1000, 2),
+            trace_id=call.trace_id,
+            peer=peer_of(context),
+            **({"request_id": request_id} if isinstance(request_id, str) and request_id else {}),
         )
 
 

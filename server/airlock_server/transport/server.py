@@ -28,6 +28,8 @@ from airlock_server.app.sessions import SessionService
 from airlock_server.app.teams import TeamService
 from airlock_server.app.vaults import VaultService
 from airlock_server.transport.interceptors import RpcInterceptor
+from airlock_server.transport.limits import Limits
+from airlock_server.transport.metrics import Telemetry
 from airlock_server.transport.servicers.approver import ApproverServicer
 from airlock_server.transport.servicers.audit import AuditServicer
 from airlock_server.transport.servicers.identity import IdentityServicer
@@ -66,6 +68,7 @@ class Served:
     server: grpc.aio.Server
     health: health.aio.HealthServicer
     port: int
+    limits: Limits
 
     async def set_serving(self, serving: bool) -> None:
         status = (
@@ -93,9 +96,18 @@ class TlsFiles:
         )
 
 
-def build_server(app: UseCases, listen: str, tls: TlsFiles | None = None) -> Served:
+def build_server(
+    app: UseCases,
+    listen: str,
+    tls: TlsFiles | None = None,
+    limits: Limits | None = None,
+    telemetry: Telemetry | None = None,
+) -> Served:
     """The server with every service; plaintext, or TLS only when `tls` is given."""
-    server = grpc.aio.server(interceptors=[RpcInterceptor(app.identities, app.audit)])
+    limits = limits or Limits.of()
+    server = grpc.aio.server(
+        interceptors=[RpcInterceptor(app.identities, app.audit, limits, telemetry)]
+    )
     identity_service_pb2_grpc.add_IdentityServiceServicer_to_server(
         IdentityServicer(app.identities), server
     )
@@ -127,4 +139,4 @@ def build_server(app: UseCases, listen: str, tls: TlsFiles | None = None) -> Ser
             f"cannot listen on {listen}: the port is in use, or the host is not an address "
             "of this machine"
         )
-    return Served(server, health_servicer, port)
+    return Served(server, health_servicer, port, limits)
