@@ -899,22 +899,52 @@ async def _sessions_cancel(client: AirlockClient, args: argparse.Namespace, out:
 
 
 async def _sessions_watch(client: AirlockClient, args: argparse.Namespace, out: _Output) -> None:
-    first = True
-    async for session in client.watch_session(args.session_id):
-        if out.as_json:
-            # One JSON document per line (JSON Lines): a stream has no single document.
-            out.out.write(
-                json_format.MessageToJson(
-                    session, indent=None, always_print_fields_with_no_presence=True
-                )
-                + "\n"
+    """Follows the session until it is final, through lost connections (a restart of the
+    server or of its database): it reopens the watch with backoff, showing no state twice."""
+    last: session_pb2.Session | None = None
+    lost = 0
+    while True:
+        try:
+            async for session in client.watch_session(args.session_id):
+                lost = 0
+                if session == last:
+                    continue
+                _write_session(out, session, first=last is None)
+                last = session
+            return
+        except AirlockError as exc:
+            lost = await _ride_through(out, exc, lost, "reopening the watch")
+
+
+def _write_session(out: _Output, session: session_pb2.Session, *, first: bool) -> None:
+    if out.as_json:
+        # One JSON document per line (JSON Lines): a stream has no single document.
+        out.out.write(
+            json_format.MessageToJson(
+                session, indent=None, always_print_fields_with_no_presence=True
             )
-        else:
-            if not first:
-                out.out.write("\n")
-            out.lines(render_message(session))
-        out.out.flush()
-        first = False
+            + "\n"
+        )
+    else:
+        if not first:
+            out.out.write("\n")
+        out.lines(render_message(session))
+    out.out.flush()
+
+
+# A stream that follows something live waits this long at most between two attempts.
+RIDE_THROUGH_MAX_BACKOFF = 10.0
+
+
+async def _ride_through(out: _Output, error: AirlockError, lost: int, what: str) -> int:
+    """After a lost stream: re-raise anything but UNAVAILABLE; else say so once per outage,
+    wait (exponential backoff, 0.5 s doubling up to 10 s) and return the new failure count."""
+    if error.code != StatusCode.UNAVAILABLE:
+        raise error
+    if lost == 0:
+        out.note(f"connection lost ({error.reason or error.code.name}); {what}")
+    await asyncio.sleep(min(RIDE_THROUGH_MAX_BACKOFF, 0.5 * 2**lost))
+    return lost + 1
 
 
 async def _vaults_create(client: AirlockClient, args: argparse.Namespace, out: _Output) -> None:
@@ -1463,11 +1493,24 @@ def _actor_text(p: common_pb2.Principal) -> str:
     return f"{kind}:{p.subject}" if p.subject else kind
 
 
+def _whole_numbers(value: Any) -> Any:
+    """A Struct keeps every number as a double: 2.0 is shown as the 2 it was."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _whole_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_whole_numbers(v) for v in value]
+    return value
+
+
 def event_line(e: event_pb2.Event) -> str:
     """One line per event: seq, time, type, actor, subjects, details (compact JSON)."""
     time = e.time.ToDatetime(tzinfo=dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     details = json.dumps(
-        json_format.MessageToDict(e.details), sort_keys=True, separators=(",", ":")
+        _whole_numbers(json_format.MessageToDict(e.details)),
+        sort_keys=True,
+        separators=(",", ":"),
     )
     subjects = ",".join(e.subjects) or "-"
     return f"{e.seq} {time} {e.type} {_actor_text(e.actor)} {subjects} {details}"
@@ -1475,10 +1518,9 @@ def event_line(e: event_pb2.Event) -> str:
 
 def _write_event(out: _Output, e: event_pb2.Event) -> None:
     if out.as_json:
-        out.out.write(
-            json_format.MessageToJson(e, indent=None, always_print_fields_with_no_presence=True)
-            + "\n"
-        )
+        document = json_format.MessageToDict(e, always_print_fields_with_no_presence=True)
+        document["details"] = _whole_numbers(document.get("details", {}))
+        out.out.write(json.dumps(document) + "\n")
     else:
         out.out.write(event_line(e) + "\n")
     out.out.flush()
@@ -1510,12 +1552,15 @@ async def _audit_list(client: AirlockClient, args: argparse.Namespace, out: _Out
 
 
 async def _audit_tail(client: AirlockClient, args: argparse.Namespace, out: _Output) -> None:
-    """Follows the log; after a lost connection it resumes after the last seq it printed."""
+    """Follows the log; after a lost connection (a restart of the server or of its database)
+    it resumes after the last seq it saw, with backoff, saying so once per outage."""
     last = max(args.from_seq - 1, 0)
     shown = 0
+    lost = 0
     while True:
         try:
             async for e in client.watch_events(after_seq=last):
+                lost = 0
                 last = e.seq
                 if _type_matches(args.type, e.type):
                     _write_event(out, e)
@@ -1524,10 +1569,7 @@ async def _audit_tail(client: AirlockClient, args: argparse.Namespace, out: _Out
                         return
             return
         except AirlockError as exc:
-            if exc.code != StatusCode.UNAVAILABLE:
-                raise
-            out.note(f"connection lost ({exc.reason or exc.code.name}); resuming after seq {last}")
-            await asyncio.sleep(1.0)
+            lost = await _ride_through(out, exc, lost, f"resuming after seq {last}")
 
 
 async def _audit_checkpoint(client: AirlockClient, args: argparse.Namespace, out: _Output) -> None:

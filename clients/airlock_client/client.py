@@ -87,9 +87,13 @@ def principal_kind(kind: PrincipalKindValue | str) -> PrincipalKindValue:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Retries of UNAVAILABLE and ABORTED: full-jitter exponential backoff, a few attempts."""
+    """Retries of UNAVAILABLE and ABORTED: full-jitter exponential backoff.
 
-    max_attempts: int = 4
+    The default rides through a restart of the database or of a server of a few seconds (the
+    server answers UNAVAILABLE meanwhile): ten attempts, at most about 11 s of backoff in all.
+    Mutations carry a request_id, so a retry of one whose answer was lost replays it."""
+
+    max_attempts: int = 10
     initial_backoff: float = 0.1
     max_backoff: float = 2.0
     multiplier: float = 2.0

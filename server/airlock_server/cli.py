@@ -24,10 +24,10 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from airlock_server.bootstrap import Wiring, wire
 from airlock_server.config import LOG_LEVELS, ConfigError, Settings
-from airlock_server.domain.errors import DomainError
+from airlock_server.domain.errors import DomainError, Unavailable
 from airlock_server.log_key import LogKeyError, create_log_key, load_log_key
 from airlock_server.logs import configure_logging
-from airlock_server.persistence.db import is_sqlite
+from airlock_server.persistence.db import is_sqlite, reachable
 from airlock_server.persistence.migrate import (
     head_revisions,
     known_revision,
@@ -71,6 +71,10 @@ def _environment_help(d: Settings) -> str:
         ("AIRLOCK_TLS_CLIENT_CA", "serve --tls-client-ca"),
         ("AIRLOCK_ADMIN_TOKEN_FILE", "bootstrap --admin-token-file (default var/admin.token)"),
         ("AIRLOCK_SWEEP_INTERVAL", f"seconds between sweeps (default {d.sweep_interval:g})"),
+        (
+            "AIRLOCK_HEALTH_PROBE_INTERVAL",
+            f"seconds between database probes for health (default {d.health_probe_interval:g})",
+        ),
         ("AIRLOCK_SHUTDOWN_GRACE", f"seconds to drain on SIGTERM (default {d.shutdown_grace:g})"),
         ("AIRLOCK_DB_POOL_SIZE", f"PostgreSQL connections (default {d.db_pool_size})"),
         ("AIRLOCK_EVENTS_POLL_INTERVAL", f"SQLite watch poll (default {d.events_poll_interval:g})"),
@@ -339,7 +343,8 @@ async def _serve(settings: Settings, ready_file: Path | None, tls: TlsFiles | No
             "LOG_KEY_MISSING; run `airlock-server log-key` to create the key",
         )
     await served.server.start()
-    await served.set_serving(True)
+    serving = await reachable(wiring.engine, settings.health_probe_interval * 2)
+    await served.set_serving(serving)
     host = settings.listen.rsplit(":", 1)[0]
     metrics_host = settings.metrics_listen.rsplit(":", 1)[0] if settings.metrics_listen else ""
     log.info(
@@ -379,12 +384,32 @@ async def _serve(settings: Settings, ready_file: Path | None, tls: TlsFiles | No
                     count = await run()
                     if count:
                         log.info(done, count=count)
+                except Unavailable:
+                    # An outage, not a bug: no traceback; health says so already.
+                    log.warning("sweeper.database_unavailable", task=task)
+                    telemetry.sweeper_failed(task)
                 except Exception:
                     log.exception("sweeper.failed", task=task)
                     telemetry.sweeper_failed(task)
             await asyncio.sleep(settings.sweep_interval)
 
+    async def probe() -> None:
+        """Health follows the database: NOT_SERVING while it cannot be reached, SERVING again
+        once it answers, without a restart of this process."""
+        nonlocal serving
+        while True:
+            await asyncio.sleep(settings.health_probe_interval)
+            now = await reachable(wiring.engine, settings.health_probe_interval * 2)
+            if now != serving:
+                serving = now
+                await served.set_serving(now)
+                if now:
+                    log.info("server.database_reachable")
+                else:
+                    log.warning("server.database_unreachable")
+
     background = [asyncio.create_task(sweep())]
+    prober = asyncio.create_task(probe())
     if metrics is not None:
         background.append(
             asyncio.create_task(
@@ -397,6 +422,9 @@ async def _serve(settings: Settings, ready_file: Path | None, tls: TlsFiles | No
         )
     await stop.wait()
     log.info("server.stopping", grace_seconds=settings.shutdown_grace)
+    prober.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await prober
     await served.set_serving(False)
     await served.server.stop(settings.shutdown_grace)
     for task in background:

@@ -54,6 +54,8 @@ class Settings:
     region: str = "us-east-1"
     shutdown_grace: float = 10.0
     sweep_interval: float = 30.0
+    # Health answers NOT_SERVING while this probe (SELECT 1, every so many seconds) fails.
+    health_probe_interval: float = 1.0
     db_pool_size: int = 10
     log_key_file: str = "var/log-key.pem"
     # WatchEvents: SQLite followers look again this often; on PostgreSQL LISTEN wakes them
@@ -95,6 +97,9 @@ class Settings:
             region=env.get("AIRLOCK_REGION", d.region),
             shutdown_grace=_positive(env, "AIRLOCK_SHUTDOWN_GRACE", d.shutdown_grace),
             sweep_interval=_positive(env, "AIRLOCK_SWEEP_INTERVAL", d.sweep_interval),
+            health_probe_interval=_positive(
+                env, "AIRLOCK_HEALTH_PROBE_INTERVAL", d.health_probe_interval
+            ),
             db_pool_size=_pool_size(env, d.db_pool_size),
             log_key_file=env.get("AIRLOCK_LOG_KEY_FILE", d.log_key_file),
             events_poll_interval=_positive(

@@ -103,7 +103,7 @@ class Replica:
         return self.process.returncode
 
 
-def _start(url: str, directory: Path, index: int) -> Replica:
+def _start(url: str, directory: Path, index: int, listen: str = "127.0.0.1:0") -> Replica:
     ready = directory / f"ready-{index}"
     log_path = directory / f"server-{index}.log"
     with log_path.open("wb") as log_file:
@@ -118,7 +118,7 @@ def _start(url: str, directory: Path, index: int) -> Replica:
                 str(directory / "log-key.pem"),
                 "serve",
                 "--listen",
-                "127.0.0.1:0",
+                listen,
                 "--ready-file",
                 str(ready),
             ],

@@ -101,9 +101,9 @@ def test_a_database_behind_or_ahead_of_the_server_is_named(
     """On each backend: one revision behind says migrate; a revision this server does not know
     (a newer server migrated it) says so instead of migrating anything."""
     url = empty_database_url
-    upgrade_sync(url, "0005")
+    upgrade_sync(url, "0006")
     done = _server("--database-url", url, "serve", "--listen", "127.0.0.1:0", cwd=tmp_path)
-    _refused(done, "is at schema revision 0005", "needs 0006", "run `airlock-server migrate`")
+    _refused(done, "is at schema revision 0006", "needs 0007", "run `airlock-server migrate`")
     upgrade_sync(url)
 
     async def from_the_future() -> None:

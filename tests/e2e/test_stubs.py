@@ -19,8 +19,9 @@ import pytest
 import pytest_asyncio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from google.protobuf import duration_pb2, message_factory
+from google.protobuf import duration_pb2, message_factory, timestamp_pb2
 from google.rpc import error_details_pb2, status_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
 from airlock.v1 import (
@@ -790,3 +791,171 @@ async def test_racing_create_teams_with_one_request_id_create_one(
     )
     assert len({a.team.team_id for a in answers}) == 1
     assert await count_teams(stubs, world) == before + 1
+
+
+async def test_a_request_id_reused_for_another_request_is_refused(
+    stubs: Stubs, world: World
+) -> None:
+    """Bound to the caller, the method and the request: the same request replays, another
+    one is INVALID_ARGUMENT REQUEST_ID_REUSED and does nothing."""
+    request_id = secrets.token_hex(8)
+    first = identity_service_pb2.CreateApproverRequest(
+        approver_id=unique("x1"), display_name="X1", request_id=request_id
+    )
+    other = identity_service_pb2.CreateApproverRequest(
+        approver_id=unique("x2"), display_name="X2", request_id=request_id
+    )
+    created = await stubs.identity.CreateApprover(
+        first, metadata=auth(world.admin), timeout=TIMEOUT
+    )
+    refusal = await refused(
+        stubs.identity.CreateApprover(other, metadata=auth(world.admin), timeout=TIMEOUT)
+    )
+    assert (refusal.code, refusal.info.reason) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "REQUEST_ID_REUSED",
+    )
+    assert refusal.fields == ("request_id",)
+    missing = await refused(
+        stubs.identity.GetApprover(
+            identity_service_pb2.GetApproverRequest(approver_id=other.approver_id),
+            metadata=auth(world.admin),
+            timeout=TIMEOUT,
+        )
+    )
+    assert missing.code == grpc.StatusCode.NOT_FOUND
+    replayed = await stubs.identity.CreateApprover(
+        first, metadata=auth(world.admin), timeout=TIMEOUT
+    )
+    assert replayed.approver == created.approver
+
+    # Once an assert in the use case (INTERNAL): disabling another approver with the same id.
+    disable_id = secrets.token_hex(8)
+    await stubs.identity.DisableApprover(
+        identity_service_pb2.DisableApproverRequest(
+            approver_id=first.approver_id, request_id=disable_id
+        ),
+        metadata=auth(world.admin),
+        timeout=TIMEOUT,
+    )
+    refusal = await refused(
+        stubs.identity.DisableApprover(
+            identity_service_pb2.DisableApproverRequest(
+                approver_id=world.approvers[2], request_id=disable_id
+            ),
+            metadata=auth(world.admin),
+            timeout=TIMEOUT,
+        )
+    )
+    assert refusal.info.reason == "REQUEST_ID_REUSED"
+
+
+async def test_an_undecodable_body_is_invalid_argument_and_logged(
+    server: ServerProcess, world: World
+) -> None:
+    method = "/airlock.v1.IdentityService/CreateApprover"
+    async with server.channel() as channel:
+        call = channel.unary_unary(
+            method, request_serializer=lambda b: b, response_deserializer=lambda b: b
+        )
+        for token in (world.admin, world.tokens["auditor"]):
+            refusal = await refused(
+                call(b"\xff\xff\xff\xff", metadata=auth(token), timeout=TIMEOUT)
+            )
+            assert (refusal.code, refusal.info.reason) == (
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "UNDECODABLE_REQUEST",
+            )
+            assert "DecodeError" not in refusal.message
+        # Deny by default: who is not authenticated learns nothing about its body.
+        refusal = await refused(call(b"\xff\xff\xff\xff", timeout=TIMEOUT))
+        assert refusal.code == grpc.StatusCode.UNAUTHENTICATED
+        # Health answers anyone, and garbage with INVALID_ARGUMENT too; its real requests work.
+        check: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
+            "/grpc.health.v1.Health/Check"
+        )
+        refusal = await refused(check(b"\xff\xff\xff\xff", timeout=TIMEOUT))
+        assert refusal.code == grpc.StatusCode.INVALID_ARGUMENT
+        garbage_watch: grpc.aio.UnaryStreamMultiCallable[bytes, bytes] = channel.unary_stream(
+            "/grpc.health.v1.Health/Watch"
+        )
+        refusal = await refused(garbage_watch(b"\xff\xff\xff\xff", timeout=TIMEOUT).read())
+        assert refusal.code == grpc.StatusCode.INVALID_ARGUMENT
+        health = health_pb2_grpc.HealthStub(channel)
+        checked = await health.Check(health_pb2.HealthCheckRequest(), timeout=TIMEOUT)
+        assert checked.status == health_pb2.HealthCheckResponse.SERVING
+        watch = health.Watch(health_pb2.HealthCheckRequest(), timeout=TIMEOUT)
+        assert (await watch.read()).status == health_pb2.HealthCheckResponse.SERVING
+        watch.cancel()
+    records = server.log_records()
+    completed = [
+        r
+        for r in records
+        if r.get("event") == "rpc.completed"
+        and r.get("method") == method
+        and r.get("reason") == "UNDECODABLE_REQUEST"
+    ]
+    assert len(completed) >= 2
+    assert all(r["code"] == "INVALID_ARGUMENT" for r in completed)
+    assert "Exception deserializing" not in server.log_text()
+    assert "DecodeError" not in server.log_text()
+
+
+@pytest.mark.parametrize(
+    ("call", "field"),
+    [
+        (
+            lambda s, t: s.audit.ListEvents(
+                audit_service_pb2.ListEventsRequest(after_seq=2**63 - 1), metadata=auth(t)
+            ),
+            "after_seq",
+        ),
+        (
+            lambda s, t: s.audit.ListEvents(
+                audit_service_pb2.ListEventsRequest(
+                    start_time=timestamp_pb2.Timestamp(seconds=253_402_300_800)
+                ),
+                metadata=auth(t),
+            ),
+            "start_time",
+        ),
+        (
+            lambda s, t: s.audit.ListEvents(
+                audit_service_pb2.ListEventsRequest(
+                    end_time=timestamp_pb2.Timestamp(seconds=1, nanos=-1)
+                ),
+                metadata=auth(t),
+            ),
+            "end_time.nanos",
+        ),
+        (
+            lambda s, t: s.identity.CreateApprover(
+                identity_service_pb2.CreateApproverRequest(
+                    approver_id=unique("nul"), display_name="a\x00b"
+                ),
+                metadata=auth(t),
+            ),
+            "display_name",
+        ),
+        (
+            lambda s, t: s.teams.CreateApprovalTeam(
+                team_service_pb2.CreateApprovalTeamRequest(
+                    name=unique("ttl"),
+                    approver_ids=["a", "b"],
+                    min_approvals=1,
+                    session_ttl=duration_pb2.Duration(seconds=315_576_000_000),
+                ),
+                metadata=auth(t),
+            ),
+            "session_ttl",
+        ),
+    ],
+    ids=["after_seq", "timestamp", "nanos", "nul", "duration"],
+)
+async def test_a_field_out_of_range_is_invalid_argument_naming_it(
+    stubs: Stubs, world: World, call: Callable[[Stubs, str], Awaitable[Any]], field: str
+) -> None:
+    token = world.admin if field in ("display_name", "session_ttl") else world.tokens["auditor"]
+    refusal = await refused(call(stubs, token))
+    assert refusal.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert field in refusal.fields

@@ -23,6 +23,7 @@ from grpc_status import rpc_status
 from airlock.v1 import (
     approver_service_pb2,
     common_pb2,
+    event_pb2,
     identity_pb2,
     identity_service_pb2,
     session_pb2,
@@ -762,3 +763,12 @@ async def test_vote_shows_what_is_signed_and_signs_the_session_digest_locally(
     assert request.comment == "call me first"
     key.public_key().verify(request.signature, keys.vote_digest(session, False))
     assert await run(fake, "approver", "vote", "ses-1", "--key", str(key_file)) == cli.EXIT_USAGE
+
+
+def test_an_event_line_shows_whole_numbers_as_integers() -> None:
+    """Details travel as a Struct, where every number is a double: 2 must not print as 2.0."""
+    e = event_pb2.Event(seq=7, type="session.approved")
+    e.time.FromDatetime(dt.datetime(2026, 12, 7, tzinfo=dt.UTC))
+    e.details.update({"approvals": 2, "ratio": 0.5, "nested": {"n": [1, 2.5]}})
+    line = cli.event_line(e)
+    assert line.endswith('{"approvals":2,"nested":{"n":[1,2.5]},"ratio":0.5}')

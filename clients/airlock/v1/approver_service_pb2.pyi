@@ -131,7 +131,12 @@ class RespondToInvitationRequest(_message.Message):
     bytes of invitation_id, proving possession of the key. Required to accept.
     """
     request_id: _builtins.str
-    """Optional idempotency key (AIP-155), at most 36 characters."""
+    """Optional idempotency key (AIP-155), at most 36 characters (a UUID). It is bound to the
+    caller, this method and this request (a SHA-256 of the request with request_id cleared):
+    the same request with the same id returns the first call's result and has no second
+    effect; another request with the same id answers INVALID_ARGUMENT, reason
+    REQUEST_ID_REUSED, and does nothing.
+    """
     def __init__(
         self,
         *,
@@ -267,7 +272,12 @@ class VoteRequest(_message.Message):
     decision (see docs/), by the key enrolled in the session's team version. Required.
     """
     request_id: _builtins.str
-    """Optional idempotency key (AIP-155), at most 36 characters."""
+    """Optional idempotency key (AIP-155), at most 36 characters (a UUID). It is bound to the
+    caller, this method and this request (a SHA-256 of the request with request_id cleared):
+    the same request with the same id returns the first call's result and has no second
+    effect; another request with the same id answers INVALID_ARGUMENT, reason
+    REQUEST_ID_REUSED, and does nothing.
+    """
     def __init__(
         self,
         *,

@@ -37,7 +37,20 @@ class _PrincipalKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Princip
     """Compliance: reads sessions and the event log, verifies the log (subject: a free label)."""
 
 class PrincipalKind(_PrincipalKind, metaclass=_PrincipalKindEnumTypeWrapper):
-    """The kind of a principal: who is calling, or who is allowed to use a shared team."""
+    """Every request of every method is checked before it is served; otherwise the answer is
+    INVALID_ARGUMENT with a BadRequest naming each bad field:
+    - a body that is not the method's message: reason UNDECODABLE_REQUEST;
+    - Timestamps between 0001-01-01 and 9999-12-31 (UTC), nanos 0..999,999,999;
+    - Durations at most 365,250 days (1,000 years) either way, nanos of the seconds' sign;
+    - strings without a NUL character and at most 4,096 characters (a field with a smaller
+      limit says so);
+    - 64-bit integers between -(2^63 - 2) and 2^63 - 2.
+    A database that cannot be reached (down, restarting, refusing connections) answers
+    UNAVAILABLE, reason DATABASE_UNAVAILABLE, and the call did nothing or committed whole: retry
+    with backoff, a mutation with the same request_id.
+
+    The kind of a principal: who is calling, or who is allowed to use a shared team.
+    """
 
 PRINCIPAL_KIND_UNSPECIFIED: PrincipalKind.ValueType  # 0
 """Not set. Never returned by the server; refused where a kind is required."""

@@ -80,12 +80,15 @@ class CreateApproverRequest(_message.Message):
     approver_id: _builtins.str
     """The approver id to create; pattern [a-zA-Z0-9._-]{1,64}. Required, unique."""
     display_name: _builtins.str
-    """A human-readable name, at most 256 characters."""
+    """A human-readable name, 1 to 128 characters."""
     email: _builtins.str
-    """The approver's e-mail address, at most 256 characters."""
+    """The approver's e-mail address (at most 64 characters before the @, 255 after), or empty."""
     request_id: _builtins.str
-    """Optional idempotency key (AIP-155), at most 36 characters (a UUID). A retry with the same id
-    returns the first result and has no second effect.
+    """Optional idempotency key (AIP-155), at most 36 characters (a UUID). It is bound to the
+    caller, this method and this request (a SHA-256 of the request with request_id cleared):
+    the same request with the same id returns the first call's result and has no second
+    effect; another request with the same id answers INVALID_ARGUMENT, reason
+    REQUEST_ID_REUSED, and does nothing.
     """
     def __init__(
         self,
@@ -246,7 +249,12 @@ class DisableApproverRequest(_message.Message):
     approver_id: _builtins.str
     """The approver id. Required."""
     request_id: _builtins.str
-    """Optional idempotency key (AIP-155), at most 36 characters."""
+    """Optional idempotency key (AIP-155), at most 36 characters (a UUID). It is bound to the
+    caller, this method and this request (a SHA-256 of the request with request_id cleared):
+    the same request with the same id returns the first call's result and has no second
+    effect; another request with the same id answers INVALID_ARGUMENT, reason
+    REQUEST_ID_REUSED, and does nothing.
+    """
     def __init__(
         self,
         *,
@@ -299,7 +307,12 @@ class RegisterAccountRequest(_message.Message):
     name: _builtins.str
     """A human-readable name, pattern [a-zA-Z0-9._-]{1,64}."""
     request_id: _builtins.str
-    """Optional idempotency key (AIP-155), at most 36 characters."""
+    """Optional idempotency key (AIP-155), at most 36 characters (a UUID). It is bound to the
+    caller, this method and this request (a SHA-256 of the request with request_id cleared):
+    the same request with the same id returns the first call's result and has no second
+    effect; another request with the same id answers INVALID_ARGUMENT, reason
+    REQUEST_ID_REUSED, and does nothing.
+    """
     def __init__(
         self,
         *,
@@ -409,8 +422,12 @@ class IssueCredentialRequest(_message.Message):
     description: _builtins.str
     """A free description, at most 256 characters (for example who holds it)."""
     request_id: _builtins.str
-    """Optional idempotency key (AIP-155), at most 36 characters. A retry with the same id returns
-    the first credential's metadata with an empty token: the token is shown only once.
+    """Optional idempotency key (AIP-155), at most 36 characters (a UUID). It is bound to the
+    caller, this method and this request (a SHA-256 of the request with request_id cleared):
+    the same request with the same id returns the first call's result and has no second
+    effect; another request with the same id answers INVALID_ARGUMENT, reason
+    REQUEST_ID_REUSED, and does nothing.
+    A replay returns the credential's metadata with an empty token: the token is shown once.
     """
     @_builtins.property
     def principal(self) -> _common_pb2.Principal:
@@ -486,7 +503,12 @@ class RevokeCredentialRequest(_message.Message):
     credential_id: _builtins.str
     """The credential id. Required."""
     request_id: _builtins.str
-    """Optional idempotency key (AIP-155), at most 36 characters."""
+    """Optional idempotency key (AIP-155), at most 36 characters (a UUID). It is bound to the
+    caller, this method and this request (a SHA-256 of the request with request_id cleared):
+    the same request with the same id returns the first call's result and has no second
+    effect; another request with the same id answers INVALID_ARGUMENT, reason
+    REQUEST_ID_REUSED, and does nothing.
+    """
     def __init__(
         self,
         *,

@@ -64,7 +64,12 @@ class StartSessionRequest(_message.Message):
     comment: _builtins.str
     """A comment for the approvers, at most 200 characters."""
     request_id: _builtins.str
-    """Optional idempotency key (AIP-155), at most 36 characters."""
+    """Optional idempotency key (AIP-155), at most 36 characters (a UUID). It is bound to the
+    caller, this method and this request (a SHA-256 of the request with request_id cleared):
+    the same request with the same id returns the first call's result and has no second
+    effect; another request with the same id answers INVALID_ARGUMENT, reason
+    REQUEST_ID_REUSED, and does nothing.
+    """
     @_builtins.property
     def metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Facts for the approvers (at most 50 entries; keys 1..128 characters, values at most 1024)."""
@@ -262,7 +267,12 @@ class CancelSessionRequest(_message.Message):
     session_id: _builtins.str
     """The session id, of a pending session. Required."""
     request_id: _builtins.str
-    """Optional idempotency key (AIP-155), at most 36 characters."""
+    """Optional idempotency key (AIP-155), at most 36 characters (a UUID). It is bound to the
+    caller, this method and this request (a SHA-256 of the request with request_id cleared):
+    the same request with the same id returns the first call's result and has no second
+    effect; another request with the same id answers INVALID_ARGUMENT, reason
+    REQUEST_ID_REUSED, and does nothing.
+    """
     def __init__(
         self,
         *,
@@ -318,7 +328,12 @@ class CompleteSessionRequest(_message.Message):
     message: _builtins.str
     """A message about the execution, at most 256 characters."""
     request_id: _builtins.str
-    """Optional idempotency key (AIP-155), at most 36 characters."""
+    """Optional idempotency key (AIP-155), at most 36 characters (a UUID). It is bound to the
+    caller, this method and this request (a SHA-256 of the request with request_id cleared):
+    the same request with the same id returns the first call's result and has no second
+    effect; another request with the same id answers INVALID_ARGUMENT, reason
+    REQUEST_ID_REUSED, and does nothing.
+    """
     def __init__(
         self,
         *,

@@ -43,8 +43,11 @@ class CreateApprovalTeamRequest(_message.Message):
     min_approvals: _builtins.int
     """M: approvals needed, 2 <= M <= N. Required."""
     request_id: _builtins.str
-    """Optional idempotency key (AIP-155), at most 36 characters. A retry with the same id returns
-    the first team and creates nothing more.
+    """Optional idempotency key (AIP-155), at most 36 characters (a UUID). It is bound to the
+    caller, this method and this request (a SHA-256 of the request with request_id cleared):
+    the same request with the same id returns the first call's result and has no second
+    effect; another request with the same id answers INVALID_ARGUMENT, reason
+    REQUEST_ID_REUSED, and does nothing.
     """
     @_builtins.property
     def approver_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
@@ -233,7 +236,12 @@ class UpdateApprovalTeamRequest(_message.Message):
     min_approvals: _builtins.int
     """The new M."""
     request_id: _builtins.str
-    """Optional idempotency key (AIP-155), at most 36 characters."""
+    """Optional idempotency key (AIP-155), at most 36 characters (a UUID). It is bound to the
+    caller, this method and this request (a SHA-256 of the request with request_id cleared):
+    the same request with the same id returns the first call's result and has no second
+    effect; another request with the same id answers INVALID_ARGUMENT, reason
+    REQUEST_ID_REUSED, and does nothing.
+    """
     @_builtins.property
     def approver_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """The new full approver set (kept approvers keep their key; new ones are invited once the
@@ -376,7 +384,12 @@ class StartTeamDeletionRequest(_message.Message):
     0 .. 90.
     """
     request_id: _builtins.str
-    """Optional idempotency key (AIP-155), at most 36 characters."""
+    """Optional idempotency key (AIP-155), at most 36 characters (a UUID). It is bound to the
+    caller, this method and this request (a SHA-256 of the request with request_id cleared):
+    the same request with the same id returns the first call's result and has no second
+    effect; another request with the same id answers INVALID_ARGUMENT, reason
+    REQUEST_ID_REUSED, and does nothing.
+    """
     def __init__(
         self,
         *,
@@ -434,7 +447,12 @@ class DeleteInactiveTeamRequest(_message.Message):
     team_id: _builtins.str
     """The team id, of a STATE_PENDING or STATE_INACTIVE team. Required."""
     request_id: _builtins.str
-    """Optional idempotency key (AIP-155), at most 36 characters."""
+    """Optional idempotency key (AIP-155), at most 36 characters (a UUID). It is bound to the
+    caller, this method and this request (a SHA-256 of the request with request_id cleared):
+    the same request with the same id returns the first call's result and has no second
+    effect; another request with the same id answers INVALID_ARGUMENT, reason
+    REQUEST_ID_REUSED, and does nothing.
+    """
     def __init__(
         self,
         *,
@@ -485,7 +503,12 @@ class ShareTeamRequest(_message.Message):
     team_id: _builtins.str
     """The team id. Required."""
     request_id: _builtins.str
-    """Optional idempotency key (AIP-155), at most 36 characters."""
+    """Optional idempotency key (AIP-155), at most 36 characters (a UUID). It is bound to the
+    caller, this method and this request (a SHA-256 of the request with request_id cleared):
+    the same request with the same id returns the first call's result and has no second
+    effect; another request with the same id answers INVALID_ARGUMENT, reason
+    REQUEST_ID_REUSED, and does nothing.
+    """
     @_builtins.property
     def principal(self) -> _common_pb2.Principal:
         """The principal to share with: PRINCIPAL_KIND_ACCOUNT (a registered account) or
@@ -543,7 +566,12 @@ class UnshareTeamRequest(_message.Message):
     team_id: _builtins.str
     """The team id. Required."""
     request_id: _builtins.str
-    """Optional idempotency key (AIP-155), at most 36 characters."""
+    """Optional idempotency key (AIP-155), at most 36 characters (a UUID). It is bound to the
+    caller, this method and this request (a SHA-256 of the request with request_id cleared):
+    the same request with the same id returns the first call's result and has no second
+    effect; another request with the same id answers INVALID_ARGUMENT, reason
+    REQUEST_ID_REUSED, and does nothing.
+    """
     @_builtins.property
     def principal(self) -> _common_pb2.Principal:
         """The principal to remove. Required."""
@@ -716,7 +744,12 @@ class StartTeamBaselineRequest(_message.Message):
     comment: _builtins.str
     """A comment shown to the approvers, at most 200 characters."""
     request_id: _builtins.str
-    """Optional idempotency key (AIP-155), at most 36 characters."""
+    """Optional idempotency key (AIP-155), at most 36 characters (a UUID). It is bound to the
+    caller, this method and this request (a SHA-256 of the request with request_id cleared):
+    the same request with the same id returns the first call's result and has no second
+    effect; another request with the same id answers INVALID_ARGUMENT, reason
+    REQUEST_ID_REUSED, and does nothing.
+    """
     @_builtins.property
     def approver_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """The approvers asked to answer; empty means every approver of the version in force."""

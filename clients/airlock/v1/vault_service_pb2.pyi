@@ -63,7 +63,12 @@ class CreateVaultRequest(_message.Message):
     max_retention_days: _builtins.int
     """Maximum retention in days, max <= 36500. Required."""
     request_id: _builtins.str
-    """Optional idempotency key (AIP-155), at most 36 characters."""
+    """Optional idempotency key (AIP-155), at most 36 characters (a UUID). It is bound to the
+    caller, this method and this request (a SHA-256 of the request with request_id cleared):
+    the same request with the same id returns the first call's result and has no second
+    effect; another request with the same id answers INVALID_ARGUMENT, reason
+    REQUEST_ID_REUSED, and does nothing.
+    """
     @_builtins.property
     def tags(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Tags (at most 50; keys 1..128 characters, values at most 256)."""
@@ -239,7 +244,12 @@ class AssociateApprovalTeamRequest(_message.Message):
     comment: _builtins.str
     """A comment for the approvers, at most 200 characters."""
     request_id: _builtins.str
-    """Optional idempotency key (AIP-155), at most 36 characters."""
+    """Optional idempotency key (AIP-155), at most 36 characters (a UUID). It is bound to the
+    caller, this method and this request (a SHA-256 of the request with request_id cleared):
+    the same request with the same id returns the first call's result and has no second
+    effect; another request with the same id answers INVALID_ARGUMENT, reason
+    REQUEST_ID_REUSED, and does nothing.
+    """
     def __init__(
         self,
         *,
@@ -302,7 +312,12 @@ class DisassociateApprovalTeamRequest(_message.Message):
     comment: _builtins.str
     """A comment for the approvers, at most 200 characters."""
     request_id: _builtins.str
-    """Optional idempotency key (AIP-155), at most 36 characters."""
+    """Optional idempotency key (AIP-155), at most 36 characters (a UUID). It is bound to the
+    caller, this method and this request (a SHA-256 of the request with request_id cleared):
+    the same request with the same id returns the first call's result and has no second
+    effect; another request with the same id answers INVALID_ARGUMENT, reason
+    REQUEST_ID_REUSED, and does nothing.
+    """
     def __init__(
         self,
         *,
@@ -367,7 +382,12 @@ class RequestRestoreAccessRequest(_message.Message):
     comment: _builtins.str
     """A comment for the approvers, at most 200 characters."""
     request_id: _builtins.str
-    """Optional idempotency key (AIP-155), at most 36 characters."""
+    """Optional idempotency key (AIP-155), at most 36 characters (a UUID). It is bound to the
+    caller, this method and this request (a SHA-256 of the request with request_id cleared):
+    the same request with the same id returns the first call's result and has no second
+    effect; another request with the same id answers INVALID_ARGUMENT, reason
+    REQUEST_ID_REUSED, and does nothing.
+    """
     def __init__(
         self,
         *,
@@ -492,7 +512,12 @@ class RevokeRestoreAccessRequest(_message.Message):
     comment: _builtins.str
     """A comment for the approvers, at most 200 characters."""
     request_id: _builtins.str
-    """Optional idempotency key (AIP-155), at most 36 characters."""
+    """Optional idempotency key (AIP-155), at most 36 characters (a UUID). It is bound to the
+    caller, this method and this request (a SHA-256 of the request with request_id cleared):
+    the same request with the same id returns the first call's result and has no second
+    effect; another request with the same id answers INVALID_ARGUMENT, reason
+    REQUEST_ID_REUSED, and does nothing.
+    """
     def __init__(
         self,
         *,

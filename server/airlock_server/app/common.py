@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -9,13 +10,27 @@ from datetime import UTC, datetime
 from typing import TypeVar
 
 from airlock_server.app.ports import Clock, UnitOfWork, UnitOfWorkFactory
-from airlock_server.domain.errors import Conflict, InvalidArgument
+from airlock_server.domain.errors import (
+    REQUEST_ID_REUSED,
+    Conflict,
+    FieldViolation,
+    InvalidArgument,
+    StaleConnection,
+)
 from airlock_server.domain.principals import Principal
 
 T = TypeVar("T")
 
 MAX_REQUEST_ID = 36
 ATTEMPTS = 5
+
+# The fingerprint of the request being served (SHA-256 hex of its deterministic serialization
+# with request_id cleared), set by the transport before the use case runs. Empty when a use
+# case is called without a wire request (tests, the demo): then the key binds to the caller and
+# the method only.
+request_fingerprint: contextvars.ContextVar[str] = contextvars.ContextVar(
+    "airlock_request_fingerprint", default=""
+)
 
 
 def utcnow() -> datetime:
@@ -43,9 +58,11 @@ async def transact(
     read_only: bool = False,
     one_statement: bool = False,
 ) -> T:
-    """Run one use case as one transaction; retry when a concurrent change won.
+    """Run one use case as one transaction; retry when a concurrent change won, and once when
+    the database had closed the connection before the transaction sent anything (a restart).
 
     `read_only`, `one_statement`: see UnitOfWorkFactory."""
+    stale = False
     for attempt in range(ATTEMPTS):
         try:
             async with deps.uow(read_only=read_only, one_statement=one_statement) as uow:
@@ -53,6 +70,10 @@ async def transact(
         except Conflict:
             if attempt == ATTEMPTS - 1:
                 raise
+        except StaleConnection:
+            if stale:
+                raise
+            stale = True
     raise AssertionError("unreachable")
 
 
@@ -69,7 +90,10 @@ async def once(
     request_id: str,
     create: Callable[[], Awaitable[str]],
 ) -> tuple[str, bool]:
-    """AIP-155: the first call with a request_id does the work; a retry gets its result.
+    """AIP-155, as payment APIs do it: a request_id belongs to the caller, the method and the
+    request. The first call does the work; the same request again gets its result; another
+    request with the same id is refused (REQUEST_ID_REUSED) rather than answered with the first
+    one's result.
 
     Returns (result, replayed). The key is claimed first, so a racing twin waits for it.
     """
@@ -77,9 +101,21 @@ async def once(
     if not request_id:
         return await create(), False
     scope = f"{principal}:{method}"
-    earlier = await uow.idempotency.claim(scope, request_id, deps.clock())
+    fingerprint = request_fingerprint.get()
+    earlier = await uow.idempotency.claim(scope, request_id, fingerprint, deps.clock())
     if earlier is not None:
-        return earlier, True
+        if earlier.fingerprint is not None and earlier.fingerprint != fingerprint:
+            raise InvalidArgument(
+                [
+                    FieldViolation(
+                        "request_id",
+                        f"already used by this caller for another {method} request; "
+                        "a retry must repeat the request unchanged, a new request needs a new id",
+                    )
+                ],
+                reason=REQUEST_ID_REUSED,
+            )
+        return earlier.result, True
     result = await create()
     await uow.idempotency.complete(scope, request_id, result)
     return result, False

@@ -81,9 +81,20 @@ class ShareRepository(Protocol):
     async def list_page(self, team_id: str, after: str | None, limit: int) -> list[TeamShare]: ...
 
 
+@dataclass(frozen=True)
+class Claimed:
+    """An earlier call's key: its result and the fingerprint of its request (None when the
+    key predates fingerprints)."""
+
+    result: str
+    fingerprint: str | None
+
+
 class IdempotencyRepository(Protocol):
-    async def claim(self, scope: str, request_id: str, now: datetime) -> str | None:
-        """Claim the key for this transaction; the stored result if an earlier call finished."""
+    async def claim(
+        self, scope: str, request_id: str, fingerprint: str, now: datetime
+    ) -> Claimed | None:
+        """Claim the key for this transaction; what an earlier call stored if there was one."""
         ...
 
     async def complete(self, scope: str, request_id: str, result: str) -> None: ...

@@ -5,6 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+# Reasons that qualify INVALID_ARGUMENT beyond a bad field.
+REQUEST_ID_REUSED = "REQUEST_ID_REUSED"  # a request_id came back with another request
+UNDECODABLE_REQUEST = "UNDECODABLE_REQUEST"  # the body is not the method's message
+
 
 @dataclass(frozen=True)
 class FieldViolation:
@@ -146,6 +150,21 @@ class Conflict(DomainError):
     """A concurrent change won; the caller may retry."""
 
     reason = "CONCURRENT_CHANGE"
+
+
+class Unavailable(DomainError):
+    """The database cannot be reached (down, restarting, refusing connections, missing): the
+    call did nothing, or its transaction committed whole; the caller retries with backoff."""
+
+    reason = "DATABASE_UNAVAILABLE"
+
+    def __init__(self, message: str = "the database cannot be reached; retry with backoff") -> None:
+        super().__init__(message)
+
+
+class StaleConnection(Unavailable):
+    """The database had closed the pooled connection before this transaction sent anything
+    (it restarted): nothing happened, so one retry on a new connection is safe."""
 
 
 # Reasons of issue 9 (trust): named once here, used by the rules that raise them.

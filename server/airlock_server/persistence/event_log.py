@@ -38,6 +38,7 @@ from airlock_server.domain.events import (
     chain,
     family_types,
 )
+from airlock_server.persistence.db import read_retried, reading
 from airlock_server.persistence.models import (
     ActorKind,
     EventRecord,
@@ -284,9 +285,10 @@ class SqlEventLogReader:
         self._sessions = sessions
 
     async def _all(self, stmt: Select[Any]) -> list[Event]:
-        async with self._sessions() as s:
+        async with reading(self._sessions) as s:
             return [to_event(r) for r in await s.scalars(stmt)]
 
+    @read_retried
     async def list_page(self, query: EventQuery, after_seq: int, limit: int) -> list[Event]:
         """Every filter is an ordered index range of seq with a LIMIT, so a page costs the same
         whatever the size of the log (docs/benchmarks.md, "The event log")."""
@@ -325,7 +327,7 @@ class SqlEventLogReader:
             )
 
         older: list[Event] = []
-        async with self._sessions() as s:
+        async with reading(self._sessions) as s:
             # No filter: the pk_events range whatever the values (WatchEvents, first pages).
             filtered = bool(type_) or len(params) > 1
             if filtered and s.get_bind().dialect.name == "postgresql":
@@ -361,23 +363,27 @@ class SqlEventLogReader:
             params["first"] = first
             return older + [to_event(r) for r in await s.scalars(page(stop is not None), params)]
 
+    @read_retried
     async def range(self, from_seq: int, to_seq: int, limit: int) -> list[Event]:
         stmt = select(EventRecord).where(EventRecord.seq >= from_seq)
         if to_seq:
             stmt = stmt.where(EventRecord.seq <= to_seq)
         return await self._all(stmt.order_by(EventRecord.seq).limit(limit))
 
+    @read_retried
     async def get(self, seq: int) -> Event | None:
         found = await self._all(select(EventRecord).where(EventRecord.seq == seq))
         return found[0] if found else None
 
+    @read_retried
     async def last(self) -> Event | None:
-        async with self._sessions() as s:
+        async with reading(self._sessions) as s:
             top = await s.scalar(select(func.max(EventRecord.seq)))
         return await self.get(int(top)) if top is not None else None
 
+    @read_retried
     async def head_seq(self) -> int:
-        async with self._sessions() as s:
+        async with reading(self._sessions) as s:
             value = await s.scalar(select(LogHeadRecord.seq).where(LogHeadRecord.id == 1))
         return int(value or 0)
 

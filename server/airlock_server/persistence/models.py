@@ -170,6 +170,8 @@ class IdempotencyKeyRecord(Base):
     request_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     result: Mapped[str | None] = mapped_column(Text)
     create_time: Mapped[datetime]
+    # SHA-256 (hex) of the first request, request_id cleared; NULL for keys older than it.
+    fingerprint: Mapped[str | None] = mapped_column(String(64))
 
 
 class SettingRecord(Base):

@@ -12,6 +12,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from airlock_server.app.ports import Claimed
 from airlock_server.domain.identities import Account, Approver, Credential
 from airlock_server.domain.principals import Principal, PrincipalKind
 from airlock_server.domain.teams import (
@@ -616,22 +617,33 @@ class SqlIdempotencyRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._s = session
 
-    async def claim(self, scope: str, request_id: str, now: datetime) -> str | None:
+    async def claim(
+        self, scope: str, request_id: str, fingerprint: str, now: datetime
+    ) -> Claimed | None:
         # A racing twin blocks on this insert until the first commits, then sees its result.
         stmt = (
             _insert(self._s)(IdempotencyKeyRecord)
-            .values(scope=scope, request_id=request_id, result=None, create_time=now)
+            .values(
+                scope=scope,
+                request_id=request_id,
+                result=None,
+                create_time=now,
+                fingerprint=fingerprint,
+            )
             .on_conflict_do_nothing()
         )
         inserted = (await self._s.execute(stmt)).rowcount  # type: ignore[attr-defined]
         if inserted:
             return None
-        result = await self._s.scalar(
-            select(IdempotencyKeyRecord.result).where(
-                IdempotencyKeyRecord.scope == scope, IdempotencyKeyRecord.request_id == request_id
+        row = (
+            await self._s.execute(
+                select(IdempotencyKeyRecord.result, IdempotencyKeyRecord.fingerprint).where(
+                    IdempotencyKeyRecord.scope == scope,
+                    IdempotencyKeyRecord.request_id == request_id,
+                )
             )
-        )
-        return result or ""
+        ).one()
+        return Claimed(row.result or "", row.fingerprint)
 
     async def complete(self, scope: str, request_id: str, result: str) -> None:
         await self._s.execute(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from types import TracebackType
 
@@ -12,7 +13,14 @@ from airlock_server.app import ports
 from airlock_server.app.ports import Clock
 from airlock_server.domain.errors import Conflict
 from airlock_server.domain.events import NewEvent
-from airlock_server.persistence.db import ONE_STATEMENT_OPTION, READ_ONLY_OPTION
+from airlock_server.persistence.db import (
+    ONE_STATEMENT_OPTION,
+    READ_ONLY_OPTION,
+    TRACKER_OPTION,
+    StatementTracker,
+    is_outage,
+    outage,
+)
 from airlock_server.persistence.event_log import append_events
 from airlock_server.persistence.health_repositories import SqlActivityRepository
 from airlock_server.persistence.recovery_repositories import (
@@ -63,28 +71,18 @@ class SqlUnitOfWork:
         self._read_only = read_only or one_statement
         self._one_statement = one_statement
         self._events: list[NewEvent] = []
+        self._tracker = StatementTracker()
 
     async def __aenter__(self) -> SqlUnitOfWork:
         self.session = self._sessions()
-        await self.session.begin()
-        if self._read_only:
-            # One snapshot for all the reads of a use case: a session and its votes, read by
-            # two statements, must not straddle another transaction's commit. SQLite: the begin
-            # hook (persistence/db.py) begins deferred. PostgreSQL: REPEATABLE READ, READ ONLY
-            # (READ COMMITTED would give each statement a snapshot of its own).
-            # A use case of one SELECT (authentication, on every RPC) needs no snapshot of
-            # its own: autocommit spares PostgreSQL's BEGIN and ROLLBACK round trips and
-            # SQLite's BEGIN (a hop to aiosqlite's thread).
-            options: dict[str, object] = {READ_ONLY_OPTION: True}
-            postgres = self.session.get_bind().dialect.name == "postgresql"
-            if self._one_statement:
-                options[ONE_STATEMENT_OPTION] = True
-                if postgres:
-                    options["isolation_level"] = "AUTOCOMMIT"
-            elif postgres:
-                options["isolation_level"] = "REPEATABLE READ"
-                options["postgresql_readonly"] = True
-            await self.session.connection(execution_options=options)
+        try:
+            await self._begin()
+        except Exception as error:
+            await self._discard()
+            unavailable = outage(error, sent=self._tracker.sent)
+            if unavailable is None:
+                raise
+            raise unavailable from error
         s = self.session
         self.approvers: ports.ApproverRepository = SqlApproverRepository(s)
         self.accounts: ports.AccountRepository = SqlAccountRepository(s)
@@ -100,6 +98,43 @@ class SqlUnitOfWork:
         self.activity: ports.ActivityRepository = SqlActivityRepository(s)
         self._events = []
         return self
+
+    async def _begin(self) -> None:
+        await self.session.begin()
+        # The tracker tells an outage on a connection found dead before anything was sent
+        # (retried once, StaleConnection) from one mid-transaction.
+        options: dict[str, object] = {TRACKER_OPTION: self._tracker}
+        if self._read_only:
+            # One snapshot for all the reads of a use case: a session and its votes, read by
+            # two statements, must not straddle another transaction's commit. SQLite: the begin
+            # hook (persistence/db.py) begins deferred. PostgreSQL: REPEATABLE READ, READ ONLY
+            # (READ COMMITTED would give each statement a snapshot of its own).
+            # A use case of one SELECT (authentication, on every RPC) needs no snapshot of
+            # its own: autocommit spares PostgreSQL's BEGIN and ROLLBACK round trips and
+            # SQLite's BEGIN (a hop to aiosqlite's thread).
+            options[READ_ONLY_OPTION] = True
+            postgres = self.session.get_bind().dialect.name == "postgresql"
+            if self._one_statement:
+                options[ONE_STATEMENT_OPTION] = True
+                if postgres:
+                    options["isolation_level"] = "AUTOCOMMIT"
+            elif postgres:
+                options["isolation_level"] = "REPEATABLE READ"
+                options["postgresql_readonly"] = True
+        await self.session.connection(execution_options=options)
+
+    async def _discard(self) -> None:
+        """Roll back and let the connection go. On a dead connection there is nothing to roll
+        back (the database dropped the transaction): that error is not the story."""
+        try:
+            if self.session.in_transaction():
+                await self.session.rollback()
+        except Exception as error:
+            if not is_outage(error):
+                raise
+        finally:
+            with contextlib.suppress(Exception):
+                await self.session.close()
 
     def record(self, event: NewEvent) -> None:
         if self._read_only:
@@ -121,10 +156,11 @@ class SqlUnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        try:
-            if self.session.in_transaction():
-                await self.session.rollback()
-        finally:
-            await self.session.close()
+        await self._discard()
         if exc is not None and _is_conflict(exc):
             raise Conflict("a concurrent change won the race; retry the call") from exc
+        # An outage mid-transaction: PostgreSQL committed all of it or none (a lost COMMIT's
+        # outcome is the caller's to learn by retrying with its request_id).
+        unavailable = outage(exc, sent=self._tracker.sent) if isinstance(exc, Exception) else None
+        if unavailable is not None:
+            raise unavailable from exc

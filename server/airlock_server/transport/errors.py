@@ -24,6 +24,7 @@ ERROR_TABLE: Mapping[type[e.DomainError], grpc.StatusCode] = {
     e.InvalidTransition: grpc.StatusCode.FAILED_PRECONDITION,
     e.Unimplemented: grpc.StatusCode.UNIMPLEMENTED,
     e.Conflict: grpc.StatusCode.ABORTED,
+    e.Unavailable: grpc.StatusCode.UNAVAILABLE,
     e.ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import inspect
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
 import grpc
@@ -17,9 +18,11 @@ import structlog
 from grpc_status import rpc_status
 
 from airlock_server.app.audit import AuditService
+from airlock_server.app.common import request_fingerprint
 from airlock_server.app.identity import Caller, IdentityService
 from airlock_server.domain.errors import DomainError, Unimplemented
 from airlock_server.domain.principals import Principal
+from airlock_server.transport.edge import Undecodable, admit, decoding, fingerprint
 from airlock_server.transport.errors import internal_status, status_code_for, to_status
 from airlock_server.transport.limits import Limits
 from airlock_server.transport.metrics import Call, Telemetry, peer_of
@@ -127,17 +130,17 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):
         self, method: str, handler: grpc.RpcMethodHandler[Any, Any]
     ) -> grpc.RpcMethodHandler[Any, Any]:
         if method.startswith(PUBLIC_PREFIXES):
-            return handler
+            return _public(handler)
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
                 self._wrap_unary(method, handler.unary_unary),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=decoding(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
                 self._wrap_stream(method, handler.unary_stream),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=decoding(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         return handler
@@ -181,6 +184,7 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):
             caller: Caller | None = None
             try:
                 caller = await self._authenticate(context)
+                _admit(request)
                 try:
                     return await behavior(request, context)
                 except NotImplementedError as missing:
@@ -213,6 +217,7 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):
             caller: Caller | None = None
             try:
                 caller = await self._authenticate(context)
+                _admit(request)
                 try:
                     principal = str(caller.principal)
                     await self._limits.stream(principal, behavior(request, context), context)
@@ -261,6 +266,65 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):
             peer=peer_of(context),
             **({"request_id": request_id} if isinstance(request_id, str) and request_id else {}),
         )
+
+
+def _public(handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
+    """Health and reflection answer anyone, unlogged; an undecodable body is INVALID_ARGUMENT
+    there too (gRPC would answer UNKNOWN and log a traceback), and a method the library leaves
+    unimplemented (health's List) UNIMPLEMENTED. Reflection's bidirectional stream, and a
+    synchronous server stream (gRPC runs it in a thread), are left as they are."""
+
+    async def refuse(request: Any, context: Ctx) -> None:
+        if isinstance(request, Undecodable):
+            try:
+                admit(request)
+            except DomainError as err:
+                await context.abort_with_status(rpc_status.to_status(to_status(err)))
+
+    if handler.unary_unary is not None:
+        unary: Any = handler.unary_unary
+
+        async def answer(request: Any, context: Ctx) -> Any:
+            await refuse(request, context)
+            try:
+                result = unary(request, context)  # a coroutine, or (synchronous) the answer
+                return await result if inspect.isawaitable(result) else result
+            except NotImplementedError:
+                await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not implemented here")
+
+        return grpc.unary_unary_rpc_method_handler(
+            answer,
+            request_deserializer=decoding(handler.request_deserializer),
+            response_serializer=handler.response_serializer,
+        )
+    if handler.unary_stream is not None and _is_async(handler.unary_stream):
+        stream: Any = handler.unary_stream
+
+        async def follow(request: Any, context: Ctx) -> AsyncIterator[Any]:
+            await refuse(request, context)
+            result = stream(request, context)
+            if inspect.isasyncgen(result):
+                async for response in result:
+                    yield response
+            else:  # it writes through the context (grpc_health's aio Watch)
+                await result
+
+        return grpc.unary_stream_rpc_method_handler(
+            follow,
+            request_deserializer=decoding(handler.request_deserializer),
+            response_serializer=handler.response_serializer,
+        )
+    return handler
+
+
+def _is_async(behavior: object) -> bool:
+    return inspect.iscoroutinefunction(behavior) or inspect.isasyncgenfunction(behavior)
+
+
+def _admit(request: Any) -> None:
+    """Refuse a malformed request before any use case; bind its request_id to it."""
+    admit(request)
+    request_fingerprint.set(fingerprint(request))
 
 
 def _unimplemented(method: str) -> Unimplemented:
