@@ -68,7 +68,8 @@ serve: $(SERVER_STAMP)
 		echo "admin token: $(ADMIN_TOKEN)"; \
 	fi
 	@if [ ! -e $(LOG_KEY) ]; then \
-		$(BIN)/airlock-server log-key --log-key-file $(LOG_KEY); \
+		$(BIN)/airlock-server log-key --log-key-file $(LOG_KEY) && \
+		$(BIN)/airlock-server --log-key-file $(LOG_KEY) seal; \
 	fi
 	$(BIN)/airlock-server serve
 

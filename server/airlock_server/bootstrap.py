@@ -17,6 +17,7 @@ from airlock_server.app.vaults import VaultService
 from airlock_server.config import Settings
 from airlock_server.persistence.db import create_engine, session_factory
 from airlock_server.persistence.event_log import PgListenSignal, PollSignal, SqlEventLogReader
+from airlock_server.persistence.seal import Sealer
 from airlock_server.persistence.uow import SqlUnitOfWork
 from airlock_server.transport.server import UseCases
 
@@ -38,6 +39,9 @@ class Wiring:
 def wire(settings: Settings, log_key: LogKey | None = None) -> Wiring:
     engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
     sessions = session_factory(engine)
+    # The log key signs every append's head and keys the rows' MACs: the database is not
+    # trusted (docs/threat-model.md). Without one, nothing is signed and the database is.
+    sealer = Sealer(log_key)
 
     postgres = engine.dialect.name == "postgresql"
     signal: PgListenSignal | PollSignal
@@ -56,6 +60,7 @@ def wire(settings: Settings, log_key: LogKey | None = None) -> Wiring:
             read_only=read_only,
             one_statement=one_statement,
             on_commit=committed,
+            sealer=sealer,
         )
 
     deps = Deps(uow=uow, region=settings.region)

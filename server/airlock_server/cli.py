@@ -27,13 +27,15 @@ from airlock_server.config import LOG_LEVELS, ConfigError, Settings
 from airlock_server.domain.errors import DomainError, Unavailable
 from airlock_server.log_key import LogKeyError, create_log_key, load_log_key
 from airlock_server.logs import configure_logging
-from airlock_server.persistence.db import is_sqlite, reachable
+from airlock_server.persistence.db import create_engine, is_sqlite, reachable, session_factory
 from airlock_server.persistence.migrate import (
     head_revisions,
     known_revision,
     schema_revisions,
     upgrade,
 )
+from airlock_server.persistence.seal import Sealer
+from airlock_server.persistence.vouch import seal_database
 from airlock_server.transport.health_check import health_check
 from airlock_server.transport.limits import Limits
 from airlock_server.transport.metrics import MetricsEndpoint, Telemetry, serve_metrics
@@ -182,6 +184,13 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         default=Path(os.environ.get("AIRLOCK_ADMIN_TOKEN_FILE", "var/admin.token")),
         help="where to write the token (mode 0600; env AIRLOCK_ADMIN_TOKEN_FILE)",
+    )
+
+    sub.add_parser(
+        "seal",
+        help="vouch for the database as it stands: check the event log's chain, then MAC every "
+        "authenticated row and sign the log's head with the log key (after an upgrade past "
+        "migration 0008, or a new log key); only for a database you trust",
     )
 
     keygen = sub.add_parser(
@@ -504,29 +513,61 @@ async def _bootstrap(settings: Settings, token_file: Path) -> int:
     try:
         # First: on a database that cannot take it, neither the key nor the token file is made.
         await _check_schema(wiring, settings.database_url)
-        return await _bootstrap_admin(wiring, settings, token_file)
+        return await _bootstrap_admin(settings, token_file)
     finally:
         await wiring.close()
 
 
-async def _bootstrap_admin(wiring: Wiring, settings: Settings, token_file: Path) -> int:
+async def _bootstrap_admin(settings: Settings, token_file: Path) -> int:
     _make_log_key(settings)
+    # The first event and the admin credential are signed and MACed with the key serve uses.
+    log_key = load_log_key(Path(settings.log_key_file))
     token_file.parent.mkdir(parents=True, exist_ok=True)
     try:
         fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         print(f"error: {token_file} exists; refusing to overwrite it", file=sys.stderr)
         return 1
+    keyed = wire(settings, log_key)
     try:
-        issued = await wiring.app.identities.bootstrap_admin()
+        issued = await keyed.app.identities.bootstrap_admin()
     except DomainError as err:
         os.close(fd)
         os.unlink(token_file)
         print(f"error: {err.reason}: {err.message}", file=sys.stderr)
         return 1
+    finally:
+        await keyed.close()
     with os.fdopen(fd, "w") as out:
         out.write(issued.token + "\n")
     print(f"admin credential {issued.credential.credential_id} written to {token_file}")
+    return 0
+
+
+async def _seal(settings: Settings) -> int:
+    """`seal`: the operator vouches for the database (persistence/vouch.py)."""
+    key_file = Path(settings.log_key_file)
+    log_key = load_log_key(key_file)
+    if log_key is None:
+        print(f"error: no log key at {key_file}; nothing to seal with", file=sys.stderr)
+        return 1
+    engine = create_engine(settings.database_url, pool_size=1)
+    try:
+        sealed = await seal_database(session_factory(engine), Sealer(log_key))
+    finally:
+        await engine.dispose()
+    if sealed.finding is not None:
+        print(
+            f"error: the event log is broken at seq {sealed.finding.seq} "
+            f"({sealed.finding.problem.value}): {sealed.finding.description}; nothing sealed",
+            file=sys.stderr,
+        )
+        return 1
+    rows = ", ".join(f"{n} {t}" for t, n in sealed.rows.items())
+    print(
+        f"sealed with log key {log_key.key_id}: {sealed.events} events checked, head seq "
+        f"{sealed.head_seq} signed; rows MACed: {rows}"
+    )
     return 0
 
 
@@ -562,8 +603,18 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         asyncio.run(_migrate(settings.database_url))
         print("database schema is at the newest revision")
         return 0
+    if args.command == "seal":
+        try:
+            return asyncio.run(_seal(settings))
+        except LogKeyError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
     if args.command == "bootstrap":
-        return asyncio.run(_bootstrap(settings, args.admin_token_file))
+        try:
+            return asyncio.run(_bootstrap(settings, args.admin_token_file))
+        except LogKeyError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
     settings = replace(
         settings,
         listen=args.listen,

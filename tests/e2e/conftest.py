@@ -30,10 +30,14 @@ from typing import Any, cast
 import grpc
 import pytest
 from sqlalchemy import bindparam, text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.sql import Executable
 
+from airlock_server.log_key import load_log_key
 from airlock_server.persistence.db import create_engine
 from airlock_server.persistence.models import UTCDateTime
+from airlock_server.persistence.seal import Sealer
+from airlock_server.persistence.vouch import mac_rows
 
 REPO = Path(__file__).resolve().parents[2]
 # The commands installed beside the interpreter that runs the tests (.venv/bin).
@@ -212,22 +216,31 @@ class ServerProcess:
         finally:
             await engine.dispose()
 
+    async def vouched(self, tables: tuple[str, ...], *statements: Executable) -> list[int]:
+        """Statements on rows the server MACs, then those tables' MACs made again with the
+        server's log key, in one transaction: the operator moving time, vouching for what it
+        wrote (a row changed otherwise is refused, docs/threat-model.md). Row counts."""
+        key = load_log_key(log_key_file(self.directory))
+        assert key is not None
+        async with self.database() as engine, AsyncSession(engine) as s, s.begin():
+            counts = [int(cast(Any, await s.execute(st)).rowcount) for st in statements]
+            await mac_rows(s, Sealer(key), tables)
+        return counts
+
     async def backdate_invitations(self, team_id: str, when: datetime) -> None:
         """Moves a PENDING team's invitation deadline to `when`."""
         when_param = bindparam("when", when, type_=UTCDateTime())
-        async with self.database() as engine, engine.begin() as conn:
-            changed = await conn.execute(
-                text(
-                    "UPDATE team_versions SET invitation_expire_time = :when WHERE team_id = :team"
-                ).bindparams(when_param, team=team_id)
-            )
-            assert changed.rowcount >= 1
-            changed = await conn.execute(
-                text(
-                    "UPDATE teams SET activation_deadline = :when WHERE team_id = :team"
-                ).bindparams(when_param, team=team_id)
-            )
-            assert changed.rowcount == 1
+        versions, teams = await self.vouched(
+            ("team_versions",),
+            text(
+                "UPDATE team_versions SET invitation_expire_time = :when WHERE team_id = :team"
+            ).bindparams(when_param, team=team_id),
+            text("UPDATE teams SET activation_deadline = :when WHERE team_id = :team").bindparams(
+                when_param, team=team_id
+            ),
+        )
+        assert versions >= 1
+        assert teams == 1
 
     async def team_state_in_database(self, team_id: str) -> str:
         async with self.database() as engine, engine.connect() as conn:
@@ -237,13 +250,13 @@ class ServerProcess:
         return str(state)
 
     async def expire_credential(self, credential_id: str, when: datetime) -> None:
-        async with self.database() as engine, engine.begin() as conn:
-            changed = await conn.execute(
-                text(
-                    "UPDATE credentials SET expire_time = :when WHERE credential_id = :cred"
-                ).bindparams(bindparam("when", when, type_=UTCDateTime()), cred=credential_id)
-            )
-            assert changed.rowcount == 1
+        (changed,) = await self.vouched(
+            ("credentials",),
+            text(
+                "UPDATE credentials SET expire_time = :when WHERE credential_id = :cred"
+            ).bindparams(bindparam("when", when, type_=UTCDateTime()), cred=credential_id),
+        )
+        assert changed == 1
 
 
 def run_server_command(

@@ -67,9 +67,21 @@ def test_an_install_without_its_log_key_gets_one_and_serves_with_it(tmp_path: Pa
     assert booted.returncode == 0, booted.stderr
     key_file.unlink()  # the install lost its key; its admin token remains
 
+    # Without its key, the install cannot be sealed (vouched for) either.
+    unkeyed = run("--database-url", database, "seal", env=env)
+    assert unkeyed.returncode == 1
+    assert "no log key" in unkeyed.stderr
+
     made = run("log-key", env=env)
     assert made.returncode == 0, made.stderr
     public_key = public_key_of(made.stdout)
+    # The admin credential and the first event were signed and MACed with the lost key: the
+    # operator vouches for the database under the new one (docs/threat-model.md).
+    sealed = run("--database-url", database, "seal", env=env)
+    assert sealed.returncode == 0, sealed.stderr
+    assert "sealed with log key" in sealed.stdout
+    assert "1 events checked" in sealed.stdout
+    assert "1 credentials" in sealed.stdout
 
     ready, log_path = tmp_path / "ready", tmp_path / "server.log"
     with log_path.open("wb") as log_file:

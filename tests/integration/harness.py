@@ -25,7 +25,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from airlock_server.app.audit import AuditService
+from airlock_server.app.audit import AuditService, LogKey
 from airlock_server.app.common import Deps
 from airlock_server.app.identity import IdentityService
 from airlock_server.app.ports import UnitOfWork
@@ -34,6 +34,7 @@ from airlock_server.app.teams import TeamService
 from airlock_server.app.vaults import VaultService
 from airlock_server.persistence.db import create_engine, session_factory
 from airlock_server.persistence.event_log import PgListenSignal, PollSignal, SqlEventLogReader
+from airlock_server.persistence.seal import Sealer
 from airlock_server.persistence.uow import SqlUnitOfWork
 
 POSTGRES_SERVER = os.environ.get(
@@ -144,13 +145,17 @@ class Harness:
         await self.engine.dispose()
 
 
-def build_harness(url: str, clock: FakeClock) -> Harness:
-    """What bootstrap.wire() builds, with the test's own clock."""
+def build_harness(url: str, clock: FakeClock, log_key: LogKey | None = None) -> Harness:
+    """What bootstrap.wire() builds, with the test's own clock; with `log_key`, appends are
+    signed and rows MACed with it, as a server with a key file (docs/threat-model.md)."""
     engine = create_engine(url, pool_size=5)
     sessions = session_factory(engine)
+    sealer = Sealer(log_key)
 
     def uow(*, read_only: bool = False, one_statement: bool = False) -> UnitOfWork:
-        return SqlUnitOfWork(sessions, clock, read_only=read_only, one_statement=one_statement)
+        return SqlUnitOfWork(
+            sessions, clock, read_only=read_only, one_statement=one_statement, sealer=sealer
+        )
 
     deps = Deps(uow=uow, clock=clock)
     signal: PgListenSignal | PollSignal = (
@@ -167,7 +172,7 @@ def build_harness(url: str, clock: FakeClock) -> Harness:
         TeamService(deps),
         sessions_app,
         VaultService(deps, sessions_app),
-        AuditService(deps, log, signal, watch_poll=2.0),
+        AuditService(deps, log, signal, log_key, watch_poll=2.0),
         signal,
     )
 
@@ -178,8 +183,8 @@ class HarnessFactory:
     clock: FakeClock
     made: list[Harness] = field(default_factory=list)
 
-    def __call__(self) -> Harness:
+    def __call__(self, log_key: LogKey | None = None) -> Harness:
         """Another, independent wiring (own engine and pool) on the same database."""
-        harness = build_harness(self.url, self.clock)
+        harness = build_harness(self.url, self.clock, log_key)
         self.made.append(harness)
         return harness

@@ -222,6 +222,14 @@ class VerifyLogResponse(_message.Message):
         """The given checkpoint's hash differs from the stored event at its seq."""
         PROBLEM_TRUNCATED: VerifyLogResponse._Problem.ValueType  # 5
         """The log ends before the given checkpoint's seq (truncated)."""
+        PROBLEM_UNSIGNED: VerifyLogResponse._Problem.ValueType  # 6
+        """No head signed by the server's log key covers the event: the server did not write it
+        (first_bad_seq is the first such event). Checked by a server with a log key.
+        """
+        PROBLEM_SUBJECTS_MISMATCH: VerifyLogResponse._Problem.ValueType  # 7
+        """The subject index (what ListEvents(subject) reads) differs from the event's chained
+        subjects: rows were inserted or deleted there.
+        """
 
     class Problem(_Problem, metaclass=_ProblemEnumTypeWrapper):
         """What is wrong with the first bad event."""
@@ -240,6 +248,14 @@ class VerifyLogResponse(_message.Message):
     """The given checkpoint's hash differs from the stored event at its seq."""
     PROBLEM_TRUNCATED: VerifyLogResponse.Problem.ValueType  # 5
     """The log ends before the given checkpoint's seq (truncated)."""
+    PROBLEM_UNSIGNED: VerifyLogResponse.Problem.ValueType  # 6
+    """No head signed by the server's log key covers the event: the server did not write it
+    (first_bad_seq is the first such event). Checked by a server with a log key.
+    """
+    PROBLEM_SUBJECTS_MISMATCH: VerifyLogResponse.Problem.ValueType  # 7
+    """The subject index (what ListEvents(subject) reads) differs from the event's chained
+    subjects: rows were inserted or deleted there.
+    """
 
     OK_FIELD_NUMBER: _builtins.int
     CHECKED_COUNT_FIELD_NUMBER: _builtins.int
@@ -259,7 +275,9 @@ class VerifyLogResponse(_message.Message):
     """A human-readable description of the problem; empty when ok."""
     @_builtins.property
     def head(self) -> _event_pb2.LogCheckpoint:
-        """The log's current head, signed."""
+        """The log's last event as a checkpoint, with the signature the server made when it
+        appended it (unsigned when it is not the end of a transaction the server signed).
+        """
 
     def __init__(
         self,

@@ -87,7 +87,9 @@ class AuditServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetLogCheckpoint(self, request, context):
-        """Returns the log's head, signed by the server's log key.
+        """Returns the log's last event as the server signed it when it appended it (never a
+        signature made now over whatever the database holds); FAILED_PRECONDITION
+        LOG_NOT_AUTHENTIC when the last event is not the end of a transaction the server signed.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

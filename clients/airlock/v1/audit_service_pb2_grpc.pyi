@@ -45,7 +45,10 @@ class AuditServiceStub:
     VerifyLog: _grpc.UnaryUnaryMultiCallable[_audit_service_pb2.VerifyLogRequest, _audit_service_pb2.VerifyLogResponse]
     """Recomputes the hash chain over a range and names the first bad event."""
     GetLogCheckpoint: _grpc.UnaryUnaryMultiCallable[_audit_service_pb2.GetLogCheckpointRequest, _audit_service_pb2.GetLogCheckpointResponse]
-    """Returns the log's head, signed by the server's log key."""
+    """Returns the log's last event as the server signed it when it appended it (never a
+    signature made now over whatever the database holds); FAILED_PRECONDITION
+    LOG_NOT_AUTHENTIC when the last event is not the end of a transaction the server signed.
+    """
 
 @_typing.type_check_only
 class AuditServiceAsyncStub(AuditServiceStub):
@@ -64,7 +67,10 @@ class AuditServiceAsyncStub(AuditServiceStub):
     VerifyLog: _aio.UnaryUnaryMultiCallable[_audit_service_pb2.VerifyLogRequest, _audit_service_pb2.VerifyLogResponse]  # type: ignore[assignment]
     """Recomputes the hash chain over a range and names the first bad event."""
     GetLogCheckpoint: _aio.UnaryUnaryMultiCallable[_audit_service_pb2.GetLogCheckpointRequest, _audit_service_pb2.GetLogCheckpointResponse]  # type: ignore[assignment]
-    """Returns the log's head, signed by the server's log key."""
+    """Returns the log's last event as the server signed it when it appended it (never a
+    signature made now over whatever the database holds); FAILED_PRECONDITION
+    LOG_NOT_AUTHENTIC when the last event is not the end of a transaction the server signed.
+    """
 
 class AuditServiceServicer(metaclass=_abc_1.ABCMeta):
     """The tamper-evident event log. Admin and auditors."""
@@ -104,6 +110,9 @@ class AuditServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _audit_service_pb2.GetLogCheckpointRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_audit_service_pb2.GetLogCheckpointResponse, _abc.Awaitable[_audit_service_pb2.GetLogCheckpointResponse]]:
-        """Returns the log's head, signed by the server's log key."""
+        """Returns the log's last event as the server signed it when it appended it (never a
+        signature made now over whatever the database holds); FAILED_PRECONDITION
+        LOG_NOT_AUTHENTIC when the last event is not the end of a transaction the server signed.
+        """
 
 def add_AuditServiceServicer_to_server(servicer: AuditServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

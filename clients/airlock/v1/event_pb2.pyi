@@ -35,6 +35,8 @@ class Event(_message.Message):
     DETAILS_FIELD_NUMBER: _builtins.int
     PREV_HASH_FIELD_NUMBER: _builtins.int
     HASH_FIELD_NUMBER: _builtins.int
+    CANONICAL_FIELD_NUMBER: _builtins.int
+    HEAD_SIGNATURE_FIELD_NUMBER: _builtins.int
     seq: _builtins.int
     """The position in the log: gap-free, starting at 1, in commit order."""
     type: _builtins.str
@@ -43,6 +45,18 @@ class Event(_message.Message):
     """The hash of the previous event (32 zero bytes for seq 1)."""
     hash: _builtins.bytes
     """SHA-256 over the canonical encoding of this event, prev_hash included (see docs/)."""
+    canonical: _builtins.bytes
+    """The exact bytes `hash` covers: the canonical encoding of docs/event-log.md (UTF-8 JSON,
+    keys sorted, no whitespace), so a third party re-hashes the log from ListEvents alone:
+    SHA-256(canonical) == hash, and the details parsed from it keep their integers (`details`
+    above is a Struct, whose numbers are doubles).
+    """
+    head_signature: _builtins.bytes
+    """On the last event of each transaction appended by a server with a log key: the log key's
+    Ed25519 signature of the head it made, over the checkpoint message of docs/event-log.md
+    with this event's seq, hash and time. Empty on the other events. An event is written by
+    the server when a later (or its own) signed head that verifies links to it by the chain.
+    """
     @_builtins.property
     def time(self) -> _timestamp_pb2.Timestamp:
         """When the event was recorded."""
@@ -72,10 +86,12 @@ class Event(_message.Message):
         details: _struct_pb2.Struct | None = ...,
         prev_hash: _builtins.bytes = ...,
         hash: _builtins.bytes = ...,
+        canonical: _builtins.bytes = ...,
+        head_signature: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "details", b"details", "time", b"time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "details", b"details", "hash", b"hash", "prev_hash", b"prev_hash", "seq", b"seq", "subjects", b"subjects", "time", b"time", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "canonical", b"canonical", "details", b"details", "hash", b"hash", "head_signature", b"head_signature", "prev_hash", b"prev_hash", "seq", b"seq", "subjects", b"subjects", "time", b"time", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 
@@ -11,7 +12,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
 )
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    PublicFormat,
+)
 
 from airlock_server.app.common import Deps, transact
 from airlock_server.app.feed import EventFeed, SharedReads
@@ -26,12 +32,15 @@ from airlock_server.domain.events import (
     Finding,
     NewEvent,
     Problem,
+    SignedHeads,
     check_checkpoint,
     check_head,
+    check_subjects,
     checkpoint_message,
     key_id,
     log_key_missing,
 )
+from airlock_server.domain.integrity import log_not_authentic, record_not_authentic, row_mac_key
 from airlock_server.domain.paging import Page, decode_token, page_of, page_size
 from airlock_server.domain.principals import Principal, PrincipalKind, require
 from airlock_server.domain.proofs import no_log_key_for_proofs
@@ -44,15 +53,26 @@ MAX_SUBJECT = 256
 
 
 class LogKey:
-    """The server's Ed25519 log key: signs checkpoints of the log's head."""
+    """The server's Ed25519 log key: signs the head of every append (and so every checkpoint)
+    and keys the MACs of the rows the server decides with (domain/integrity.py)."""
 
     def __init__(self, private_key: Ed25519PrivateKey) -> None:
         self._private = private_key
-        self.public_key = private_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        self._public = private_key.public_key()
+        self.public_key = self._public.public_bytes(Encoding.Raw, PublicFormat.Raw)
         self.key_id = key_id(self.public_key)
+        seed = private_key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+        self.row_mac_key = row_mac_key(seed)
 
     def sign(self, message: bytes) -> bytes:
         return self._private.sign(message)
+
+    def verify(self, signature: bytes, message: bytes) -> bool:
+        try:
+            self._public.verify(signature, message)
+        except InvalidSignature:
+            return False
+        return True
 
 
 @dataclass(frozen=True)
@@ -109,7 +129,7 @@ class AuditService:
                 NewEvent(
                     CALL_DENIED,
                     caller,
-                    tuple(dict.fromkeys(s[:MAX_SUBJECT] for s in subjects if s)),
+                    bounded_subjects(subjects),
                     {"method": method, "code": code, "reason": reason},
                 )
             )
@@ -143,6 +163,12 @@ class AuditService:
             except ValueError as exc:
                 raise InvalidArgument.field("page_token", "not a page token of ListEvents") from exc
         rows = await self._log.list_page(query, start, limit + 1)
+        if query.subject:
+            # event_subjects is an index outside the chain: each event it finds must name the
+            # subject in its chained subjects, or the index was written behind our back.
+            for e in rows:
+                if query.subject not in e.subjects:
+                    raise record_not_authentic("event_subjects", f"({query.subject}, {e.seq})")
         return page_of(rows, limit, lambda e: str(e.seq), fingerprint)
 
     async def watch_events(self, caller: Principal, after_seq: int) -> AsyncGenerator[Event, None]:
@@ -208,6 +234,8 @@ class AuditService:
         end = min(to_seq, last_seq) if to_seq else last_seq
 
         chain_finding: Finding | None = None
+        subjects_finding: Finding | None = None
+        signed = self._signed_walk(first)
         checked = 0
         prev = GENESIS_HASH
         if first > 1:
@@ -229,8 +257,24 @@ class AuditService:
                     chain_finding = verifier.feed(event)
                     if chain_finding is not None:
                         break
+                    signed.feed(event)
+                if subjects_finding is None:
+                    rows = await self._log.subject_rows(batch[0].seq, batch[-1].seq)
+                    subjects_finding = check_subjects(batch, rows)
                 cursor = batch[-1].seq + 1
             checked = verifier.checked
+            if chain_finding is None and signed.open:
+                # The range ends inside a transaction: its signed head comes after it.
+                for event in await self._log.range(end + 1, last_seq, VERIFY_BATCH):
+                    signed.feed(event)
+                    if not signed.open:
+                        break
+            if chain_finding is None and signed.open and last_event is not None:
+                head_row = await self._log.head()
+                if head_row is not None:
+                    signed.close_at(
+                        last_event, head_row.seq, head_row.hash, head_row.time, head_row.signature
+                    )
 
         head_finding = None
         if not to_seq:
@@ -242,48 +286,105 @@ class AuditService:
                 checkpoint_finding = check_checkpoint(
                     checkpoint.seq, checkpoint.hash, stored, last_seq
                 )
-        finding = _first(chain_finding, head_finding, checkpoint_finding)
+        finding = _first(
+            chain_finding, signed.finding(), subjects_finding, head_finding, checkpoint_finding
+        )
         head = self._checkpoint_of(last_event)
         return Verification(finding is None, checked, finding, head)
 
+    def _signed_walk(self, first: int) -> SignedHeads:
+        key = self._key
+        return SignedHeads(first, key.verify if key is not None else None)
+
     async def checkpoint(self, caller: Principal) -> Checkpoint:
+        """The log's head as the server signed it when it appended it: never a signature over
+        whatever head the database holds (LOG_NOT_AUTHENTIC when the last event is not one
+        the server signed)."""
         require(caller, *READERS)
         if self._key is None:
             raise log_key_missing("sign checkpoints")
-        return self._checkpoint_of(await self._log.last())
+        last = await self._log.last()
+        checkpoint = self._checkpoint_of(last)
+        if last is not None and not checkpoint.signature:
+            # A sealed log before its next append: the head row carries the signature.
+            head = await self._log.head()
+            key = self._key
+            if (
+                head is not None
+                and (head.seq, head.hash) == (last.seq, last.hash)
+                and key.verify(head.signature, checkpoint_message(head.seq, head.hash, head.time))
+            ):
+                return Checkpoint(
+                    head.seq, head.hash, head.time, head.signature, key.public_key, key.key_id
+                )
+            raise log_not_authentic(last.seq)
+        return checkpoint
 
     @property
     def can_sign(self) -> bool:
         return self._key is not None
 
-    async def anchor(self, from_seq: int) -> tuple[Checkpoint, list[Event]]:
-        """A signed checkpoint of the log's head and every event from `from_seq` up to it, for
-        an approval proof (docs/approval-proofs.md); FAILED_PRECONDITION LOG_KEY_MISSING when
-        the server has no log key.
+    async def anchor(self, from_seq: int, last_seq: int) -> tuple[Checkpoint, list[Event]]:
+        """The head the server signed when it appended event `last_seq` (the end of that
+        transaction) and every event from `from_seq` up to it, for an approval proof
+        (docs/approval-proofs.md); FAILED_PRECONDITION LOG_KEY_MISSING when the server has no
+        log key, LOG_NOT_AUTHENTIC when no head the key signed covers `last_seq`.
 
         No caller check: the use case that asks (ExportApprovalProof) has checked its caller.
-        The chain grows with the log's traffic since `from_seq`. Read after the proof's events
-        were read, the head is at or past each of them (seq follows commit order)."""
+        The chain ends where the proof's last event's transaction did, so traffic after it
+        never enters the proof; nothing is signed now, over whatever the database holds."""
         if self._key is None:
             raise no_log_key_for_proofs()
-        checkpoint = self._checkpoint_of(await self._log.last())
         chain: list[Event] = []
         cursor = max(from_seq, 1)
-        while cursor <= checkpoint.seq:
-            batch = await self._log.range(cursor, checkpoint.seq, VERIFY_BATCH)
+        while True:
+            batch = await self._log.range(cursor, 0, VERIFY_BATCH)
             if not batch:
-                break
-            chain.extend(batch)
+                raise log_not_authentic(last_seq)
+            for event in batch:
+                chain.append(event)
+                if event.seq >= last_seq:
+                    checkpoint = self._checkpoint_of(event)
+                    if checkpoint.signature:
+                        return checkpoint, chain
             cursor = batch[-1].seq + 1
-        return checkpoint, chain
 
     def _checkpoint_of(self, event: Event | None) -> Checkpoint:
-        seq, hash_ = (event.seq, event.hash) if event else (0, GENESIS_HASH)
-        now = self._deps.clock()
-        if self._key is None:
-            return Checkpoint(seq, hash_, now)
-        signature = self._key.sign(checkpoint_message(seq, hash_, now))
-        return Checkpoint(seq, hash_, now, signature, self._key.public_key, self._key.key_id)
+        """The event as a checkpoint: signed with the signature the server made when it
+        appended it, if it is a transaction's last event and that signature verifies."""
+        if event is None:
+            return Checkpoint(0, GENESIS_HASH, self._deps.clock())
+        key = self._key
+        message = checkpoint_message(event.seq, event.hash, event.time)
+        if key is None or not event.head_signature or not key.verify(event.head_signature, message):
+            return Checkpoint(event.seq, event.hash, event.time)
+        return Checkpoint(
+            event.seq, event.hash, event.time, event.head_signature, key.public_key, key.key_id
+        )
+
+
+# A refused caller chooses what its request names: each subject of `call.denied` is kept whole
+# up to this length, longer ones as a prefix and their SHA-256, and at most this many.
+DENIED_SUBJECT_CHARS = 128
+DENIED_SUBJECT_PREFIX = 48
+DENIED_SUBJECTS = 4
+
+
+def bounded_subjects(subjects: Sequence[str]) -> tuple[str, ...]:
+    """The bounded subjects of a `call.denied` event (docs/event-log.md): a flood of refusals
+    with long resources cannot grow each event beyond a few hundred bytes."""
+    out: list[str] = []
+    for s in subjects:
+        if not s:
+            continue
+        if len(s) > DENIED_SUBJECT_CHARS:
+            digest = hashlib.sha256(s.encode("utf-8")).hexdigest()
+            s = f"{s[:DENIED_SUBJECT_PREFIX]}…sha256:{digest}"
+        if s not in out:
+            out.append(s)
+        if len(out) == DENIED_SUBJECTS:
+            break
+    return tuple(out)
 
 
 def _check_query(query: EventQuery, after_seq: int) -> None:

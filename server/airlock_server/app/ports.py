@@ -317,6 +317,10 @@ class EventLogReader(Protocol):
         """Stored events with from_seq <= seq <= to_seq (0: no upper bound), ascending."""
         ...
 
+    async def subject_rows(self, from_seq: int, to_seq: int) -> list[tuple[str, int]]:
+        """The (subject, seq) rows of the subject index with from_seq <= seq <= to_seq."""
+        ...
+
     async def get(self, seq: int) -> Event | None: ...
     async def last(self) -> Event | None:
         """The stored event with the highest seq."""
@@ -325,6 +329,23 @@ class EventLogReader(Protocol):
     async def head_seq(self) -> int:
         """The seq the log's head row names."""
         ...
+
+    async def head(self) -> Checkpoint | None:
+        """The head row (seq, hash, time, signature) as stored; None at genesis."""
+        ...
+
+
+class LogSigner(Protocol):
+    """The server's log key as storage uses it (app.audit.LogKey): it signs the head of every
+    append, verifies a head before chaining after it, and keys the MACs of the rows the server
+    decides with (domain/integrity.py)."""
+
+    public_key: bytes
+    key_id: str
+    row_mac_key: bytes
+
+    def sign(self, message: bytes) -> bytes: ...
+    def verify(self, signature: bytes, message: bytes) -> bool: ...
 
 
 class LogAnchor(Protocol):
@@ -335,8 +356,10 @@ class LogAnchor(Protocol):
         """False when the server has no log key."""
         ...
 
-    async def anchor(self, from_seq: int) -> tuple[Checkpoint, list[Event]]:
-        """Raises FAILED_PRECONDITION LOG_KEY_MISSING when the server has no log key."""
+    async def anchor(self, from_seq: int, last_seq: int) -> tuple[Checkpoint, list[Event]]:
+        """The head the server signed at the end of the transaction of event `last_seq`, and
+        the chain from `from_seq` up to it. FAILED_PRECONDITION LOG_KEY_MISSING when the server
+        has no log key, LOG_NOT_AUTHENTIC when no signed head covers `last_seq`."""
         ...
 
 

@@ -43,7 +43,12 @@ from airlock_server.domain.principals import (
     missing_or_denied,
     require,
 )
-from airlock_server.domain.proofs import build_proof, no_log_key_for_proofs, require_approved
+from airlock_server.domain.proofs import (
+    approval_events,
+    build_proof,
+    no_log_key_for_proofs,
+    require_approved,
+)
 from airlock_server.domain.sessions import (
     ExecutionStatus,
     Session,
@@ -803,7 +808,7 @@ class SessionService:
             if anchor is None or not anchor.can_sign:
                 raise no_log_key_for_proofs()
             keys = await uow.sessions.enrolled_keys(s.team_id, s.team_version)
-            events = await uow.sessions.events_about(session_subject(s.session_id))
+            events = approval_events(await uow.sessions.events_about(session_subject(s.session_id)))
             # For each approver of the snapshot, the event in which it enrolled that key.
             accepted = await uow.sessions.events_about(f"team:{s.team_id}", "invitation.accepted")
             seen = {e.seq for e in events}
@@ -823,9 +828,9 @@ class SessionService:
 
         s, keys, events = await transact(self._deps, work)
         assert anchor is not None  # checked in work()
-        # A signed head of the log and the chain from the proof's first event up to it, read
-        # after the events (so the head is at or past each of them); session.created is one.
-        signed = await anchor.anchor(min(e.seq for e in events))
+        # The head the server signed when it appended the approval, and the chain from the
+        # proof's first event up to it: whatever the log holds after, the proof is the same.
+        signed = await anchor.anchor(min(e.seq for e in events), max(e.seq for e in events))
         return build_proof(s, keys, events, signed)
 
     async def get_session(self, caller: Principal, session_id: str) -> SessionView:

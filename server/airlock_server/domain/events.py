@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -38,6 +38,20 @@ class Event:
     details: Mapping[str, JsonValue]
     prev_hash: bytes
     hash: bytes
+    # The log key's signature of the head, on the last event of a transaction (b"" otherwise).
+    head_signature: bytes = b""
+
+    def canonical(self) -> bytes:
+        """The exact bytes its hash covers."""
+        return canonical_bytes(
+            self.seq,
+            self.time,
+            self.type,
+            self.actor,
+            self.subjects,
+            self.details,
+            self.prev_hash,
+        )
 
 
 def format_time(t: datetime) -> str:
@@ -180,6 +194,10 @@ class Problem(enum.Enum):
     SEQ_GAP = "SEQ_GAP"
     CHECKPOINT_MISMATCH = "CHECKPOINT_MISMATCH"
     TRUNCATED = "TRUNCATED"
+    # No head signed by the log key covers the event: the server did not write it.
+    UNSIGNED = "UNSIGNED"
+    # event_subjects (the subject index) differs from the event's chained subjects.
+    SUBJECTS_MISMATCH = "SUBJECTS_MISMATCH"
 
 
 @dataclass(frozen=True)
@@ -228,6 +246,98 @@ class ChainVerifier:
         self.prev_hash = e.hash
         self.expected_seq += 1
         return None
+
+
+class SignedHeads:
+    """Feed events in ascending seq order (after the chain verified them): every event must be
+    covered by a head the log key signed, on the last event of the transaction that appended
+    it, at or after it. The first event not covered is the first the server did not write.
+
+    `verify(signature, message)` checks a signature with the server's log key; None (a server
+    without a key) checks nothing."""
+
+    def __init__(self, first_seq: int, verify: Callable[[bytes, bytes], bool] | None) -> None:
+        self._verify = verify
+        self._first_uncovered: int | None = None
+        self._bad: Finding | None = None
+        self._next = first_seq
+
+    @property
+    def open(self) -> bool:
+        """Events fed since the last signed head (the walk may go on to find it)."""
+        return self._verify is not None and self._bad is None and self._first_uncovered is not None
+
+    def feed(self, e: Event) -> None:
+        if self._verify is None or self._bad is not None:
+            return
+        if self._first_uncovered is None:
+            self._first_uncovered = e.seq
+        if e.head_signature and self._verify(
+            e.head_signature, checkpoint_message(e.seq, e.hash, e.time)
+        ):
+            self._first_uncovered = None
+        elif e.head_signature:
+            # A signature that does not verify ends a transaction the server did not write.
+            self._bad = self._unsigned(self._first_uncovered, e.seq)
+
+    def close_at(
+        self, last: Event, head_seq: int, head_hash: bytes, head_time: datetime, signature: bytes
+    ) -> None:
+        """The head row's signature covers the events fed so far when it names the last of
+        them (a log sealed by the operator, `airlock-server seal`, before its next append)."""
+        if not self.open or self._verify is None or not signature:
+            return
+        if (head_seq, head_hash) != (last.seq, last.hash):
+            return
+        if self._verify(signature, checkpoint_message(head_seq, head_hash, head_time)):
+            self._first_uncovered = None
+
+    def finding(self) -> Finding | None:
+        if self._bad is not None:
+            return self._bad
+        if self._verify is not None and self._first_uncovered is not None:
+            return self._unsigned(self._first_uncovered, None)
+        return None
+
+    @staticmethod
+    def _unsigned(seq: int, bad_signature_at: int | None) -> Finding:
+        why = (
+            f"the head signature on seq {bad_signature_at} does not verify with the log key"
+            if bad_signature_at is not None
+            else "no later head is signed by the log key"
+        )
+        return Finding(
+            seq,
+            Problem.UNSIGNED,
+            f"seq {seq} was not written by this server: {why} (the first event the server "
+            "did not append)",
+        )
+
+
+def check_subjects(events: Sequence[Event], rows: Sequence[tuple[str, int]]) -> Finding | None:
+    """The subject index rows of `events`' seq range against each event's chained subjects."""
+    stored: dict[int, set[str]] = {}
+    for subject, seq in rows:
+        stored.setdefault(seq, set()).add(subject)
+    for e in events:
+        found = stored.pop(e.seq, set())
+        expected = set(e.subjects)
+        if found != expected:
+            extra, missing = sorted(found - expected), sorted(expected - found)
+            return Finding(
+                e.seq,
+                Problem.SUBJECTS_MISMATCH,
+                f"the subject index of seq {e.seq} differs from its chained subjects "
+                f"(added {extra}, removed {missing})",
+            )
+    if stored:
+        seq = min(stored)
+        return Finding(
+            seq,
+            Problem.SUBJECTS_MISMATCH,
+            f"the subject index names seq {seq}, which is not in the log",
+        )
+    return None
 
 
 def check_head(last_seq: int, head_seq: int) -> Finding | None:

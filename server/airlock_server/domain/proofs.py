@@ -7,7 +7,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from airlock_server.domain.errors import FailedPrecondition
-from airlock_server.domain.events import Checkpoint, Event, format_time, log_key_missing
+from airlock_server.domain.events import (
+    CALL_DENIED,
+    Checkpoint,
+    Event,
+    format_time,
+    log_key_missing,
+)
 from airlock_server.domain.sessions import Session, SessionState, draft_digest
 
 PROOF_FORMAT = "airlock.approval-proof.v1+json"
@@ -39,6 +45,15 @@ def checkpoint_document(checkpoint: Checkpoint, chain: Sequence[Event]) -> dict[
         "public_key": checkpoint.public_key.hex(),
         "chain": [event_document(e) for e in chain],
     }
+
+
+def approval_events(about_session: Sequence[Event]) -> list[Event]:
+    """The events of a session that a proof carries: up to and including its approval, and
+    no refused call (`call.denied` names the session too, and anyone refused on it would
+    otherwise add to the proof, and move its anchor)."""
+    approved = [e.seq for e in about_session if e.type == "session.approved"]
+    until = approved[0] if approved else max((e.seq for e in about_session), default=0)
+    return [e for e in about_session if e.type != CALL_DENIED and e.seq <= until]
 
 
 def require_approved(session: Session) -> None:

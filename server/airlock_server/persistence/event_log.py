@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import functools
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -33,11 +34,13 @@ from airlock_server.app.ports import EventQuery
 from airlock_server.domain.events import (
     EVENT_TYPES,
     GENESIS_HASH,
+    Checkpoint,
     Event,
     NewEvent,
     chain,
     family_types,
 )
+from airlock_server.domain.integrity import log_not_authentic
 from airlock_server.persistence.db import read_retried, reading
 from airlock_server.persistence.models import (
     ActorKind,
@@ -45,6 +48,7 @@ from airlock_server.persistence.models import (
     EventSubjectRecord,
     LogHeadRecord,
 )
+from airlock_server.persistence.seal import Sealer
 
 NOTIFY_CHANNEL = "airlock_events"
 
@@ -60,13 +64,20 @@ def event_row(e: Event) -> dict[str, Any]:
         "details": dict(e.details),
         "prev_hash": e.prev_hash,
         "hash": e.hash,
+        "head_signature": e.head_signature or None,
     }
 
 
 async def append_events(
-    session: AsyncSession, new: Sequence[NewEvent], now: datetime
+    session: AsyncSession, new: Sequence[NewEvent], now: datetime, sealer: Sealer | None = None
 ) -> list[Event]:
-    """Lock the head row, chain the events after it, move the head.
+    """Lock the head row, check it is ours, chain the events after it, sign and move the head.
+
+    With a log key (`sealer.keyed`) the head row must carry this key's signature (or be the
+    genesis): a head someone else wrote is refused (FAILED_PRECONDITION LOG_NOT_AUTHENTIC), so
+    the server never chains, and so never signs, after events it did not append. The new head
+    is signed once per transaction (Ed25519, the checkpoint message with the last event's seq,
+    hash and time), kept on that event's row and on the head row.
 
     The lock is held to commit, so `seq` is gap-free and in commit order on any number of
     replicas; it is taken last in the transaction to hold it as briefly as possible.
@@ -80,25 +91,33 @@ async def append_events(
         # A family filter is served from the closed set of types: an unlisted one would be
         # missed by it. A programming error, caught by any test of the use case.
         raise ValueError(f"event types {unknown} are not in EVENT_TYPES (domain/events.py)")
+    sealer = sealer or _UNSEALED
     head = (
         await session.execute(
-            select(LogHeadRecord.seq, LogHeadRecord.hash, LogHeadRecord.time)
+            select(
+                LogHeadRecord.seq, LogHeadRecord.hash, LogHeadRecord.time, LogHeadRecord.signature
+            )
             .where(LogHeadRecord.id == 1)
             .with_for_update()
         )
     ).first()
     if head is None:
         raise RuntimeError("the event log has no head row; run `airlock-server migrate`")
+    if not sealer.head_is_ours(head.seq, head.hash, head.time, head.signature):
+        raise log_not_authentic(head.seq)
     if head.time is not None and head.time > now:
         now = head.time
     events = chain(head.seq, head.hash, new, now)
-    rows = [event_row(e) for e in events]
-    subjects = [{"subject": s, "seq": e.seq} for e in events for s in dict.fromkeys(e.subjects)]
     last = events[-1]
+    signature = sealer.sign_head(last.seq, last.hash, last.time)
+    if signature is not None:
+        last = events[-1] = replace(last, head_signature=signature)
+    rows = [event_row(e) for e in events]
+    subjects = [{"subject": s, "seq": e.seq} for e in events for s in event_subjects(e)]
     move_head = (
         update(LogHeadRecord)
         .where(LogHeadRecord.id == 1)
-        .values(seq=last.seq, hash=last.hash, time=last.time)
+        .values(seq=last.seq, hash=last.hash, time=last.time, signature=signature)
     )
     if session.get_bind().dialect.name == "postgresql":
         # One round trip under the lock: the inserts, the head and the notification (delivered
@@ -108,6 +127,7 @@ async def append_events(
             "seq": last.seq,
             "hash": last.hash,
             "time": last.time,
+            "signature": signature,
         }
         for i, row in enumerate(rows):
             params.update({f"e{i}_{k}": v for k, v in row.items()})
@@ -122,7 +142,26 @@ async def append_events(
     return events
 
 
-_EVENT_COLUMNS = ("seq", "time", "type", "actor", "subjects", "details", "prev_hash", "hash")
+_EVENT_COLUMNS = (
+    "seq",
+    "time",
+    "type",
+    "actor",
+    "subjects",
+    "details",
+    "prev_hash",
+    "hash",
+    "head_signature",
+)
+_UNSEALED = Sealer()
+
+
+def event_subjects(e: Event) -> list[str]:
+    """The event_subjects rows of an event: derived from its chained subjects, each once
+    (VerifyLog checks the table against this)."""
+    return list(dict.fromkeys(e.subjects))
+
+
 _SUBJECT_COLUMNS = ("subject", "seq")
 
 
@@ -140,6 +179,7 @@ def _pg_append(n_events: int, n_subjects: int) -> Executable:
         bindparam("seq", type_=events["seq"].type),
         bindparam("hash", type_=events["hash"].type),
         bindparam("time", type_=events["time"].type),
+        bindparam("signature", type_=events["head_signature"].type),
     ]
     rows = []
     for i in range(n_events):
@@ -151,7 +191,8 @@ def _pg_append(n_events: int, n_subjects: int) -> Executable:
     sql = (
         f"WITH new_events AS (INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) "
         f"VALUES {', '.join(rows)}), "
-        "new_head AS (UPDATE log_head SET seq = :seq, hash = :hash, time = :time WHERE id = 1)"
+        "new_head AS (UPDATE log_head SET seq = :seq, hash = :hash, time = :time, "
+        "signature = :signature WHERE id = 1)"
     )
     if n_subjects:
         rows = []
@@ -274,7 +315,15 @@ log = structlog.get_logger("airlock.events")
 
 def to_event(r: EventRecord) -> Event:
     return Event(
-        r.seq, r.time, r.type, r.actor, tuple(r.subjects), dict(r.details), r.prev_hash, r.hash
+        r.seq,
+        r.time,
+        r.type,
+        r.actor,
+        tuple(r.subjects),
+        dict(r.details),
+        r.prev_hash,
+        r.hash,
+        r.head_signature or b"",
     )
 
 
@@ -371,6 +420,16 @@ class SqlEventLogReader:
         return await self._all(stmt.order_by(EventRecord.seq).limit(limit))
 
     @read_retried
+    async def subject_rows(self, from_seq: int, to_seq: int) -> list[tuple[str, int]]:
+        async with reading(self._sessions) as s:
+            rows = await s.execute(
+                select(EventSubjectRecord.subject, EventSubjectRecord.seq).where(
+                    EventSubjectRecord.seq >= from_seq, EventSubjectRecord.seq <= to_seq
+                )
+            )
+            return [(str(subject), int(seq)) for subject, seq in rows]
+
+    @read_retried
     async def get(self, seq: int) -> Event | None:
         found = await self._all(select(EventRecord).where(EventRecord.seq == seq))
         return found[0] if found else None
@@ -380,6 +439,24 @@ class SqlEventLogReader:
         async with reading(self._sessions) as s:
             top = await s.scalar(select(func.max(EventRecord.seq)))
         return await self.get(int(top)) if top is not None else None
+
+    @read_retried
+    async def head(self) -> Checkpoint | None:
+        """The head row as a checkpoint: its seq, hash, time and signature (None at genesis)."""
+        async with reading(self._sessions) as s:
+            row = (
+                await s.execute(
+                    select(
+                        LogHeadRecord.seq,
+                        LogHeadRecord.hash,
+                        LogHeadRecord.time,
+                        LogHeadRecord.signature,
+                    ).where(LogHeadRecord.id == 1)
+                )
+            ).first()
+        if row is None or row.time is None or not row.seq:
+            return None
+        return Checkpoint(int(row.seq), bytes(row.hash), row.time, bytes(row.signature or b""))
 
     @read_retried
     async def head_seq(self) -> int:

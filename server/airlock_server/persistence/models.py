@@ -91,6 +91,8 @@ class CredentialRecord(Base):
     create_time: Mapped[datetime]
     expire_time: Mapped[datetime | None]
     revoke_time: Mapped[datetime | None]
+    # HMAC by the log key over the row (domain/integrity.py); NULL on a keyless server.
+    mac: Mapped[bytes | None] = mapped_column(LargeBinary(32))
 
     __table_args__ = (Index("ix_credentials_principal", "principal_kind", "subject"),)
 
@@ -125,6 +127,8 @@ class TeamVersionRecord(Base):
     invitation_ttl_seconds: Mapped[int] = mapped_column(Integer)
     create_time: Mapped[datetime]
     invitation_expire_time: Mapped[datetime]
+    # HMAC by the log key over the row (domain/integrity.py); NULL on a keyless server.
+    mac: Mapped[bytes | None] = mapped_column(LargeBinary(32))
 
 
 class TeamMemberRecord(Base):
@@ -143,6 +147,8 @@ class TeamMemberRecord(Base):
     # An invited member (re-enrolled, or new with a named key): the key the team approved, the
     # only one it may enroll.
     approved_key: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    # HMAC by the log key over the row (domain/integrity.py); NULL on a keyless server.
+    mac: Mapped[bytes | None] = mapped_column(LargeBinary(32))
 
     __table_args__ = (
         ForeignKeyConstraint(
@@ -223,6 +229,9 @@ class EventRecord(Base):
     details: Mapped[dict[str, Any]]
     prev_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
     hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    # On the last event of each transaction of a keyed server: the log key's signature of the
+    # head it made (the checkpoint message with this event's seq, hash and time).
+    head_signature: Mapped[bytes | None] = mapped_column(LargeBinary(64))
 
 
 Index("ix_events_actor_kind_seq", ActorKind(EventRecord.__table__.c.actor), EventRecord.seq)
@@ -252,6 +261,8 @@ class LogHeadRecord(Base):
     time: Mapped[datetime | None]
     # Events up to this seq predate the monotone-time rule (migration 0006): 0 on a new log.
     time_ordered_after: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    # The log key's signature of this head (NULL at genesis and on a keyless server).
+    signature: Mapped[bytes | None] = mapped_column(LargeBinary(64))
 
 
 # --- the recovery flow: sessions, votes, vaults, restore access grants, team deletions ---
@@ -287,6 +298,8 @@ class SessionRecord(Base):
     team_draft: Mapped[dict[str, Any] | None]
     # Approvers disabled while the session was open (a JSON list); NULL: none.
     excluded_approvers: Mapped[list[str] | None] = mapped_column(JSON)
+    # HMAC by the log key over the row (domain/integrity.py); NULL on a keyless server.
+    mac: Mapped[bytes | None] = mapped_column(LargeBinary(32))
 
     __table_args__ = (
         Index("ix_sessions_create_time_id", "create_time", "session_id"),
@@ -317,6 +330,8 @@ class VoteRecord(Base):
     comment: Mapped[str] = mapped_column(String(200))
     vote_time: Mapped[datetime]
     signature: Mapped[bytes] = mapped_column(LargeBinary(64))
+    # HMAC by the log key over the row (domain/integrity.py); NULL on a keyless server.
+    mac: Mapped[bytes | None] = mapped_column(LargeBinary(32))
 
 
 class VaultRecord(Base):
@@ -337,6 +352,8 @@ class VaultRecord(Base):
     pending_create_time: Mapped[datetime | None]
     create_time: Mapped[datetime]
     update_time: Mapped[datetime]
+    # HMAC by the log key over the row (domain/integrity.py); NULL on a keyless server.
+    mac: Mapped[bytes | None] = mapped_column(LargeBinary(32))
 
     __table_args__ = (Index("ix_vaults_account_name", "account_id", "name", unique=True),)
 
@@ -360,6 +377,8 @@ class RestoreAccessGrantRecord(Base):
     comment: Mapped[str] = mapped_column(String(200))
     create_time: Mapped[datetime]
     update_time: Mapped[datetime]
+    # HMAC by the log key over the row (domain/integrity.py); NULL on a keyless server.
+    mac: Mapped[bytes | None] = mapped_column(LargeBinary(32))
 
     __table_args__ = (
         Index("ix_restore_access_grants_vault_account", "vault_arn", "account_id"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -25,6 +26,7 @@ from sqlalchemy.sql import ColumnElement
 
 from airlock_server.app.ports import SessionQuery, TimeCursor
 from airlock_server.domain.events import Event
+from airlock_server.domain.integrity import RowField, record_not_authentic
 from airlock_server.domain.principals import Principal, PrincipalKind
 from airlock_server.domain.sessions import (
     DraftMember,
@@ -46,6 +48,7 @@ from airlock_server.domain.vaults import (
     RestoreAccessGrant,
     Vault,
 )
+from airlock_server.persistence.event_log import to_event
 from airlock_server.persistence.models import (
     EventRecord,
     EventSubjectRecord,
@@ -58,6 +61,95 @@ from airlock_server.persistence.models import (
     VaultRecord,
     VoteRecord,
 )
+from airlock_server.persistence.repositories import TEAM_MEMBERS, member_fields
+from airlock_server.persistence.seal import Sealer
+
+SESSIONS = "sessions"
+VOTES = "votes"
+GRANTS = "restore_access_grants"
+VAULTS = "vaults"
+
+
+def session_fields(s: Session) -> tuple[RowField, ...]:
+    """What a session's MAC covers: every fact its votes and approval rest on (the frozen
+    approver set of session_approvers included), and its state."""
+    return (
+        s.session_id,
+        s.kind.value,
+        s.team_id,
+        s.team_version,
+        json.dumps(list(s.approver_ids)),
+        s.min_approvals,
+        s.requester.kind.value,
+        s.requester.subject,
+        s.requester_account_id,
+        s.action,
+        s.protected_resource,
+        s.comment,
+        json.dumps(dict(s.metadata), sort_keys=True),
+        s.create_time,
+        s.expire_time,
+        s.state.value,
+        s.status.value,
+        s.status_message,
+        s.execution_status.value,
+        s.execution_message,
+        s.complete_time,
+        s.execution_time,
+        # A team update's draft (what its votes sign) and the approvers disabled meanwhile.
+        json.dumps(draft_to_row(s.draft), sort_keys=True),
+        json.dumps(list(s.excluded_approver_ids)),
+    )
+
+
+def vote_fields(session_id: str, position: int, v: Vote) -> tuple[RowField, ...]:
+    return (
+        session_id,
+        v.approver_id,
+        position,
+        v.decision.value,
+        v.comment,
+        v.time,
+        bytes(v.signature),
+    )
+
+
+def vault_fields(v: Vault) -> tuple[RowField, ...]:
+    """What a vault's MAC covers: its owner, its rules and its team association (and a
+    pending change of it)."""
+    p = v.pending_association
+    return (
+        v.vault_arn,
+        v.account_id,
+        v.name,
+        v.region,
+        v.min_retention_days,
+        v.max_retention_days,
+        json.dumps(dict(v.tags), sort_keys=True),
+        v.create_time,
+        v.update_time,
+        v.team_id,
+        p.team_id if p else None,
+        p.session_id if p else None,
+        p.create_time if p else None,
+    )
+
+
+def grant_fields(g: RestoreAccessGrant) -> tuple[RowField, ...]:
+    return (
+        g.grant_id,
+        g.vault_arn,
+        g.account_id,
+        g.restore_vault_name,
+        g.restore_vault_arn,
+        g.state.value,
+        g.status_message,
+        g.session_id,
+        g.revoke_session_id,
+        g.comment,
+        g.create_time,
+        g.update_time,
+    )
 
 
 def _before(time_col: Any, id_col: Any, after: TimeCursor | None) -> ColumnElement[bool] | None:
@@ -138,12 +230,14 @@ def _votes_and_approvers() -> Any:
         _VO.comment,
         _VO.vote_time,
         _VO.signature,
+        _VO.mac,
     ).where(_VO.session_id.in_(ids))
     approvers = select(
         _SA.session_id,
         literal_column("0"),
         _SA.position,
         _SA.approver_id,
+        null(),
         null(),
         null(),
         null(),
@@ -161,27 +255,52 @@ _SESSION_TABLE = cast(Table, SessionRecord.__table__)
 _SESSION_UPDATE = update(_SESSION_TABLE).where(_SESSION_TABLE.c.session_id == bindparam("sid"))
 _VOTE_INSERT = insert(cast(Table, VoteRecord.__table__))
 _TM = TeamMemberRecord.__table__.c
+
+
 # A vote's read: the session, locked, and the key its voter enrolled in the session's team
 # version, in one statement.
-_SESSION_AND_KEY_LOCKED = (
-    _SESSION_ROWS.add_columns(
-        select(_TM.public_key)
+def _voter_column(column: Any, label: str) -> Any:
+    """One column of the voter's member row in the session's team version (unique index)."""
+    return (
+        select(column)
         .where(
             _TM.team_id == _S.team_id,
             _TM.version == _S.team_version,
             _TM.approver_id == bindparam("voter"),
         )
         .scalar_subquery()
-        .label("enrolled_key")
+        .label(label)
+    )
+
+
+# The member row's other columns come along: its MAC covers them (domain/integrity.py).
+_SESSION_AND_KEY_LOCKED = (
+    _SESSION_ROWS.add_columns(
+        _voter_column(_TM.public_key, "enrolled_key"),
+        _voter_column(_TM.invitation_id, "m_invitation_id"),
+        _voter_column(_TM.invitation_state, "m_invitation_state"),
+        _voter_column(_TM.response_time, "m_response_time"),
+        _voter_column(_TM.approved_key, "m_approved_key"),
+        _voter_column(_TM.mac, "m_mac"),
     )
     .where(_S.session_id == bindparam("sid"))
     .with_for_update(of=SessionRecord.__table__)
 )
+_MEMBERS_OF_VERSION = select(
+    _TM.invitation_id,
+    _TM.approver_id,
+    _TM.invitation_state,
+    _TM.response_time,
+    _TM.public_key,
+    _TM.approved_key,
+    _TM.mac,
+).where(_TM.team_id == bindparam("team_id"), _TM.version == bindparam("version"))
 
 
 class SqlSessionRepository:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, sealer: Sealer | None = None) -> None:
         self._s = session
+        self._sealer = sealer or Sealer()
         # Each session's row values and stored voters as this transaction read or wrote them:
         # save() writes only what changed. Team names never change.
         self._known: dict[str, tuple[dict[str, Any], set[str]]] = {}
@@ -203,6 +322,10 @@ class SqlSessionRepository:
                 vote = Vote(
                     x.approver_id, VoteDecision(x.decision), x.comment, x.vote_time, x.signature
                 )
+                key = f"{x.session_id}/{x.approver_id}"
+                fields = vote_fields(x.session_id, x.position, vote)
+                if not self._sealer.authentic(VOTES, key, fields, x.mac):
+                    raise record_not_authentic(VOTES, key)
                 votes[x.session_id].append((x.position, vote))
             else:
                 approvers[x.session_id].append((x.position, x.approver_id))
@@ -236,6 +359,11 @@ class SqlSessionRepository:
                 draft=draft_from_row(r.team_draft),
                 excluded_approver_ids=tuple(r.excluded_approvers or ()),
             )
+            if not self._sealer.authentic(
+                SESSIONS, session.session_id, session_fields(session), r.mac
+            ):
+                # The session's facts, state or frozen approver set (session_approvers).
+                raise record_not_authentic(SESSIONS, session.session_id)
             self._known[session.session_id] = (
                 self._values(session),
                 {v.approver_id for v in session.votes},
@@ -243,8 +371,9 @@ class SqlSessionRepository:
             out.append(session)
         return out
 
-    @staticmethod
-    def _values(s: Session) -> dict[str, Any]:
+    def _values(self, s: Session) -> dict[str, Any]:
+        """The columns that change, and the MAC over the whole session (which changes with
+        them)."""
         return {
             "state": s.state.value,
             "status": s.status.value,
@@ -254,6 +383,7 @@ class SqlSessionRepository:
             "complete_time": s.complete_time,
             "execution_time": s.execution_time,
             "excluded_approvers": list(s.excluded_approver_ids) or None,
+            "mac": self._sealer.mac(SESSIONS, session_fields(s)),
         }
 
     async def add(self, session: Session) -> None:
@@ -301,6 +431,7 @@ class SqlSessionRepository:
                 "comment": v.comment,
                 "vote_time": v.time,
                 "signature": v.signature,
+                "mac": self._sealer.mac(VOTES, vote_fields(session.session_id, i, v)),
             }
             for i, v in enumerate(session.votes)
             if v.approver_id not in stored
@@ -324,7 +455,42 @@ class SqlSessionRepository:
             await conn.execute(_SESSION_AND_KEY_LOCKED, {"sid": session_id, "voter": approver_id})
         )
         sessions = await self._build(rows)
-        return (sessions[0], rows[0].enrolled_key) if sessions else None
+        if not sessions:
+            return None
+        s, r = sessions[0], rows[0]
+        if r.m_invitation_id is not None:
+            self._check_member(
+                s.team_id,
+                s.team_version,
+                r.m_invitation_id,
+                approver_id,
+                r.m_invitation_state,
+                r.m_response_time,
+                r.enrolled_key,
+                r.m_mac,
+                r.m_approved_key,
+            )
+        return s, r.enrolled_key
+
+    def _check_member(
+        self,
+        team_id: str,
+        version: int,
+        invitation_id: str,
+        approver_id: str,
+        state: str,
+        response_time: datetime | None,
+        key: bytes | None,
+        mac: bytes | None,
+        approved_key: bytes | None = None,
+    ) -> None:
+        """A member row the server wrote (its enrolled key above all); RECORD_NOT_AUTHENTIC
+        otherwise."""
+        fields = member_fields(
+            team_id, version, invitation_id, approver_id, state, response_time, key, approved_key
+        )
+        if not self._sealer.authentic(TEAM_MEMBERS, invitation_id, fields, mac):
+            raise record_not_authentic(TEAM_MEMBERS, invitation_id)
 
     async def save(self, session: Session) -> None:
         values = self._values(session)
@@ -465,22 +631,25 @@ class SqlSessionRepository:
         return {t: self._names[t] for t in team_ids if t in self._names}
 
     async def enrolled_key(self, team_id: str, version: int, approver_id: str) -> bytes | None:
-        key: bytes | None = await self._s.scalar(
-            select(TeamMemberRecord.public_key).where(
-                TeamMemberRecord.team_id == team_id,
-                TeamMemberRecord.version == version,
-                TeamMemberRecord.approver_id == approver_id,
-            )
-        )
-        return key
+        return (await self.enrolled_keys(team_id, version)).get(approver_id)
 
     async def enrolled_keys(self, team_id: str, version: int) -> dict[str, bytes | None]:
-        rows = await self._s.execute(
-            select(TeamMemberRecord.approver_id, TeamMemberRecord.public_key).where(
-                TeamMemberRecord.team_id == team_id, TeamMemberRecord.version == version
+        rows = await self._s.execute(_MEMBERS_OF_VERSION, {"team_id": team_id, "version": version})
+        keys: dict[str, bytes | None] = {}
+        for r in rows:
+            self._check_member(
+                team_id,
+                version,
+                r.invitation_id,
+                r.approver_id,
+                r.invitation_state,
+                r.response_time,
+                r.public_key,
+                r.mac,
+                r.approved_key,
             )
-        )
-        return {approver_id: key for approver_id, key in rows}
+            keys[r.approver_id] = r.public_key
+        return keys
 
     async def events_about(self, subject: str, type_: str | None = None) -> list[Event]:
         query = (
@@ -492,19 +661,9 @@ class SqlSessionRepository:
         if type_ is not None:
             query = query.where(EventRecord.type == type_)
         records = (await self._s.scalars(query)).all()
-        return [
-            Event(
-                r.seq,
-                r.time,
-                r.type,
-                r.actor,
-                tuple(r.subjects),
-                dict(r.details),
-                bytes(r.prev_hash),
-                bytes(r.hash),
-            )
-            for r in records
-        ]
+        # event_subjects is an index outside the chain: keep only the events whose chained
+        # subjects name `subject` (a row inserted there adds nothing).
+        return [to_event(r) for r in records if subject in r.subjects]
 
 
 _V = cast(Table, VaultRecord.__table__)
@@ -515,11 +674,20 @@ _VAULT_BY_ARN_LOCKED = _VAULT_BY_ARN.with_for_update()
 class SqlVaultRepository:
     """Core statements and rows, no ORM objects: vault reads are on hot paths."""
 
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, sealer: Sealer | None = None) -> None:
         self._s = session
+        self._sealer = sealer or Sealer()
+
+    def _checked(self, r: Any) -> Vault:
+        """A vault row the server wrote (its team association above all: the team that
+        approves its restores); RECORD_NOT_AUTHENTIC otherwise."""
+        vault = self.to_domain(r)
+        if not self._sealer.authentic(VAULTS, vault.vault_arn, vault_fields(vault), r.mac):
+            raise record_not_authentic(VAULTS, vault.vault_arn)
+        return vault
 
     @staticmethod
-    def _to_domain(r: Any) -> Vault:
+    def to_domain(r: Any) -> Vault:
         pending = (
             PendingAssociation(r.pending_team_id, r.pending_session_id, r.pending_create_time)
             if r.pending_session_id is not None and r.pending_create_time is not None
@@ -539,8 +707,7 @@ class SqlVaultRepository:
             pending_association=pending,
         )
 
-    @staticmethod
-    def _values(v: Vault) -> dict[str, Any]:
+    def _values(self, v: Vault) -> dict[str, Any]:
         p = v.pending_association
         return {
             "team_id": v.team_id,
@@ -548,6 +715,7 @@ class SqlVaultRepository:
             "pending_session_id": p.session_id if p else None,
             "pending_create_time": p.create_time if p else None,
             "update_time": v.update_time,
+            "mac": self._sealer.mac(VAULTS, vault_fields(v)),
         }
 
     async def add(self, vault: Vault) -> None:
@@ -570,7 +738,7 @@ class SqlVaultRepository:
         conn = await self._s.connection()
         q = _VAULT_BY_ARN_LOCKED if for_update else _VAULT_BY_ARN
         r = (await conn.execute(q, {"arn": vault_arn})).first()
-        return self._to_domain(r) if r else None
+        return self._checked(r) if r else None
 
     async def save(self, vault: Vault) -> None:
         await self._s.execute(
@@ -590,7 +758,7 @@ class SqlVaultRepository:
         if after is not None:
             q = q.where(_V.c.vault_arn > after)
         conn = await self._s.connection()
-        return [self._to_domain(r) for r in await conn.execute(q)]
+        return [self._checked(r) for r in await conn.execute(q)]
 
     async def of_team(self, team_id: str) -> list[str]:
         q = (
@@ -608,15 +776,23 @@ _GRANT_UPDATE = update(_G).where(_G.c.grant_id == bindparam("gid"))
 class SqlGrantRepository:
     """Core statements and rows, no ORM objects: grant reads are on the vote path."""
 
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, sealer: Sealer | None = None) -> None:
         self._s = session
+        self._sealer = sealer or Sealer()
 
     async def _rows(self, q: Any) -> list[RestoreAccessGrant]:
         conn = await self._s.connection()
-        return [self._to_domain(r) for r in await conn.execute(q)]
+        out = []
+        for r in await conn.execute(q):
+            grant = self.to_domain(r)
+            if not self._sealer.authentic(GRANTS, grant.grant_id, grant_fields(grant), r.mac):
+                # CheckAccess reads these: a grant the server did not write grants nothing.
+                raise record_not_authentic(GRANTS, grant.grant_id)
+            out.append(grant)
+        return out
 
     @staticmethod
-    def _to_domain(r: Any) -> RestoreAccessGrant:
+    def to_domain(r: Any) -> RestoreAccessGrant:
         return RestoreAccessGrant(
             grant_id=r.grant_id,
             vault_arn=r.vault_arn,
@@ -648,6 +824,7 @@ class SqlGrantRepository:
                 comment=grant.comment,
                 create_time=grant.create_time,
                 update_time=grant.update_time,
+                mac=self._sealer.mac(GRANTS, grant_fields(grant)),
             )
         )
 
@@ -671,6 +848,7 @@ class SqlGrantRepository:
                 "status_message": grant.status_message,
                 "revoke_session_id": grant.revoke_session_id,
                 "update_time": grant.update_time,
+                "mac": self._sealer.mac(GRANTS, grant_fields(grant)),
             },
         )
 

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from airlock_server.app.ports import Claimed
 from airlock_server.domain.identities import Account, Approver, Credential
+from airlock_server.domain.integrity import RowField, record_not_authentic
 from airlock_server.domain.principals import Principal, PrincipalKind
 from airlock_server.domain.teams import (
     InvitationState,
@@ -35,6 +36,51 @@ from airlock_server.persistence.models import (
     TeamShareRecord,
     TeamVersionRecord,
 )
+from airlock_server.persistence.seal import Sealer
+
+# The tables whose rows carry a MAC by the log key (domain/integrity.py).
+CREDENTIALS = "credentials"
+TEAM_MEMBERS = "team_members"
+TEAM_VERSIONS = "team_versions"
+
+
+def version_fields(team_id: str, v: TeamVersion) -> tuple[RowField, ...]:
+    """What a team version's MAC covers: its rules (M, TTLs), immutable once written."""
+    return (
+        team_id,
+        v.version,
+        v.description,
+        v.min_approvals,
+        int(v.session_ttl.total_seconds()),
+        int(v.invitation_ttl.total_seconds()),
+        v.create_time,
+        v.invitation_expire_time,
+    )
+
+
+def member_fields(
+    team_id: str,
+    version: int,
+    invitation_id: str,
+    approver_id: str,
+    invitation_state: str,
+    response_time: datetime | None,
+    public_key: bytes | None,
+    approved_key: bytes | None = None,
+) -> tuple[RowField, ...]:
+    """What a team member row's MAC covers: which team version, which approver, its answer,
+    the key it enrolled and, for an invitation bound to one, the key the team approved
+    (position only orders the members)."""
+    fields: tuple[RowField, ...] = (
+        team_id,
+        version,
+        invitation_id,
+        approver_id,
+        invitation_state,
+        response_time,
+        bytes(public_key) if public_key is not None else None,
+    )
+    return fields if approved_key is None else (*fields, bytes(approved_key))
 
 
 def _insert(session: AsyncSession):  # type: ignore[no-untyped-def]
@@ -127,15 +173,65 @@ _BY_TOKEN_HASH = select(
     _CRED.principal_kind,
     _CRED.subject,
     _CRED.description,
+    _CRED.token_hash,
     _CRED.create_time,
     _CRED.expire_time,
     _CRED.revoke_time,
+    _CRED.mac,
 ).where(_CRED.token_hash == bindparam("h"))
 
 
+def _credential_fields(
+    credential_id: str,
+    kind: str,
+    subject: str,
+    description: str,
+    token_hash: bytes,
+    create_time: datetime,
+    expire_time: datetime | None,
+    revoke_time: datetime | None,
+) -> tuple[RowField, ...]:
+    """What a credential's MAC covers: every column but the MAC."""
+    return (
+        credential_id,
+        kind,
+        subject,
+        description,
+        bytes(token_hash),
+        create_time,
+        expire_time,
+        revoke_time,
+    )
+
+
+def stored_credential_fields(r: Any) -> tuple[RowField, ...]:
+    return _credential_fields(
+        r.credential_id,
+        r.principal_kind,
+        r.subject,
+        r.description,
+        r.token_hash,
+        r.create_time,
+        r.expire_time,
+        r.revoke_time,
+    )
+
+
 class SqlCredentialRepository:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, sealer: Sealer | None = None) -> None:
         self._s = session
+        self._sealer = sealer or Sealer()
+
+    def _authentic(self, r: Any) -> bool:
+        return self._sealer.authentic(
+            CREDENTIALS, r.credential_id, stored_credential_fields(r), r.mac
+        )
+
+    def _checked(self, r: Any) -> Credential:
+        """A credential row the server wrote; RECORD_NOT_AUTHENTIC otherwise."""
+        if not self._authentic(r):
+            raise record_not_authentic(CREDENTIALS, r.credential_id)
+        return self._to_domain(r)
 
     @staticmethod
     def _to_domain(r: CredentialRecord | Row[*tuple[Any, ...]]) -> Credential:
@@ -149,29 +245,30 @@ class SqlCredentialRepository:
         )
 
     async def add(self, credential: Credential, token_hash: bytes) -> None:
-        self._s.add(
-            CredentialRecord(
-                credential_id=credential.credential_id,
-                principal_kind=credential.principal.kind.value,
-                subject=credential.principal.subject,
-                description=credential.description,
-                token_hash=token_hash,
-                create_time=credential.create_time,
-                expire_time=credential.expire_time,
-                revoke_time=credential.revoke_time,
-            )
+        record = CredentialRecord(
+            credential_id=credential.credential_id,
+            principal_kind=credential.principal.kind.value,
+            subject=credential.principal.subject,
+            description=credential.description,
+            token_hash=token_hash,
+            create_time=credential.create_time,
+            expire_time=credential.expire_time,
+            revoke_time=credential.revoke_time,
         )
+        record.mac = self._sealer.mac(CREDENTIALS, stored_credential_fields(record))
+        self._s.add(record)
         await self._s.flush()
 
     async def get(self, credential_id: str) -> Credential | None:
         r = await self._s.get(CredentialRecord, credential_id)
-        return self._to_domain(r) if r else None
+        return self._checked(r) if r else None
 
     async def find_by_token_hash(self, token_hash: bytes) -> Credential | None:
         # Every RPC: one Core SELECT on the connection, no ORM identity map or loading.
         conn = await self._s.connection()
         r = (await conn.execute(_BY_TOKEN_HASH, {"h": token_hash})).first()
-        return self._to_domain(r) if r is not None else None
+        # A row the server did not write (or changed since) authenticates nobody.
+        return self._to_domain(r) if r is not None and self._authentic(r) else None
 
     async def list_page(
         self,
@@ -200,13 +297,31 @@ class SqlCredentialRepository:
             q = q.where(CredentialRecord.principal_kind == kind)
         if after is not None:
             q = q.where(CredentialRecord.credential_id > after)
-        return [self._to_domain(r) for r in await self._s.scalars(q)]
+        return [self._checked(r) for r in await self._s.scalars(q)]
 
     async def save(self, credential: Credential) -> None:
+        r = await self._s.get(CredentialRecord, credential.credential_id)
+        if r is None:
+            return
+        self._checked(r)
+        fields = _credential_fields(
+            r.credential_id,
+            r.principal_kind,
+            r.subject,
+            credential.description,
+            r.token_hash,
+            r.create_time,
+            r.expire_time,
+            credential.revoke_time,
+        )
         await self._s.execute(
             update(CredentialRecord)
             .where(CredentialRecord.credential_id == credential.credential_id)
-            .values(revoke_time=credential.revoke_time, description=credential.description)
+            .values(
+                revoke_time=credential.revoke_time,
+                description=credential.description,
+                mac=self._sealer.mac(CREDENTIALS, fields),
+            )
         )
 
 
@@ -224,12 +339,14 @@ _TEAM_ROWS = (
         _V.invitation_ttl_seconds.label("v_invitation_ttl_seconds"),
         _V.create_time.label("v_create_time"),
         _V.invitation_expire_time.label("v_invitation_expire_time"),
+        _V.mac.label("v_mac"),
         _M.invitation_id.label("m_invitation_id"),
         _M.approver_id.label("m_approver_id"),
         _M.invitation_state.label("m_invitation_state"),
         _M.response_time.label("m_response_time"),
         _M.public_key.label("m_public_key"),
         _M.approved_key.label("m_approved_key"),
+        _M.mac.label("m_mac"),
     )
     .select_from(
         TeamRecord.__table__.join(
@@ -275,8 +392,9 @@ def _member_values(m: TeamMember) -> tuple[str, datetime | None, bytes | None]:
 
 
 class SqlTeamRepository:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, sealer: Sealer | None = None) -> None:
         self._s = session
+        self._sealer = sealer or Sealer()
         # Each team as this transaction last read or wrote it: save() writes only what changed.
         self._known: dict[str, Team] = {}
 
@@ -313,7 +431,7 @@ class SqlTeamRepository:
                     finish()
                 first, versions, members = r, {}, {}
             if r.v_version not in versions:
-                versions[r.v_version] = TeamVersion(
+                version = TeamVersion(
                     version=r.v_version,
                     description=r.v_description,
                     min_approvals=r.v_min_approvals,
@@ -323,8 +441,26 @@ class SqlTeamRepository:
                     create_time=r.v_create_time,
                     invitation_expire_time=r.v_invitation_expire_time,
                 )
+                key = f"{r.team_id}/{r.v_version}"
+                fields = version_fields(r.team_id, version)
+                if not self._sealer.authentic(TEAM_VERSIONS, key, fields, r.v_mac):
+                    # M and the TTLs every new session of the team freezes.
+                    raise record_not_authentic(TEAM_VERSIONS, key)
+                versions[r.v_version] = version
                 members[r.v_version] = []
             if r.m_invitation_id is not None:
+                fields = member_fields(
+                    r.team_id,
+                    r.v_version,
+                    r.m_invitation_id,
+                    r.m_approver_id,
+                    r.m_invitation_state,
+                    r.m_response_time,
+                    r.m_public_key,
+                    r.m_approved_key,
+                )
+                if not self._sealer.authentic(TEAM_MEMBERS, r.m_invitation_id, fields, r.m_mac):
+                    raise record_not_authentic(TEAM_MEMBERS, r.m_invitation_id)
                 members[r.v_version].append(
                     TeamMember(
                         approver_id=r.m_approver_id,
@@ -386,6 +522,7 @@ class SqlTeamRepository:
                     invitation_ttl_seconds=int(v.invitation_ttl.total_seconds()),
                     create_time=v.create_time,
                     invitation_expire_time=v.invitation_expire_time,
+                    mac=self._sealer.mac(TEAM_VERSIONS, version_fields(team_id, v)),
                 )
             )
             if v.members:
@@ -402,6 +539,7 @@ class SqlTeamRepository:
                             "response_time": m.response_time,
                             "public_key": m.public_key,
                             "approved_key": m.approved_key,
+                            "mac": self._member_mac(team_id, v.version, m),
                         }
                         for i, m in enumerate(v.members)
                     ],
@@ -416,8 +554,24 @@ class SqlTeamRepository:
                     invitation_state=m.invitation_state.value,
                     response_time=m.response_time,
                     public_key=m.public_key,
+                    mac=self._member_mac(team_id, v.version, m),
                 )
             )
+
+    def _member_mac(self, team_id: str, version: int, m: TeamMember) -> bytes | None:
+        return self._sealer.mac(
+            TEAM_MEMBERS,
+            member_fields(
+                team_id,
+                version,
+                m.invitation_id,
+                m.approver_id,
+                m.invitation_state.value,
+                m.response_time,
+                m.public_key,
+                m.approved_key,
+            ),
+        )
 
     async def add(self, team: Team) -> None:
         await self._s.execute(
@@ -489,6 +643,7 @@ class SqlTeamRepository:
                             invitation_state=new.invitation_state.value,
                             response_time=new.response_time,
                             public_key=new.public_key,
+                            mac=self._member_mac(team.team_id, version.version, new),
                         )
                     )
         self._known[team.team_id] = team

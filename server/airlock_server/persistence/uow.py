@@ -38,6 +38,7 @@ from airlock_server.persistence.repositories import (
     SqlShareRepository,
     SqlTeamRepository,
 )
+from airlock_server.persistence.seal import Sealer
 
 # Serialization failure, deadlock, unique violation: a concurrent change won; retry.
 RETRYABLE_SQLSTATES = {"40001", "40P01", "23505", "55P03"}
@@ -64,9 +65,12 @@ class SqlUnitOfWork:
         read_only: bool = False,
         one_statement: bool = False,
         on_commit: Callable[[int], None] | None = None,
+        sealer: Sealer | None = None,
     ) -> None:
         self._on_commit = on_commit  # told the last seq appended, once committed
         self._sessions = sessions
+        # The log key: signs each append's head, keys the rows' MACs (none when keyless).
+        self._sealer = sealer or Sealer()
         self._clock = clock
         self._read_only = read_only or one_statement
         self._one_statement = one_statement
@@ -86,14 +90,14 @@ class SqlUnitOfWork:
         s = self.session
         self.approvers: ports.ApproverRepository = SqlApproverRepository(s)
         self.accounts: ports.AccountRepository = SqlAccountRepository(s)
-        self.credentials: ports.CredentialRepository = SqlCredentialRepository(s)
-        self.teams: ports.TeamRepository = SqlTeamRepository(s)
+        self.credentials: ports.CredentialRepository = SqlCredentialRepository(s, self._sealer)
+        self.teams: ports.TeamRepository = SqlTeamRepository(s, self._sealer)
         self.shares: ports.ShareRepository = SqlShareRepository(s)
         self.idempotency: ports.IdempotencyRepository = SqlIdempotencyRepository(s)
         self.settings: ports.SettingsRepository = SqlSettingsRepository(s)
-        self.sessions: ports.SessionRepository = SqlSessionRepository(s)
-        self.vaults: ports.VaultRepository = SqlVaultRepository(s)
-        self.grants: ports.GrantRepository = SqlGrantRepository(s)
+        self.sessions: ports.SessionRepository = SqlSessionRepository(s, self._sealer)
+        self.vaults: ports.VaultRepository = SqlVaultRepository(s, self._sealer)
+        self.grants: ports.GrantRepository = SqlGrantRepository(s, self._sealer)
         self.deletions: ports.TeamDeletionRepository = SqlTeamDeletionRepository(s)
         self.activity: ports.ActivityRepository = SqlActivityRepository(s)
         self._events = []
@@ -144,7 +148,9 @@ class SqlUnitOfWork:
     async def commit(self) -> None:
         last = 0
         if self._events:
-            last = (await append_events(self.session, self._events, self._clock()))[-1].seq
+            last = (await append_events(self.session, self._events, self._clock(), self._sealer))[
+                -1
+            ].seq
             self._events = []
         await self.session.commit()
         if last and self._on_commit is not None:

@@ -18,6 +18,8 @@ _PROBLEMS = {
     Problem.SEQ_GAP: pb.VerifyLogResponse.PROBLEM_SEQ_GAP,
     Problem.CHECKPOINT_MISMATCH: pb.VerifyLogResponse.PROBLEM_CHECKPOINT_MISMATCH,
     Problem.TRUNCATED: pb.VerifyLogResponse.PROBLEM_TRUNCATED,
+    Problem.UNSIGNED: pb.VerifyLogResponse.PROBLEM_UNSIGNED,
+    Problem.SUBJECTS_MISMATCH: pb.VerifyLogResponse.PROBLEM_SUBJECTS_MISMATCH,
 }
 
 
@@ -45,6 +47,8 @@ def event_pb(e: Event) -> event_pb2.Event:
         details=details,
         prev_hash=e.prev_hash,
         hash=e.hash,
+        canonical=e.canonical(),
+        head_signature=e.head_signature,
     )
 
 

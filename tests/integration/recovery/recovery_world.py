@@ -31,6 +31,7 @@ from airlock_server.domain.sessions import Session, VoteDecision, vote_digest
 from airlock_server.domain.teams import TeamSpec, key_proof_message
 from airlock_server.persistence.db import create_engine, session_factory
 from airlock_server.persistence.event_log import PollSignal, SqlEventLogReader
+from airlock_server.persistence.seal import Sealer
 from airlock_server.persistence.uow import SqlUnitOfWork
 
 OWNER = "111111111111"
@@ -98,8 +99,12 @@ def wire(
     engine = create_engine(url, pool_size=5)
     sessions = session_factory(engine)
 
+    sealer = Sealer(log_key)
+
     def uow(*, read_only: bool = False, one_statement: bool = False) -> UnitOfWork:
-        return SqlUnitOfWork(sessions, clock, read_only=read_only, one_statement=one_statement)
+        return SqlUnitOfWork(
+            sessions, clock, read_only=read_only, one_statement=one_statement, sealer=sealer
+        )
 
     deps = Deps(uow=uow, clock=clock, region="eu-west-1")
     log = SqlEventLogReader(sessions)
@@ -140,8 +145,10 @@ class World:
     def approver(name: str) -> Principal:
         return Principal(PrincipalKind.APPROVER, name)
 
-    def another_wiring(self, log_key: LogKey | None = None) -> Wiring:
-        w = wire(self.url, self.clock, log_key=log_key)
+    def another_wiring(self, *, keyless: bool = False) -> Wiring:
+        """Another replica of the server: same log key (it signs and MACs what it writes), or,
+        `keyless`, a server without one (it writes nothing, or the keyed replicas refuse it)."""
+        w = wire(self.url, self.clock, log_key=None if keyless else self.log_key)
         self.wirings.append(w)
         return w
 

@@ -1,7 +1,7 @@
 """Approval proofs anchored in a signed log checkpoint (docs/approval-proofs.md, `checkpoint`).
 
-A server with a log key exports proofs whose checkpoint is signed by the same code as
-GetLogCheckpoint, with the chain of every event from the proof's first event up to it. Each
+A server with a log key exports proofs whose checkpoint is the head it signed when it appended
+the approval, with the chain of every event from the proof's first event up to it. Each
 test mutates a copy the way a forger would and checks the verifier, with the log key pinned,
 says no for the right reason. The log key is the trust anchor: a proof made up from scratch
 (keys, votes, events, checkpoint) holds together, and only the log key tells it apart.
@@ -27,9 +27,10 @@ pytestmark = pytest.mark.asyncio
 
 
 async def _anchored(world: World) -> tuple[LogKey, dict[str, Any]]:
-    """An APPROVED session, some traffic after it, and its proof from a keyed server."""
-    key = LogKey(Ed25519PrivateKey.generate())
-    keyed = world.another_wiring(key)
+    """An APPROVED session, some traffic after it, and its proof from a keyed replica."""
+    key = world.log_key
+    assert key is not None
+    keyed = world.another_wiring()
     arn = await world.vault()
     asked = await world.app.vaults.request_restore_access(world.recovery, arn, "", "help", "")
     sid = asked.session.session.session_id
@@ -66,8 +67,12 @@ async def test_an_anchored_proof_verifies_under_the_pinned_log_key(world: World)
     assert chain[0]["seq"] == proof["events"][0]["seq"]
     assert [e["seq"] for e in chain] == list(range(chain[0]["seq"], checkpoint["seq"] + 1))
     assert (chain[-1]["seq"], chain[-1]["hash"]) == (checkpoint["seq"], checkpoint["hash"])
-    # The chain reaches past the session: the traffic after it is in there too.
-    assert checkpoint["seq"] > proof["events"][-1]["seq"]
+    # The chain ends with the approval's transaction, signed when it was appended: the
+    # traffic after it (two vaults) is not in there, and the time is that event's.
+    assert checkpoint["seq"] >= proof["events"][-1]["seq"]
+    assert proof["events"][-1]["type"] == "session.approved"
+    assert not any("later-" in json.dumps(e) for e in chain)
+    assert checkpoint["time"] == chain[-1]["time"]
 
     verdict = verify_proof(json.dumps(proof), key.public_key, approver_keys=world.pins())
     assert verdict.valid, verdict.problems

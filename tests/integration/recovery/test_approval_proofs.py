@@ -81,7 +81,7 @@ async def test_a_server_without_a_log_key_exports_no_proof(world: World) -> None
     """An unanchored proof could not be told from a forgery, so none is exported; the caller's
     right to the session and its state are checked first."""
     sid, _ = await _approved(world)
-    keyless = world.another_wiring()
+    keyless = world.another_wiring(keyless=True)
     with pytest.raises(FailedPrecondition) as err:
         await keyless.sessions.export_approval_proof(world.recovery, sid)
     assert err.value.reason == "LOG_KEY_MISSING"
