@@ -165,3 +165,11 @@ class Unavailable(DomainError):
 class StaleConnection(Unavailable):
     """The database had closed the pooled connection before this transaction sent anything
     (it restarted): nothing happened, so one retry on a new connection is safe."""
+
+
+# Reasons of issue 9 (trust): named once here, used by the rules that raise them.
+RESERVED_ACTION = "RESERVED_ACTION"  # a generic session named an action of Airlock's own kinds
+APPROVER_DISABLED = "APPROVER_DISABLED"  # a disabled approver may not answer, vote or sign in
+NEW_KEY_REQUIRED = "NEW_KEY_REQUIRED"  # re-enrolling an approver names its new key in the draft
+KEY_NOT_APPROVED = "KEY_NOT_APPROVED"  # an invitation accepted with a key the team did not approve
+QUORUM_UNREACHABLE = "QUORUM_UNREACHABLE"  # fewer enabled approvers than M: no session opens
