@@ -202,6 +202,22 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     appended behind its back), so the server appends nothing after it; VerifyLog names the first
     event it did not write (metadata: seq).
     """
+    RESERVED_ACTION: _ErrorReason.ValueType  # 70
+    """INVALID_ARGUMENT: a generic session named an action reserved for Airlock's own sessions (the
+    actions of its session kinds and every action under its prefixes, in any case).
+    """
+    NEW_KEY_REQUIRED: _ErrorReason.ValueType  # 71
+    """INVALID_ARGUMENT: an update that re-enrolls an approver must name the approver's new key in
+    the draft the team votes on.
+    """
+    KEY_NOT_APPROVED: _ErrorReason.ValueType  # 72
+    """INVALID_ARGUMENT: the invitation was accepted with a key other than the one the team approved
+    in the draft it voted on.
+    """
+    QUORUM_UNREACHABLE: _ErrorReason.ValueType  # 73
+    """FAILED_PRECONDITION: fewer enabled approvers than M are left in the team, so no session opens
+    (metadata: teamId, disabled).
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """Every reason the server sends, AIP-193 style. A failed call carries a google.rpc.Status (in
@@ -395,5 +411,21 @@ LOG_NOT_AUTHENTIC: ErrorReason.ValueType  # 69
 """FAILED_PRECONDITION: the event log's head is not signed by this server's log key (events were
 appended behind its back), so the server appends nothing after it; VerifyLog names the first
 event it did not write (metadata: seq).
+"""
+RESERVED_ACTION: ErrorReason.ValueType  # 70
+"""INVALID_ARGUMENT: a generic session named an action reserved for Airlock's own sessions (the
+actions of its session kinds and every action under its prefixes, in any case).
+"""
+NEW_KEY_REQUIRED: ErrorReason.ValueType  # 71
+"""INVALID_ARGUMENT: an update that re-enrolls an approver must name the approver's new key in
+the draft the team votes on.
+"""
+KEY_NOT_APPROVED: ErrorReason.ValueType  # 72
+"""INVALID_ARGUMENT: the invitation was accepted with a key other than the one the team approved
+in the draft it voted on.
+"""
+QUORUM_UNREACHABLE: ErrorReason.ValueType  # 73
+"""FAILED_PRECONDITION: fewer enabled approvers than M are left in the team, so no session opens
+(metadata: teamId, disabled).
 """
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

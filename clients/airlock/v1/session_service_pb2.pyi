@@ -55,7 +55,10 @@ class StartSessionRequest(_message.Message):
     team_id: _builtins.str
     """The team that votes: ACTIVE and shared with the calling service. Required."""
     action: _builtins.str
-    """The guarded action name, pattern [a-zA-Z0-9._:-]{1,128}. Required."""
+    """The guarded action name, pattern [a-zA-Z0-9._:-]{1,128}. Required. The actions of Airlock's
+    own session kinds, and every action starting with "backup:" or "mpa:", compared without
+    regard to case, are reserved: INVALID_ARGUMENT on action, reason RESERVED_ACTION.
+    """
     protected_resource: _builtins.str
     """The resource the action applies to, 1 to 2048 characters. Required."""
     comment: _builtins.str

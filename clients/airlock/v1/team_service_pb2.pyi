@@ -226,6 +226,7 @@ class UpdateApprovalTeamRequest(_message.Message):
     REENROLL_APPROVER_IDS_FIELD_NUMBER: _builtins.int
     UPDATE_MASK_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    NEW_KEYS_FIELD_NUMBER: _builtins.int
     team_id: _builtins.str
     """The team id. Required."""
     etag: _builtins.str
@@ -258,14 +259,24 @@ class UpdateApprovalTeamRequest(_message.Message):
     @_builtins.property
     def reenroll_approver_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Kept approvers who must accept a new invitation and enroll a new key (key replacement); each
-        must be in the new approver set. Enrolling the key being replaced is refused
-        (INVALID_ARGUMENT, reason KEY_NOT_REPLACED).
+        must be in the new approver set and named in new_keys with the new key (else
+        INVALID_ARGUMENT on new_keys, reason NEW_KEY_REQUIRED).
         """
 
     @_builtins.property
     def update_mask(self) -> _field_mask_pb2.FieldMask:
         """The fields to change, among "description", "approver_ids", "min_approvals", "session_ttl",
-        "invitation_ttl", "reenroll_approver_ids". Unset: every field with a non-default value.
+        "invitation_ttl", "reenroll_approver_ids", "new_keys". Unset: every field with a non-default
+        value.
+        """
+
+    @_builtins.property
+    def new_keys(self) -> _containers.RepeatedCompositeFieldContainer[Global___NewApproverKey]:
+        """The key each invited approver will enroll: required for every re-enrolled approver, optional
+        for a new one. The team votes on exactly these keys (the session's team_draft lists them and
+        the vote signatures cover it); the invitation then accepts only that key (else
+        INVALID_ARGUMENT on public_key, reason KEY_NOT_APPROVED). A key anyone holds already is
+        refused.
         """
 
     def __init__(
@@ -281,14 +292,48 @@ class UpdateApprovalTeamRequest(_message.Message):
         reenroll_approver_ids: _abc.Iterable[_builtins.str] | None = ...,
         update_mask: _field_mask_pb2.FieldMask | None = ...,
         request_id: _builtins.str = ...,
+        new_keys: _abc.Iterable[Global___NewApproverKey] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["invitation_ttl", b"invitation_ttl", "session_ttl", b"session_ttl", "update_mask", b"update_mask"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["approver_ids", b"approver_ids", "description", b"description", "etag", b"etag", "invitation_ttl", b"invitation_ttl", "min_approvals", b"min_approvals", "reenroll_approver_ids", b"reenroll_approver_ids", "request_id", b"request_id", "session_ttl", b"session_ttl", "team_id", b"team_id", "update_mask", b"update_mask"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approver_ids", b"approver_ids", "description", b"description", "etag", b"etag", "invitation_ttl", b"invitation_ttl", "min_approvals", b"min_approvals", "new_keys", b"new_keys", "reenroll_approver_ids", b"reenroll_approver_ids", "request_id", b"request_id", "session_ttl", b"session_ttl", "team_id", b"team_id", "update_mask", b"update_mask"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___UpdateApprovalTeamRequest: _TypeAlias = UpdateApprovalTeamRequest  # noqa: Y015
+
+@_typing.final
+class NewApproverKey(_message.Message):
+    """A key named for an approver a team draft invites (docs/signed-votes.md, "Replacing a key")."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APPROVER_ID_FIELD_NUMBER: _builtins.int
+    PUBLIC_KEY_FIELD_NUMBER: _builtins.int
+    CURRENT_KEY_SIGNATURE_FIELD_NUMBER: _builtins.int
+    approver_id: _builtins.str
+    """The approver. Required."""
+    public_key: _builtins.bytes
+    """Its new raw 32-byte Ed25519 public key. Required."""
+    current_key_signature: _builtins.bytes
+    """Optional: the Ed25519 signature, by the approver's key in force, over the key-change message
+    of docs/signed-votes.md; a signature that does not verify is INVALID_ARGUMENT, reason
+    BAD_SIGNATURE. The draft shows whether the approver vouched for its new key this way.
+    """
+    def __init__(
+        self,
+        *,
+        approver_id: _builtins.str = ...,
+        public_key: _builtins.bytes = ...,
+        current_key_signature: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approver_id", b"approver_id", "current_key_signature", b"current_key_signature", "public_key", b"public_key"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___NewApproverKey: _TypeAlias = NewApproverKey  # noqa: Y015
 
 @_typing.final
 class UpdateApprovalTeamResponse(_message.Message):

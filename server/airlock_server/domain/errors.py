@@ -96,6 +96,11 @@ class Reason(StrEnum):
     # FAILED_PRECONDITION: the database was changed behind the server's back (trust-log).
     RECORD_NOT_AUTHENTIC = "RECORD_NOT_AUTHENTIC"
     LOG_NOT_AUTHENTIC = "LOG_NOT_AUTHENTIC"
+    # Trust in keys (trust-keys).
+    RESERVED_ACTION = "RESERVED_ACTION"
+    NEW_KEY_REQUIRED = "NEW_KEY_REQUIRED"
+    KEY_NOT_APPROVED = "KEY_NOT_APPROVED"
+    QUORUM_UNREACHABLE = "QUORUM_UNREACHABLE"
 
 
 # The kinds of resource a caller names by id; each has its fixed NOT_FOUND (and, where the caller
@@ -287,3 +292,11 @@ class Unavailable(DomainError):
 class StaleConnection(Unavailable):
     """The database had closed the pooled connection before this transaction sent anything
     (it restarted): nothing happened, so one retry on a new connection is safe."""
+
+
+# Reasons of issue 9 (trust): named once here, used by the rules that raise them.
+RESERVED_ACTION = Reason.RESERVED_ACTION  # a generic session named an action of Airlock's kinds
+APPROVER_DISABLED = Reason.APPROVER_DISABLED  # a disabled approver may not answer, vote, sign in
+NEW_KEY_REQUIRED = Reason.NEW_KEY_REQUIRED  # re-enrolling an approver names its new key
+KEY_NOT_APPROVED = Reason.KEY_NOT_APPROVED  # accepted with a key the team did not approve
+QUORUM_UNREACHABLE = Reason.QUORUM_UNREACHABLE  # fewer enabled approvers than M: no session

@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from airlock_server.domain.errors import (
+    KEY_NOT_APPROVED,
     FailedPrecondition,
     FieldViolation,
     InvalidArgument,
@@ -83,6 +84,9 @@ class TeamMember:
     invitation_state: InvitationState
     response_time: datetime | None = None
     public_key: bytes | None = None
+    # Set for an invitation of a draft the team approved with a named key (a re-enrolled
+    # approver's new key): the only key it may enroll.
+    approved_key: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -292,6 +296,17 @@ def respond(
             "the invitation expired",
             reason=Reason.INVITATION_EXPIRED,
             metadata={"invitationId": invitation_id},
+        )
+    if accept and member.approved_key is not None and public_key != member.approved_key:
+        raise InvalidArgument(
+            [
+                FieldViolation(
+                    "public_key",
+                    "not the key the team approved for this invitation (its fingerprint is in "
+                    "the draft the team voted on)",
+                )
+            ],
+            reason=KEY_NOT_APPROVED,
         )
     # One key, one approver: else one key holder would count twice toward M.
     if accept and public_key and any(m.public_key == public_key for m in version.members):
