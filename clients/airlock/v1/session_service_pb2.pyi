@@ -60,7 +60,7 @@ class StartSessionRequest(_message.Message):
     regard to case, are reserved: INVALID_ARGUMENT on action, reason RESERVED_ACTION.
     """
     protected_resource: _builtins.str
-    """The resource the action applies to, at most 2048 characters. Required."""
+    """The resource the action applies to, 1 to 2048 characters. Required."""
     comment: _builtins.str
     """A comment for the approvers, at most 200 characters."""
     request_id: _builtins.str
@@ -72,7 +72,9 @@ class StartSessionRequest(_message.Message):
     """
     @_builtins.property
     def metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
-        """Facts for the approvers (at most 50 entries; keys 1..128 characters, values at most 1024)."""
+        """Facts for the approvers (at most 50 entries; keys 1..128 characters, values at most 1024
+        characters).
+        """
 
     def __init__(
         self,

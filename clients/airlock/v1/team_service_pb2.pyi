@@ -59,7 +59,7 @@ class CreateApprovalTeamRequest(_message.Message):
 
     @_builtins.property
     def invitation_ttl(self) -> _duration_pb2.Duration:
-        """The invitation TTL; unset means 24 h."""
+        """The invitation TTL; unset means 24 h; 15 min .. 7 days."""
 
     def __init__(
         self,
@@ -234,7 +234,7 @@ class UpdateApprovalTeamRequest(_message.Message):
     description: _builtins.str
     """The new description, at most 256 characters."""
     min_approvals: _builtins.int
-    """The new M."""
+    """The new M, 2 <= M <= N (N: the new approver count)."""
     request_id: _builtins.str
     """Optional idempotency key (AIP-155), at most 36 characters (a UUID). It is bound to the
     caller, this method and this request (a SHA-256 of the request with request_id cleared):
@@ -244,17 +244,17 @@ class UpdateApprovalTeamRequest(_message.Message):
     """
     @_builtins.property
     def approver_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """The new full approver set (kept approvers keep their key; new ones are invited once the
-        update is approved).
+        """The new full approver set, 2 to 50 of them (kept approvers keep their key; new ones are
+        invited once the update is approved).
         """
 
     @_builtins.property
     def session_ttl(self) -> _duration_pb2.Duration:
-        """The new session TTL."""
+        """The new session TTL; 15 min .. 7 days."""
 
     @_builtins.property
     def invitation_ttl(self) -> _duration_pb2.Duration:
-        """The new invitation TTL."""
+        """The new invitation TTL; 15 min .. 7 days."""
 
     @_builtins.property
     def reenroll_approver_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
@@ -688,7 +688,7 @@ class GetTeamHealthRequest(_message.Message):
     @_builtins.property
     def activity_window(self) -> _duration_pb2.Duration:
         """An approver counts as active if its last activity is within this window; unset means
-        90 days.
+        90 days; 1 h .. 3650 days.
         """
 
     def __init__(

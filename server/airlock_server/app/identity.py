@@ -17,6 +17,7 @@ from airlock_server.domain.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
+    Reason,
     Unauthenticated,
 )
 from airlock_server.domain.events import NewEvent
@@ -398,7 +399,7 @@ class IdentityService:
                 raise FailedPrecondition(
                     "this database was bootstrapped already; issue more credentials with an "
                     "admin credential",
-                    reason="ALREADY_BOOTSTRAPPED",
+                    reason=Reason.ALREADY_BOOTSTRAPPED,
                 )
             await uow.credentials.add(issued.credential, hash_token(issued.token))
             uow.record(

@@ -32,6 +32,7 @@ from airlock_server.domain.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
+    Reason,
 )
 from airlock_server.domain.events import Event, NewEvent, format_time
 from airlock_server.domain.health import Activity, activity_of_vote
@@ -237,7 +238,7 @@ class SessionService:
 
     @staticmethod
     def _expiry_guard(session_id: str, error: DomainError) -> Exception:
-        if error.reason == "SESSION_EXPIRED":
+        if error.reason == Reason.SESSION_EXPIRED:
             return _SettleThenRaise(session_id, error)
         return error
 
@@ -297,7 +298,7 @@ class SessionService:
             raise FailedPrecondition(
                 f"approval team {team.team_id} is {team.state.value}; only an ACTIVE team "
                 "votes on sessions",
-                reason="TEAM_NOT_ACTIVE",
+                reason=Reason.TEAM_NOT_ACTIVE,
                 metadata={"teamId": team.team_id, "state": team.state.value},
             )
         version = team.current
@@ -1000,7 +1001,7 @@ class SessionService:
                     raise FailedPrecondition(
                         f"approver {caller.subject!r} enrolled no key in team version "
                         f"{before.team_version}",
-                        reason="NO_KEY_ENROLLED",
+                        reason=Reason.NO_KEY_ENROLLED,
                         metadata={"sessionId": session_id},
                     )
                 signing.verify(key, signature, vote_digest(before, decision), "signature")
@@ -1120,9 +1121,8 @@ def _not_starter(session_id: str) -> PermissionDenied:
 
 
 def _not_shared(team_id: str, caller: Principal) -> PermissionDenied:
-    error = PermissionDenied(
+    return PermissionDenied(
         f"approval team {team_id} is not shared with {caller}",
+        reason=Reason.TEAM_NOT_SHARED,
         metadata={"teamId": team_id, "principal": str(caller)},
     )
-    error.reason = "TEAM_NOT_SHARED"
-    return error

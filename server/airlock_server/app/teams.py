@@ -19,6 +19,7 @@ from airlock_server.domain.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
+    Reason,
 )
 from airlock_server.domain.events import NewEvent
 from airlock_server.domain.health import (
@@ -359,7 +360,7 @@ class TeamService:
                     raise FailedPrecondition(
                         f"the team is {team.state.value}; only a PENDING or INACTIVE team is "
                         "deleted without approval (use StartTeamDeletion)",
-                        reason="TEAM_NOT_INACTIVE",
+                        reason=Reason.TEAM_NOT_INACTIVE,
                         metadata={"teamId": team_id, "state": team.state.value},
                     )
                 now = self._deps.clock()
@@ -678,7 +679,7 @@ class TeamService:
                     raise FailedPrecondition(
                         f"approval team {team_id} is {team.state.value}; only an ACTIVE team "
                         "runs a baseline",
-                        reason="TEAM_NOT_ACTIVE",
+                        reason=Reason.TEAM_NOT_ACTIVE,
                         metadata={"teamId": team_id, "state": team.state.value},
                     )
                 asked = baseline_approvers(team.current, approver_ids)
@@ -741,7 +742,7 @@ class TeamService:
                 if team.state is TeamState.DELETING:
                     raise FailedPrecondition(
                         "the team is DELETING and takes no new shares",
-                        reason="TEAM_DELETING",
+                        reason=Reason.TEAM_DELETING,
                         metadata={"teamId": team_id, "state": team.state.value},
                     )
                 if kind is PrincipalKind.ACCOUNT and await uow.accounts.get(subject) is None:
@@ -892,7 +893,7 @@ class TeamService:
                     raise FailedPrecondition(
                         f"the team is {team.state.value} ({team.status.value}); this "
                         "invitation is closed",
-                        reason="INVITATION_CLOSED",
+                        reason=Reason.INVITATION_CLOSED,
                         metadata={"teamId": team.team_id, "state": team.state.value},
                     )
                 now = self._deps.clock()

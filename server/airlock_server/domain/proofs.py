@@ -6,7 +6,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from airlock_server.domain.errors import FailedPrecondition
+from airlock_server.domain.errors import FailedPrecondition, Reason
 from airlock_server.domain.events import (
     CALL_DENIED,
     Checkpoint,
@@ -62,7 +62,7 @@ def require_approved(session: Session) -> None:
         raise FailedPrecondition(
             f"session {session.session_id} is {session.state.value}; only an APPROVED session "
             "has an approval proof",
-            reason="SESSION_NOT_APPROVED",
+            reason=Reason.SESSION_NOT_APPROVED,
             metadata={"sessionId": session.session_id, "state": session.state.value},
         )
 

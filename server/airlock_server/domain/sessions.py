@@ -23,6 +23,7 @@ from airlock_server.domain.errors import (
     InvalidArgument,
     InvalidTransition,
     PermissionDenied,
+    Reason,
 )
 from airlock_server.domain.events import format_time
 from airlock_server.domain.principals import NAME, Principal, PrincipalKind
@@ -356,7 +357,7 @@ def _not_pending(session: Session, doing: str) -> FailedPrecondition:
     return FailedPrecondition(
         f"session {session.session_id} is {session.state.value} ({session.status.value}) "
         f"and {doing}",
-        reason="SESSION_NOT_PENDING",
+        reason=Reason.SESSION_NOT_PENDING,
         metadata={"state": session.state.value, "status": session.status.value},
     )
 
@@ -364,22 +365,20 @@ def _not_pending(session: Session, doing: str) -> FailedPrecondition:
 def _expired(session: Session) -> FailedPrecondition:
     return FailedPrecondition(
         f"session {session.session_id} expired at {format_time(session.expire_time)}",
-        reason="SESSION_EXPIRED",
+        reason=Reason.SESSION_EXPIRED,
         metadata={"state": SessionState.FAILED.value, "status": SessionStatus.EXPIRED.value},
     )
 
 
-def _denied(message: str, reason: str, **metadata: str) -> PermissionDenied:
-    error = PermissionDenied(message, metadata=metadata)
-    error.reason = reason
-    return error
+def _denied(message: str, reason: Reason, **metadata: str) -> PermissionDenied:
+    return PermissionDenied(message, reason=reason, metadata=metadata)
 
 
 def not_session_approver(session_id: str, approver_id: str) -> PermissionDenied:
     """Vote's refusal of an approver the session did not freeze (also for an unknown id)."""
     return _denied(
         f"approver {approver_id!r} is not an approver of session {session_id}",
-        "NOT_SESSION_APPROVER",
+        Reason.NOT_SESSION_APPROVER,
         sessionId=session_id,
     )
 
@@ -389,7 +388,7 @@ def not_session_requester(session_id: str) -> PermissionDenied:
     unknown id)."""
     return _denied(
         "only the session's requester or the admin may cancel it",
-        "NOT_SESSION_REQUESTER",
+        Reason.NOT_SESSION_REQUESTER,
         sessionId=session_id,
     )
 
@@ -437,7 +436,7 @@ def cast_vote(
     if session.requester == Principal(PrincipalKind.APPROVER, approver_id):
         raise _denied(
             "the requester of a session may not vote on it",
-            "REQUESTER_CANNOT_VOTE",
+            Reason.REQUESTER_CANNOT_VOTE,
             sessionId=session.session_id,
         )
     if approver_id not in session.approver_ids:
@@ -457,7 +456,7 @@ def cast_vote(
         raise FailedPrecondition(
             f"approver {approver_id!r} already voted on session {session.session_id}; "
             "votes are final",
-            reason="ALREADY_VOTED",
+            reason=Reason.ALREADY_VOTED,
             metadata={"state": session.state.value},
         )
     if session.state is not SessionState.PENDING:
@@ -552,7 +551,7 @@ def cancel(
         if by is not None:
             raise _denied(
                 f"only the server cancels a session {status.value}",
-                "SYSTEM_CANCELLATION_ONLY",
+                Reason.SYSTEM_CANCELLATION_ONLY,
                 status=status.value,
             )
         if session.is_expired_at(now):
@@ -596,14 +595,14 @@ def complete(
         raise FailedPrecondition(
             f"session {session.session_id} is {session.state.value}; only an APPROVED session "
             "reports an execution result",
-            reason="SESSION_NOT_APPROVED",
+            reason=Reason.SESSION_NOT_APPROVED,
             metadata={"state": session.state.value},
         )
     if session.execution_status is not ExecutionStatus.PENDING:
         raise FailedPrecondition(
             f"session {session.session_id} was already completed "
             f"({session.execution_status.value})",
-            reason="ALREADY_COMPLETED",
+            reason=Reason.ALREADY_COMPLETED,
             metadata={"executionStatus": session.execution_status.value},
         )
     return replace(

@@ -21,6 +21,7 @@ from airlock_server.domain.errors import (
     FailedPrecondition,
     FieldViolation,
     InvalidArgument,
+    Reason,
 )
 from airlock_server.domain.sessions import (
     DraftMember,
@@ -78,13 +79,13 @@ def require_changeable(team: Team) -> None:
         raise FailedPrecondition(
             f"approval team {team.team_id} is {team.state.value}; only an ACTIVE team can be "
             "changed",
-            reason="TEAM_NOT_ACTIVE",
+            reason=Reason.TEAM_NOT_ACTIVE,
             metadata={"state": team.state.value},
         )
     if has_pending_change(team):
         raise FailedPrecondition(
             f"approval team {team.team_id} is {team.status.value}; one change at a time",
-            reason="TEAM_CHANGE_PENDING",
+            reason=Reason.TEAM_CHANGE_PENDING,
             metadata={"status": team.status.value, "sessionId": team.update_session_id or ""},
         )
 
@@ -94,7 +95,7 @@ def _require_status(team: Team, expected: TeamStatus, doing: str) -> None:
         raise FailedPrecondition(
             f"approval team {team.team_id} is {team.state.value} ({team.status.value}) and "
             f"cannot {doing}",
-            reason="TEAM_STATUS_MISMATCH",
+            reason=Reason.TEAM_STATUS_MISMATCH,
             metadata={
                 "state": team.state.value,
                 "status": team.status.value,
@@ -380,7 +381,7 @@ def _activate(team: Team, draft: TeamVersion, now: datetime) -> Team:
 def _draft(team: Team) -> TeamVersion:
     if team.pending is None:
         raise FailedPrecondition(
-            f"approval team {team.team_id} has no draft version", reason="NO_PENDING_UPDATE"
+            f"approval team {team.team_id} has no draft version", reason=Reason.NO_PENDING_UPDATE
         )
     return team.pending
 
@@ -502,7 +503,7 @@ def finish_deletion(team: Team, deletion: TeamDeletion, now: datetime) -> Team:
         raise FailedPrecondition(
             f"approval team {team.team_id} is {team.state.value}; it is deleted only once "
             "DELETING and its pending window has ended",
-            reason="DELETION_NOT_DUE",
+            reason=Reason.DELETION_NOT_DUE,
             metadata={"state": team.state.value},
         )
     return replace(

@@ -13,6 +13,7 @@ from airlock_server.domain.errors import (
     FieldViolation,
     InvalidArgument,
     InvalidTransition,
+    Reason,
 )
 from airlock_server.domain.identities import MAX_DESCRIPTION
 from airlock_server.domain.principals import NAME
@@ -287,13 +288,13 @@ def respond(
     if member.invitation_state is not InvitationState.PENDING:
         raise FailedPrecondition(
             f"the invitation is {member.invitation_state.value} already; an answer is final",
-            reason="INVITATION_ALREADY_ANSWERED",
+            reason=Reason.INVITATION_ALREADY_ANSWERED,
             metadata={"invitationId": invitation_id, "state": member.invitation_state.value},
         )
     if now >= version.invitation_expire_time:
         raise FailedPrecondition(
             "the invitation expired",
-            reason="INVITATION_EXPIRED",
+            reason=Reason.INVITATION_EXPIRED,
             metadata={"invitationId": invitation_id},
         )
     if accept and member.approved_key is not None and public_key != member.approved_key:
@@ -311,7 +312,7 @@ def respond(
     if accept and public_key and any(m.public_key == public_key for m in version.members):
         raise InvalidArgument(
             [FieldViolation("public_key", "this key is enrolled by another approver")],
-            reason="KEY_ALREADY_ENROLLED",
+            reason=Reason.KEY_ALREADY_ENROLLED,
         )
     if accept and public_key and replaced_key and public_key == replaced_key:
         raise InvalidArgument(
@@ -321,7 +322,7 @@ def respond(
                     "this is the key being replaced; re-enrolling needs a new key",
                 )
             ],
-            reason="KEY_NOT_REPLACED",
+            reason=Reason.KEY_NOT_REPLACED,
         )
     answered = replace(
         member,
