@@ -24,7 +24,7 @@ help:
 	@echo "make serve   install, migrate, bootstrap once, serve on 127.0.0.1:50051 (SQLite var/airlock.db)"
 	@echo "make test    install, lint the contract, check the stubs, ruff, mypy, the whole pytest suite"
 	@echo "make gen     regenerate the Python stubs in clients/airlock from proto/"
-	@echo "make lint    buf lint, stub check, ruff, mypy (no tests)"
+	@echo "make lint    buf lint/format/breaking, stub and docs/errors.md check, ruff, mypy"
 	@echo "make bench   run bench/run.py"
 	@echo "make demo    run the whole recovery story against the server of make serve"
 	@echo "make lock    re-resolve requirements/*.txt (hashed) after a change of pyproject.toml"
@@ -79,9 +79,14 @@ gen: $(STAMP)
 check-gen: $(STAMP)
 	$(BIN)/python scripts/gen_protos.py --check
 
+# The contract: buf's rules and format, no breaking change against the previous commit (see
+# scripts/buf_breaking.py), generated stubs and docs/errors.md up to date.
 lint: $(STAMP) $(BUF_STAMP)
 	$(BUF) lint proto
+	$(BUF) format --diff --exit-code proto
+	$(BIN)/python scripts/buf_breaking.py --buf $(BUF)
 	$(BIN)/python scripts/gen_protos.py --check
+	$(BIN)/python scripts/errors_doc.py --check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy

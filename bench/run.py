@@ -172,11 +172,8 @@ def bench_backend(backend: str, work: Path, args: argparse.Namespace) -> dict[st
     return _bench_backend(backend, url, f"sqlite:///{work / 'reference.db'}", work, args)
 
 
-def _bench_backend(
-    backend: str, url: str, ref_url: str, work: Path, args: argparse.Namespace
-) -> dict[str, Any]:
-    env = dict(os.environ, AIRLOCK_DATABASE_URL=url, AIRLOCK_SHUTDOWN_GRACE="2")
-    env.pop("AIRLOCK_LOG_LEVEL", None)
+def migrate_and_bootstrap(env: dict[str, str], work: Path) -> Path:
+    """Migrate the database of `env` and bootstrap it; the file holding the admin token."""
     subprocess.run([AIRLOCK, "migrate"], env=env, check=True, capture_output=True, timeout=120)
     token_file = work / "admin.token"
     subprocess.run(
@@ -186,6 +183,15 @@ def _bench_backend(
         capture_output=True,
         timeout=60,
     )
+    return token_file
+
+
+def _bench_backend(
+    backend: str, url: str, ref_url: str, work: Path, args: argparse.Namespace
+) -> dict[str, Any]:
+    env = dict(os.environ, AIRLOCK_DATABASE_URL=url, AIRLOCK_SHUTDOWN_GRACE="2")
+    env.pop("AIRLOCK_LOG_LEVEL", None)
+    token_file = migrate_and_bootstrap(env, work)
     admin_token = token_file.read_text().strip()
     pairs_file = work / "pairs.jsonl"
     pairs_file.touch()

@@ -49,6 +49,7 @@ from run import (  # type: ignore[import-not-found]
     HERE,
     PY,
     log,
+    migrate_and_bootstrap,
     postgres_database,
     run_json,
     started,
@@ -283,15 +284,7 @@ def _bench(backend: str, url: str, work: Path, args: argparse.Namespace) -> dict
         "AIRLOCK_LOG_LEVEL": "warning",
         "AIRLOCK_MAX_STREAMS_PER_PRINCIPAL": str(args.streams + 10),
     }
-    subprocess.run([AIRLOCK, "migrate"], env=env, check=True, capture_output=True, timeout=120)
-    token_file = work / "admin.token"
-    subprocess.run(
-        [AIRLOCK, "bootstrap", "--admin-token-file", str(token_file)],
-        env=env,
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
+    token_file = migrate_and_bootstrap(env, work)
     admin_token = token_file.read_text().strip()
     ready = work / "ready"
     argv = [AIRLOCK, "--log-format", "json", "serve", "--listen", "127.0.0.1:0"]

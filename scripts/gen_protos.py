@@ -3,9 +3,10 @@
     python scripts/gen_protos.py           # regenerate clients/airlock/ in place
     python scripts/gen_protos.py --check   # exit 1 and list files if clients/airlock/ is stale
 
-Runs grpc_tools.protoc with -Iproto (plus grpc_tools' bundled include dir for google/protobuf),
-emitting *_pb2.py (protobuf), *_pb2_grpc.py (grpcio) and, through mypy-protobuf, *_pb2.pyi and
-*_pb2_grpc.pyi type stubs, so that code imports `from airlock.v1 import team_pb2`.
+Runs grpc_tools.protoc over proto/airlock/ (not the vendored proto/google/) with -Iproto (plus
+grpc_tools' bundled include dir for google/protobuf), emitting *_pb2.py (protobuf),
+*_pb2_grpc.py (grpcio) and, through mypy-protobuf, *_pb2.pyi and *_pb2_grpc.pyi type stubs,
+so that code imports `from airlock.v1 import team_pb2`.
 
 Generation always happens in a temporary directory first; the result is then compared with, or
 copied over, clients/airlock/. The output depends only on the .proto files and the pinned tool
@@ -50,8 +51,14 @@ def _plugin(name: str) -> str:
     return found
 
 
+# proto/google/ holds Google's google.rpc files for other languages' clients; Python gets them
+# from googleapis-common-protos, so they are not generated here.
+VENDORED = ("google/",)
+
+
 def _proto_files() -> list[str]:
-    return sorted(p.relative_to(PROTO_ROOT).as_posix() for p in PROTO_ROOT.rglob("*.proto"))
+    files = (p.relative_to(PROTO_ROOT).as_posix() for p in PROTO_ROOT.rglob("*.proto"))
+    return sorted(f for f in files if not f.startswith(VENDORED))
 
 
 def generate(dest: Path) -> None:

@@ -57,6 +57,7 @@ EXIT_DEMO_FAILED = 3
 EXIT_PROOF_REJECTED = 4
 EXIT_LOG_NOT_INTACT = 5
 EXIT_PROOF_UNANCHORED = 6
+EXIT_PROOF_UNPINNED = 7
 EXIT_RPC_BASE = 64  # + the gRPC status code, as grpcurl does
 EXIT_INTERRUPTED = 130
 
@@ -83,6 +84,8 @@ exit codes:
   5         `airlock audit verify`: the event log or the checkpoint did not verify
   6         `airlock proof verify`: unanchored: nothing wrong found, but its checkpoint is
             signed by a log key you did not give (--log-key); stderr names that key
+  7         `airlock proof verify`: unpinned: nothing wrong found and anchored, but no approver
+            keys were pinned (--approver-key, --keyring from `airlock team keyring export`)
   10        `sessions wait|watch`, `restore request --wait`: the session was REJECTED
             (approval became impossible); 0 when it was APPROVED
   11        ... the session EXPIRED
@@ -109,6 +112,10 @@ class ProofRejected(Exception):
 
 class ProofUnanchored(Exception):
     """`airlock proof verify` found nothing wrong, but was given no log key to trust."""
+
+
+class ProofUnpinned(Exception):
+    """`airlock proof verify` found nothing wrong, but was given no approver keys to trust."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -610,17 +617,24 @@ async def _proof_verify(args: argparse.Namespace, out: _Output) -> None:
     except OSError as exc:
         raise LocalError(f"cannot read {args.file}: {exc.strerror}") from exc
     log_key = _log_key_arg(args.log_key) if args.log_key else None
-    approver_keys = (
-        [keys.parse_public_key(k) for k in args.approver_keys] if args.approver_keys else None
-    )
+    approver_keys = [keys.parse_public_key(k) for k in args.approver_keys or ()]
+    for keyring in args.keyrings or ():
+        try:
+            text = await asyncio.to_thread(Path(keyring).read_bytes)
+            approver_keys += proof.read_keyring(text).values()
+        except OSError as exc:
+            raise LocalError(f"cannot read {keyring}: {exc.strerror}") from exc
+        except proof.ProofError as exc:
+            raise LocalError(f"{keyring}: {exc}") from exc
     verdict = proof.verify_proof(data, log_key, approver_keys=approver_keys)
-    headline = "VALID" if verdict.valid else "UNANCHORED" if verdict.unanchored else "NOT VALID"
+    headline = verdict.verdict
     signer = verdict.checkpoint_key
     if out.as_json:
         out.document(
             {
                 "valid": verdict.valid,
                 "anchored": verdict.anchored,
+                "pinned": verdict.pinned,
                 "verdict": headline,
                 "problems": verdict.problems,
                 "notes": verdict.notes,
@@ -635,6 +649,12 @@ async def _proof_verify(args: argparse.Namespace, out: _Output) -> None:
         out.lines([headline, *(f"  {note}" for note in verdict.notes)])
     if verdict.problems:
         raise ProofRejected("\n".join(verdict.problems))
+    if verdict.unpinned:
+        raise ProofUnpinned(
+            "the proof holds together and is anchored in the server's log, but the approvers' "
+            "keys it carries are the server's word: pin them (`airlock team keyring export "
+            "TEAM --out FILE` once, then --keyring FILE; or --approver-key) and verify again"
+        )
     if not verdict.valid:
         raise ProofUnanchored(
             "the proof holds together, but so would one made up by whoever holds the key its "
@@ -643,6 +663,34 @@ async def _proof_verify(args: argparse.Namespace, out: _Output) -> None:
             f"  public key  {signer.hex() if signer else '?'}\n"
             "compare it with the log key the operator publishes (`airlock audit checkpoint`, "
             "the server's log_public_key) and verify again with --log-key KEY"
+        )
+
+
+async def _team_keyring_export(
+    client: AirlockClient, args: argparse.Namespace, out: _Output
+) -> None:
+    """The keys of the team's version in force, to pin once (`proof verify --keyring`)."""
+    team = await client.get_team(args.team_id)
+    approvers = {a.approver_id: a.public_key for a in team.approvers if len(a.public_key) == 32}
+    data = proof.keyring_document(team.team_id, team.version, approvers)
+    try:
+        await asyncio.to_thread(Path(args.out).write_bytes, data)
+    except OSError as exc:
+        raise LocalError(f"cannot write {args.out}: {exc.strerror}") from exc
+    out.document(
+        {
+            "teamId": team.team_id,
+            "version": team.version,
+            "file": args.out,
+            "approvers": [
+                {"approverId": a, "keyId": checkpoints.key_id(k)} for a, k in approvers.items()
+            ],
+        }
+    )
+    if not out.as_json:
+        out.note(
+            "compare each key id with its approver over another channel, then keep the file: "
+            f"airlock proof verify PROOF --log-key KEY --keyring {args.out}"
         )
 
 
@@ -783,6 +831,25 @@ async def _approver_sessions(client: AirlockClient, args: argparse.Namespace, ou
     )
 
 
+def _draft_lines(session: session_pb2.Session) -> list[tuple[str, str]]:
+    """A team update's draft, as the vote signs it (its digest is recomputed from these)."""
+    if not session.HasField("team_draft"):
+        return []
+    d = session.team_draft
+    lines = [
+        ("draft", f"version {d.version}, M = {d.min_approvals} of {len(d.members)}"),
+        ("ttls", f"session {d.session_ttl.seconds}s, invitation {d.invitation_ttl.seconds}s"),
+        ("description", d.description or "-"),
+    ]
+    for m in d.members:
+        change = session_pb2.TeamDraft.KeyChange.Name(m.key_change).removeprefix("KEY_CHANGE_")
+        key = checkpoints.key_id(m.public_key) if m.public_key else "chosen at acceptance"
+        vouched = " (vouched for by its current key)" if m.signed_by_current_key else ""
+        lines.append((f"  {m.approver_id}", f"{change} key {key}{vouched}"))
+    lines.append(("draft digest", keys.draft_digest(session)))
+    return lines
+
+
 async def _approver_vote(client: AirlockClient, args: argparse.Namespace, out: _Output) -> None:
     session = await client.get_session(args.session_id)
     approve = args.decision == "approve"
@@ -796,6 +863,7 @@ async def _approver_vote(client: AirlockClient, args: argparse.Namespace, out: _
         ("team", f"{session.team_name or session.team_id} (version {session.team_version})"),
         ("expires", _format_time(session.expire_time)),
         ("approvals", f"{session.approval_count} of {session.min_approvals} needed"),
+        *_draft_lines(session),
     ]
     width = max(len(k) for k, _ in shown) + 1
     out.note("You are signing this vote:")
@@ -1213,6 +1281,19 @@ def build_parser() -> argparse.ArgumentParser:
     _state_option(p, session_pb2.Session.State.DESCRIPTOR, "sessions")
     p.add_argument("--awaiting-vote", action="store_true", help="only those you have not voted on")
 
+    # team keyrings: approver keys pinned once for `proof verify`
+    group = family("team", "a team's approver keys, to pin for proof verification")
+    keyring = command(group, "keyring", "a team's keyring of approver keys")
+    keyring_group = keyring.add_subparsers(dest="action", metavar="ACTION", required=True)
+    p = command(
+        keyring_group,
+        "export",
+        "write the approver keys of a team's version in force to a keyring file",
+        _team_keyring_export,
+    )
+    p.add_argument("team_id", metavar="TEAM_ID")
+    p.add_argument("--out", required=True, metavar="FILE", help="where to write the keyring")
+
     # approval proofs
     group = family("proof", "approval proofs: export from the server, verify offline")
     p = command(group, "export", "write the approval proof of an APPROVED session", _proof_export)
@@ -1239,6 +1320,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="an approver's Ed25519 public key you know (a file, or the value, in base64 as "
         "`approver keygen` prints it, hex or PEM); repeat; then only APPROVEs by these keys "
         "count toward M",
+    )
+    p.add_argument(
+        "--keyring",
+        dest="keyrings",
+        action="append",
+        metavar="FILE",
+        help="a team keyring (`airlock team keyring export`): pins every approver key in it; "
+        "without pinned keys the answer is at best UNPINNED (exit 7)",
     )
     p.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="JSON output")
     p.set_defaults(local=_proof_verify)
@@ -1706,6 +1795,9 @@ async def main_async(argv: Sequence[str] | None = None) -> int:
     except ProofUnanchored as exc:
         sys.stderr.write(f"proof not anchored:\n{exc}\n")
         return EXIT_PROOF_UNANCHORED
+    except ProofUnpinned as exc:
+        sys.stderr.write(f"proof not pinned:\n{exc}\n")
+        return EXIT_PROOF_UNPINNED
     except DemoFailed as exc:
         sys.stderr.write(f"demo failed: {exc}\n")
         return EXIT_DEMO_FAILED

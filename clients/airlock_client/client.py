@@ -473,10 +473,13 @@ class AirlockClient:
         session_ttl: dt.timedelta | None = None,
         invitation_ttl: dt.timedelta | None = None,
         reenroll_approver_ids: Sequence[str] | None = None,
+        new_keys: Mapping[str, bytes | tuple[bytes, bytes]] | None = None,
         request_id: str | None = None,
     ) -> team_service_pb2.UpdateApprovalTeamResponse:
         """Proposes a new team version (admin): a draft and a session the current team votes on.
-        Only the arguments given (not None) are changed; the update mask says which."""
+        Only the arguments given (not None) are changed; the update mask says which.
+        `new_keys`: approver id -> its new raw public key, or (key, signature by its key in force
+        over `keys.key_change_message`); required for every re-enrolled approver."""
         request = team_service_pb2.UpdateApprovalTeamRequest(
             team_id=team_id, etag=etag, request_id=_request_id(request_id)
         )
@@ -499,6 +502,13 @@ class AirlockClient:
         if reenroll_approver_ids is not None:
             request.reenroll_approver_ids.extend(reenroll_approver_ids)
             paths.append("reenroll_approver_ids")
+        if new_keys is not None:
+            for approver_id, given in new_keys.items():
+                key, vouch = given if isinstance(given, tuple) else (given, b"")
+                request.new_keys.add(
+                    approver_id=approver_id, public_key=key, current_key_signature=vouch
+                )
+            paths.append("new_keys")
         request.update_mask.CopyFrom(field_mask_pb2.FieldMask(paths=paths))
         return await self._call(self._teams.UpdateApprovalTeam, request)
 

@@ -3,7 +3,9 @@
 The server sends a `google.rpc.Status` in the `grpc-status-details-bin` trailer with exactly one
 `google.rpc.ErrorInfo` (domain "airlock", a stable UPPER_SNAKE `reason`, lowerCamel metadata) and,
 for bad input, a `google.rpc.BadRequest` naming the fields. Callers catch `AirlockError` (or a
-subclass) and branch on `reason`; a bare `grpc.RpcError` never leaves the SDK.
+subclass) and branch on `reason` (a string, as sent) or `error_reason` (the same reason as an
+`airlock.v1.ErrorReason` value; docs/errors.md lists them); a bare `grpc.RpcError` never leaves
+the SDK.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import grpc
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from airlock.v1 import errors_pb2
+
 __all__ = [
     "AbortedError",
     "AirlockError",
@@ -22,6 +26,7 @@ __all__ = [
     "CallCancelledError",
     "DataLossError",
     "DeadlineExceededError",
+    "ErrorReason",
     "FailedPreconditionError",
     "FieldViolation",
     "InternalError",
@@ -39,6 +44,9 @@ __all__ = [
 ]
 
 ERROR_DOMAIN = "airlock"
+# The contract's catalogue of reasons (proto/airlock/v1/errors.proto): ErrorReason.Name(value),
+# ErrorReason.Value("TEAM_NOT_ACTIVE"), or the module constants errors_pb2.TEAM_NOT_ACTIVE.
+ErrorReason = errors_pb2.ErrorReason
 _DETAILS_KEY = "grpc-status-details-bin"
 
 
@@ -108,6 +116,17 @@ class AirlockError(Exception):
         self.field_violations: list[FieldViolation] = list(field_violations or [])
         self.domain = domain
         self.status = status
+
+    @property
+    def error_reason(self) -> errors_pb2.ErrorReason.ValueType:
+        """`reason` as an `airlock.v1.ErrorReason` value. ERROR_REASON_UNSPECIFIED when the failure
+        carried no Airlock reason, or one newer than this SDK (then `reason` still has it)."""
+        if self.domain != ERROR_DOMAIN or not self.reason:
+            return errors_pb2.ERROR_REASON_UNSPECIFIED
+        try:
+            return ErrorReason.Value(self.reason)
+        except ValueError:
+            return errors_pb2.ERROR_REASON_UNSPECIFIED
 
     def __str__(self) -> str:
         head = f"{self.code.name} {self.reason}" if self.reason else self.code.name

@@ -23,7 +23,10 @@ from airlock.v1 import common_pb2, session_pb2
 
 __all__ = [
     "KeyFileError",
+    "draft_digest",
+    "draft_digest_input",
     "generate_private_key",
+    "key_change_message",
     "load_private_key",
     "open_secret_file",
     "parse_public_key",
@@ -187,10 +190,13 @@ def sign_invitation(key: Ed25519PrivateKey, invitation_id: str) -> bytes:
     return key.sign(invitation_id.encode("utf-8"))
 
 
-# -- signed votes (docs/signed-votes.md, encoding airlock.vote.v1) -------------------------------
+# -- signed votes (docs/signed-votes.md, encoding airlock.vote.v2) -------------------------------
 
-VOTE_DIGEST_TAG = "airlock.vote.v1"
+VOTE_DIGEST_TAG = "airlock.vote.v2"
+DRAFT_DIGEST_TAG = "airlock.team-draft.v1"
+KEY_CHANGE_TAG = "airlock.key-change.v1"
 _KIND_PREFIX = "PRINCIPAL_KIND_"
+_KEY_CHANGE_PREFIX = "KEY_CHANGE_"
 
 
 def _field(value: str) -> bytes:
@@ -210,8 +216,49 @@ def _expire_time(session: session_pb2.Session) -> str:
     return f"{moment:%Y-%m-%dT%H:%M:%S}.{micros:06d}Z"
 
 
-def vote_digest_input(session: session_pb2.Session, approve: bool) -> bytes:
-    """The nine length-prefixed UTF-8 fields that are hashed (docs/signed-votes.md)."""
+def draft_digest_input(draft: session_pb2.TeamDraft) -> bytes:
+    """The length-prefixed UTF-8 fields of a team draft that are hashed (docs/signed-votes.md),
+    from the fields the approver is shown (never the server's `draft_sha256`)."""
+    fields = [
+        DRAFT_DIGEST_TAG,
+        draft.team_id,
+        str(draft.version),
+        draft.description,
+        str(draft.min_approvals),
+        str(draft.session_ttl.seconds),
+        str(draft.invitation_ttl.seconds),
+        str(len(draft.members)),
+    ]
+    for m in draft.members:
+        change = session_pb2.TeamDraft.KeyChange.Name(m.key_change)
+        fields += [
+            m.approver_id,
+            change.removeprefix(_KEY_CHANGE_PREFIX),
+            m.public_key.hex(),
+            "1" if m.signed_by_current_key else "0",
+        ]
+    return b"".join(_field(value) for value in fields)
+
+
+def draft_digest(session: session_pb2.Session) -> str:
+    """Hex SHA-256 of the session's team draft; empty when it has none (not a team update)."""
+    if not session.HasField("team_draft"):
+        return ""
+    return hashlib.sha256(draft_digest_input(session.team_draft)).hexdigest()
+
+
+def key_change_message(team_id: str, approver_id: str, new_key: bytes) -> bytes:
+    """What an approver's key in force signs to vouch for its new key (UpdateApprovalTeam's
+    `new_keys[].current_key_signature`)."""
+    return b"".join(_field(v) for v in (KEY_CHANGE_TAG, team_id, approver_id, new_key.hex()))
+
+
+def vote_digest_input(
+    session: session_pb2.Session, approve: bool, *, draft_sha256: str | None = None
+) -> bytes:
+    """The ten length-prefixed UTF-8 fields that are hashed (docs/signed-votes.md).
+    `draft_sha256`: the draft digest when the session's draft itself is not at hand (a proof
+    carries only its digest); by default it is recomputed from `session.team_draft`."""
     fields = (
         VOTE_DIGEST_TAG,
         session.session_id,
@@ -221,14 +268,17 @@ def vote_digest_input(session: session_pb2.Session, approve: bool) -> bytes:
         session.protected_resource,
         _requester(session.requester),
         _expire_time(session),
+        draft_digest(session) if draft_sha256 is None else draft_sha256,
         "APPROVE" if approve else "REJECT",
     )
     return b"".join(_field(value) for value in fields)
 
 
-def vote_digest(session: session_pb2.Session, approve: bool) -> bytes:
+def vote_digest(
+    session: session_pb2.Session, approve: bool, *, draft_sha256: str | None = None
+) -> bytes:
     """SHA-256 of `vote_digest_input`: the 32 bytes an approver signs."""
-    return hashlib.sha256(vote_digest_input(session, approve)).digest()
+    return hashlib.sha256(vote_digest_input(session, approve, draft_sha256=draft_sha256)).digest()
 
 
 def sign_vote(key: Ed25519PrivateKey, session: session_pb2.Session, approve: bool) -> bytes:

@@ -6,9 +6,12 @@ signature against the key in the proof's frozen team snapshot, recomputes every 
 the canonical encoding of docs/event-log.md (implemented again here, from the document), and
 checks the signed log checkpoint the events chain up to. It never imports the server.
 
-The trust anchor is the log key the verifier is given: a proof is valid only if its checkpoint
-verifies under it. Everything else a forger can make up, keys included; a proof that is
-consistent but signed by another key is reported as not anchored, never as valid.
+The trust anchors are the log key and the approvers' keys the verifier is given (pinned): a
+proof is valid only if its checkpoint verifies under the log key and M distinct pinned approver
+keys signed APPROVE over exactly this request. Everything else a forger can make up, keys
+included (and the server itself holds the log key); a proof that is consistent but signed by
+another log key is reported as not anchored, one checked against no pinned approver keys as
+unpinned, never as valid.
 """
 
 from __future__ import annotations
@@ -30,16 +33,20 @@ from airlock_client import keys
 from airlock_client.checkpoints import key_id
 
 __all__ = [
+    "KEYRING_FORMAT",
     "PROOF_FORMAT",
     "ProofError",
     "Verdict",
     "checkpoint_message",
     "event_canonical_bytes",
     "event_hash",
+    "keyring_document",
+    "read_keyring",
     "verify_proof",
 ]
 
 PROOF_FORMAT = "airlock.approval-proof.v1+json"
+KEYRING_FORMAT = "airlock.team-keyring.v1+json"
 CHECKPOINT_TAG = "airlock.checkpoint.v1"
 _TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")
 _HASH_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -64,17 +71,64 @@ class Verdict:
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     anchored: bool = False
+    # M distinct pinned approver keys (approver_keys=) signed APPROVE over this request.
+    pinned: bool = False
     checkpoint_key: bytes | None = None
     # Pinned approver keys (approver_keys=) that are not in the proof's team snapshot.
     absent_approver_keys: list[bytes] = field(default_factory=list)
 
     @property
     def valid(self) -> bool:
-        return not self.problems and self.anchored
+        return not self.problems and self.anchored and self.pinned
 
     @property
     def unanchored(self) -> bool:
         return not self.problems and not self.anchored
+
+    @property
+    def unpinned(self) -> bool:
+        """Nothing wrong and anchored, but no approver keys were pinned: the approvers' keys are
+        the server's word only (a compromised server holds the log key)."""
+        return not self.problems and self.anchored and not self.pinned
+
+    @property
+    def verdict(self) -> str:
+        if self.problems:
+            return "NOT VALID"
+        if not self.anchored:
+            return "UNANCHORED"
+        return "VALID" if self.pinned else "UNPINNED"
+
+
+# --- the team keyring: approver keys pinned once (`airlock team keyring export`) -------------
+
+
+def keyring_document(team_id: str, version: int, approvers: Mapping[str, bytes]) -> bytes:
+    """A team's approver keys, to pin once and give to `proof verify --keyring`."""
+    document = {
+        "format": KEYRING_FORMAT,
+        "team_id": team_id,
+        "version": version,
+        "approvers": [{"approver_id": a, "public_key": k.hex()} for a, k in approvers.items()],
+    }
+    return (json.dumps(document, indent=2) + "\n").encode("utf-8")
+
+
+def read_keyring(data: bytes | str) -> dict[str, bytes]:
+    """The approver keys of a keyring document (approver id -> raw key)."""
+    try:
+        document = json.loads(data)
+    except ValueError as exc:
+        raise ProofError(f"not a team keyring: {exc}") from exc
+    if not isinstance(document, Mapping) or document.get("format") != KEYRING_FORMAT:
+        raise ProofError(f"not a team keyring ({KEYRING_FORMAT})")
+    out: dict[str, bytes] = {}
+    for i, entry in enumerate(_get(document, "approvers", list, "keyring")):
+        approver_id = _get(entry, "approver_id", str, f"keyring.approvers[{i}]")
+        out[approver_id] = _hex(
+            _get(entry, "public_key", str, f"keyring.approvers[{i}]"), 32, f"key of {approver_id}"
+        )
+    return out
 
 
 # --- the event log's canonical encoding (docs/event-log.md) ---------------------------------
@@ -195,11 +249,12 @@ def verify_proof(
     `log_key`: the raw 32-byte Ed25519 public key of the server's event log, as the operator
     publishes it; the checkpoint's signature is checked against it. Without it the verdict is
     never `valid`: at best `unanchored`, with the key the checkpoint names in `checkpoint_key`.
-    `approver_keys`: raw 32-byte approver public keys the verifier knows; when given, an APPROVE
-    counts only if the snapshot's key of its approver is one of them.
+    `approver_keys`: raw 32-byte approver public keys the verifier knows (pinned); an APPROVE
+    counts only if the snapshot's key of its approver is one of them. Without any the verdict is
+    never `valid`: at best `unpinned`.
     """
     verdict = Verdict()
-    pinned = None if approver_keys is None else frozenset(approver_keys)
+    pinned = frozenset(approver_keys) if approver_keys else None
     try:
         proof = json.loads(document) if isinstance(document, (bytes, str)) else document
         if not isinstance(proof, Mapping):
@@ -289,7 +344,9 @@ def _verify(
                 f"version {session.team_version}"
             )
             continue
-        digest = keys.vote_digest(session, decision == "APPROVE")
+        digest = keys.vote_digest(
+            session, decision == "APPROVE", draft_sha256=facts.get("draft_sha256", "")
+        )
         if not _verify_signature(members[approver_id], signature, digest):
             problems.append(
                 f"the {decision} signature of {approver_id} does not verify against its key over "
@@ -315,6 +372,13 @@ def _verify(
                 verdict.notes.append(
                     f"pinned approver key {_show_key(key)} ({approver_id}) did not sign APPROVE"
                 )
+    if pinned is None:
+        verdict.notes.append(
+            "no approver keys pinned (--approver-key, --keyring): the keys that signed are the "
+            "ones the proof carries, which whoever runs the server could have enrolled; UNPINNED"
+        )
+    elif len(counted) >= m:
+        verdict.pinned = True
     if len(counted) < m:
         problems.append(
             f"only {len(counted)} distinct approvers of team {session.team_id} "
@@ -326,6 +390,7 @@ def _verify(
     # The events: each hash recomputed, in seq order, linked where consecutive.
     by_seq = _check_events(events, problems)
     _check_session_events(by_seq, facts, team, members, signed, approvers_who_approved, problems)
+    _check_enrollments(proof.get("checkpoint"), by_seq, facts, members, counted, problems)
 
     _check_checkpoint(proof.get("checkpoint"), by_seq, log_key, verdict)
     if not problems:
@@ -404,6 +469,7 @@ def _check_session_events(
         d, expected = (
             created[0]["details"],
             {
+                "kind": _get(facts, "kind", str, "session"),
                 "team_id": facts["team_id"],
                 "team_version": facts["team_version"],
                 "action": facts["action"],
@@ -411,6 +477,7 @@ def _check_session_events(
                 "expire_time": facts["expire_time"],
                 "min_approvals": team["min_approvals"],
                 "approver_ids": list(members),
+                "draft_sha256": facts.get("draft_sha256"),
             },
         )
         for key, value in expected.items():
@@ -445,6 +512,74 @@ def _check_session_events(
             problems.append(
                 f"the key of {approver_id} in the team snapshot is not the key its enrollment "
                 "(invitation.accepted) event records"
+            )
+
+
+def _check_enrollments(
+    checkpoint: Any,
+    by_seq: Mapping[int, Mapping[str, Any]],
+    facts: Mapping[str, Any],
+    members: Mapping[str, bytes],
+    counted: Sequence[str],
+    problems: list[str],
+) -> None:
+    """Each counted key was enrolled before the session was created, in a version of the team
+    no later than the session's, and by the first acceptance of its invitation (the server
+    accepts an invitation once: a second acceptance event is made up)."""
+    sid = facts["session_id"]
+    team = f"team:{facts['team_id']}"
+    seen: dict[int, Mapping[str, Any]] = {}
+    chain = checkpoint.get("chain") if isinstance(checkpoint, Mapping) else None
+    for e in chain if isinstance(chain, list) else ():
+        if isinstance(e, Mapping) and isinstance(e.get("seq"), int):
+            seen[e["seq"]] = e
+    seen.update(by_seq)
+    created = [
+        s
+        for s, e in seen.items()
+        if e.get("type") == "session.created" and f"session:{sid}" in e.get("subjects", ())
+    ]
+    if len(created) != 1:
+        return  # reported by _check_session_events
+    opened = created[0]
+    accepted = sorted(
+        (s, e)
+        for s, e in seen.items()
+        if e.get("type") == "invitation.accepted" and team in e.get("subjects", ())
+    )
+    for approver_id in counted:
+        key = members[approver_id].hex()
+        mine = [
+            (s, e)
+            for s, e in accepted
+            if f"approver:{approver_id}" in e["subjects"] and e["details"].get("public_key") == key
+        ]
+        fit = [
+            (s, e)
+            for s, e in mine
+            if s < opened
+            and isinstance(e["details"].get("version"), int)
+            and e["details"]["version"] <= facts["team_version"]
+        ]
+        if not fit:
+            if mine:
+                problems.append(
+                    f"the enrollment of {approver_id}'s key (invitation.accepted, seq "
+                    f"{mine[0][0]}) is not before the session (session.created, seq {opened}) "
+                    f"for team version {facts['team_version']}"
+                )
+            continue
+        s, e = fit[0]
+        invitation = e["details"].get("invitation_id")
+        earlier = [
+            x
+            for x, other in accepted
+            if x < s and other["details"].get("invitation_id") == invitation
+        ]
+        if earlier:
+            problems.append(
+                f"the enrollment of {approver_id}'s key (seq {s}) is not the first acceptance "
+                f"of invitation {invitation} (seq {earlier[0]} accepted it before)"
             )
 
 

@@ -22,6 +22,7 @@ pytestmark = pytest.mark.timeout(300)
 CLI = Path(sys.executable).parent / "airlock"
 EXIT_PROOF_REJECTED = 4
 EXIT_PROOF_UNANCHORED = 6
+EXIT_PROOF_UNPINNED = 7
 
 
 def _verify(*args: str) -> subprocess.CompletedProcess[str]:
@@ -57,14 +58,29 @@ def test_export_then_verify_offline(server: ServerProcess, tmp_path: Path) -> No
     log_key = checkpoints.load(str(cp_file)).public_key.hex()
     assert proof["checkpoint"]["public_key"] == log_key
     assert proof["checkpoint"]["chain"][-1]["seq"] == proof["checkpoint"]["seq"]
-    pinned = _verify(str(out), "--log-key", log_key)
+    # Anchored, but the approvers' keys are only the server's word: UNPINNED, exit 7.
+    bare_keys = _verify(str(out), "--log-key", log_key)
+    assert bare_keys.returncode == EXIT_PROOF_UNPINNED, bare_keys.stdout + bare_keys.stderr
+    assert bare_keys.stdout.startswith("UNPINNED")
+    assert "keyring export" in bare_keys.stderr
+    # The team's keyring, exported once, pins them.
+    keyring = tmp_path / "keyring.json"
+    exported_ring = server.cli(
+        token_file, "team", "keyring", "export", proof["team"]["team_id"], "--out", str(keyring)
+    )
+    assert exported_ring.returncode == 0, exported_ring.stderr
+    ring = json.loads(keyring.read_text())
+    assert {a["approver_id"]: a["public_key"] for a in ring["approvers"]} == {
+        a["approver_id"]: a["public_key"] for a in proof["team"]["approvers"]
+    }
+    pinned = _verify(str(out), "--log-key", log_key, "--keyring", str(keyring))
     assert pinned.returncode == 0, pinned.stdout + pinned.stderr
     assert pinned.stdout.startswith("VALID")
     assert "signed APPROVE over session" in pinned.stdout
     assert f"every event is anchored in the log checkpoint at seq {proof['checkpoint']['seq']}" in (
         pinned.stdout
     )
-    as_json = _verify(str(out), "--json", "--log-key", log_key)
+    as_json = _verify(str(out), "--json", "--log-key", log_key, "--keyring", str(keyring))
     assert as_json.returncode == 0
     document = json.loads(as_json.stdout)
     assert (document["valid"], document["anchored"], document["verdict"]) == (True, True, "VALID")
@@ -125,7 +141,7 @@ def test_export_then_verify_offline(server: ServerProcess, tmp_path: Path) -> No
     proof["session"]["protected_resource"] = proof["session"]["protected_resource"][:-1]
     proof["checkpoint"] = None
     forged.write_text(json.dumps(proof))
-    bare = _verify(str(forged), "--log-key", log_key)
+    bare = _verify(str(forged), "--log-key", log_key, "--keyring", str(keyring))
     assert bare.returncode == EXIT_PROOF_REJECTED, bare.stdout + bare.stderr
     assert bare.stdout.startswith("NOT VALID")
     assert "no log checkpoint" in bare.stderr

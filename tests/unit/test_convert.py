@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from google.protobuf import duration_pb2
 
-from airlock.v1 import common_pb2, identity_pb2, team_pb2
+from airlock.v1 import audit_service_pb2, common_pb2, identity_pb2, team_pb2
 from airlock_server.app.teams import InvitationView
 from airlock_server.domain.errors import InvalidArgument
 from airlock_server.domain.identities import Account, Approver, Credential
@@ -21,7 +21,7 @@ from airlock_server.domain.teams import (
     TeamStatus,
     TeamVersion,
 )
-from airlock_server.transport import convert
+from airlock_server.transport import convert, convert_audit
 
 T0 = datetime(2025, 3, 4, 5, 6, 7, 890123, tzinfo=UTC)
 DAY = timedelta(hours=24)
@@ -109,21 +109,39 @@ def test_principal_kinds_round_trip(kind: PrincipalKind, pb_kind: int, subject: 
 def test_every_kind_a_caller_can_have_has_a_proto_kind() -> None:
     callers = {k for k in PrincipalKind if k is not PrincipalKind.SYSTEM}
     assert {k for k, _, _ in KINDS} == callers
-    named = {v for k, v in common_pb2.PrincipalKind.items() if k != "PRINCIPAL_KIND_UNSPECIFIED"}
+    named = {
+        v
+        for k, v in common_pb2.PrincipalKind.items()
+        if k not in ("PRINCIPAL_KIND_UNSPECIFIED", "PRINCIPAL_KIND_SYSTEM")
+    }
     assert {v for _, v, _ in KINDS} == named
 
 
-@pytest.mark.parametrize("raw", [common_pb2.PRINCIPAL_KIND_UNSPECIFIED, 99, -1])
+@pytest.mark.parametrize(
+    "raw", [common_pb2.PRINCIPAL_KIND_UNSPECIFIED, common_pb2.PRINCIPAL_KIND_SYSTEM, 99, -1]
+)
 def test_unknown_principal_kind_is_refused(raw: int) -> None:
     with pytest.raises(InvalidArgument) as caught:
         convert.principal_kind(raw, field="grantee.kind")
     assert [v.field for v in caught.value.violations] == ["grantee.kind"]
 
 
-def test_system_is_shown_without_a_kind() -> None:
+def test_system_is_shown_as_its_own_kind() -> None:
     pb = convert.principal_pb(SYSTEM)
-    assert pb.kind == common_pb2.PRINCIPAL_KIND_UNSPECIFIED
-    assert pb.subject == "system"
+    assert pb.kind == common_pb2.PRINCIPAL_KIND_SYSTEM
+    assert pb.subject == ""
+    event_actor = convert_audit.actor_pb(str(SYSTEM))
+    assert (event_actor.kind, event_actor.subject) == (common_pb2.PRINCIPAL_KIND_SYSTEM, "")
+
+
+def test_the_system_actor_filter_selects_airlocks_own_events() -> None:
+    def query(actor: common_pb2.Principal) -> tuple[str, str]:
+        q = convert_audit.event_query(audit_service_pb2.ListEventsRequest(actor=actor))
+        return q.actor, q.actor_kind
+
+    assert query(common_pb2.Principal(kind=common_pb2.PRINCIPAL_KIND_SYSTEM)) == ("", "system")
+    # Clients from before PRINCIPAL_KIND_SYSTEM named it by subject alone; that still works.
+    assert query(common_pb2.Principal(subject="system")) == ("system", "")
 
 
 # --- identities ----------------------------------------------------------------------------

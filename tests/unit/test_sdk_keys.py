@@ -142,18 +142,18 @@ def test_write_secret_file_writes_exact_bytes(tmp_path: Path) -> None:
 # -- the vote digest: the test vector of docs/signed-votes.md ----------------------------------
 
 VECTOR_INPUT = (
-    "0000000f6169726c6f636b2e766f74652e7631000000087365732d30303031000000067465616d2d37000000013300"
+    "0000000f6169726c6f636b2e766f74652e7632000000087365732d30303031000000067465616d2d37000000013300"
     "0000256261636b75703a437265617465526573746f72654163636573734261636b75705661756c740000003b61726e"
     "3a6177733a6261636b75703a65752d776573742d313a3131313132323232333333333a6261636b75702d7661756c74"
     "3a70726f642d6c6167000000146163636f756e743a3434343435353535363636360000001b323032352d30332d3031"
-    "5431323a30303a30302e3235303030305a00000007415050524f5645"
+    "5431323a30303a30302e3235303030305a0000000000000007415050524f5645"
 )
-VECTOR_APPROVE = "65e7202f59353f4a3ee1cc316818a0b5f5172427ca78646098fd5ecb9e05e25d"
-VECTOR_REJECT = "953fed02802541e44bfdf6bee1afdb9b99368ddc5f81fea841193f88e7b780be"
+VECTOR_APPROVE = "e0340bee71918898cd900794cd16677d6801b7f4634e470c674200f3b41e11fb"
+VECTOR_REJECT = "c9162d64aaceb8470c981777335fb502fd13a7542c3c279ca03d4c9525cba37d"
 VECTOR_PUBLIC_KEY = "03a107bff3ce10be1d70dd18e74bc09967e4d6309ba50d5f1ddc8664125531b8"
 VECTOR_SIGNATURE = (
-    "44806de1b7cf43c99681432afcb5dde4157f27899d966d8913e86213dfe93380"
-    "0e6c740ad6ead86d4d6d277b0a5dc15066b89879b8741358029af7deb21c3f0e"
+    "822fabf58d74940b958b9948ea546ac6551b23c622ad86aa9c92032d931b8bca"
+    "c185e837024298deb17323dd2a84bbc69a54732f1950d640532a0bc2d4cef700"
 )
 
 
@@ -176,7 +176,7 @@ def _vector_session() -> session_pb2.Session:
 def test_vote_digest_matches_the_documented_test_vector() -> None:
     session = _vector_session()
     assert keys.vote_digest_input(session, True).hex() == VECTOR_INPUT
-    assert len(keys.vote_digest_input(session, True)) == 216
+    assert len(keys.vote_digest_input(session, True)) == 220
     assert keys.vote_digest(session, True).hex() == VECTOR_APPROVE
     assert keys.vote_digest(session, False).hex() == VECTOR_REJECT
     key = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
@@ -190,6 +190,37 @@ def test_vote_digest_requester_without_subject_and_comment_not_signed() -> None:
     assert keys.vote_digest(session, True).hex() == VECTOR_APPROVE
     session.requester.CopyFrom(common_pb2.Principal(kind=common_pb2.PRINCIPAL_KIND_ADMIN))
     assert b"\x00\x00\x00\x05admin\x00" in keys.vote_digest_input(session, True)
+
+
+def test_the_sdk_signs_the_draft_it_is_shown() -> None:
+    """keys.draft_digest recomputes the documented draft vector from the Session's team_draft,
+    and the vote digest of a team update covers it."""
+    session = _vector_session()
+    session.session_id = "ses-0002"
+    session.action = "mpa:UpdateApprovalTeam"
+    session.protected_resource = "arn:aws:mpa:eu-west-1::approval-team/team-7"
+    session.requester.CopyFrom(common_pb2.Principal(kind=common_pb2.PRINCIPAL_KIND_ADMIN))
+    d = session.team_draft
+    d.team_id, d.version, d.description, d.min_approvals = "team-7", 4, "rotate bob", 2
+    d.session_ttl.seconds, d.invitation_ttl.seconds = 86400, 172800
+    D = session_pb2.TeamDraft
+    d.members.add(
+        approver_id="alice", key_change=D.KEY_CHANGE_KEEPS_KEY, public_key=bytes(range(32, 64))
+    )
+    d.members.add(
+        approver_id="bob",
+        key_change=D.KEY_CHANGE_NEW_KEY,
+        public_key=bytes(range(64, 96)),
+        signed_by_current_key=True,
+    )
+    d.members.add(approver_id="carol", key_change=D.KEY_CHANGE_NEW_APPROVER)
+    d.draft_sha256 = "not what is signed"
+    assert keys.draft_digest(session) == (
+        "e88119e77c9526f7e4b76303a966482e896733c230d88e975b9c6b27a0b960c9"
+    )
+    assert keys.vote_digest(session, True).hex() == (
+        "62c78a63373f835a2e44ac24d82777baeaac5f6efad341cd21e21497dff13a3c"
+    )
 
 
 def test_a_long_inline_key_document_is_read_as_text() -> None:

@@ -10,9 +10,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from airlock_server.domain.errors import FailedPrecondition, InvalidArgument
-from airlock_server.domain.sessions import SessionStatus
+from airlock_server.domain.sessions import KeyChange, SessionStatus
 from airlock_server.domain.team_changes import (
     MAX_PENDING_WINDOW_DAYS,
+    NewKey,
     TeamDeletion,
     apply_approved_update,
     approve_deletion,
@@ -23,9 +24,11 @@ from airlock_server.domain.team_changes import (
     has_pending_change,
     invitable_version,
     require_changeable,
+    same_draft,
     settle_update_activation,
     start_deletion,
     start_update,
+    team_draft,
     voters,
 )
 from airlock_server.domain.teams import (
@@ -117,11 +120,49 @@ def test_carried_over_approvers_keep_key_but_get_new_rows() -> None:
     assert d.public_key is None
 
 
-def test_reenrolled_approvers_are_invited_again() -> None:
-    draft = update(active_team(), ("a", "b", "c"), reenroll_approver_ids=("b",)).pending
+NEW_B = b"B" * 32
+
+
+def test_reenrolled_approvers_are_invited_again_bound_to_their_new_key() -> None:
+    team = active_team()
+    changed = update(
+        team, ("a", "b", "c"), reenroll_approver_ids=("b",), new_keys=(NewKey("b", NEW_B),)
+    )
+    draft = changed.pending
     assert draft is not None
     assert draft.member("b").invitation_state is InvitationState.PENDING  # type: ignore[union-attr]
     assert draft.member("b").public_key is None  # type: ignore[union-attr]
+    assert draft.member("b").approved_key == NEW_B  # type: ignore[union-attr]
+    shown = team_draft(team, draft)
+    assert [(m.approver_id, m.change, m.public_key) for m in shown.members] == [
+        ("a", KeyChange.KEEPS_KEY, b"a".ljust(32, b"\0")),
+        ("b", KeyChange.NEW_KEY, NEW_B),
+        ("c", KeyChange.KEEPS_KEY, b"c".ljust(32, b"\0")),
+    ]
+    assert same_draft(shown, changed)
+    assert not same_draft(replace(shown, min_approvals=3), changed)
+
+
+def test_a_reenrolled_approver_needs_its_new_key_in_the_draft() -> None:
+    with pytest.raises(InvalidArgument) as err:
+        update(active_team(), ("a", "b", "c"), reenroll_approver_ids=("b",))
+    assert err.value.reason == "NEW_KEY_REQUIRED"
+    assert err.value.violations[0].field == "new_keys"
+
+
+@pytest.mark.parametrize(
+    ("new_keys", "field"),
+    [
+        ((NewKey("a", NEW_B),), "new_keys[0]"),  # a keeps its key: not invited
+        ((NewKey("b", b"a".ljust(32, b"\0")),), "new_keys[0].public_key"),  # a's key
+    ],
+)
+def test_a_new_key_is_only_for_an_invited_member_and_is_new(
+    new_keys: tuple[NewKey, ...], field: str
+) -> None:
+    with pytest.raises(InvalidArgument) as err:
+        update(active_team(), ("a", "b", "c"), reenroll_approver_ids=("b",), new_keys=new_keys)
+    assert err.value.violations[0].field == field
 
 
 def test_reenroll_must_name_members_of_the_new_set() -> None:

@@ -15,9 +15,14 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from airlock_server.domain.principals import Principal, PrincipalKind
 from airlock_server.domain.sessions import (
+    DraftMember,
+    KeyChange,
     Session,
     SessionKind,
+    TeamDraft,
     VoteDecision,
+    draft_digest,
+    draft_digest_input,
     new_session,
     vote_digest,
     vote_digest_input,
@@ -59,10 +64,11 @@ def test_input_bytes_match_the_documented_vector() -> None:
         protected_resource="arn:aws:backup:eu-west-1:111122223333:backup-vault:prod-lag",
         requester="account:444455556666",
         expire_time=EXPIRE,
+        draft_sha256="",
         decision=VoteDecision.APPROVE,
     )
     assert raw.hex() == _doc_value("input")
-    assert len(raw) == 216
+    assert len(raw) == 220
 
 
 @pytest.mark.parametrize(
@@ -76,7 +82,7 @@ def test_digest_matches_the_documented_vector(decision: VoteDecision, label: str
 def test_an_independent_encoding_agrees() -> None:
     # A second implementation written straight from the doc's table.
     values = [
-        "airlock.vote.v1",
+        "airlock.vote.v2",
         "ses-0001",
         "team-7",
         "3",
@@ -84,6 +90,7 @@ def test_an_independent_encoding_agrees() -> None:
         "arn:aws:backup:eu-west-1:111122223333:backup-vault:prod-lag",
         "account:444455556666",
         "2025-03-01T12:00:00.250000Z",
+        "",
         "APPROVE",
     ]
     raw = b"".join(struct.pack(">I", len(v.encode())) + v.encode() for v in values)
@@ -147,7 +154,74 @@ def test_non_ascii_is_length_prefixed_in_bytes() -> None:
         protected_resource="r",
         requester="admin",
         expire_time=EXPIRE,
+        draft_sha256="",
         decision=VoteDecision.REJECT,
     )
-    tag_len = 4 + len("airlock.vote.v1")
+    tag_len = 4 + len("airlock.vote.v2")
     assert raw[tag_len : tag_len + 6] == b"\x00\x00\x00\x02\xc3\xa9"
+
+
+# --- the draft digest (airlock.team-draft.v1) -------------------------------------------------
+
+KEY_1 = bytes(range(32, 64))
+KEY_2 = bytes(range(64, 96))
+
+
+def _vector_draft() -> TeamDraft:
+    return TeamDraft(
+        team_id="team-7",
+        version=4,
+        description="rotate bob",
+        min_approvals=2,
+        session_ttl=timedelta(hours=24),
+        invitation_ttl=timedelta(hours=48),
+        members=(
+            DraftMember("alice", KeyChange.KEEPS_KEY, KEY_1),
+            DraftMember("bob", KeyChange.NEW_KEY, KEY_2, True),
+            DraftMember("carol", KeyChange.NEW_APPROVER, None),
+        ),
+    )
+
+
+def test_the_draft_digest_matches_the_documented_vector() -> None:
+    raw = draft_digest_input(_vector_draft())
+    assert raw.hex() == _doc_value("draft input")
+    assert len(raw) == 303
+    assert draft_digest(_vector_draft()) == _doc_value("draft digest")
+
+
+def test_a_team_update_vote_signs_its_draft() -> None:
+    update = replace(
+        _vector_session(),
+        session_id="ses-0002",
+        kind=SessionKind.TEAM_UPDATE,
+        action="mpa:UpdateApprovalTeam",
+        protected_resource="arn:aws:mpa:eu-west-1::approval-team/team-7",
+        requester=Principal(PrincipalKind.ADMIN, ""),
+        draft=_vector_draft(),
+    )
+    assert vote_digest(update, VoteDecision.APPROVE).hex() == _doc_value(
+        "team update approve digest"
+    )
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"description": "rotate alice"},
+        {"min_approvals": 3},
+        {"invitation_ttl": timedelta(hours=24)},
+        {"members": (DraftMember("alice", KeyChange.KEEPS_KEY, KEY_1),)},
+        {
+            "members": (
+                DraftMember("alice", KeyChange.KEEPS_KEY, KEY_1),
+                DraftMember("bob", KeyChange.NEW_KEY, KEY_1[::-1], True),
+                DraftMember("carol", KeyChange.NEW_APPROVER, None),
+            )
+        },
+    ],
+)
+def test_every_change_to_the_draft_changes_the_vote(change: dict[str, object]) -> None:
+    session = replace(_vector_session(), draft=_vector_draft())
+    changed = replace(session, draft=replace(_vector_draft(), **change))  # type: ignore[arg-type]
+    assert vote_digest(changed, VoteDecision.APPROVE) != vote_digest(session, VoteDecision.APPROVE)

@@ -40,10 +40,10 @@ class ListEventsRequest(_message.Message):
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     type: _builtins.str
     """Only events of this type ("session.approved"), or of a family when it ends with "."
-    ("session.").
+    ("session."); at most 64 characters.
     """
     subject: _builtins.str
-    """Only events with this entry in subjects."""
+    """Only events with this entry in subjects; at most 256 characters."""
     after_seq: _builtins.int
     """Only events with seq greater than this."""
     page_size: _builtins.int
@@ -56,7 +56,9 @@ class ListEventsRequest(_message.Message):
     """
     @_builtins.property
     def actor(self) -> _common_pb2.Principal:
-        """Only events by this actor; a kind with an empty subject matches every subject of that kind."""
+        """Only events by this actor; a kind with an empty subject matches every subject of that kind,
+        and PRINCIPAL_KIND_SYSTEM selects the events of Airlock itself.
+        """
 
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp:

@@ -24,15 +24,16 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x61irlock/v1/common.proto\x12\nairlock.v1\"E\n\tPrincipal\x12\'\n\x04kind\x18\x01 \x01(\x0e\x32\x19.airlock.v1.PrincipalKind\x12\x0f\n\x07subject\x18\x02 \x01(\t*\xba\x01\n\rPrincipalKind\x12\x1e\n\x1aPRINCIPAL_KIND_UNSPECIFIED\x10\x00\x12\x18\n\x14PRINCIPAL_KIND_ADMIN\x10\x01\x12\x1a\n\x16PRINCIPAL_KIND_ACCOUNT\x10\x02\x12\x1b\n\x17PRINCIPAL_KIND_APPROVER\x10\x03\x12\x1a\n\x16PRINCIPAL_KIND_SERVICE\x10\x04\x12\x1a\n\x16PRINCIPAL_KIND_AUDITOR\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x61irlock/v1/common.proto\x12\nairlock.v1\"E\n\tPrincipal\x12\'\n\x04kind\x18\x01 \x01(\x0e\x32\x19.airlock.v1.PrincipalKind\x12\x0f\n\x07subject\x18\x02 \x01(\t*\xd5\x01\n\rPrincipalKind\x12\x1e\n\x1aPRINCIPAL_KIND_UNSPECIFIED\x10\x00\x12\x18\n\x14PRINCIPAL_KIND_ADMIN\x10\x01\x12\x1a\n\x16PRINCIPAL_KIND_ACCOUNT\x10\x02\x12\x1b\n\x17PRINCIPAL_KIND_APPROVER\x10\x03\x12\x1a\n\x16PRINCIPAL_KIND_SERVICE\x10\x04\x12\x1a\n\x16PRINCIPAL_KIND_AUDITOR\x10\x05\x12\x19\n\x15PRINCIPAL_KIND_SYSTEM\x10\x06\x42J\n\x0e\x63om.airlock.v1P\x01Z6github.com/airlock/airlock/gen/go/airlock/v1;airlockv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'airlock.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\016com.airlock.v1P\001Z6github.com/airlock/airlock/gen/go/airlock/v1;airlockv1'
   _globals['_PRINCIPALKIND']._serialized_start=111
-  _globals['_PRINCIPALKIND']._serialized_end=297
+  _globals['_PRINCIPALKIND']._serialized_end=324
   _globals['_PRINCIPAL']._serialized_start=39
   _globals['_PRINCIPAL']._serialized_end=108
 # @@protoc_insertion_point(module_scope)

@@ -35,6 +35,11 @@ class _PrincipalKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Princip
     """An integrating service that starts generic guarded sessions (subject: the service name)."""
     PRINCIPAL_KIND_AUDITOR: _PrincipalKind.ValueType  # 5
     """Compliance: reads sessions and the event log, verifies the log (subject: a free label)."""
+    PRINCIPAL_KIND_SYSTEM: _PrincipalKind.ValueType  # 6
+    """Airlock itself, acting on a rule (an expiry, a quorum, the end of a pending window); the
+    subject is empty. Only in what the server reports (Event.actor) and in the ListEvents actor
+    filter; no credential has this kind, and it is refused where a caller names one.
+    """
 
 class PrincipalKind(_PrincipalKind, metaclass=_PrincipalKindEnumTypeWrapper):
     """Every request of every method is checked before it is served; otherwise the answer is
@@ -64,6 +69,11 @@ PRINCIPAL_KIND_SERVICE: PrincipalKind.ValueType  # 4
 """An integrating service that starts generic guarded sessions (subject: the service name)."""
 PRINCIPAL_KIND_AUDITOR: PrincipalKind.ValueType  # 5
 """Compliance: reads sessions and the event log, verifies the log (subject: a free label)."""
+PRINCIPAL_KIND_SYSTEM: PrincipalKind.ValueType  # 6
+"""Airlock itself, acting on a rule (an expiry, a quorum, the end of a pending window); the
+subject is empty. Only in what the server reports (Event.actor) and in the ListEvents actor
+filter; no credential has this kind, and it is refused where a caller names one.
+"""
 Global___PrincipalKind: _TypeAlias = PrincipalKind  # noqa: Y015
 
 @_typing.final

@@ -27,13 +27,14 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x61irlock/v1/event.proto\x12\nairlock.v1\x1a\x17\x61irlock/v1/common.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xfa\x01\n\x05\x45vent\x12\x0b\n\x03seq\x18\x01 \x01(\x03\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04type\x18\x03 \x01(\t\x12$\n\x05\x61\x63tor\x18\x04 \x01(\x0b\x32\x15.airlock.v1.Principal\x12\x10\n\x08subjects\x18\x05 \x03(\t\x12(\n\x07\x64\x65tails\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x11\n\tprev_hash\x18\x07 \x01(\x0c\x12\x0c\n\x04hash\x18\x08 \x01(\x0c\x12\x11\n\tcanonical\x18\t \x01(\x0c\x12\x16\n\x0ehead_signature\x18\n \x01(\x0c\"\x8b\x01\n\rLogCheckpoint\x12\x0b\n\x03seq\x18\x01 \x01(\x03\x12\x0c\n\x04hash\x18\x02 \x01(\x0c\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tsignature\x18\x04 \x01(\x0c\x12\x12\n\npublic_key\x18\x05 \x01(\x0c\x12\x0e\n\x06key_id\x18\x06 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x61irlock/v1/event.proto\x12\nairlock.v1\x1a\x17\x61irlock/v1/common.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xfa\x01\n\x05\x45vent\x12\x0b\n\x03seq\x18\x01 \x01(\x03\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04type\x18\x03 \x01(\t\x12$\n\x05\x61\x63tor\x18\x04 \x01(\x0b\x32\x15.airlock.v1.Principal\x12\x10\n\x08subjects\x18\x05 \x03(\t\x12(\n\x07\x64\x65tails\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x11\n\tprev_hash\x18\x07 \x01(\x0c\x12\x0c\n\x04hash\x18\x08 \x01(\x0c\x12\x11\n\tcanonical\x18\t \x01(\x0c\x12\x16\n\x0ehead_signature\x18\n \x01(\x0c\"\x8b\x01\n\rLogCheckpoint\x12\x0b\n\x03seq\x18\x01 \x01(\x03\x12\x0c\n\x04hash\x18\x02 \x01(\x0c\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tsignature\x18\x04 \x01(\x0c\x12\x12\n\npublic_key\x18\x05 \x01(\x0c\x12\x0e\n\x06key_id\x18\x06 \x01(\tBJ\n\x0e\x63om.airlock.v1P\x01Z6github.com/airlock/airlock/gen/go/airlock/v1;airlockv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'airlock.v1.event_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\016com.airlock.v1P\001Z6github.com/airlock/airlock/gen/go/airlock/v1;airlockv1'
   _globals['_EVENT']._serialized_start=127
   _globals['_EVENT']._serialized_end=377
   _globals['_LOGCHECKPOINT']._serialized_start=380

@@ -63,8 +63,8 @@ class Event(_message.Message):
 
     @_builtins.property
     def actor(self) -> _common_pb2.Principal:
-        """The principal that caused the event (for system events such as expiry, a service principal
-        named "airlock").
+        """The principal that caused the event; PRINCIPAL_KIND_SYSTEM (empty subject) when Airlock
+        itself acted on a rule, such as an expiry or a quorum.
         """
 
     @_builtins.property

@@ -63,7 +63,7 @@ class Approver(_message.Message):
     approver_id: _builtins.str
     """The approver id, chosen by the admin at creation; pattern [a-zA-Z0-9._-]{1,64}. Immutable."""
     display_name: _builtins.str
-    """A human-readable name, 1 to 128 characters."""
+    """A human-readable name, 1 to 128 characters (not only spaces)."""
     email: _builtins.str
     """The approver's e-mail address (informational; Airlock sends no mail)."""
     state: Global___Approver.State.ValueType

@@ -80,9 +80,11 @@ class CreateApproverRequest(_message.Message):
     approver_id: _builtins.str
     """The approver id to create; pattern [a-zA-Z0-9._-]{1,64}. Required, unique."""
     display_name: _builtins.str
-    """A human-readable name, 1 to 128 characters."""
+    """A human-readable name, 1 to 128 characters (not only spaces). Required."""
     email: _builtins.str
-    """The approver's e-mail address (at most 64 characters before the @, 255 after), or empty."""
+    """The approver's e-mail address, or empty: at most 320 characters (at most 64 before the @,
+    255 after).
+    """
     request_id: _builtins.str
     """Optional idempotency key (AIP-155), at most 36 characters (a UUID). It is bound to the
     caller, this method and this request (a SHA-256 of the request with request_id cleared):

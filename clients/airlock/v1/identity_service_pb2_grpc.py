@@ -120,7 +120,13 @@ class IdentityServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def DisableApprover(self, request, context):
-        """Disables an approver identity (terminal). Admin only.
+        """Disables an approver identity (terminal). Admin only. It takes effect at once, in the same
+        transaction: every credential of the approver is revoked (a credential.revoked event each),
+        and on every pending session of its frozen sets it votes no more and its vote, if any, no
+        longer counts toward M (Session.excluded_approver_ids); a session whose M became unreachable
+        fails REJECTED at once, its status_message saying why. New sessions leave it out of their
+        frozen set (FAILED_PRECONDITION QUORUM_UNREACHABLE when fewer than M enabled approvers
+        remain); it answers no invitation (FAILED_PRECONDITION APPROVER_DISABLED).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -42,7 +42,14 @@ class IdentityServiceStub:
     ListApprovers: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.ListApproversRequest, _identity_service_pb2.ListApproversResponse]
     """Lists approver identities, ordered by approver_id. Admin only."""
     DisableApprover: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.DisableApproverRequest, _identity_service_pb2.DisableApproverResponse]
-    """Disables an approver identity (terminal). Admin only."""
+    """Disables an approver identity (terminal). Admin only. It takes effect at once, in the same
+    transaction: every credential of the approver is revoked (a credential.revoked event each),
+    and on every pending session of its frozen sets it votes no more and its vote, if any, no
+    longer counts toward M (Session.excluded_approver_ids); a session whose M became unreachable
+    fails REJECTED at once, its status_message saying why. New sessions leave it out of their
+    frozen set (FAILED_PRECONDITION QUORUM_UNREACHABLE when fewer than M enabled approvers
+    remain); it answers no invitation (FAILED_PRECONDITION APPROVER_DISABLED).
+    """
     RegisterAccount: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.RegisterAccountRequest, _identity_service_pb2.RegisterAccountResponse]
     """Registers an account. Admin only."""
     ListAccounts: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.ListAccountsRequest, _identity_service_pb2.ListAccountsResponse]
@@ -68,7 +75,14 @@ class IdentityServiceAsyncStub(IdentityServiceStub):
     ListApprovers: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.ListApproversRequest, _identity_service_pb2.ListApproversResponse]  # type: ignore[assignment]
     """Lists approver identities, ordered by approver_id. Admin only."""
     DisableApprover: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.DisableApproverRequest, _identity_service_pb2.DisableApproverResponse]  # type: ignore[assignment]
-    """Disables an approver identity (terminal). Admin only."""
+    """Disables an approver identity (terminal). Admin only. It takes effect at once, in the same
+    transaction: every credential of the approver is revoked (a credential.revoked event each),
+    and on every pending session of its frozen sets it votes no more and its vote, if any, no
+    longer counts toward M (Session.excluded_approver_ids); a session whose M became unreachable
+    fails REJECTED at once, its status_message saying why. New sessions leave it out of their
+    frozen set (FAILED_PRECONDITION QUORUM_UNREACHABLE when fewer than M enabled approvers
+    remain); it answers no invitation (FAILED_PRECONDITION APPROVER_DISABLED).
+    """
     RegisterAccount: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.RegisterAccountRequest, _identity_service_pb2.RegisterAccountResponse]  # type: ignore[assignment]
     """Registers an account. Admin only."""
     ListAccounts: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.ListAccountsRequest, _identity_service_pb2.ListAccountsResponse]  # type: ignore[assignment]
@@ -121,7 +135,14 @@ class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _identity_service_pb2.DisableApproverRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_identity_service_pb2.DisableApproverResponse, _abc.Awaitable[_identity_service_pb2.DisableApproverResponse]]:
-        """Disables an approver identity (terminal). Admin only."""
+        """Disables an approver identity (terminal). Admin only. It takes effect at once, in the same
+        transaction: every credential of the approver is revoked (a credential.revoked event each),
+        and on every pending session of its frozen sets it votes no more and its vote, if any, no
+        longer counts toward M (Session.excluded_approver_ids); a session whose M became unreachable
+        fails REJECTED at once, its status_message saying why. New sessions leave it out of their
+        frozen set (FAILED_PRECONDITION QUORUM_UNREACHABLE when fewer than M enabled approvers
+        remain); it answers no invitation (FAILED_PRECONDITION APPROVER_DISABLED).
+        """
 
     @_abc_1.abstractmethod
     def RegisterAccount(

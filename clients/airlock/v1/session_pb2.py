@@ -23,32 +23,40 @@ _sym_db = _symbol_database.Default()
 
 
 from airlock.v1 import common_pb2 as airlock_dot_v1_dot_common__pb2
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x61irlock/v1/session.proto\x12\nairlock.v1\x1a\x17\x61irlock/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9a\x01\n\x04Vote\x12\x13\n\x0b\x61pprover_id\x18\x01 \x01(\t\x12*\n\x08\x64\x65\x63ision\x18\x02 \x01(\x0e\x32\x18.airlock.v1.VoteDecision\x12\x0f\n\x07\x63omment\x18\x03 \x01(\t\x12-\n\tvote_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tsignature\x18\x05 \x01(\x0c\"\xc5\x0c\n\x07Session\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12&\n\x04kind\x18\x02 \x01(\x0e\x32\x18.airlock.v1.Session.Kind\x12\x0f\n\x07team_id\x18\x03 \x01(\t\x12\x14\n\x0cteam_version\x18\x04 \x01(\x03\x12\x11\n\tteam_name\x18\x05 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x06 \x01(\t\x12\x1a\n\x12protected_resource\x18\x07 \x01(\t\x12(\n\trequester\x18\x08 \x01(\x0b\x32\x15.airlock.v1.Principal\x12\x1c\n\x14requester_account_id\x18\t \x01(\t\x12\x0f\n\x07\x63omment\x18\n \x01(\t\x12\x33\n\x08metadata\x18\x0b \x03(\x0b\x32!.airlock.v1.Session.MetadataEntry\x12\x15\n\rmin_approvals\x18\x0c \x01(\x05\x12\x1b\n\x13number_of_approvers\x18\r \x01(\x05\x12\x14\n\x0c\x61pprover_ids\x18\x0e \x03(\t\x12\x1f\n\x05votes\x18\x0f \x03(\x0b\x32\x10.airlock.v1.Vote\x12(\n\x05state\x18\x10 \x01(\x0e\x32\x19.airlock.v1.Session.State\x12\x33\n\x0bstatus_code\x18\x11 \x01(\x0e\x32\x1e.airlock.v1.Session.StatusCode\x12\x16\n\x0estatus_message\x18\x12 \x01(\t\x12=\n\x10\x65xecution_status\x18\x13 \x01(\x0e\x32#.airlock.v1.Session.ExecutionStatus\x12\x19\n\x11\x65xecution_message\x18\x14 \x01(\t\x12/\n\x0b\x63reate_time\x18\x15 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\x16 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rcomplete_time\x18\x17 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0e\x65xecution_time\x18\x18 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0e\x61pproval_count\x18\x19 \x01(\x05\x12\x17\n\x0frejection_count\x18\x1a \x01(\x05\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"l\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x11\n\rSTATE_PENDING\x10\x01\x12\x12\n\x0eSTATE_APPROVED\x10\x02\x12\x10\n\x0cSTATE_FAILED\x10\x03\x12\x13\n\x0fSTATE_CANCELLED\x10\x04\"\xc4\x01\n\nStatusCode\x12\x1b\n\x17STATUS_CODE_UNSPECIFIED\x10\x00\x12\x18\n\x14STATUS_CODE_REJECTED\x10\x01\x12\x17\n\x13STATUS_CODE_EXPIRED\x10\x02\x12!\n\x1dSTATUS_CODE_CANCELLED_BY_USER\x10\x03\x12%\n!STATUS_CODE_CONFIGURATION_CHANGED\x10\x04\x12\x1c\n\x18STATUS_CODE_TEAM_DELETED\x10\x05\"\x8d\x01\n\x0f\x45xecutionStatus\x12 \n\x1c\x45XECUTION_STATUS_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x45XECUTION_STATUS_PENDING\x10\x01\x12\x1d\n\x19\x45XECUTION_STATUS_EXECUTED\x10\x02\x12\x1b\n\x17\x45XECUTION_STATUS_FAILED\x10\x03\"\xdd\x01\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13KIND_RESTORE_ACCESS\x10\x01\x12\x1e\n\x1aKIND_REVOKE_RESTORE_ACCESS\x10\x02\x12\x17\n\x13KIND_ASSOCIATE_TEAM\x10\x03\x12\x1a\n\x16KIND_DISASSOCIATE_TEAM\x10\x04\x12\x14\n\x10KIND_TEAM_UPDATE\x10\x05\x12\x16\n\x12KIND_TEAM_DELETION\x10\x06\x12\x11\n\rKIND_BASELINE\x10\x07\x12\x10\n\x0cKIND_GENERIC\x10\x08*b\n\x0cVoteDecision\x12\x1d\n\x19VOTE_DECISION_UNSPECIFIED\x10\x00\x12\x19\n\x15VOTE_DECISION_APPROVE\x10\x01\x12\x18\n\x14VOTE_DECISION_REJECT\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x61irlock/v1/session.proto\x12\nairlock.v1\x1a\x17\x61irlock/v1/common.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9a\x01\n\x04Vote\x12\x13\n\x0b\x61pprover_id\x18\x01 \x01(\t\x12*\n\x08\x64\x65\x63ision\x18\x02 \x01(\x0e\x32\x18.airlock.v1.VoteDecision\x12\x0f\n\x07\x63omment\x18\x03 \x01(\t\x12-\n\tvote_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tsignature\x18\x05 \x01(\x0c\"\x8f\r\n\x07Session\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12&\n\x04kind\x18\x02 \x01(\x0e\x32\x18.airlock.v1.Session.Kind\x12\x0f\n\x07team_id\x18\x03 \x01(\t\x12\x14\n\x0cteam_version\x18\x04 \x01(\x03\x12\x11\n\tteam_name\x18\x05 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x06 \x01(\t\x12\x1a\n\x12protected_resource\x18\x07 \x01(\t\x12(\n\trequester\x18\x08 \x01(\x0b\x32\x15.airlock.v1.Principal\x12\x1c\n\x14requester_account_id\x18\t \x01(\t\x12\x0f\n\x07\x63omment\x18\n \x01(\t\x12\x33\n\x08metadata\x18\x0b \x03(\x0b\x32!.airlock.v1.Session.MetadataEntry\x12\x15\n\rmin_approvals\x18\x0c \x01(\x05\x12\x1b\n\x13number_of_approvers\x18\r \x01(\x05\x12\x14\n\x0c\x61pprover_ids\x18\x0e \x03(\t\x12\x1f\n\x05votes\x18\x0f \x03(\x0b\x32\x10.airlock.v1.Vote\x12(\n\x05state\x18\x10 \x01(\x0e\x32\x19.airlock.v1.Session.State\x12\x33\n\x0bstatus_code\x18\x11 \x01(\x0e\x32\x1e.airlock.v1.Session.StatusCode\x12\x16\n\x0estatus_message\x18\x12 \x01(\t\x12=\n\x10\x65xecution_status\x18\x13 \x01(\x0e\x32#.airlock.v1.Session.ExecutionStatus\x12\x19\n\x11\x65xecution_message\x18\x14 \x01(\t\x12/\n\x0b\x63reate_time\x18\x15 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\x16 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rcomplete_time\x18\x17 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0e\x65xecution_time\x18\x18 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0e\x61pproval_count\x18\x19 \x01(\x05\x12\x17\n\x0frejection_count\x18\x1a \x01(\x05\x12)\n\nteam_draft\x18\x1b \x01(\x0b\x32\x15.airlock.v1.TeamDraft\x12\x1d\n\x15\x65xcluded_approver_ids\x18\x1c \x03(\t\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"l\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x11\n\rSTATE_PENDING\x10\x01\x12\x12\n\x0eSTATE_APPROVED\x10\x02\x12\x10\n\x0cSTATE_FAILED\x10\x03\x12\x13\n\x0fSTATE_CANCELLED\x10\x04\"\xc4\x01\n\nStatusCode\x12\x1b\n\x17STATUS_CODE_UNSPECIFIED\x10\x00\x12\x18\n\x14STATUS_CODE_REJECTED\x10\x01\x12\x17\n\x13STATUS_CODE_EXPIRED\x10\x02\x12!\n\x1dSTATUS_CODE_CANCELLED_BY_USER\x10\x03\x12%\n!STATUS_CODE_CONFIGURATION_CHANGED\x10\x04\x12\x1c\n\x18STATUS_CODE_TEAM_DELETED\x10\x05\"\x8d\x01\n\x0f\x45xecutionStatus\x12 \n\x1c\x45XECUTION_STATUS_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x45XECUTION_STATUS_PENDING\x10\x01\x12\x1d\n\x19\x45XECUTION_STATUS_EXECUTED\x10\x02\x12\x1b\n\x17\x45XECUTION_STATUS_FAILED\x10\x03\"\xdd\x01\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13KIND_RESTORE_ACCESS\x10\x01\x12\x1e\n\x1aKIND_REVOKE_RESTORE_ACCESS\x10\x02\x12\x17\n\x13KIND_ASSOCIATE_TEAM\x10\x03\x12\x1a\n\x16KIND_DISASSOCIATE_TEAM\x10\x04\x12\x14\n\x10KIND_TEAM_UPDATE\x10\x05\x12\x16\n\x12KIND_TEAM_DELETION\x10\x06\x12\x11\n\rKIND_BASELINE\x10\x07\x12\x10\n\x0cKIND_GENERIC\x10\x08\"\x9a\x04\n\tTeamDraft\x12\x0f\n\x07team_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x15\n\rmin_approvals\x18\x04 \x01(\x05\x12.\n\x0bsession_ttl\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x31\n\x0einvitation_ttl\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12-\n\x07members\x18\x07 \x03(\x0b\x32\x1c.airlock.v1.TeamDraft.Member\x12\x14\n\x0c\x64raft_sha256\x18\x08 \x01(\t\x1a\x9e\x01\n\x06Member\x12\x13\n\x0b\x61pprover_id\x18\x01 \x01(\t\x12\x33\n\nkey_change\x18\x02 \x01(\x0e\x32\x1f.airlock.v1.TeamDraft.KeyChange\x12\x12\n\npublic_key\x18\x03 \x01(\x0c\x12\x17\n\x0fkey_fingerprint\x18\x04 \x01(\t\x12\x1d\n\x15signed_by_current_key\x18\x05 \x01(\x08\"v\n\tKeyChange\x12\x1a\n\x16KEY_CHANGE_UNSPECIFIED\x10\x00\x12\x18\n\x14KEY_CHANGE_KEEPS_KEY\x10\x01\x12\x16\n\x12KEY_CHANGE_NEW_KEY\x10\x02\x12\x1b\n\x17KEY_CHANGE_NEW_APPROVER\x10\x03*b\n\x0cVoteDecision\x12\x1d\n\x19VOTE_DECISION_UNSPECIFIED\x10\x00\x12\x19\n\x15VOTE_DECISION_APPROVE\x10\x01\x12\x18\n\x14VOTE_DECISION_REJECT\x10\x02\x42J\n\x0e\x63om.airlock.v1P\x01Z6github.com/airlock/airlock/gen/go/airlock/v1;airlockv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'airlock.v1.session_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\016com.airlock.v1P\001Z6github.com/airlock/airlock/gen/go/airlock/v1;airlockv1'
   _globals['_SESSION_METADATAENTRY']._loaded_options = None
   _globals['_SESSION_METADATAENTRY']._serialized_options = b'8\001'
-  _globals['_VOTEDECISION']._serialized_start=1863
-  _globals['_VOTEDECISION']._serialized_end=1961
-  _globals['_VOTE']._serialized_start=99
-  _globals['_VOTE']._serialized_end=253
-  _globals['_SESSION']._serialized_start=256
-  _globals['_SESSION']._serialized_end=1861
-  _globals['_SESSION_METADATAENTRY']._serialized_start=1137
-  _globals['_SESSION_METADATAENTRY']._serialized_end=1184
-  _globals['_SESSION_STATE']._serialized_start=1186
-  _globals['_SESSION_STATE']._serialized_end=1294
-  _globals['_SESSION_STATUSCODE']._serialized_start=1297
-  _globals['_SESSION_STATUSCODE']._serialized_end=1493
-  _globals['_SESSION_EXECUTIONSTATUS']._serialized_start=1496
-  _globals['_SESSION_EXECUTIONSTATUS']._serialized_end=1637
-  _globals['_SESSION_KIND']._serialized_start=1640
-  _globals['_SESSION_KIND']._serialized_end=1861
+  _globals['_VOTEDECISION']._serialized_start=2510
+  _globals['_VOTEDECISION']._serialized_end=2608
+  _globals['_VOTE']._serialized_start=131
+  _globals['_VOTE']._serialized_end=285
+  _globals['_SESSION']._serialized_start=288
+  _globals['_SESSION']._serialized_end=1967
+  _globals['_SESSION_METADATAENTRY']._serialized_start=1243
+  _globals['_SESSION_METADATAENTRY']._serialized_end=1290
+  _globals['_SESSION_STATE']._serialized_start=1292
+  _globals['_SESSION_STATE']._serialized_end=1400
+  _globals['_SESSION_STATUSCODE']._serialized_start=1403
+  _globals['_SESSION_STATUSCODE']._serialized_end=1599
+  _globals['_SESSION_EXECUTIONSTATUS']._serialized_start=1602
+  _globals['_SESSION_EXECUTIONSTATUS']._serialized_end=1743
+  _globals['_SESSION_KIND']._serialized_start=1746
+  _globals['_SESSION_KIND']._serialized_end=1967
+  _globals['_TEAMDRAFT']._serialized_start=1970
+  _globals['_TEAMDRAFT']._serialized_end=2508
+  _globals['_TEAMDRAFT_MEMBER']._serialized_start=2230
+  _globals['_TEAMDRAFT_MEMBER']._serialized_end=2388
+  _globals['_TEAMDRAFT_KEYCHANGE']._serialized_start=2390
+  _globals['_TEAMDRAFT_KEYCHANGE']._serialized_end=2508
 # @@protoc_insertion_point(module_scope)

@@ -6,6 +6,7 @@ isort:skip_file
 from airlock.v1 import common_pb2 as _common_pb2
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -280,6 +281,8 @@ class Session(_message.Message):
     EXECUTION_TIME_FIELD_NUMBER: _builtins.int
     APPROVAL_COUNT_FIELD_NUMBER: _builtins.int
     REJECTION_COUNT_FIELD_NUMBER: _builtins.int
+    TEAM_DRAFT_FIELD_NUMBER: _builtins.int
+    EXCLUDED_APPROVER_IDS_FIELD_NUMBER: _builtins.int
     session_id: _builtins.str
     """The server-generated session id."""
     kind: Global___Session.Kind.ValueType
@@ -352,6 +355,19 @@ class Session(_message.Message):
     def execution_time(self) -> _timestamp_pb2.Timestamp:
         """When the execution status was last set; unset if never."""
 
+    @_builtins.property
+    def team_draft(self) -> Global___TeamDraft:
+        """KIND_TEAM_UPDATE: the draft version the team votes on (members, M, TTLs and every new key).
+        Its digest is part of every vote signature (docs/signed-votes.md): an approver's client
+        recomputes it from these fields, so it signs what it was shown. Unset for other kinds.
+        """
+
+    @_builtins.property
+    def excluded_approver_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Approvers of the frozen set disabled while the session was open: they vote no more and
+        their votes no longer count toward M (approval_count and rejection_count leave them out).
+        """
+
     def __init__(
         self,
         *,
@@ -381,11 +397,138 @@ class Session(_message.Message):
         execution_time: _timestamp_pb2.Timestamp | None = ...,
         approval_count: _builtins.int = ...,
         rejection_count: _builtins.int = ...,
+        team_draft: Global___TeamDraft | None = ...,
+        excluded_approver_ids: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["complete_time", b"complete_time", "create_time", b"create_time", "execution_time", b"execution_time", "expire_time", b"expire_time", "requester", b"requester"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["complete_time", b"complete_time", "create_time", b"create_time", "execution_time", b"execution_time", "expire_time", b"expire_time", "requester", b"requester", "team_draft", b"team_draft"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "approval_count", b"approval_count", "approver_ids", b"approver_ids", "comment", b"comment", "complete_time", b"complete_time", "create_time", b"create_time", "execution_message", b"execution_message", "execution_status", b"execution_status", "execution_time", b"execution_time", "expire_time", b"expire_time", "kind", b"kind", "metadata", b"metadata", "min_approvals", b"min_approvals", "number_of_approvers", b"number_of_approvers", "protected_resource", b"protected_resource", "rejection_count", b"rejection_count", "requester", b"requester", "requester_account_id", b"requester_account_id", "session_id", b"session_id", "state", b"state", "status_code", b"status_code", "status_message", b"status_message", "team_id", b"team_id", "team_name", b"team_name", "team_version", b"team_version", "votes", b"votes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "approval_count", b"approval_count", "approver_ids", b"approver_ids", "comment", b"comment", "complete_time", b"complete_time", "create_time", b"create_time", "excluded_approver_ids", b"excluded_approver_ids", "execution_message", b"execution_message", "execution_status", b"execution_status", "execution_time", b"execution_time", "expire_time", b"expire_time", "kind", b"kind", "metadata", b"metadata", "min_approvals", b"min_approvals", "number_of_approvers", b"number_of_approvers", "protected_resource", b"protected_resource", "rejection_count", b"rejection_count", "requester", b"requester", "requester_account_id", b"requester_account_id", "session_id", b"session_id", "state", b"state", "status_code", b"status_code", "status_message", b"status_message", "team_draft", b"team_draft", "team_id", b"team_id", "team_name", b"team_name", "team_version", b"team_version", "votes", b"votes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Session: _TypeAlias = Session  # noqa: Y015
+
+@_typing.final
+class TeamDraft(_message.Message):
+    """A team draft as a TEAM_UPDATE session shows it to the approvers who vote on it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _KeyChange:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _KeyChangeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[TeamDraft._KeyChange.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        KEY_CHANGE_UNSPECIFIED: TeamDraft._KeyChange.ValueType  # 0
+        """Not set. Never returned."""
+        KEY_CHANGE_KEEPS_KEY: TeamDraft._KeyChange.ValueType  # 1
+        """A kept approver: votes with the key it holds in the version in force (public_key)."""
+        KEY_CHANGE_NEW_KEY: TeamDraft._KeyChange.ValueType  # 2
+        """A re-enrolled approver: must enroll exactly public_key, a new key."""
+        KEY_CHANGE_NEW_APPROVER: TeamDraft._KeyChange.ValueType  # 3
+        """A new approver: enrolls public_key if set, else a key of its choice."""
+
+    class KeyChange(_KeyChange, metaclass=_KeyChangeEnumTypeWrapper):
+        """What the draft does with one member's key."""
+
+    KEY_CHANGE_UNSPECIFIED: TeamDraft.KeyChange.ValueType  # 0
+    """Not set. Never returned."""
+    KEY_CHANGE_KEEPS_KEY: TeamDraft.KeyChange.ValueType  # 1
+    """A kept approver: votes with the key it holds in the version in force (public_key)."""
+    KEY_CHANGE_NEW_KEY: TeamDraft.KeyChange.ValueType  # 2
+    """A re-enrolled approver: must enroll exactly public_key, a new key."""
+    KEY_CHANGE_NEW_APPROVER: TeamDraft.KeyChange.ValueType  # 3
+    """A new approver: enrolls public_key if set, else a key of its choice."""
+
+    @_typing.final
+    class Member(_message.Message):
+        """One member of the draft version."""
+
+        DESCRIPTOR: _descriptor.Descriptor
+
+        APPROVER_ID_FIELD_NUMBER: _builtins.int
+        KEY_CHANGE_FIELD_NUMBER: _builtins.int
+        PUBLIC_KEY_FIELD_NUMBER: _builtins.int
+        KEY_FINGERPRINT_FIELD_NUMBER: _builtins.int
+        SIGNED_BY_CURRENT_KEY_FIELD_NUMBER: _builtins.int
+        approver_id: _builtins.str
+        """The approver."""
+        key_change: Global___TeamDraft.KeyChange.ValueType
+        """What happens to its key."""
+        public_key: _builtins.bytes
+        """The raw 32-byte Ed25519 key it keeps or must enroll; empty for a new approver whose key
+        was not named.
+        """
+        key_fingerprint: _builtins.str
+        """The key's fingerprint: the first 16 hex digits of SHA-256(public_key), as `airlock`
+        prints key ids. Empty with public_key.
+        """
+        signed_by_current_key: _builtins.bool
+        """KEY_CHANGE_NEW_KEY: the approver's key in force signed the new key."""
+        def __init__(
+            self,
+            *,
+            approver_id: _builtins.str = ...,
+            key_change: Global___TeamDraft.KeyChange.ValueType = ...,
+            public_key: _builtins.bytes = ...,
+            key_fingerprint: _builtins.str = ...,
+            signed_by_current_key: _builtins.bool = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["approver_id", b"approver_id", "key_change", b"key_change", "key_fingerprint", b"key_fingerprint", "public_key", b"public_key", "signed_by_current_key", b"signed_by_current_key"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    TEAM_ID_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    MIN_APPROVALS_FIELD_NUMBER: _builtins.int
+    SESSION_TTL_FIELD_NUMBER: _builtins.int
+    INVITATION_TTL_FIELD_NUMBER: _builtins.int
+    MEMBERS_FIELD_NUMBER: _builtins.int
+    DRAFT_SHA256_FIELD_NUMBER: _builtins.int
+    team_id: _builtins.str
+    """The team."""
+    version: _builtins.int
+    """The draft's version number."""
+    description: _builtins.str
+    """Its description."""
+    min_approvals: _builtins.int
+    """Its M."""
+    draft_sha256: _builtins.str
+    """Lowercase hex SHA-256 of the draft's encoding (docs/signed-votes.md); informative: clients
+    recompute it from the fields above.
+    """
+    @_builtins.property
+    def session_ttl(self) -> _duration_pb2.Duration:
+        """Its session TTL (whole seconds)."""
+
+    @_builtins.property
+    def invitation_ttl(self) -> _duration_pb2.Duration:
+        """Its invitation TTL (whole seconds)."""
+
+    @_builtins.property
+    def members(self) -> _containers.RepeatedCompositeFieldContainer[Global___TeamDraft.Member]:
+        """Its members, in order."""
+
+    def __init__(
+        self,
+        *,
+        team_id: _builtins.str = ...,
+        version: _builtins.int = ...,
+        description: _builtins.str = ...,
+        min_approvals: _builtins.int = ...,
+        session_ttl: _duration_pb2.Duration | None = ...,
+        invitation_ttl: _duration_pb2.Duration | None = ...,
+        members: _abc.Iterable[Global___TeamDraft.Member] | None = ...,
+        draft_sha256: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["invitation_ttl", b"invitation_ttl", "session_ttl", b"session_ttl"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "draft_sha256", b"draft_sha256", "invitation_ttl", b"invitation_ttl", "members", b"members", "min_approvals", b"min_approvals", "session_ttl", b"session_ttl", "team_id", b"team_id", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TeamDraft: _TypeAlias = TeamDraft  # noqa: Y015

@@ -55,9 +55,12 @@ class StartSessionRequest(_message.Message):
     team_id: _builtins.str
     """The team that votes: ACTIVE and shared with the calling service. Required."""
     action: _builtins.str
-    """The guarded action name, pattern [a-zA-Z0-9._:-]{1,128}. Required."""
+    """The guarded action name, pattern [a-zA-Z0-9._:-]{1,128}. Required. The actions of Airlock's
+    own session kinds, and every action starting with "backup:" or "mpa:", compared without
+    regard to case, are reserved: INVALID_ARGUMENT on action, reason RESERVED_ACTION.
+    """
     protected_resource: _builtins.str
-    """The resource the action applies to, at most 2048 characters. Required."""
+    """The resource the action applies to, 1 to 2048 characters. Required."""
     comment: _builtins.str
     """A comment for the approvers, at most 200 characters."""
     request_id: _builtins.str
@@ -69,7 +72,9 @@ class StartSessionRequest(_message.Message):
     """
     @_builtins.property
     def metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
-        """Facts for the approvers (at most 50 entries; keys 1..128 characters, values at most 1024)."""
+        """Facts for the approvers (at most 50 entries; keys 1..128 characters, values at most 1024
+        characters).
+        """
 
     def __init__(
         self,

@@ -176,7 +176,8 @@ class ApprovalTeam(_message.Message):
     """The server-generated team id. Immutable."""
     arn: _builtins.str
     """The team's ARN, assigned by the server from its region and the team id, for example
-    `arn:aws:mpa:us-east-1:000000000000:approval-team/<team_id>`. Output only.
+    `arn:aws:mpa:us-east-1::approval-team/<team_id>`: no account, since a team belongs to the
+    organization, not to one account. Output only.
     """
     name: _builtins.str
     """The team name, pattern [a-zA-Z0-9._-]{1,64}. Immutable."""
@@ -216,7 +217,7 @@ class ApprovalTeam(_message.Message):
 
     @_builtins.property
     def invitation_ttl(self) -> _duration_pb2.Duration:
-        """How long invitees have to answer an invitation (default 24 h)."""
+        """How long invitees have to answer an invitation (default 24 h, 15 min .. 7 days)."""
 
     @_builtins.property
     def invitation_expire_time(self) -> _timestamp_pb2.Timestamp:

@@ -59,7 +59,7 @@ class CreateApprovalTeamRequest(_message.Message):
 
     @_builtins.property
     def invitation_ttl(self) -> _duration_pb2.Duration:
-        """The invitation TTL; unset means 24 h."""
+        """The invitation TTL; unset means 24 h; 15 min .. 7 days."""
 
     def __init__(
         self,
@@ -226,6 +226,7 @@ class UpdateApprovalTeamRequest(_message.Message):
     REENROLL_APPROVER_IDS_FIELD_NUMBER: _builtins.int
     UPDATE_MASK_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    NEW_KEYS_FIELD_NUMBER: _builtins.int
     team_id: _builtins.str
     """The team id. Required."""
     etag: _builtins.str
@@ -233,7 +234,7 @@ class UpdateApprovalTeamRequest(_message.Message):
     description: _builtins.str
     """The new description, at most 256 characters."""
     min_approvals: _builtins.int
-    """The new M."""
+    """The new M, 2 <= M <= N (N: the new approver count)."""
     request_id: _builtins.str
     """Optional idempotency key (AIP-155), at most 36 characters (a UUID). It is bound to the
     caller, this method and this request (a SHA-256 of the request with request_id cleared):
@@ -243,29 +244,39 @@ class UpdateApprovalTeamRequest(_message.Message):
     """
     @_builtins.property
     def approver_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """The new full approver set (kept approvers keep their key; new ones are invited once the
-        update is approved).
+        """The new full approver set, 2 to 50 of them (kept approvers keep their key; new ones are
+        invited once the update is approved).
         """
 
     @_builtins.property
     def session_ttl(self) -> _duration_pb2.Duration:
-        """The new session TTL."""
+        """The new session TTL; 15 min .. 7 days."""
 
     @_builtins.property
     def invitation_ttl(self) -> _duration_pb2.Duration:
-        """The new invitation TTL."""
+        """The new invitation TTL; 15 min .. 7 days."""
 
     @_builtins.property
     def reenroll_approver_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Kept approvers who must accept a new invitation and enroll a new key (key replacement); each
-        must be in the new approver set. Enrolling the key being replaced is refused
-        (INVALID_ARGUMENT, reason KEY_NOT_REPLACED).
+        must be in the new approver set and named in new_keys with the new key (else
+        INVALID_ARGUMENT on new_keys, reason NEW_KEY_REQUIRED).
         """
 
     @_builtins.property
     def update_mask(self) -> _field_mask_pb2.FieldMask:
         """The fields to change, among "description", "approver_ids", "min_approvals", "session_ttl",
-        "invitation_ttl", "reenroll_approver_ids". Unset: every field with a non-default value.
+        "invitation_ttl", "reenroll_approver_ids", "new_keys". Unset: every field with a non-default
+        value.
+        """
+
+    @_builtins.property
+    def new_keys(self) -> _containers.RepeatedCompositeFieldContainer[Global___NewApproverKey]:
+        """The key each invited approver will enroll: required for every re-enrolled approver, optional
+        for a new one. The team votes on exactly these keys (the session's team_draft lists them and
+        the vote signatures cover it); the invitation then accepts only that key (else
+        INVALID_ARGUMENT on public_key, reason KEY_NOT_APPROVED). A key anyone holds already is
+        refused.
         """
 
     def __init__(
@@ -281,14 +292,48 @@ class UpdateApprovalTeamRequest(_message.Message):
         reenroll_approver_ids: _abc.Iterable[_builtins.str] | None = ...,
         update_mask: _field_mask_pb2.FieldMask | None = ...,
         request_id: _builtins.str = ...,
+        new_keys: _abc.Iterable[Global___NewApproverKey] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["invitation_ttl", b"invitation_ttl", "session_ttl", b"session_ttl", "update_mask", b"update_mask"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["approver_ids", b"approver_ids", "description", b"description", "etag", b"etag", "invitation_ttl", b"invitation_ttl", "min_approvals", b"min_approvals", "reenroll_approver_ids", b"reenroll_approver_ids", "request_id", b"request_id", "session_ttl", b"session_ttl", "team_id", b"team_id", "update_mask", b"update_mask"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approver_ids", b"approver_ids", "description", b"description", "etag", b"etag", "invitation_ttl", b"invitation_ttl", "min_approvals", b"min_approvals", "new_keys", b"new_keys", "reenroll_approver_ids", b"reenroll_approver_ids", "request_id", b"request_id", "session_ttl", b"session_ttl", "team_id", b"team_id", "update_mask", b"update_mask"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___UpdateApprovalTeamRequest: _TypeAlias = UpdateApprovalTeamRequest  # noqa: Y015
+
+@_typing.final
+class NewApproverKey(_message.Message):
+    """A key named for an approver a team draft invites (docs/signed-votes.md, "Replacing a key")."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APPROVER_ID_FIELD_NUMBER: _builtins.int
+    PUBLIC_KEY_FIELD_NUMBER: _builtins.int
+    CURRENT_KEY_SIGNATURE_FIELD_NUMBER: _builtins.int
+    approver_id: _builtins.str
+    """The approver. Required."""
+    public_key: _builtins.bytes
+    """Its new raw 32-byte Ed25519 public key. Required."""
+    current_key_signature: _builtins.bytes
+    """Optional: the Ed25519 signature, by the approver's key in force, over the key-change message
+    of docs/signed-votes.md; a signature that does not verify is INVALID_ARGUMENT, reason
+    BAD_SIGNATURE. The draft shows whether the approver vouched for its new key this way.
+    """
+    def __init__(
+        self,
+        *,
+        approver_id: _builtins.str = ...,
+        public_key: _builtins.bytes = ...,
+        current_key_signature: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approver_id", b"approver_id", "current_key_signature", b"current_key_signature", "public_key", b"public_key"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___NewApproverKey: _TypeAlias = NewApproverKey  # noqa: Y015
 
 @_typing.final
 class UpdateApprovalTeamResponse(_message.Message):
@@ -643,7 +688,7 @@ class GetTeamHealthRequest(_message.Message):
     @_builtins.property
     def activity_window(self) -> _duration_pb2.Duration:
         """An approver counts as active if its last activity is within this window; unset means
-        90 days.
+        90 days; 1 h .. 3650 days.
         """
 
     def __init__(

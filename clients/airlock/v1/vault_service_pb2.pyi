@@ -71,7 +71,7 @@ class CreateVaultRequest(_message.Message):
     """
     @_builtins.property
     def tags(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
-        """Tags (at most 50; keys 1..128 characters, values at most 256)."""
+        """Tags (at most 50 entries; keys 1..128 characters, values at most 256 characters)."""
 
     def __init__(
         self,

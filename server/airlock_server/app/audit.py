@@ -22,7 +22,8 @@ from cryptography.hazmat.primitives.serialization import (
 from airlock_server.app.common import Deps, transact
 from airlock_server.app.feed import EventFeed, SharedReads
 from airlock_server.app.ports import EventLogReader, EventQuery, EventSignal, UnitOfWork
-from airlock_server.domain.errors import FieldViolation, InvalidArgument
+from airlock_server.app.signing import PUBLIC_KEY_BYTES, SIGNATURE_BYTES
+from airlock_server.domain.errors import FieldViolation, InvalidArgument, Reason
 from airlock_server.domain.events import (
     CALL_DENIED,
     GENESIS_HASH,
@@ -406,6 +407,11 @@ def _check_signature(checkpoint: Checkpoint) -> None:
         raise InvalidArgument.field("checkpoint.hash", "a SHA-256 hash is 32 bytes")
     if not checkpoint.signature:
         return
+    # Lengths first: a key or signature of the wrong size is malformed input, named as such.
+    if len(checkpoint.public_key) != PUBLIC_KEY_BYTES:
+        raise InvalidArgument.field("checkpoint.public_key", "an Ed25519 public key is 32 bytes")
+    if len(checkpoint.signature) != SIGNATURE_BYTES:
+        raise InvalidArgument.field("checkpoint.signature", "an Ed25519 signature is 64 bytes")
     try:
         key = Ed25519PublicKey.from_public_bytes(checkpoint.public_key)
         key.verify(
@@ -415,5 +421,5 @@ def _check_signature(checkpoint: Checkpoint) -> None:
     except (ValueError, InvalidSignature) as exc:
         raise InvalidArgument(
             [FieldViolation("checkpoint.signature", "does not verify with checkpoint.public_key")],
-            reason="BAD_SIGNATURE",
+            reason=Reason.BAD_SIGNATURE,
         ) from exc

@@ -9,12 +9,15 @@ from datetime import datetime
 
 from airlock_server.app.common import Deps, once, transact
 from airlock_server.app.ports import UnitOfWork
+from airlock_server.app.sessions import SessionService
 from airlock_server.domain.errors import (
+    APPROVER_DISABLED,
     AlreadyExists,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
     PermissionDenied,
+    Reason,
     Unauthenticated,
 )
 from airlock_server.domain.events import NewEvent
@@ -61,8 +64,9 @@ class IssuedCredential:
 
 
 class IdentityService:
-    def __init__(self, deps: Deps) -> None:
+    def __init__(self, deps: Deps, sessions: SessionService | None = None) -> None:
         self._deps = deps
+        self._sessions = sessions or SessionService(deps)
 
     # --- authentication -------------------------------------------------------------------
 
@@ -112,6 +116,29 @@ class IdentityService:
 
         return await transact(self._deps, work)
 
+    async def _revoke_all(
+        self, uow: UnitOfWork, caller: Principal, principal: Principal, now: datetime
+    ) -> list[str]:
+        """Revoke every usable credential of `principal`, each with its event."""
+        revoked: list[str] = []
+        after: str | None = None
+        while True:
+            page = await uow.credentials.list_page(principal, None, "active", now, after, 100)
+            for cred in page:
+                await uow.credentials.save(replace(cred, revoke_time=now))
+                uow.record(
+                    NewEvent(
+                        "credential.revoked",
+                        caller,
+                        (f"credential:{cred.credential_id}", str(principal)),
+                        {"credential_id": cred.credential_id},
+                    )
+                )
+                revoked.append(cred.credential_id)
+            if len(page) < 100:
+                return revoked
+            after = page[-1].credential_id
+
     async def get_approver(self, caller: Principal, approver_id: str) -> Approver:
         if caller.kind is PrincipalKind.APPROVER:
             if caller.subject != approver_id:
@@ -152,15 +179,27 @@ class IdentityService:
                 if approver is None:
                     raise NotFound("approver", approver_id)
                 if approver.enabled:
-                    await uow.approvers.save(
-                        replace(approver, enabled=False, disable_time=self._deps.clock())
+                    now = self._deps.clock()
+                    await uow.approvers.save(replace(approver, enabled=False, disable_time=now))
+                    # At once: its credentials stop working and its votes stop counting.
+                    revoked = await self._revoke_all(
+                        uow, caller, Principal(PrincipalKind.APPROVER, approver_id), now
                     )
+                    sessions = await self._sessions.exclude_approver(uow, approver_id, caller)
                     uow.record(
                         NewEvent(
                             "approver.disabled",
                             caller,
-                            (f"approver:{approver_id}",),
-                            {"approver_id": approver_id},
+                            (
+                                f"approver:{approver_id}",
+                                *(f"credential:{c}" for c in revoked),
+                                *(f"session:{sid}" for sid in sessions),
+                            ),
+                            {
+                                "approver_id": approver_id,
+                                "revoked_credential_ids": revoked,
+                                "excluded_from_session_ids": sessions,
+                            },
                         )
                     )
                 return approver_id
@@ -276,7 +315,7 @@ class IdentityService:
             if not approver.enabled:
                 raise FailedPrecondition(
                     f"approver {principal.subject!r} is disabled",
-                    reason="APPROVER_DISABLED",
+                    reason=APPROVER_DISABLED,
                     metadata={"approverId": principal.subject},
                 )
         elif (
@@ -360,7 +399,7 @@ class IdentityService:
                 raise FailedPrecondition(
                     "this database was bootstrapped already; issue more credentials with an "
                     "admin credential",
-                    reason="ALREADY_BOOTSTRAPPED",
+                    reason=Reason.ALREADY_BOOTSTRAPPED,
                 )
             await uow.credentials.add(issued.credential, hash_token(issued.token))
             uow.record(

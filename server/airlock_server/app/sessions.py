@@ -26,11 +26,13 @@ from airlock_server.app.ports import (
     UnitOfWork,
 )
 from airlock_server.domain.errors import (
+    QUORUM_UNREACHABLE,
     DomainError,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
     PermissionDenied,
+    Reason,
 )
 from airlock_server.domain.events import Event, NewEvent, format_time
 from airlock_server.domain.health import Activity, activity_of_vote
@@ -54,10 +56,13 @@ from airlock_server.domain.sessions import (
     SessionKind,
     SessionState,
     SessionStatus,
+    TeamDraft,
     VoteDecision,
     cancel,
     cast_vote,
     complete,
+    draft_digest,
+    exclude_approver,
     new_session,
     not_session_approver,
     not_session_requester,
@@ -69,6 +74,7 @@ from airlock_server.domain.team_changes import (
     approve_deletion,
     fail_deletion,
     fail_update,
+    same_draft,
 )
 from airlock_server.domain.teams import InvitationState, Team, TeamState, TeamStatus
 from airlock_server.domain.vaults import (
@@ -232,7 +238,7 @@ class SessionService:
 
     @staticmethod
     def _expiry_guard(session_id: str, error: DomainError) -> Exception:
-        if error.reason == "SESSION_EXPIRED":
+        if error.reason == Reason.SESSION_EXPIRED:
             return _SettleThenRaise(session_id, error)
         return error
 
@@ -284,6 +290,7 @@ class SessionService:
         session_id: str | None = None,
         approver_ids: Sequence[str] | None = None,
         min_approvals: int | None = None,
+        draft: TeamDraft | None = None,
     ) -> Session:
         """A PENDING session voted by the accepted approvers of the team's current version
         (or by `approver_ids` among them, needing `min_approvals`: a baseline)."""
@@ -291,20 +298,34 @@ class SessionService:
             raise FailedPrecondition(
                 f"approval team {team.team_id} is {team.state.value}; only an ACTIVE team "
                 "votes on sessions",
-                reason="TEAM_NOT_ACTIVE",
+                reason=Reason.TEAM_NOT_ACTIVE,
                 metadata={"teamId": team.team_id, "state": team.state.value},
             )
         version = team.current
         accepted = [
             m.approver_id for m in version.members if m.invitation_state is InvitationState.ACCEPTED
         ]
+        voters = list(accepted if approver_ids is None else approver_ids)
+        m = version.min_approvals if min_approvals is None else min_approvals
+        # A disabled approver is no voter: it is left out of the frozen set.
+        identities = await uow.approvers.get_many(voters)
+        disabled = [a for a in voters if a in identities and not identities[a].enabled]
+        if disabled:
+            voters = [a for a in voters if a not in disabled]
+            if len(voters) < m:
+                raise FailedPrecondition(
+                    f"approvers {', '.join(disabled)} of team {team.team_id} are disabled: "
+                    f"{len(voters)} can still vote, M = {m}",
+                    reason=QUORUM_UNREACHABLE,
+                    metadata={"teamId": team.team_id, "disabled": ",".join(disabled)},
+                )
         session = new_session(
             session_id=session_id or self._deps.new_id("ses"),
             kind=kind,
             team_id=team.team_id,
             team_version=version.version,
-            approver_ids=accepted if approver_ids is None else approver_ids,
-            min_approvals=version.min_approvals if min_approvals is None else min_approvals,
+            approver_ids=voters,
+            min_approvals=m,
             requester=requester,
             protected_resource=protected_resource,
             now=self._deps.clock(),
@@ -312,6 +333,7 @@ class SessionService:
             action=action,
             comment=comment,
             metadata=metadata,
+            draft=draft,
         )
         await uow.sessions.add(session)
         uow.record(
@@ -325,6 +347,11 @@ class SessionService:
                     "approver_ids": list(session.approver_ids),
                     "expire_time": format_time(session.expire_time),
                     "comment_sha256": comment_digest(session.comment),
+                    **(
+                        {"draft_sha256": draft_digest(session.draft)}
+                        if session.draft is not None
+                        else {}
+                    ),
                 },
             )
         )
@@ -479,6 +506,14 @@ class SessionService:
             await uow.teams.save(failed)
             team_event(uow, "team.update_failed", failed, session_id=s.session_id)
             return s
+        if s.draft is None or not same_draft(s.draft, team):
+            # The team approved what its approvers were shown, and only that.
+            failed = fail_update(team, s.status, now)
+            await uow.teams.save(failed)
+            team_event(uow, "team.update_failed", failed, session_id=s.session_id)
+            return await self._executed(
+                uow, s, False, "the team's draft is not the one its approvers voted on"
+            )
         changed = apply_approved_update(team, now)
         await uow.teams.save(changed)
         team_event(uow, "team.update_approved", changed, session_id=s.session_id)
@@ -627,6 +662,31 @@ class SessionService:
                         },
                     )
                 )
+
+    async def exclude_approver(
+        self, uow: UnitOfWork, approver_id: str, actor: Principal
+    ) -> list[str]:
+        """The approver was disabled: on every pending session of its frozen set it votes no
+        more and its vote stops counting; a session whose M became unreachable fails now (with
+        its undo effect). Returns the sessions changed."""
+        now = self._deps.clock()
+        query = SessionQuery(state=SessionState.PENDING, visible_approver=approver_id)
+        found: list[str] = []
+        after: TimeCursor | None = None
+        while True:
+            page = await uow.sessions.list_page(query, now, after, SWEEP_BATCH)
+            found += [s.session_id for s in page]
+            if len(page) < SWEEP_BATCH:
+                break
+            after = (page[-1].create_time, page[-1].session_id)
+        changed: list[str] = []
+        for session_id in found:
+            before = await self._load(uow, session_id, for_update=True)
+            after_exclusion = exclude_approver(before, approver_id, now)
+            if after_exclusion is not before:
+                await self.store_outcome(uow, before, after_exclusion, actor)
+                changed.append(session_id)
+        return changed
 
     async def settle(self, session_id: str) -> SessionView:
         """Write down the expiry of a session found expired (read time, refused calls)."""
@@ -941,7 +1001,7 @@ class SessionService:
                     raise FailedPrecondition(
                         f"approver {caller.subject!r} enrolled no key in team version "
                         f"{before.team_version}",
-                        reason="NO_KEY_ENROLLED",
+                        reason=Reason.NO_KEY_ENROLLED,
                         metadata={"sessionId": session_id},
                     )
                 signing.verify(key, signature, vote_digest(before, decision), "signature")
@@ -1061,9 +1121,8 @@ def _not_starter(session_id: str) -> PermissionDenied:
 
 
 def _not_shared(team_id: str, caller: Principal) -> PermissionDenied:
-    error = PermissionDenied(
+    return PermissionDenied(
         f"approval team {team_id} is not shared with {caller}",
+        reason=Reason.TEAM_NOT_SHARED,
         metadata={"teamId": team_id, "principal": str(caller)},
     )
-    error.reason = "TEAM_NOT_SHARED"
-    return error

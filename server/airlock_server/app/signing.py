@@ -5,7 +5,7 @@ from __future__ import annotations
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from airlock_server.domain.errors import FieldViolation, InvalidArgument
+from airlock_server.domain.errors import FieldViolation, InvalidArgument, Reason
 
 PUBLIC_KEY_BYTES = 32
 SIGNATURE_BYTES = 64
@@ -29,5 +29,5 @@ def verify(public_key: bytes, signature: bytes, message: bytes, field: str) -> N
     except InvalidSignature as exc:
         raise InvalidArgument(
             [FieldViolation(field, "the signature does not verify with the public key")],
-            reason="BAD_SIGNATURE",
+            reason=Reason.BAD_SIGNATURE,
         ) from exc

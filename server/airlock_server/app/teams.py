@@ -11,6 +11,7 @@ from airlock_server.app.common import Deps, once, transact
 from airlock_server.app.ports import UnitOfWork
 from airlock_server.app.sessions import SessionService, SessionView, team_event
 from airlock_server.domain.errors import (
+    APPROVER_DISABLED,
     AlreadyExists,
     EtagMismatch,
     FailedPrecondition,
@@ -18,6 +19,7 @@ from airlock_server.domain.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
+    Reason,
 )
 from airlock_server.domain.events import NewEvent
 from airlock_server.domain.health import (
@@ -38,15 +40,18 @@ from airlock_server.domain.principals import (
     require_admin,
     validate_principal,
 )
-from airlock_server.domain.sessions import SessionKind
+from airlock_server.domain.sessions import KeyChange, SessionKind, draft_digest
 from airlock_server.domain.team_changes import (
+    NewKey,
     TeamDeletion,
     deletion_due,
     finish_deletion,
     invitable_version,
+    key_change_message,
     settle_update_activation,
     start_deletion,
     start_update,
+    team_draft,
 )
 from airlock_server.domain.teams import (
     InvitationState,
@@ -96,6 +101,8 @@ class TeamUpdate:
     session_ttl: timedelta | None = None
     invitation_ttl: timedelta | None = None
     reenroll_approver_ids: tuple[str, ...] = ()
+    # The keys the draft binds its invitations to (each re-enrolled approver's, required).
+    new_keys: tuple[NewKey, ...] = ()
 
     @property
     def empty(self) -> bool:
@@ -106,6 +113,7 @@ class TeamUpdate:
             and self.session_ttl is None
             and self.invitation_ttl is None
             and not self.reenroll_approver_ids
+            and not self.new_keys
         )
 
 
@@ -352,7 +360,7 @@ class TeamService:
                     raise FailedPrecondition(
                         f"the team is {team.state.value}; only a PENDING or INACTIVE team is "
                         "deleted without approval (use StartTeamDeletion)",
-                        reason="TEAM_NOT_INACTIVE",
+                        reason=Reason.TEAM_NOT_INACTIVE,
                         metadata={"teamId": team_id, "state": team.state.value},
                     )
                 now = self._deps.clock()
@@ -412,6 +420,8 @@ class TeamService:
         require_admin(caller)
         if update.empty:
             raise InvalidArgument.field("update_mask", "names nothing to change")
+        for i, k in enumerate(update.new_keys):
+            signing.check_public_key(k.public_key, f"new_keys[{i}].public_key")
 
         async def work(uow: UnitOfWork) -> tuple[Team, SessionView]:
             async def create() -> str:
@@ -441,10 +451,13 @@ class TeamService:
                     now=self._deps.clock(),
                     new_invitation_id=lambda: self._deps.new_id("inv"),
                     reenroll_approver_ids=update.reenroll_approver_ids,
+                    new_keys=update.new_keys,
                 )
                 await self._check_approvers(uow, tuple(approver_ids))
+                _check_vouchers(team, update.new_keys)
                 draft = changed.pending
                 assert draft is not None
+                shown = team_draft(team, draft, update.new_keys)
                 await self._sessions.open_session(
                     uow,
                     kind=SessionKind.TEAM_UPDATE,
@@ -453,6 +466,7 @@ class TeamService:
                     protected_resource=team.arn,
                     metadata={"draft_version": str(draft.version)},
                     session_id=session_id,
+                    draft=shown,
                 )
                 await uow.teams.save(changed)
                 uow.record(
@@ -468,6 +482,17 @@ class TeamService:
                             "min_approvals": draft.min_approvals,
                             "approver_ids": list(draft.approver_ids),
                             "reenroll_approver_ids": list(update.reenroll_approver_ids),
+                            "draft_sha256": draft_digest(shown),
+                            # Every key change the draft asks for, named (docs/signed-votes.md).
+                            "new_keys": [
+                                {
+                                    "approver_id": m.approver_id,
+                                    "public_key": m.public_key.hex(),
+                                    "signed_by_current_key": m.signed_by_current_key,
+                                }
+                                for m in shown.members
+                                if m.public_key is not None and m.change is not KeyChange.KEEPS_KEY
+                            ],
                         },
                     )
                 )
@@ -654,7 +679,7 @@ class TeamService:
                     raise FailedPrecondition(
                         f"approval team {team_id} is {team.state.value}; only an ACTIVE team "
                         "runs a baseline",
-                        reason="TEAM_NOT_ACTIVE",
+                        reason=Reason.TEAM_NOT_ACTIVE,
                         metadata={"teamId": team_id, "state": team.state.value},
                     )
                 asked = baseline_approvers(team.current, approver_ids)
@@ -717,7 +742,7 @@ class TeamService:
                 if team.state is TeamState.DELETING:
                     raise FailedPrecondition(
                         "the team is DELETING and takes no new shares",
-                        reason="TEAM_DELETING",
+                        reason=Reason.TEAM_DELETING,
                         metadata={"teamId": team_id, "state": team.state.value},
                     )
                 if kind is PrincipalKind.ACCOUNT and await uow.accounts.get(subject) is None:
@@ -855,13 +880,20 @@ class TeamService:
                 member = next(m for m in version.members if m.invitation_id == invitation_id)
                 if member.approver_id != caller.subject:
                     raise _not_addressee(invitation_id)
+                identity = await uow.approvers.get(caller.subject)
+                if identity is None or not identity.enabled:
+                    raise FailedPrecondition(
+                        f"approver {caller.subject!r} is disabled and answers no invitation",
+                        reason=APPROVER_DISABLED,
+                        metadata={"approverId": caller.subject},
+                    )
                 team = await self._settle(uow, team)
                 open_version = invitable_version(team)
                 if open_version is None or open_version.version != version.version:
                     raise FailedPrecondition(
                         f"the team is {team.state.value} ({team.status.value}); this "
                         "invitation is closed",
-                        reason="INVITATION_CLOSED",
+                        reason=Reason.INVITATION_CLOSED,
                         metadata={"teamId": team.team_id, "state": team.state.value},
                     )
                 now = self._deps.clock()
@@ -896,6 +928,11 @@ class TeamService:
                             "invitation_id": invitation_id,
                             "version": answered.version,
                             **({"public_key": public_key.hex()} if accept else {}),
+                            **(
+                                {"replaced_key": in_force.public_key.hex()}
+                                if accept and in_force is not None and in_force.public_key
+                                else {}
+                            ),
                         },
                     )
                 )
@@ -929,6 +966,20 @@ class TeamService:
             return settled
 
         return await transact(self._deps, work)
+
+
+def _check_vouchers(team: Team, new_keys: tuple[NewKey, ...]) -> None:
+    """A new key vouched for by the approver's key in force must carry a signature that
+    verifies with that key (else BAD_SIGNATURE on it)."""
+    for i, k in enumerate(new_keys):
+        old = team.current.member(k.approver_id)
+        if k.current_key_signature and old is not None and old.public_key is not None:
+            signing.verify(
+                old.public_key,
+                k.current_key_signature,
+                key_change_message(team.team_id, k.approver_id, k.public_key),
+                f"new_keys[{i}].current_key_signature",
+            )
 
 
 def _not_shared(team_id: str, caller: Principal) -> PermissionDenied:

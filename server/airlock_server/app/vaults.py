@@ -26,6 +26,7 @@ from airlock_server.domain.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
+    Reason,
 )
 from airlock_server.domain.events import NewEvent
 from airlock_server.domain.paging import Page, decode_token, page_of, page_size
@@ -81,30 +82,28 @@ class AccessAnswer:
     grant: RestoreAccessGrant | None
 
 
-def _denied(message: str, reason: str, **metadata: str) -> PermissionDenied:
-    error = PermissionDenied(message, metadata=metadata)
-    error.reason = reason
-    return error
+def _denied(message: str, reason: Reason, **metadata: str) -> PermissionDenied:
+    return PermissionDenied(message, reason=reason, metadata=metadata)
 
 
 def _not_owner(vault_arn: str, caller: Principal) -> PermissionDenied:
     return _denied(
         f"only the owner of vault {vault_arn} may do this",
-        "NOT_VAULT_OWNER",
+        Reason.NOT_VAULT_OWNER,
         vaultArn=vault_arn,
         principal=str(caller),
     )
 
 
 def _not_visible(vault_arn: str) -> PermissionDenied:
-    return _denied("the caller may not see this vault", "NOT_VISIBLE", vaultArn=vault_arn)
+    return _denied("the caller may not see this vault", Reason.NOT_VISIBLE, vaultArn=vault_arn)
 
 
 def _not_grant_owner(grant_id: str, caller: Principal) -> PermissionDenied:
     # Names the grant only: the vault of a grant the caller may not touch is not its business.
     return _denied(
         f"only the owner of the vault of grant {grant_id} may do this",
-        "NOT_VAULT_OWNER",
+        Reason.NOT_VAULT_OWNER,
         grantId=grant_id,
         principal=str(caller),
     )
@@ -178,7 +177,7 @@ class VaultService:
         if await uow.shares.get(team_id, principal) is None:
             raise _denied(
                 f"approval team {team_id} is not shared with account {account_id}",
-                "TEAM_NOT_SHARED",
+                Reason.TEAM_NOT_SHARED,
                 teamId=team_id,
                 principal=str(principal),
             )
@@ -187,7 +186,7 @@ class VaultService:
         if vault.team_id is None:
             raise FailedPrecondition(
                 f"vault {vault.vault_arn} has no approval team",
-                reason="NO_TEAM_ASSOCIATED",
+                reason=Reason.NO_TEAM_ASSOCIATED,
                 metadata={"vaultArn": vault.vault_arn},
             )
         return await self._team(uow, vault.team_id)
@@ -236,7 +235,7 @@ class VaultService:
         if account_id and account_id != caller.subject:
             raise _denied(
                 "an account creates vaults in its own account only",
-                "NOT_OWN_ACCOUNT",
+                Reason.NOT_OWN_ACCOUNT,
                 accountId=account_id,
             )
         vault = new_vault(
@@ -293,7 +292,9 @@ class VaultService:
         if caller.kind is PrincipalKind.ACCOUNT:
             if account_id and account_id != caller.subject:
                 raise _denied(
-                    "an account lists its own vaults only", "NOT_OWN_ACCOUNT", accountId=account_id
+                    "an account lists its own vaults only",
+                    Reason.NOT_OWN_ACCOUNT,
+                    accountId=account_id,
                 )
             account_id = caller.subject
         limit = page_size(size)

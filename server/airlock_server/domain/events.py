@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from airlock_server.domain.errors import FailedPrecondition
+from airlock_server.domain.errors import FailedPrecondition, Reason
 from airlock_server.domain.principals import Principal
 
 GENESIS_HASH = bytes(32)
@@ -421,5 +421,5 @@ def log_key_missing(cannot: str) -> FailedPrecondition:
     return FailedPrecondition(
         f"this server has no log key, so it cannot {cannot}; create one with "
         "`airlock-server log-key` (AIRLOCK_LOG_KEY_FILE) and restart it",
-        reason="LOG_KEY_MISSING",
+        reason=Reason.LOG_KEY_MISSING,
     )

@@ -17,7 +17,7 @@ import hmac
 from collections.abc import Sequence
 from datetime import datetime
 
-from airlock_server.domain.errors import FailedPrecondition
+from airlock_server.domain.errors import FailedPrecondition, Reason
 from airlock_server.domain.events import format_time
 
 ROW_MAC_TAG = b"airlock.row-mac.v1"
@@ -61,7 +61,7 @@ def record_not_authentic(table: str, key: str) -> FailedPrecondition:
         f"the {table} row {key} was not written by this server (its MAC does not verify "
         "with the log key): the database was changed behind the server's back; see "
         "docs/threat-model.md",
-        reason="RECORD_NOT_AUTHENTIC",
+        reason=Reason.RECORD_NOT_AUTHENTIC,
         metadata={"table": table, "key": key},
     )
 
@@ -72,6 +72,6 @@ def log_not_authentic(seq: int) -> FailedPrecondition:
         f"the event log's head (seq {seq}) is not signed by this server's log key: events were "
         "appended behind the server's back, so it appends nothing after them; run VerifyLog "
         "to find the first event the server did not write",
-        reason="LOG_NOT_AUTHENTIC",
+        reason=Reason.LOG_NOT_AUTHENTIC,
         metadata={"seq": str(seq)},
     )

@@ -26,6 +26,7 @@ from airlock_server.domain.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    Reason,
 )
 from airlock_server.domain.events import NewEvent, format_time
 from airlock_server.domain.sessions import Session
@@ -69,8 +70,8 @@ KINDS: tuple[str, ...] = (
 )
 
 # Error reasons of the notification API.
-ENDPOINT_NOT_FOUND = "NOTIFICATION_ENDPOINT_NOT_FOUND"
-ENDPOINT_DISABLED = "NOTIFICATION_ENDPOINT_DISABLED"
+ENDPOINT_NOT_FOUND = Reason.NOTIFICATION_ENDPOINT_NOT_FOUND
+ENDPOINT_DISABLED = Reason.NOTIFICATION_ENDPOINT_DISABLED
 
 
 class Channel(enum.StrEnum):

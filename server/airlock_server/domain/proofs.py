@@ -6,7 +6,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from airlock_server.domain.errors import FailedPrecondition
+from airlock_server.domain.errors import FailedPrecondition, Reason
 from airlock_server.domain.events import (
     CALL_DENIED,
     Checkpoint,
@@ -14,7 +14,7 @@ from airlock_server.domain.events import (
     format_time,
     log_key_missing,
 )
-from airlock_server.domain.sessions import Session, SessionState
+from airlock_server.domain.sessions import Session, SessionState, draft_digest
 
 PROOF_FORMAT = "airlock.approval-proof.v1+json"
 
@@ -62,7 +62,7 @@ def require_approved(session: Session) -> None:
         raise FailedPrecondition(
             f"session {session.session_id} is {session.state.value}; only an APPROVED session "
             "has an approval proof",
-            reason="SESSION_NOT_APPROVED",
+            reason=Reason.SESSION_NOT_APPROVED,
             metadata={"sessionId": session.session_id, "state": session.state.value},
         )
 
@@ -95,6 +95,8 @@ def build_proof(
             "create_time": format_time(session.create_time),
             "expire_time": format_time(session.expire_time),
             "state": session.state.value,
+            # A team update's votes sign its draft too (docs/signed-votes.md, field 9).
+            **({"draft_sha256": draft_digest(session.draft)} if session.draft else {}),
         },
         "team": {
             "team_id": session.team_id,
@@ -112,6 +114,8 @@ def build_proof(
                 "signature": v.signature.hex(),
             }
             for v in session.votes
+            # A disabled approver's vote stopped counting when it was disabled.
+            if v.approver_id not in session.excluded_approver_ids
         ],
         "events": [event_document(e) for e in sorted(events, key=lambda e: e.seq)],
         "checkpoint": checkpoint_document(*anchor),

@@ -16,11 +16,14 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from airlock_server.domain.errors import (
+    APPROVER_DISABLED,
+    RESERVED_ACTION,
     FailedPrecondition,
     FieldViolation,
     InvalidArgument,
     InvalidTransition,
     PermissionDenied,
+    Reason,
 )
 from airlock_server.domain.events import format_time
 from airlock_server.domain.principals import NAME, Principal, PrincipalKind
@@ -33,7 +36,8 @@ MAX_METADATA_KEY = 128
 MAX_METADATA_VALUE = 1024
 ACTION = re.compile(r"^[a-zA-Z0-9._:-]{1,128}\Z")
 
-VOTE_DIGEST_TAG = "airlock.vote.v1"
+VOTE_DIGEST_TAG = "airlock.vote.v2"
+DRAFT_DIGEST_TAG = "airlock.team-draft.v1"
 
 
 class SessionState(enum.Enum):
@@ -88,8 +92,17 @@ KIND_ACTIONS: Mapping[SessionKind, str] = {
     SessionKind.TEAM_DELETION: "mpa:StartActiveApprovalTeamDeletion",
     SessionKind.BASELINE: "mpa:StartApprovalTeamBaseline",
 }
-# A service must not start a generic session that an approver would take for a built-in one.
-RESERVED_ACTIONS = frozenset(KIND_ACTIONS.values())
+# A service must not start a generic session that an approver would take for a built-in one:
+# these actions, in any case, and every action under Airlock's own prefixes.
+RESERVED_ACTIONS = frozenset(a.lower() for a in KIND_ACTIONS.values())
+RESERVED_PREFIXES = ("backup:", "mpa:")
+
+
+def is_reserved_action(action: str) -> bool:
+    """Case-insensitive: `backup:createrestoreaccessbackupvault` is the restore action too."""
+    folded = action.lower()
+    return folded in RESERVED_ACTIONS or folded.startswith(RESERVED_PREFIXES)
+
 
 # The session state table: only a pending session changes, and only once.
 ALLOWED_TRANSITIONS: Mapping[SessionState, frozenset[SessionState]] = {
@@ -135,6 +148,37 @@ class Vote:
     signature: bytes
 
 
+class KeyChange(enum.Enum):
+    """What a team draft does with one member's key."""
+
+    KEEPS_KEY = "KEEPS_KEY"  # carried over: votes with the key it holds in the version in force
+    NEW_KEY = "NEW_KEY"  # re-enrolled: must enroll exactly `public_key`
+    NEW_APPROVER = "NEW_APPROVER"  # invited: enrolls `public_key` if named, else its own choice
+
+
+@dataclass(frozen=True)
+class DraftMember:
+    approver_id: str
+    change: KeyChange
+    public_key: bytes | None
+    # NEW_KEY: the approver's key in force signed the new key (docs/signed-votes.md).
+    signed_by_current_key: bool = False
+
+
+@dataclass(frozen=True)
+class TeamDraft:
+    """What a TEAM_UPDATE session asks the team to approve, shown to its approvers and covered
+    by their vote signatures (`draft_digest`)."""
+
+    team_id: str
+    version: int
+    description: str
+    min_approvals: int
+    session_ttl: timedelta
+    invitation_ttl: timedelta
+    members: tuple[DraftMember, ...]
+
+
 @dataclass(frozen=True)
 class Session:
     session_id: str
@@ -160,18 +204,31 @@ class Session:
     execution_message: str = ""
     complete_time: datetime | None = None
     execution_time: datetime | None = None
+    # TEAM_UPDATE: the draft voted on (its digest is part of every vote signature).
+    draft: TeamDraft | None = None
+    # Approvers of the frozen set disabled while the session was open: their votes no longer
+    # count and they vote no more (`exclude_approver`).
+    excluded_approver_ids: tuple[str, ...] = ()
 
     @property
     def number_of_approvers(self) -> int:
         return len(self.approver_ids)
 
     @property
+    def eligible_count(self) -> int:
+        """N less the excluded approvers: who can still make up M."""
+        return len(self.approver_ids) - len(self.excluded_approver_ids)
+
+    def _counted(self) -> list[Vote]:
+        return [v for v in self.votes if v.approver_id not in self.excluded_approver_ids]
+
+    @property
     def approval_count(self) -> int:
-        return sum(1 for v in self.votes if v.decision is VoteDecision.APPROVE)
+        return sum(1 for v in self._counted() if v.decision is VoteDecision.APPROVE)
 
     @property
     def rejection_count(self) -> int:
-        return sum(1 for v in self.votes if v.decision is VoteDecision.REJECT)
+        return sum(1 for v in self._counted() if v.decision is VoteDecision.REJECT)
 
     @property
     def is_final(self) -> bool:
@@ -230,6 +287,7 @@ def new_session(
     action: str | None = None,
     comment: str = "",
     metadata: Mapping[str, str] | None = None,
+    draft: TeamDraft | None = None,
 ) -> Session:
     """A PENDING session; `approver_ids` must already be the accepted members of the version.
 
@@ -240,8 +298,18 @@ def new_session(
     if kind is SessionKind.GENERIC:
         if action is None or not ACTION.match(action):
             violations.append(FieldViolation("action", "must match [a-zA-Z0-9._:-]{1,128}"))
-        elif action in RESERVED_ACTIONS:
-            violations.append(FieldViolation("action", f"{action!r} is reserved for Airlock"))
+        elif is_reserved_action(action):
+            raise InvalidArgument(
+                [
+                    FieldViolation(
+                        "action",
+                        f"{action!r} is reserved for Airlock's own sessions (the actions of its "
+                        f"session kinds and every action under {' or '.join(RESERVED_PREFIXES)}, "
+                        "in any case)",
+                    )
+                ],
+                reason=RESERVED_ACTION,
+            )
         resolved = action or ""
     else:
         resolved = KIND_ACTIONS[kind]
@@ -281,6 +349,7 @@ def new_session(
         metadata=metadata,
         create_time=now,
         expire_time=now + ttl,
+        draft=draft,
     )
 
 
@@ -288,7 +357,7 @@ def _not_pending(session: Session, doing: str) -> FailedPrecondition:
     return FailedPrecondition(
         f"session {session.session_id} is {session.state.value} ({session.status.value}) "
         f"and {doing}",
-        reason="SESSION_NOT_PENDING",
+        reason=Reason.SESSION_NOT_PENDING,
         metadata={"state": session.state.value, "status": session.status.value},
     )
 
@@ -296,22 +365,20 @@ def _not_pending(session: Session, doing: str) -> FailedPrecondition:
 def _expired(session: Session) -> FailedPrecondition:
     return FailedPrecondition(
         f"session {session.session_id} expired at {format_time(session.expire_time)}",
-        reason="SESSION_EXPIRED",
+        reason=Reason.SESSION_EXPIRED,
         metadata={"state": SessionState.FAILED.value, "status": SessionStatus.EXPIRED.value},
     )
 
 
-def _denied(message: str, reason: str, **metadata: str) -> PermissionDenied:
-    error = PermissionDenied(message, metadata=metadata)
-    error.reason = reason
-    return error
+def _denied(message: str, reason: Reason, **metadata: str) -> PermissionDenied:
+    return PermissionDenied(message, reason=reason, metadata=metadata)
 
 
 def not_session_approver(session_id: str, approver_id: str) -> PermissionDenied:
     """Vote's refusal of an approver the session did not freeze (also for an unknown id)."""
     return _denied(
         f"approver {approver_id!r} is not an approver of session {session_id}",
-        "NOT_SESSION_APPROVER",
+        Reason.NOT_SESSION_APPROVER,
         sessionId=session_id,
     )
 
@@ -321,7 +388,7 @@ def not_session_requester(session_id: str) -> PermissionDenied:
     unknown id)."""
     return _denied(
         "only the session's requester or the admin may cancel it",
-        "NOT_SESSION_REQUESTER",
+        Reason.NOT_SESSION_REQUESTER,
         sessionId=session_id,
     )
 
@@ -369,11 +436,17 @@ def cast_vote(
     if session.requester == Principal(PrincipalKind.APPROVER, approver_id):
         raise _denied(
             "the requester of a session may not vote on it",
-            "REQUESTER_CANNOT_VOTE",
+            Reason.REQUESTER_CANNOT_VOTE,
             sessionId=session.session_id,
         )
     if approver_id not in session.approver_ids:
         raise not_session_approver(session.session_id, approver_id)
+    if approver_id in session.excluded_approver_ids:
+        raise FailedPrecondition(
+            f"approver {approver_id!r} was disabled; it votes no more",
+            reason=APPROVER_DISABLED,
+            metadata={"approverId": approver_id, "sessionId": session.session_id},
+        )
     validate_comment(comment)
     # A baseline asks "do you still respond?": the answer is an approval, never a rejection
     # (one rejection would end it for every other approver asked).
@@ -383,7 +456,7 @@ def cast_vote(
         raise FailedPrecondition(
             f"approver {approver_id!r} already voted on session {session.session_id}; "
             "votes are final",
-            reason="ALREADY_VOTED",
+            reason=Reason.ALREADY_VOTED,
             metadata={"state": session.state.value},
         )
     if session.state is not SessionState.PENDING:
@@ -393,7 +466,12 @@ def cast_vote(
     voted = replace(
         session, votes=(*session.votes, Vote(approver_id, decision, comment, now, signature))
     )
-    m, n = voted.min_approvals, voted.number_of_approvers
+    return _decide(voted, now)
+
+
+def _decide(voted: Session, now: datetime) -> Session:
+    """Settle a pending session whose quorum is reached or has become unreachable."""
+    m, n = voted.min_approvals, voted.eligible_count
     if voted.approval_count >= m:
         return _finish(
             voted,
@@ -413,6 +491,31 @@ def cast_vote(
             now,
         )
     return voted
+
+
+def exclude_approver(session: Session, approver_id: str, now: datetime) -> Session:
+    """The approver was disabled: on a pending session it votes no more and its vote, if any,
+    no longer counts toward M; if M approvals became impossible the session fails now, saying
+    why. Anything else is returned unchanged."""
+    if (
+        session.state is not SessionState.PENDING
+        or session.is_expired_at(now)
+        or approver_id not in session.approver_ids
+        or approver_id in session.excluded_approver_ids
+    ):
+        return session
+    excluded = replace(session, excluded_approver_ids=(*session.excluded_approver_ids, approver_id))
+    m, n = excluded.min_approvals, excluded.eligible_count
+    if excluded.rejection_count > n - m:
+        return _finish(
+            excluded,
+            SessionState.FAILED,
+            SessionStatus.REJECTED,
+            f"approver {approver_id} was disabled: {n} approvers remain, "
+            f"{excluded.rejection_count} of them rejected; {m} approvals are no longer possible",
+            now,
+        )
+    return excluded
 
 
 def settle_expired(session: Session, now: datetime) -> Session:
@@ -448,7 +551,7 @@ def cancel(
         if by is not None:
             raise _denied(
                 f"only the server cancels a session {status.value}",
-                "SYSTEM_CANCELLATION_ONLY",
+                Reason.SYSTEM_CANCELLATION_ONLY,
                 status=status.value,
             )
         if session.is_expired_at(now):
@@ -492,14 +595,14 @@ def complete(
         raise FailedPrecondition(
             f"session {session.session_id} is {session.state.value}; only an APPROVED session "
             "reports an execution result",
-            reason="SESSION_NOT_APPROVED",
+            reason=Reason.SESSION_NOT_APPROVED,
             metadata={"state": session.state.value},
         )
     if session.execution_status is not ExecutionStatus.PENDING:
         raise FailedPrecondition(
             f"session {session.session_id} was already completed "
             f"({session.execution_status.value})",
-            reason="ALREADY_COMPLETED",
+            reason=Reason.ALREADY_COMPLETED,
             metadata={"executionStatus": session.execution_status.value},
         )
     return replace(
@@ -510,9 +613,40 @@ def complete(
 # --- the signed-vote digest (docs/signed-votes.md) ---
 
 
-def _field(value: str) -> bytes:
+def length_prefixed(value: str) -> bytes:
+    """One field of the signed encodings: 4-byte big-endian length, then the UTF-8 bytes."""
     raw = value.encode("utf-8")
     return struct.pack(">I", len(raw)) + raw
+
+
+def draft_digest_input(draft: TeamDraft) -> bytes:
+    """The exact bytes of a team draft that are hashed (docs/signed-votes.md): length-prefixed
+    UTF-8 fields, the members in the draft's order, four fields each."""
+    fields = [
+        DRAFT_DIGEST_TAG,
+        draft.team_id,
+        str(draft.version),
+        draft.description,
+        str(draft.min_approvals),
+        str(int(draft.session_ttl.total_seconds())),
+        str(int(draft.invitation_ttl.total_seconds())),
+        str(len(draft.members)),
+    ]
+    for m in draft.members:
+        fields += [
+            m.approver_id,
+            m.change.value,
+            m.public_key.hex() if m.public_key else "",
+            "1" if m.signed_by_current_key else "0",
+        ]
+    return b"".join(length_prefixed(f) for f in fields)
+
+
+def draft_digest(draft: TeamDraft | None) -> str:
+    """Lowercase hex SHA-256 of `draft_digest_input`; empty for a session with no draft."""
+    if draft is None:
+        return ""
+    return hashlib.sha256(draft_digest_input(draft)).hexdigest()
 
 
 def vote_digest_input(
@@ -524,9 +658,10 @@ def vote_digest_input(
     protected_resource: str,
     requester: str,
     expire_time: datetime,
+    draft_sha256: str,
     decision: VoteDecision,
 ) -> bytes:
-    """The exact bytes that are hashed: nine length-prefixed UTF-8 fields, in this order."""
+    """The exact bytes that are hashed: ten length-prefixed UTF-8 fields, in this order."""
     fields = (
         VOTE_DIGEST_TAG,
         session_id,
@@ -536,9 +671,10 @@ def vote_digest_input(
         protected_resource,
         requester,
         format_time(expire_time),
+        draft_sha256,
         decision.value,
     )
-    return b"".join(_field(f) for f in fields)
+    return b"".join(length_prefixed(f) for f in fields)
 
 
 def vote_digest(session: Session, decision: VoteDecision) -> bytes:
@@ -552,6 +688,7 @@ def vote_digest(session: Session, decision: VoteDecision) -> bytes:
             protected_resource=session.protected_resource,
             requester=str(session.requester),
             expire_time=session.expire_time,
+            draft_sha256=draft_digest(session.draft),
             decision=decision,
         )
     ).digest()

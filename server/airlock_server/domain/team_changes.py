@@ -16,8 +16,20 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from airlock_server.domain.errors import FailedPrecondition, InvalidArgument
-from airlock_server.domain.sessions import SessionStatus
+from airlock_server.domain.errors import (
+    NEW_KEY_REQUIRED,
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    Reason,
+)
+from airlock_server.domain.sessions import (
+    DraftMember,
+    KeyChange,
+    SessionStatus,
+    TeamDraft,
+    length_prefixed,
+)
 from airlock_server.domain.teams import (
     Activation,
     InvitationState,
@@ -67,13 +79,13 @@ def require_changeable(team: Team) -> None:
         raise FailedPrecondition(
             f"approval team {team.team_id} is {team.state.value}; only an ACTIVE team can be "
             "changed",
-            reason="TEAM_NOT_ACTIVE",
+            reason=Reason.TEAM_NOT_ACTIVE,
             metadata={"state": team.state.value},
         )
     if has_pending_change(team):
         raise FailedPrecondition(
             f"approval team {team.team_id} is {team.status.value}; one change at a time",
-            reason="TEAM_CHANGE_PENDING",
+            reason=Reason.TEAM_CHANGE_PENDING,
             metadata={"status": team.status.value, "sessionId": team.update_session_id or ""},
         )
 
@@ -83,7 +95,7 @@ def _require_status(team: Team, expected: TeamStatus, doing: str) -> None:
         raise FailedPrecondition(
             f"approval team {team.team_id} is {team.state.value} ({team.status.value}) and "
             f"cannot {doing}",
-            reason="TEAM_STATUS_MISMATCH",
+            reason=Reason.TEAM_STATUS_MISMATCH,
             metadata={
                 "state": team.state.value,
                 "status": team.status.value,
@@ -112,6 +124,122 @@ def invitable_version(team: Team) -> TeamVersion | None:
 
 
 # --- updates ---
+
+
+@dataclass(frozen=True)
+class NewKey:
+    """A key named in UpdateApprovalTeam for an approver the draft invites (docs/signed-votes.md,
+    "Replacing a key"): the team approves exactly this key, and the approver may enroll no other.
+    `current_key_signature`: the approver's key in force signed `key_change_message` (optional;
+    the draft shows whether it did)."""
+
+    approver_id: str
+    public_key: bytes
+    current_key_signature: bytes = b""
+
+
+def key_change_message(team_id: str, approver_id: str, new_key: bytes) -> bytes:
+    """What an approver's current key signs to vouch for its new one: four length-prefixed
+    UTF-8 fields, `airlock.key-change.v1`, the team id, the approver id, the new key in hex."""
+    fields = ("airlock.key-change.v1", team_id, approver_id, new_key.hex())
+    return b"".join(length_prefixed(f) for f in fields)
+
+
+def check_new_keys(
+    team: Team, spec: TeamSpec, reenroll_approver_ids: Sequence[str], new_keys: Sequence[NewKey]
+) -> None:
+    """Each re-enrolled approver names its new key; a key is named only for an approver the
+    draft invites (re-enrolled or new), once, and is nobody's key already."""
+    violations: list[FieldViolation] = []
+    named = [k.approver_id for k in new_keys]
+    held = {m.public_key: m.approver_id for m in team.current.members if m.public_key}
+    for i, k in enumerate(new_keys):
+        where = f"new_keys[{i}]"
+        old = team.current.member(k.approver_id)
+        invited = k.approver_id in reenroll_approver_ids or (
+            k.approver_id in spec.approver_ids
+            and (old is None or old.invitation_state is not InvitationState.ACCEPTED)
+        )
+        if not invited:
+            violations.append(
+                FieldViolation(
+                    where,
+                    f"{k.approver_id} is not invited by this draft (name it in "
+                    "reenroll_approver_ids to replace its key)",
+                )
+            )
+        elif named.count(k.approver_id) > 1:
+            violations.append(FieldViolation(where, f"{k.approver_id} is named more than once"))
+        elif k.public_key in held:
+            violations.append(
+                FieldViolation(
+                    f"{where}.public_key",
+                    f"this key is enrolled already (by {held[k.public_key]}); a new key is new",
+                )
+            )
+        elif k.current_key_signature and (old is None or old.public_key is None):
+            violations.append(
+                FieldViolation(
+                    f"{where}.current_key_signature",
+                    f"{k.approver_id} holds no key in the version in force to sign with",
+                )
+            )
+    if len({k.public_key for k in new_keys}) != len(new_keys):
+        violations.append(FieldViolation("new_keys", "two approvers are named with one key"))
+    if violations:
+        raise InvalidArgument(violations)
+    missing = [a for a in reenroll_approver_ids if a not in named]
+    if missing:
+        raise InvalidArgument(
+            [
+                FieldViolation(
+                    "new_keys",
+                    f"re-enrolling {', '.join(missing)} needs its new public key, so the team "
+                    "approves that exact key",
+                )
+            ],
+            reason=NEW_KEY_REQUIRED,
+        )
+
+
+def team_draft(team: Team, draft: TeamVersion, new_keys: Sequence[NewKey] = ()) -> TeamDraft:
+    """What the team's approvers are shown and sign: the draft's settings and, per member,
+    whether it keeps its key (and which), gets the named new key, or is a new approver."""
+    signed = {k.approver_id for k in new_keys if k.current_key_signature}
+    members: list[DraftMember] = []
+    for m in draft.members:
+        old = team.current.member(m.approver_id)
+        if m.invitation_state is InvitationState.ACCEPTED:
+            members.append(DraftMember(m.approver_id, KeyChange.KEEPS_KEY, m.public_key))
+        elif old is not None and old.invitation_state is InvitationState.ACCEPTED:
+            members.append(
+                DraftMember(
+                    m.approver_id,
+                    KeyChange.NEW_KEY,
+                    m.approved_key,
+                    m.approver_id in signed,
+                )
+            )
+        else:
+            members.append(DraftMember(m.approver_id, KeyChange.NEW_APPROVER, m.approved_key))
+    return TeamDraft(
+        team_id=team.team_id,
+        version=draft.version,
+        description=draft.description,
+        min_approvals=draft.min_approvals,
+        session_ttl=draft.session_ttl,
+        invitation_ttl=draft.invitation_ttl,
+        members=tuple(members),
+    )
+
+
+def same_draft(shown: TeamDraft, team: Team) -> bool:
+    """Whether the team's draft, about to take force, is the one its approvers voted on
+    (settings, members, keys). Whether a new key was vouched for is not kept beyond the vote."""
+    if team.pending is None:
+        return False
+    unsigned = tuple(replace(m, signed_by_current_key=False) for m in shown.members)
+    return replace(shown, members=unsigned) == team_draft(team, team.pending)
 
 
 def validate_update(
@@ -149,10 +277,13 @@ def draft_version(
     now: datetime,
     new_invitation_id: Callable[[], str],
     reenroll_approver_ids: Sequence[str] = (),
+    new_keys: Sequence[NewKey] = (),
 ) -> TeamVersion:
     """Version current + 1. Every member is a new row with a new invitation id; approvers
-    carried over keep their acceptance and key (unless re-enrolled), the others are invited."""
+    carried over keep their acceptance and key (unless re-enrolled), the others are invited,
+    each bound to its key in `new_keys` when one is named."""
     reenroll = set(reenroll_approver_ids)
+    approved = {k.approver_id: k.public_key for k in new_keys}
     members: list[TeamMember] = []
     for approver_id in spec.approver_ids:
         old = team.current.member(approver_id)
@@ -163,7 +294,14 @@ def draft_version(
         ):
             members.append(replace(old, invitation_id=new_invitation_id()))
         else:
-            members.append(TeamMember(approver_id, new_invitation_id(), InvitationState.PENDING))
+            members.append(
+                TeamMember(
+                    approver_id,
+                    new_invitation_id(),
+                    InvitationState.PENDING,
+                    approved_key=approved.get(approver_id),
+                )
+            )
     return TeamVersion(
         version=team.current.version + 1,
         description=spec.description,
@@ -189,6 +327,7 @@ def start_update(
     now: datetime,
     new_invitation_id: Callable[[], str],
     reenroll_approver_ids: Sequence[str] = (),
+    new_keys: Sequence[NewKey] = (),
 ) -> Team:
     """UpdateApprovalTeam: the draft waits for the current team's vote in `session_id`.
 
@@ -204,12 +343,14 @@ def start_update(
         reenroll_approver_ids=reenroll_approver_ids,
     )
     require_changeable(team)
+    check_new_keys(team, spec, reenroll_approver_ids, new_keys)
     draft = draft_version(
         team,
         spec,
         now=now,
         new_invitation_id=new_invitation_id,
         reenroll_approver_ids=reenroll_approver_ids,
+        new_keys=new_keys,
     )
     return replace(
         team,
@@ -240,7 +381,7 @@ def _activate(team: Team, draft: TeamVersion, now: datetime) -> Team:
 def _draft(team: Team) -> TeamVersion:
     if team.pending is None:
         raise FailedPrecondition(
-            f"approval team {team.team_id} has no draft version", reason="NO_PENDING_UPDATE"
+            f"approval team {team.team_id} has no draft version", reason=Reason.NO_PENDING_UPDATE
         )
     return team.pending
 
@@ -362,7 +503,7 @@ def finish_deletion(team: Team, deletion: TeamDeletion, now: datetime) -> Team:
         raise FailedPrecondition(
             f"approval team {team.team_id} is {team.state.value}; it is deleted only once "
             "DELETING and its pending window has ended",
-            reason="DELETION_NOT_DUE",
+            reason=Reason.DELETION_NOT_DUE,
             metadata={"state": team.state.value},
         )
     return replace(

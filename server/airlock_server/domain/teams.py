@@ -8,10 +8,12 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from airlock_server.domain.errors import (
+    KEY_NOT_APPROVED,
     FailedPrecondition,
     FieldViolation,
     InvalidArgument,
     InvalidTransition,
+    Reason,
 )
 from airlock_server.domain.identities import MAX_DESCRIPTION
 from airlock_server.domain.principals import NAME
@@ -82,6 +84,9 @@ class TeamMember:
     invitation_state: InvitationState
     response_time: datetime | None = None
     public_key: bytes | None = None
+    # Set for an invitation of a draft the team approved with a named key (a re-enrolled
+    # approver's new key): the only key it may enroll.
+    approved_key: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -283,20 +288,31 @@ def respond(
     if member.invitation_state is not InvitationState.PENDING:
         raise FailedPrecondition(
             f"the invitation is {member.invitation_state.value} already; an answer is final",
-            reason="INVITATION_ALREADY_ANSWERED",
+            reason=Reason.INVITATION_ALREADY_ANSWERED,
             metadata={"invitationId": invitation_id, "state": member.invitation_state.value},
         )
     if now >= version.invitation_expire_time:
         raise FailedPrecondition(
             "the invitation expired",
-            reason="INVITATION_EXPIRED",
+            reason=Reason.INVITATION_EXPIRED,
             metadata={"invitationId": invitation_id},
+        )
+    if accept and member.approved_key is not None and public_key != member.approved_key:
+        raise InvalidArgument(
+            [
+                FieldViolation(
+                    "public_key",
+                    "not the key the team approved for this invitation (its fingerprint is in "
+                    "the draft the team voted on)",
+                )
+            ],
+            reason=KEY_NOT_APPROVED,
         )
     # One key, one approver: else one key holder would count twice toward M.
     if accept and public_key and any(m.public_key == public_key for m in version.members):
         raise InvalidArgument(
             [FieldViolation("public_key", "this key is enrolled by another approver")],
-            reason="KEY_ALREADY_ENROLLED",
+            reason=Reason.KEY_ALREADY_ENROLLED,
         )
     if accept and public_key and replaced_key and public_key == replaced_key:
         raise InvalidArgument(
@@ -306,7 +322,7 @@ def respond(
                     "this is the key being replaced; re-enrolling needs a new key",
                 )
             ],
-            reason="KEY_NOT_REPLACED",
+            reason=Reason.KEY_NOT_REPLACED,
         )
     answered = replace(
         member,

@@ -21,6 +21,7 @@ from airlock_server.domain.errors import (
     FieldViolation,
     InvalidArgument,
     InvalidTransition,
+    Reason,
 )
 from airlock_server.domain.principals import ACCOUNT_ID, NAME
 from airlock_server.domain.sessions import MAX_COMMENT
@@ -181,7 +182,7 @@ def require_team_can_guard(team: Team) -> None:
         raise FailedPrecondition(
             f"approval team {team.team_id} is {team.state.value}; only an ACTIVE team can "
             "guard a vault",
-            reason="TEAM_NOT_ACTIVE",
+            reason=Reason.TEAM_NOT_ACTIVE,
             metadata={"state": team.state.value},
         )
 
@@ -192,7 +193,7 @@ def _require_no_pending_change(vault: Vault) -> None:
         raise FailedPrecondition(
             f"vault {vault.name} has a pending association change (session "
             f"{pending.session_id}); one change at a time",
-            reason="ASSOCIATION_CHANGE_PENDING",
+            reason=Reason.ASSOCIATION_CHANGE_PENDING,
             metadata={"sessionId": pending.session_id},
         )
 
@@ -203,7 +204,7 @@ def plan_association(vault: Vault, team_id: str) -> AssociationPath:
     if vault.team_id == team_id:
         raise FailedPrecondition(
             f"vault {vault.name} is already associated with team {team_id}",
-            reason="TEAM_ALREADY_ASSOCIATED",
+            reason=Reason.TEAM_ALREADY_ASSOCIATED,
             metadata={"teamId": team_id},
         )
     return AssociationPath.IMMEDIATE if vault.team_id is None else AssociationPath.SESSION
@@ -215,7 +216,7 @@ def plan_disassociation(vault: Vault) -> str:
     if vault.team_id is None:
         raise FailedPrecondition(
             f"vault {vault.name} has no approval team to remove",
-            reason="NO_TEAM_ASSOCIATED",
+            reason=Reason.NO_TEAM_ASSOCIATED,
         )
     return vault.team_id
 
@@ -225,7 +226,7 @@ def associate_now(vault: Vault, team_id: str, now: datetime) -> Vault:
         raise FailedPrecondition(
             f"vault {vault.name} is guarded by team {vault.team_id}; changing it needs that "
             "team's approval",
-            reason="ASSOCIATION_NEEDS_APPROVAL",
+            reason=Reason.ASSOCIATION_NEEDS_APPROVAL,
             metadata={"teamId": vault.team_id or ""},
         )
     return replace(vault, team_id=team_id, update_time=now)
@@ -240,7 +241,7 @@ def request_association_change(
     elif plan_association(vault, team_id) is AssociationPath.IMMEDIATE:
         raise FailedPrecondition(
             f"vault {vault.name} has no team yet; associate it directly",
-            reason="NO_TEAM_ASSOCIATED",
+            reason=Reason.NO_TEAM_ASSOCIATED,
         )
     return replace(
         vault,
@@ -254,7 +255,7 @@ def _pending_for(vault: Vault, session_id: str) -> PendingAssociation:
     if pending is None or pending.session_id != session_id:
         raise FailedPrecondition(
             f"vault {vault.name} has no pending association change of session {session_id}",
-            reason="NO_PENDING_ASSOCIATION_CHANGE",
+            reason=Reason.NO_PENDING_ASSOCIATION_CHANGE,
         )
     return pending
 
@@ -432,14 +433,14 @@ def request_revoke(
         raise FailedPrecondition(
             f"restore access grant {grant.grant_id} is {grant.state.value}; only an AVAILABLE "
             "grant can be revoked",
-            reason="GRANT_NOT_AVAILABLE",
+            reason=Reason.GRANT_NOT_AVAILABLE,
             metadata={"state": grant.state.value},
         )
     if grant.revoke_session_id is not None:
         raise FailedPrecondition(
             f"restore access grant {grant.grant_id} already has a pending revocation (session "
             f"{grant.revoke_session_id})",
-            reason="REVOKE_PENDING",
+            reason=Reason.REVOKE_PENDING,
             metadata={"sessionId": grant.revoke_session_id},
         )
     return replace(grant, revoke_session_id=revoke_session_id, update_time=now)
@@ -450,7 +451,7 @@ def _require_revoke_session(grant: RestoreAccessGrant, session_id: str) -> None:
         raise FailedPrecondition(
             f"restore access grant {grant.grant_id} has no pending revocation of session "
             f"{session_id}",
-            reason="NO_PENDING_REVOKE",
+            reason=Reason.NO_PENDING_REVOKE,
         )
 
 
@@ -509,7 +510,7 @@ def _under_recovery(
     return FailedPrecondition(
         f"vault {vault.name} is under recovery: restore access grant {grant.grant_id} of "
         f"another account is {grant.state.value}; {consequence}",
-        reason="VAULT_UNDER_RECOVERY",
+        reason=Reason.VAULT_UNDER_RECOVERY,
         metadata={
             "vaultArn": vault.vault_arn,
             "grantId": grant.grant_id,

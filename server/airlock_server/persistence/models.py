@@ -144,6 +144,9 @@ class TeamMemberRecord(Base):
     invitation_state: Mapped[str] = mapped_column(String(16))
     response_time: Mapped[datetime | None]
     public_key: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    # An invited member (re-enrolled, or new with a named key): the key the team approved, the
+    # only one it may enroll.
+    approved_key: Mapped[bytes | None] = mapped_column(LargeBinary(32))
     # HMAC by the log key over the row (domain/integrity.py); NULL on a keyless server.
     mac: Mapped[bytes | None] = mapped_column(LargeBinary(32))
 
@@ -291,6 +294,10 @@ class SessionRecord(Base):
     expire_time: Mapped[datetime]
     complete_time: Mapped[datetime | None]
     execution_time: Mapped[datetime | None]
+    # TEAM_UPDATE: the draft its votes sign (domain TeamDraft, as JSON); NULL otherwise.
+    team_draft: Mapped[dict[str, Any] | None]
+    # Approvers disabled while the session was open (a JSON list); NULL: none.
+    excluded_approvers: Mapped[list[str] | None] = mapped_column(JSON)
     # HMAC by the log key over the row (domain/integrity.py); NULL on a keyless server.
     mac: Mapped[bytes | None] = mapped_column(LargeBinary(32))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -29,11 +29,14 @@ from airlock_server.domain.events import Event
 from airlock_server.domain.integrity import RowField, record_not_authentic
 from airlock_server.domain.principals import Principal, PrincipalKind
 from airlock_server.domain.sessions import (
+    DraftMember,
     ExecutionStatus,
+    KeyChange,
     Session,
     SessionKind,
     SessionState,
     SessionStatus,
+    TeamDraft,
     Vote,
     VoteDecision,
 )
@@ -93,6 +96,9 @@ def session_fields(s: Session) -> tuple[RowField, ...]:
         s.execution_message,
         s.complete_time,
         s.execution_time,
+        # A team update's draft (what its votes sign) and the approvers disabled meanwhile.
+        json.dumps(draft_to_row(s.draft), sort_keys=True),
+        json.dumps(list(s.excluded_approver_ids)),
     )
 
 
@@ -152,6 +158,51 @@ def _before(time_col: Any, id_col: Any, after: TimeCursor | None) -> ColumnEleme
         return None
     t, key = after
     return or_(time_col < t, and_(time_col == t, id_col < key))
+
+
+def draft_to_row(draft: TeamDraft | None) -> dict[str, Any] | None:
+    """A session's team draft as its JSON column holds it (keys hex, TTLs in seconds)."""
+    if draft is None:
+        return None
+    return {
+        "team_id": draft.team_id,
+        "version": draft.version,
+        "description": draft.description,
+        "min_approvals": draft.min_approvals,
+        "session_ttl_seconds": int(draft.session_ttl.total_seconds()),
+        "invitation_ttl_seconds": int(draft.invitation_ttl.total_seconds()),
+        "members": [
+            {
+                "approver_id": m.approver_id,
+                "change": m.change.value,
+                "public_key": m.public_key.hex() if m.public_key else None,
+                "signed_by_current_key": m.signed_by_current_key,
+            }
+            for m in draft.members
+        ],
+    }
+
+
+def draft_from_row(row: dict[str, Any] | None) -> TeamDraft | None:
+    if row is None:
+        return None
+    return TeamDraft(
+        team_id=row["team_id"],
+        version=row["version"],
+        description=row["description"],
+        min_approvals=row["min_approvals"],
+        session_ttl=timedelta(seconds=row["session_ttl_seconds"]),
+        invitation_ttl=timedelta(seconds=row["invitation_ttl_seconds"]),
+        members=tuple(
+            DraftMember(
+                approver_id=m["approver_id"],
+                change=KeyChange(m["change"]),
+                public_key=bytes.fromhex(m["public_key"]) if m["public_key"] else None,
+                signed_by_current_key=m["signed_by_current_key"],
+            )
+            for m in row["members"]
+        ),
+    )
 
 
 _S = SessionRecord.__table__.c
@@ -229,6 +280,7 @@ _SESSION_AND_KEY_LOCKED = (
         _voter_column(_TM.invitation_id, "m_invitation_id"),
         _voter_column(_TM.invitation_state, "m_invitation_state"),
         _voter_column(_TM.response_time, "m_response_time"),
+        _voter_column(_TM.approved_key, "m_approved_key"),
         _voter_column(_TM.mac, "m_mac"),
     )
     .where(_S.session_id == bindparam("sid"))
@@ -240,6 +292,7 @@ _MEMBERS_OF_VERSION = select(
     _TM.invitation_state,
     _TM.response_time,
     _TM.public_key,
+    _TM.approved_key,
     _TM.mac,
 ).where(_TM.team_id == bindparam("team_id"), _TM.version == bindparam("version"))
 
@@ -303,6 +356,8 @@ class SqlSessionRepository:
                 execution_message=r.execution_message,
                 complete_time=r.complete_time,
                 execution_time=r.execution_time,
+                draft=draft_from_row(r.team_draft),
+                excluded_approver_ids=tuple(r.excluded_approvers or ()),
             )
             if not self._sealer.authentic(
                 SESSIONS, session.session_id, session_fields(session), r.mac
@@ -327,6 +382,7 @@ class SqlSessionRepository:
             "execution_message": s.execution_message,
             "complete_time": s.complete_time,
             "execution_time": s.execution_time,
+            "excluded_approvers": list(s.excluded_approver_ids) or None,
             "mac": self._sealer.mac(SESSIONS, session_fields(s)),
         }
 
@@ -347,6 +403,7 @@ class SqlSessionRepository:
                 session_metadata=dict(session.metadata),
                 create_time=session.create_time,
                 expire_time=session.expire_time,
+                team_draft=draft_to_row(session.draft),
                 **self._values(session),
             )
         )
@@ -411,6 +468,7 @@ class SqlSessionRepository:
                 r.m_response_time,
                 r.enrolled_key,
                 r.m_mac,
+                r.m_approved_key,
             )
         return s, r.enrolled_key
 
@@ -424,11 +482,12 @@ class SqlSessionRepository:
         response_time: datetime | None,
         key: bytes | None,
         mac: bytes | None,
+        approved_key: bytes | None = None,
     ) -> None:
         """A member row the server wrote (its enrolled key above all); RECORD_NOT_AUTHENTIC
         otherwise."""
         fields = member_fields(
-            team_id, version, invitation_id, approver_id, state, response_time, key
+            team_id, version, invitation_id, approver_id, state, response_time, key, approved_key
         )
         if not self._sealer.authentic(TEAM_MEMBERS, invitation_id, fields, mac):
             raise record_not_authentic(TEAM_MEMBERS, invitation_id)
@@ -587,6 +646,7 @@ class SqlSessionRepository:
                 r.response_time,
                 r.public_key,
                 r.mac,
+                r.approved_key,
             )
             keys[r.approver_id] = r.public_key
         return keys

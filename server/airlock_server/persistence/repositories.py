@@ -66,10 +66,12 @@ def member_fields(
     invitation_state: str,
     response_time: datetime | None,
     public_key: bytes | None,
+    approved_key: bytes | None = None,
 ) -> tuple[RowField, ...]:
-    """What a team member row's MAC covers: which team version, which approver, its answer
-    and the key it enrolled (position only orders the members)."""
-    return (
+    """What a team member row's MAC covers: which team version, which approver, its answer,
+    the key it enrolled and, for an invitation bound to one, the key the team approved
+    (position only orders the members)."""
+    fields: tuple[RowField, ...] = (
         team_id,
         version,
         invitation_id,
@@ -78,6 +80,7 @@ def member_fields(
         response_time,
         bytes(public_key) if public_key is not None else None,
     )
+    return fields if approved_key is None else (*fields, bytes(approved_key))
 
 
 def _insert(session: AsyncSession):  # type: ignore[no-untyped-def]
@@ -342,6 +345,7 @@ _TEAM_ROWS = (
         _M.invitation_state.label("m_invitation_state"),
         _M.response_time.label("m_response_time"),
         _M.public_key.label("m_public_key"),
+        _M.approved_key.label("m_approved_key"),
         _M.mac.label("m_mac"),
     )
     .select_from(
@@ -453,6 +457,7 @@ class SqlTeamRepository:
                     r.m_invitation_state,
                     r.m_response_time,
                     r.m_public_key,
+                    r.m_approved_key,
                 )
                 if not self._sealer.authentic(TEAM_MEMBERS, r.m_invitation_id, fields, r.m_mac):
                     raise record_not_authentic(TEAM_MEMBERS, r.m_invitation_id)
@@ -463,6 +468,7 @@ class SqlTeamRepository:
                         invitation_state=InvitationState(r.m_invitation_state),
                         response_time=r.m_response_time,
                         public_key=r.m_public_key,
+                        approved_key=r.m_approved_key,
                     )
                 )
         if first is not None:
@@ -532,6 +538,7 @@ class SqlTeamRepository:
                             "invitation_state": m.invitation_state.value,
                             "response_time": m.response_time,
                             "public_key": m.public_key,
+                            "approved_key": m.approved_key,
                             "mac": self._member_mac(team_id, v.version, m),
                         }
                         for i, m in enumerate(v.members)
@@ -562,6 +569,7 @@ class SqlTeamRepository:
                 m.invitation_state.value,
                 m.response_time,
                 m.public_key,
+                m.approved_key,
             ),
         )
 

@@ -120,6 +120,7 @@ def _member_of(r: Any) -> tuple[RowField, ...]:
         r.invitation_state,
         r.response_time,
         r.public_key,
+        r.approved_key,
     )
 
 

@@ -70,7 +70,7 @@ def principal_kind(kind: int, field: str = "principal.kind") -> PrincipalKind:
 
 def principal_pb(p: Principal) -> common_pb2.Principal:
     if p.kind is PrincipalKind.SYSTEM:
-        return common_pb2.Principal(kind=common_pb2.PRINCIPAL_KIND_UNSPECIFIED, subject="system")
+        return common_pb2.Principal(kind=common_pb2.PRINCIPAL_KIND_SYSTEM)
     return common_pb2.Principal(kind=_KINDS[p.kind], subject=p.subject)
 
 

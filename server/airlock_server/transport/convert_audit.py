@@ -24,14 +24,14 @@ _PROBLEMS = {
 
 
 def actor_pb(actor: str) -> common_pb2.Principal:
-    """ "kind:subject" or "kind" as stored; Airlock itself is kind UNSPECIFIED, "system"."""
+    """ "kind:subject" or "kind" as stored; Airlock itself ("system") is kind SYSTEM."""
     kind, _, subject = actor.partition(":")
     try:
         principal_kind = PrincipalKind(kind)
     except ValueError:
         principal_kind = PrincipalKind.SYSTEM
     if principal_kind is PrincipalKind.SYSTEM:
-        return common_pb2.Principal(kind=common_pb2.PRINCIPAL_KIND_UNSPECIFIED, subject=actor)
+        return common_pb2.Principal(kind=common_pb2.PRINCIPAL_KIND_SYSTEM)
     return common_pb2.Principal(kind=convert._KINDS[principal_kind], subject=subject)
 
 
@@ -56,9 +56,11 @@ def event_query(request: pb.ListEventsRequest) -> EventQuery:
     actor = actor_kind = ""
     if request.HasField("actor"):
         p = request.actor
-        if p.kind == common_pb2.PRINCIPAL_KIND_UNSPECIFIED:
+        if p.kind == common_pb2.PRINCIPAL_KIND_SYSTEM:
+            actor_kind = PrincipalKind.SYSTEM.value
+        elif p.kind == common_pb2.PRINCIPAL_KIND_UNSPECIFIED:
             if p.subject:
-                actor = p.subject  # "system"
+                actor = p.subject  # "system", as clients before PRINCIPAL_KIND_SYSTEM sent it
         else:
             kind = convert.principal_kind(p.kind, "actor.kind").value
             if p.subject:

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from airlock.v1 import session_pb2, vault_pb2
 from airlock_server.app.sessions import SessionView
 from airlock_server.domain.errors import InvalidArgument
 from airlock_server.domain.sessions import (
     ExecutionStatus,
+    KeyChange,
     SessionKind,
     SessionState,
     SessionStatus,
+    TeamDraft,
     Vote,
     VoteDecision,
+    draft_digest,
 )
 from airlock_server.domain.vaults import GrantState, RestoreAccessGrant, Vault
-from airlock_server.transport.convert import principal_pb, ts
+from airlock_server.transport.convert import dur, principal_pb, ts
 
 S = session_pb2.Session
 
@@ -97,6 +102,40 @@ def vote_pb(v: Vote) -> session_pb2.Vote:
     )
 
 
+D = session_pb2.TeamDraft
+KEY_CHANGES = {
+    KeyChange.KEEPS_KEY: D.KEY_CHANGE_KEEPS_KEY,
+    KeyChange.NEW_KEY: D.KEY_CHANGE_NEW_KEY,
+    KeyChange.NEW_APPROVER: D.KEY_CHANGE_NEW_APPROVER,
+}
+
+
+def draft_pb(d: TeamDraft | None) -> session_pb2.TeamDraft | None:
+    if d is None:
+        return None
+    return session_pb2.TeamDraft(
+        team_id=d.team_id,
+        version=d.version,
+        description=d.description,
+        min_approvals=d.min_approvals,
+        session_ttl=dur(d.session_ttl),
+        invitation_ttl=dur(d.invitation_ttl),
+        members=[
+            D.Member(
+                approver_id=m.approver_id,
+                key_change=KEY_CHANGES[m.change],
+                public_key=m.public_key or b"",
+                key_fingerprint=(
+                    hashlib.sha256(m.public_key).hexdigest()[:16] if m.public_key else ""
+                ),
+                signed_by_current_key=m.signed_by_current_key,
+            )
+            for m in d.members
+        ],
+        draft_sha256=draft_digest(d),
+    )
+
+
 def session_pb(view: SessionView) -> session_pb2.Session:
     s = view.session
     return session_pb2.Session(
@@ -126,6 +165,8 @@ def session_pb(view: SessionView) -> session_pb2.Session:
         execution_time=ts(s.execution_time),
         approval_count=s.approval_count,
         rejection_count=s.rejection_count,
+        team_draft=draft_pb(s.draft),
+        excluded_approver_ids=list(s.excluded_approver_ids),
     )
 
 

@@ -9,6 +9,7 @@ from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 from airlock_server.domain import errors as e
+from airlock_server.domain.errors import Reason
 
 DOMAIN = "airlock"
 
@@ -78,5 +79,5 @@ def internal_status() -> status_pb2.Status:
     return status_pb2.Status(
         code=code_pb2.INTERNAL,
         message="internal error; the server logged the details",
-        details=[_pack(error_details_pb2.ErrorInfo(reason="INTERNAL", domain=DOMAIN))],
+        details=[_pack(error_details_pb2.ErrorInfo(reason=Reason.INTERNAL, domain=DOMAIN))],
     )

@@ -20,7 +20,7 @@ from grpc_status import rpc_status
 from airlock_server.app.audit import AuditService
 from airlock_server.app.common import request_fingerprint
 from airlock_server.app.identity import Caller, IdentityService
-from airlock_server.domain.errors import DomainError, Unimplemented
+from airlock_server.domain.errors import DomainError, Reason, Unimplemented
 from airlock_server.domain.principals import Principal
 from airlock_server.transport.edge import Undecodable, admit, decoding, fingerprint
 from airlock_server.transport.errors import internal_status, status_code_for, to_status
@@ -201,7 +201,7 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):
                 if _is_abort(err):
                     code = context.code() or grpc.StatusCode.UNKNOWN
                     raise
-                code, reason = grpc.StatusCode.INTERNAL, "INTERNAL"
+                code, reason = grpc.StatusCode.INTERNAL, Reason.INTERNAL
                 log.exception("rpc.failed", method=method)
                 await context.abort_with_status(rpc_status.to_status(internal_status()))
             finally:
@@ -234,7 +234,7 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):
             except Exception as err:
                 if _is_abort(err):
                     raise
-                code, reason = grpc.StatusCode.INTERNAL, "INTERNAL"
+                code, reason = grpc.StatusCode.INTERNAL, Reason.INTERNAL
                 log.exception("rpc.failed", method=method)
                 await context.abort_with_status(rpc_status.to_status(internal_status()))
             finally:

@@ -152,6 +152,10 @@ class World:
         self.wirings.append(w)
         return w
 
+    def pins(self, *names: str) -> list[bytes]:
+        """The approvers' public keys as a verifier pins them (all of the team's by default)."""
+        return [raw_key(self.keys[n]) for n in names or APPROVERS]
+
     def sign(self, name: str, session: Session, decision: VoteDecision) -> bytes:
         return self.keys[name].sign(vote_digest(session, decision))
 

@@ -74,7 +74,7 @@ async def test_an_anchored_proof_verifies_under_the_pinned_log_key(world: World)
     assert not any("later-" in json.dumps(e) for e in chain)
     assert checkpoint["time"] == chain[-1]["time"]
 
-    verdict = verify_proof(json.dumps(proof), key.public_key)
+    verdict = verify_proof(json.dumps(proof), key.public_key, approver_keys=world.pins())
     assert verdict.valid, verdict.problems
     assert verdict.anchored
     assert any(

@@ -54,9 +54,16 @@ async def test_a_real_proof_verifies(world: World) -> None:
     assert types.count("invitation.accepted") == 3
     assert {"session.created", "vote.cast", "session.approved"} <= set(types)
     assert world.log_key is not None
-    verdict = verify_proof(json.dumps(proof), world.log_key.public_key)
+    verdict = verify_proof(json.dumps(proof), world.log_key.public_key, approver_keys=world.pins())
     assert verdict.valid, verdict.problems
     assert verdict.anchored
+    assert verdict.pinned
+    # The same proof with no approver keys pinned: nothing wrong, anchored, but UNPINNED.
+    unpinned_keys = verify_proof(json.dumps(proof), world.log_key.public_key)
+    assert unpinned_keys.problems == []
+    assert unpinned_keys.unpinned
+    assert not unpinned_keys.valid
+    assert unpinned_keys.verdict == "UNPINNED"
     assert verdict.checkpoint_key == world.log_key.public_key
     assert "2 of 3 approvers (M = 2)" in verdict.notes[0]
 

@@ -15,6 +15,7 @@ from airlock_client.proof import verify_proof
 from airlock_server.app.teams import TeamUpdate
 from airlock_server.domain.errors import FailedPrecondition, InvalidArgument
 from airlock_server.domain.sessions import SessionState, SessionStatus, VoteDecision
+from airlock_server.domain.team_changes import NewKey
 from airlock_server.domain.teams import InvitationState, TeamStatus, key_proof_message
 
 pytestmark = pytest.mark.asyncio
@@ -51,13 +52,18 @@ async def test_a_reenrolled_approver_replaces_its_key(world: World) -> None:
 
     team = await world.app.teams.get_team(world.admin, world.team_id)
     team, upd = await world.app.teams.update_team(
-        world.admin, world.team_id, team.etag, TeamUpdate(reenroll_approver_ids=("alice",)), ""
+        world.admin,
+        world.team_id,
+        team.etag,
+        TeamUpdate(reenroll_approver_ids=("alice",), new_keys=(NewKey("alice", raw_key(new_key)),)),
+        "",
     )
     assert team.pending is not None
     draft_alice = team.pending.member("alice")
     assert draft_alice is not None
     assert draft_alice.invitation_state is InvitationState.PENDING
     assert draft_alice.public_key is None
+    assert draft_alice.approved_key == raw_key(new_key)
     # Carried-over approvers keep their keys in the draft.
     bob = team.pending.member("bob")
     assert bob is not None
@@ -79,16 +85,16 @@ async def test_a_reenrolled_approver_replaces_its_key(world: World) -> None:
     invitation_id = invitations.items[0].member.invitation_id
     assert invitation_id == draft_alice.invitation_id
 
-    # Refused, and nothing changes: the old key again, another member's key, a new key
-    # without a proof made with it.
+    # Refused, and nothing changes: the old key again, another member's key (neither is the key
+    # the team approved), a new key without a proof made with it.
     events_before, revision = await _events(world), waiting.revision
     with pytest.raises(InvalidArgument) as same:
         await _accept(world, invitation_id, old_key)
-    assert same.value.reason == "KEY_NOT_REPLACED"
+    assert same.value.reason == "KEY_NOT_APPROVED"
     assert same.value.violations[0].field == "public_key"
     with pytest.raises(InvalidArgument) as taken:
         await _accept(world, invitation_id, world.keys["bob"])
-    assert taken.value.reason == "KEY_ALREADY_ENROLLED"
+    assert taken.value.reason == "KEY_NOT_APPROVED"
     with pytest.raises(InvalidArgument) as unproved:
         await _accept(world, invitation_id, new_key, signer=old_key)
     assert unproved.value.reason == "BAD_SIGNATURE"
@@ -144,5 +150,7 @@ async def test_a_reenrolled_approver_replaces_its_key(world: World) -> None:
     snapshot = {a["approver_id"]: a["public_key"] for a in proof["team"]["approvers"]}
     assert snapshot["alice"] == raw_key(new_key).hex()
     assert world.log_key is not None
-    verdict = verify_proof(json.dumps(proof), world.log_key.public_key)
+    verdict = verify_proof(
+        json.dumps(proof), world.log_key.public_key, approver_keys=world.pins("alice", "bob")
+    )
     assert verdict.valid, verdict.problems

@@ -60,7 +60,7 @@ async def test_seal_makes_a_database_without_macs_usable(world: World) -> None:
         "APPROVED"
     )
     proof = await world.app.sessions.export_approval_proof(world.recovery, sid)
-    assert verify_proof(proof.decode(), world.log_key.public_key).valid
+    assert verify_proof(proof.decode(), world.log_key.public_key, approver_keys=world.pins()).valid
     assert (await world.app.audit.verify_log(world.auditor, 0, 0, checkpoint)).ok
     assert json.loads(proof)["checkpoint"]["seq"] > checkpoint.seq
 

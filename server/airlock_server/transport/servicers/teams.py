@@ -6,6 +6,7 @@ from airlock.v1 import team_pb2, team_service_pb2_grpc
 from airlock.v1 import team_service_pb2 as pb
 from airlock_server.app.teams import TeamService, TeamUpdate
 from airlock_server.domain.errors import InvalidArgument
+from airlock_server.domain.team_changes import NewKey
 from airlock_server.domain.teams import Team, validate_team_spec
 from airlock_server.transport import convert
 from airlock_server.transport import convert_recovery as cr
@@ -158,6 +159,7 @@ UPDATE_FIELDS = (
     "session_ttl",
     "invitation_ttl",
     "reenroll_approver_ids",
+    "new_keys",
 )
 
 
@@ -176,6 +178,7 @@ def _team_update(request: pb.UpdateApprovalTeamRequest) -> TeamUpdate:
             "session_ttl" if request.HasField("session_ttl") else "",
             "invitation_ttl" if request.HasField("invitation_ttl") else "",
             "reenroll_approver_ids" if request.reenroll_approver_ids else "",
+            "new_keys" if request.new_keys else "",
         } - {""}
     return TeamUpdate(
         description=request.description if "description" in paths else None,
@@ -191,5 +194,13 @@ def _team_update(request: pb.UpdateApprovalTeamRequest) -> TeamUpdate:
         ),
         reenroll_approver_ids=(
             tuple(request.reenroll_approver_ids) if "reenroll_approver_ids" in paths else ()
+        ),
+        new_keys=(
+            tuple(
+                NewKey(k.approver_id, k.public_key, k.current_key_signature)
+                for k in request.new_keys
+            )
+            if "new_keys" in paths
+            else ()
         ),
     )
