@@ -37,7 +37,7 @@ from airlock.v1 import (
     vault_pb2,
     vault_service_pb2,
 )
-from airlock_client import checkpoints, keys, proof
+from airlock_client import checkpoints, cli_notifications, keys, proof
 from airlock_client.client import (
     DEFAULT_TARGET,
     DEFAULT_TIMEOUT,
@@ -86,6 +86,11 @@ exit codes:
             signed by a log key you did not give (--log-key); stderr names that key
   7         `airlock proof verify`: unpinned: nothing wrong found and anchored, but no approver
             keys were pinned (--approver-key, --keyring from `airlock team keyring export`)
+  10        `sessions wait|watch`, `restore request --wait`: the session was REJECTED
+            (approval became impossible); 0 when it was APPROVED
+  11        ... the session EXPIRED
+  12        ... the session was CANCELLED (by a user, a team change or deletion)
+  13        ... the session ended otherwise not approved
   64 + N    the server answered with gRPC status N, for example 67 INVALID_ARGUMENT,
             69 NOT_FOUND, 70 ALREADY_EXISTS, 71 PERMISSION_DENIED, 73 FAILED_PRECONDITION,
             76 UNIMPLEMENTED, 78 UNAVAILABLE, 80 UNAUTHENTICATED (the grpcurl convention)
@@ -898,6 +903,9 @@ async def _sessions_cancel(client: AirlockClient, args: argparse.Namespace, out:
     out.message(await client.cancel_session(args.session_id))
 
 
+_FAILED, _CANCELLED = session_pb2.Session.STATE_FAILED, session_pb2.Session.STATE_CANCELLED
+
+
 async def _sessions_watch(client: AirlockClient, args: argparse.Namespace, out: _Output) -> None:
     """Follows the session until it is final, through lost connections (a restart of the
     server or of its database): it reopens the watch with backoff, showing no state twice."""
@@ -911,6 +919,8 @@ async def _sessions_watch(client: AirlockClient, args: argparse.Namespace, out: 
                     continue
                 _write_session(out, session, first=last is None)
                 last = session
+            if last is not None and last.state in (_FAILED, _CANCELLED):
+                raise cli_notifications.SessionNotApproved(last)
             return
         except AirlockError as exc:
             lost = await _ride_through(out, exc, lost, "reopening the watch")
@@ -980,7 +990,11 @@ async def _restore_request(client: AirlockClient, args: argparse.Namespace, out:
     response = await client.request_restore_access(
         args.vault_arn, restore_vault_name=args.name, comment=args.comment
     )
-    out.message(response)
+    if not args.wait:
+        out.message(response)
+        return
+    out.note(f"restore access requested: session {response.session.session_id}")
+    await cli_notifications.finish_wait(client, response.session.session_id, out)
 
 
 async def _restore_list(client: AirlockClient, args: argparse.Namespace, out: _Output) -> None:
@@ -1337,6 +1351,14 @@ def build_parser() -> argparse.ArgumentParser:
         group, "watch", "follow a session until it ends (--json: JSON Lines)", _sessions_watch
     )
     p.add_argument("session_id", metavar="SESSION_ID")
+    p = command(
+        group,
+        "wait",
+        "block until a session ends, riding through server restarts; exit 0 approved, "
+        "10 rejected, 11 expired, 12 cancelled",
+        cli_notifications.sessions_wait,
+    )
+    p.add_argument("session_id", metavar="SESSION_ID")
 
     # vaults
     group = family("vaults", "logically air-gapped vaults (account)")
@@ -1364,6 +1386,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("vault_arn", metavar="VAULT_ARN")
     p.add_argument("--name", default="", help="the restore access vault's name")
     p.add_argument("--comment", default="", help="for the approvers (at most 200 characters)")
+    p.add_argument(
+        "--wait",
+        action="store_true",
+        help="block until the session ends (exit codes as `sessions wait`)",
+    )
     p = command(group, "list", "list restore access grants", _restore_list)
     p.add_argument("--vault", default="", metavar="VAULT_ARN")
     _state_option(p, vault_pb2.RestoreAccessGrant.State.DESCRIPTOR, "grants")
@@ -1447,6 +1474,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--json prints a summary",
         _demo,
     )
+
+    # notifications (cli_notifications.py)
+    cli_notifications.add_commands(family, command)
 
     return parser
 
@@ -1771,6 +1801,9 @@ async def main_async(argv: Sequence[str] | None = None) -> int:
     except DemoFailed as exc:
         sys.stderr.write(f"demo failed: {exc}\n")
         return EXIT_DEMO_FAILED
+    except cli_notifications.SessionNotApproved as exc:
+        sys.stderr.write(f"{exc}\n")
+        return exc.exit_code
     except AirlockError as exc:
         print_error(exc, plaintext=_plaintext(args))
         return EXIT_RPC_BASE + int(exc.code)

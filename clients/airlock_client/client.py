@@ -34,6 +34,9 @@ from airlock.v1 import (
     identity_pb2,
     identity_service_pb2,
     identity_service_pb2_grpc,
+    notification_pb2,
+    notification_service_pb2,
+    notification_service_pb2_grpc,
     session_pb2,
     session_service_pb2,
     session_service_pb2_grpc,
@@ -183,6 +186,7 @@ class AirlockClient:
         self._vaults = vault_service_pb2_grpc.VaultServiceStub(channel)
         self._sessions = session_service_pb2_grpc.SessionServiceStub(channel)
         self._audit = audit_service_pb2_grpc.AuditServiceStub(channel)
+        self._notifications = notification_service_pb2_grpc.NotificationServiceStub(channel)
 
     @classmethod
     def connect(
@@ -979,3 +983,82 @@ class AirlockClient:
         """The log's head, signed by the server's log key."""
         request = audit_service_pb2.GetLogCheckpointRequest()
         return (await self._call(self._audit.GetLogCheckpoint, request)).checkpoint
+
+    # -- NotificationService (admin) -----------------------------------------------------------
+
+    async def create_endpoint(
+        self,
+        url: str,
+        *,
+        description: str = "",
+        slack: bool = False,
+        event_kinds: Sequence[str] = (),
+        enabled: bool = True,
+        request_id: str | None = None,
+    ) -> notification_service_pb2.CreateEndpointResponse:
+        """A webhook endpoint; the response's `secret` is shown this once."""
+        endpoint = notification_pb2.NotificationEndpoint(
+            url=url,
+            description=description,
+            body_format=(
+                notification_pb2.NotificationEndpoint.BODY_FORMAT_SLACK
+                if slack
+                else notification_pb2.NotificationEndpoint.BODY_FORMAT_STANDARD
+            ),
+            event_kinds=list(event_kinds),
+            enabled=enabled,
+        )
+        request = notification_service_pb2.CreateEndpointRequest(
+            endpoint=endpoint, request_id=_request_id(request_id)
+        )
+        return await self._call(self._notifications.CreateEndpoint, request)
+
+    def list_endpoints(
+        self, *, page_size: int = 0
+    ) -> AsyncIterator[notification_pb2.NotificationEndpoint]:
+        request = notification_service_pb2.ListEndpointsRequest(page_size=page_size)
+        return self._paged(self._notifications.ListEndpoints, request, lambda r: r.endpoints)
+
+    async def update_endpoint(
+        self,
+        endpoint: notification_pb2.NotificationEndpoint,
+        paths: Sequence[str],
+        *,
+        request_id: str | None = None,
+    ) -> notification_pb2.NotificationEndpoint:
+        """Changes the fields named in `paths` to their values in `endpoint` (its etag is
+        checked when set)."""
+        request = notification_service_pb2.UpdateEndpointRequest(
+            endpoint=endpoint,
+            update_mask=field_mask_pb2.FieldMask(paths=list(paths)),
+            request_id=_request_id(request_id),
+        )
+        return (await self._call(self._notifications.UpdateEndpoint, request)).endpoint
+
+    async def delete_endpoint(
+        self, endpoint_id: str, *, etag: str = "", request_id: str | None = None
+    ) -> None:
+        request = notification_service_pb2.DeleteEndpointRequest(
+            endpoint_id=endpoint_id, etag=etag, request_id=_request_id(request_id)
+        )
+        await self._call(self._notifications.DeleteEndpoint, request)
+
+    async def send_test_notification(
+        self, endpoint_id: str, *, request_id: str | None = None
+    ) -> str:
+        """Queues a test notification; its id (the `webhook-id` the receiver will see)."""
+        request = notification_service_pb2.SendTestNotificationRequest(
+            endpoint_id=endpoint_id, request_id=_request_id(request_id)
+        )
+        return (await self._call(self._notifications.SendTestNotification, request)).notification_id
+
+    def list_deliveries(
+        self, *, target: str = "", state: int = 0, page_size: int = 0
+    ) -> AsyncIterator[notification_pb2.Delivery]:
+        """Notifications with their attempts, newest first."""
+        request = notification_service_pb2.ListDeliveriesRequest(
+            target=target,
+            state=state,  # type: ignore[arg-type]
+            page_size=page_size,
+        )
+        return self._paged(self._notifications.ListDeliveries, request, lambda r: r.deliveries)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -10,11 +11,15 @@ from airlock_server.app.audit import AuditService, LogKey
 from airlock_server.app.common import Deps
 from airlock_server.app.feed import EventFeed
 from airlock_server.app.identity import IdentityService
-from airlock_server.app.ports import UnitOfWork
+from airlock_server.app.notifications import Dispatcher, DispatchSettings, NotificationService
+from airlock_server.app.ports import NotificationSender, UnitOfWork
 from airlock_server.app.sessions import SessionService
 from airlock_server.app.teams import TeamService
 from airlock_server.app.vaults import VaultService
+from airlock_server.channels.email import EmailSender, SmtpSettings
+from airlock_server.channels.webhook import WebhookSender
 from airlock_server.config import Settings
+from airlock_server.domain.notifications import Channel, RetryPolicy, Routing
 from airlock_server.persistence.db import create_engine, session_factory
 from airlock_server.persistence.event_log import PgListenSignal, PollSignal, SqlEventLogReader
 from airlock_server.persistence.seal import Sealer
@@ -29,11 +34,50 @@ class Wiring:
     app: UseCases
     signal: PgListenSignal | PollSignal
     feed: EventFeed
+    dispatcher: Dispatcher
+    webhooks: WebhookSender
+    notifications: NotificationService
 
     async def close(self) -> None:
+        await self.webhooks.close()
         await self.signal.close()
         await self.feed.close()
         await self.engine.dispose()
+
+
+def routing_of(settings: Settings) -> Routing:
+    return Routing(
+        email=bool(settings.smtp_host),
+        admin_emails=settings.admin_emails,
+        portal_url=settings.portal_url,
+        burst_threshold=settings.refusal_alert_count,
+        burst_window=timedelta(seconds=settings.refusal_alert_window),
+    )
+
+
+def dispatcher_of(deps: Deps, settings: Settings) -> tuple[Dispatcher, WebhookSender]:
+    # Well inside the lease: a delivery still in flight is not claimed by another dispatcher.
+    webhooks = WebhookSender(timeout=min(10.0, settings.notify_lease / 2))
+    senders: dict[Channel, NotificationSender] = {Channel.WEBHOOK: webhooks}
+    if settings.smtp_host:
+        senders[Channel.EMAIL] = EmailSender(
+            SmtpSettings(
+                host=settings.smtp_host,
+                port=settings.smtp_port,
+                security=settings.smtp_security,
+                username=settings.smtp_username,
+                password=settings.smtp_password,
+                sender=settings.smtp_from,
+                ca_file=settings.smtp_ca_file,
+            )
+        )
+    retry = RetryPolicy(
+        base=timedelta(seconds=settings.notify_retry_base),
+        cap=timedelta(seconds=settings.notify_retry_cap),
+        max_age=timedelta(seconds=settings.notify_max_age),
+    )
+    dispatch = DispatchSettings(lease=timedelta(seconds=settings.notify_lease), retry=retry)
+    return Dispatcher(deps, senders, dispatch), webhooks
 
 
 def wire(settings: Settings, log_key: LogKey | None = None) -> Wiring:
@@ -61,7 +105,10 @@ def wire(settings: Settings, log_key: LogKey | None = None) -> Wiring:
             one_statement=one_statement,
             on_commit=committed,
             sealer=sealer,
+            routing=routing,
         )
+
+    routing = routing_of(settings)
 
     deps = Deps(uow=uow, region=settings.region)
     log = SqlEventLogReader(sessions)
@@ -74,11 +121,14 @@ def wire(settings: Settings, log_key: LogKey | None = None) -> Wiring:
     audit = AuditService(deps, log, signal, log_key, watch_poll=safety, feed=feed)
     # Approval proofs carry a checkpoint signed with the same log key, by the same code.
     sessions_app = SessionService(deps, safety, anchor=audit, log=log, signal=signal, feed=feed)
+    notifications = NotificationService(deps, reminder_fractions=settings.reminders)
     app = UseCases(
         identities=IdentityService(deps),
         teams=TeamService(deps, sessions_app),
         sessions=sessions_app,
         vaults=VaultService(deps, sessions_app),
         audit=audit,
+        notifications=notifications,
     )
-    return Wiring(engine, deps, app, signal, feed)
+    dispatcher, webhooks = dispatcher_of(deps, settings)
+    return Wiring(engine, deps, app, signal, feed, dispatcher, webhooks, notifications)

@@ -81,6 +81,24 @@ def _environment_help(d: Settings) -> str:
         ("AIRLOCK_DB_POOL_SIZE", f"PostgreSQL connections (default {d.db_pool_size})"),
         ("AIRLOCK_EVENTS_POLL_INTERVAL", f"SQLite watch poll (default {d.events_poll_interval:g})"),
         ("AIRLOCK_EVENTS_SAFETY_POLL", f"PostgreSQL watch poll (default {d.events_safety_poll:g})"),
+        # Notifications (docs/notifications.md).
+        ("AIRLOCK_PORTAL_URL", "the approval portal, for links in notifications"),
+        ("AIRLOCK_ADMIN_EMAILS", "comma-separated addresses for security alerts"),
+        ("AIRLOCK_SMTP_HOST", "SMTP relay: email notifications are on when set"),
+        ("AIRLOCK_SMTP_PORT", f"SMTP port (default {d.smtp_port})"),
+        ("AIRLOCK_SMTP_SECURITY", f"starttls, tls or none (default {d.smtp_security})"),
+        ("AIRLOCK_SMTP_USERNAME", "SMTP authentication, with the password"),
+        ("AIRLOCK_SMTP_PASSWORD", "SMTP authentication, with the username"),
+        ("AIRLOCK_SMTP_FROM", f"the From address (default {d.smtp_from})"),
+        ("AIRLOCK_SMTP_CA_FILE", "PEM CA of the relay's certificate"),
+        ("AIRLOCK_NOTIFY_INTERVAL", f"idle dispatcher's wait (default {d.notify_interval:g})"),
+        ("AIRLOCK_NOTIFY_RETRY_BASE", f"first retry delay (default {d.notify_retry_base:g})"),
+        ("AIRLOCK_NOTIFY_RETRY_CAP", f"longest retry delay (default {d.notify_retry_cap:g})"),
+        ("AIRLOCK_NOTIFY_MAX_AGE", f"give up after (default {d.notify_max_age:g})"),
+        ("AIRLOCK_NOTIFY_LEASE", f"a claimed delivery's lease (default {d.notify_lease:g})"),
+        ("AIRLOCK_REMINDERS", "TTL fractions of reminders (default 0.5,0.9)"),
+        ("AIRLOCK_REFUSAL_ALERT_COUNT", f"refusals that alert (default {d.refusal_alert_count})"),
+        ("AIRLOCK_REFUSAL_ALERT_WINDOW", f"...within seconds (default {d.refusal_alert_window:g})"),
         ("AIRLOCK_METRICS_LISTEN", "serve --metrics-listen (default off)"),
         (
             "AIRLOCK_METRICS_INTERVAL",
@@ -381,6 +399,7 @@ async def _serve(settings: Settings, ready_file: Path | None, tls: TlsFiles | No
         ("invitations", wiring.app.teams.sweep_expired_invitations, "sweeper.settled_teams"),
         ("deletions", wiring.app.teams.sweep_due_deletions, "sweeper.deleted_teams"),
         ("sessions", wiring.app.sessions.sweep_expired_sessions, "sweeper.expired_sessions"),
+        ("reminders", wiring.notifications.remind, "sweeper.reminders"),
     )
 
     for name, _, _ in sweeps:
@@ -429,6 +448,10 @@ async def _serve(settings: Settings, ready_file: Path | None, tls: TlsFiles | No
                 )
             )
         )
+    # Notifications leave from every replica; each is claimed in the database.
+    wiring.dispatcher.observe(telemetry.notification_attempt)
+    dispatch_stop = asyncio.Event()
+    dispatcher = asyncio.create_task(wiring.dispatcher.run(dispatch_stop, settings.notify_interval))
     await stop.wait()
     log.info("server.stopping", grace_seconds=settings.shutdown_grace)
     prober.cancel()
@@ -436,12 +459,17 @@ async def _serve(settings: Settings, ready_file: Path | None, tls: TlsFiles | No
         await prober
     await served.set_serving(False)
     await served.server.stop(settings.shutdown_grace)
+    dispatch_stop.set()
     for task in background:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
     if metrics is not None:
         metrics.close()
+    # A delivery in flight finishes (bounded by the sender's timeout); one not recorded is
+    # claimed again once its lease runs out.
+    with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+        await asyncio.wait_for(dispatcher, settings.shutdown_grace)
     await wiring.close()
     log.info("server.stopped")
 

@@ -6,6 +6,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from airlock_server.domain.notifications import parse_fractions
+
 DEFAULT_DATABASE_URL = "sqlite:///var/airlock.db"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -41,6 +43,27 @@ def _whole(env: Mapping[str, str], name: str, default: int) -> int:
     return int(size)
 
 
+def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    return tuple(p.strip() for p in env.get(name, "").split(",") if p.strip())
+
+
+def _port(env: Mapping[str, str], name: str, default: int) -> int:
+    value = _positive(env, name, default)
+    if value != int(value) or value > 65535:
+        raise ConfigError(f"{name}: must be a port number, got {value:g}")
+    return int(value)
+
+
+def _fractions(env: Mapping[str, str], name: str, default: tuple[float, ...]) -> tuple[float, ...]:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    try:
+        return parse_fractions(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name}: fractions of a session's TTL, e.g. 0.5,0.9 ({exc})") from None
+
+
 def _pool_size(env: Mapping[str, str], default: int) -> int:
     return _whole(env, "AIRLOCK_DB_POOL_SIZE", default)
 
@@ -67,6 +90,24 @@ class Settings:
     tls_cert: str | None = None
     tls_key: str | None = None
     tls_client_ca: str | None = None
+    # Notifications (docs/notifications.md). Email is on when smtp_host is set.
+    portal_url: str = ""
+    admin_emails: tuple[str, ...] = ()
+    smtp_host: str = ""
+    smtp_port: int = 587
+    smtp_security: str = "starttls"
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_from: str = "airlock@localhost"
+    smtp_ca_file: str = ""
+    notify_interval: float = 1.0
+    notify_retry_base: float = 5.0
+    notify_retry_cap: float = 3600.0
+    notify_max_age: float = 86400.0
+    notify_lease: float = 60.0
+    reminders: tuple[float, ...] = (0.5, 0.9)
+    refusal_alert_count: int = 10
+    refusal_alert_window: float = 300.0
     # Load bounds (transport/limits.py): open streams (WatchEvents, WatchSession) per process
     # and per principal; events buffered for one stream before a reader that does not keep up
     # is disconnected; refused calls a principal may make (a token bucket: `refusal_burst` at
@@ -109,6 +150,27 @@ class Settings:
             tls_cert=env.get("AIRLOCK_TLS_CERT") or None,
             tls_key=env.get("AIRLOCK_TLS_KEY") or None,
             tls_client_ca=env.get("AIRLOCK_TLS_CLIENT_CA") or None,
+            portal_url=env.get("AIRLOCK_PORTAL_URL", d.portal_url),
+            admin_emails=_list(env, "AIRLOCK_ADMIN_EMAILS"),
+            smtp_host=env.get("AIRLOCK_SMTP_HOST", d.smtp_host),
+            smtp_port=_port(env, "AIRLOCK_SMTP_PORT", d.smtp_port),
+            smtp_security=_choice(
+                env, "AIRLOCK_SMTP_SECURITY", d.smtp_security, ("starttls", "tls", "none")
+            ),
+            smtp_username=env.get("AIRLOCK_SMTP_USERNAME", d.smtp_username),
+            smtp_password=env.get("AIRLOCK_SMTP_PASSWORD", d.smtp_password),
+            smtp_from=env.get("AIRLOCK_SMTP_FROM", d.smtp_from),
+            smtp_ca_file=env.get("AIRLOCK_SMTP_CA_FILE", d.smtp_ca_file),
+            notify_interval=_positive(env, "AIRLOCK_NOTIFY_INTERVAL", d.notify_interval),
+            notify_retry_base=_positive(env, "AIRLOCK_NOTIFY_RETRY_BASE", d.notify_retry_base),
+            notify_retry_cap=_positive(env, "AIRLOCK_NOTIFY_RETRY_CAP", d.notify_retry_cap),
+            notify_max_age=_positive(env, "AIRLOCK_NOTIFY_MAX_AGE", d.notify_max_age),
+            notify_lease=_positive(env, "AIRLOCK_NOTIFY_LEASE", d.notify_lease),
+            reminders=_fractions(env, "AIRLOCK_REMINDERS", d.reminders),
+            refusal_alert_count=_whole(env, "AIRLOCK_REFUSAL_ALERT_COUNT", d.refusal_alert_count),
+            refusal_alert_window=_positive(
+                env, "AIRLOCK_REFUSAL_ALERT_WINDOW", d.refusal_alert_window
+            ),
             max_streams=_whole(env, "AIRLOCK_MAX_STREAMS", d.max_streams),
             max_streams_per_principal=_whole(
                 env, "AIRLOCK_MAX_STREAMS_PER_PRINCIPAL", d.max_streams_per_principal

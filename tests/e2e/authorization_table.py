@@ -112,6 +112,7 @@ SES = "SessionService"
 VAULT = "VaultService"
 APPR = "ApproverService"
 AUDIT = "AuditService"
+NOTIFY = "NotificationService"
 
 ROWS: tuple[Row, ...] = (
     # --- IdentityService -------------------------------------------------------------------
@@ -334,6 +335,19 @@ ROWS: tuple[Row, ...] = (
     Row(AUDIT, "WatchEvents", "", _ok(READERS), stream=True),
     Row(AUDIT, "VerifyLog", "", _ok(READERS)),
     Row(AUDIT, "GetLogCheckpoint", "", _ok(READERS)),
+    # --- NotificationService ---------------------------------------------------------------
+    Row(NOTIFY, "CreateEndpoint", "a new webhook endpoint", _ok("admin"), mutates=True),
+    Row(
+        NOTIFY,
+        "ListEndpoints",
+        "",
+        _ok("admin"),
+        "the admin only: where notifications go is configuration, not audit data",
+    ),
+    Row(NOTIFY, "UpdateEndpoint", "the webhook endpoint", _ok("admin"), mutates=True),
+    Row(NOTIFY, "DeleteEndpoint", "a spare webhook endpoint", _ok("admin"), mutates=True),
+    Row(NOTIFY, "SendTestNotification", "the webhook endpoint", _ok("admin"), mutates=True),
+    Row(NOTIFY, "ListDeliveries", "", _ok("admin")),
 )
 
-SERVICES_IN_ORDER: tuple[str, ...] = (ID, TEAM, SES, VAULT, APPR, AUDIT)
+SERVICES_IN_ORDER: tuple[str, ...] = (ID, TEAM, SES, VAULT, APPR, AUDIT, NOTIFY)

@@ -301,8 +301,10 @@ def start_server(
     admin_token: str,
     *,
     env: dict[str, str] | None = None,
+    listen: str = "127.0.0.1:0",
 ) -> ServerProcess:
-    """`serve` on a free port; returns once the ready file names the port (bounded)."""
+    """`serve` on a free port (or `listen`); returns once the ready file names the port
+    (bounded)."""
     ready = directory / f"ready-{secrets.token_hex(4)}"
     log_path = directory / f"server-{ready.name}.log"
     with log_path.open("wb") as log_file:
@@ -315,7 +317,7 @@ def start_server(
                 "json",
                 "serve",
                 "--listen",
-                "127.0.0.1:0",
+                listen,
                 "--ready-file",
                 str(ready),
             ],
@@ -383,7 +385,11 @@ def server(
     """One server per backend for the session: its port, admin token, database URL and log."""
     backend: str = request.param
     directory = tmp_path_factory.mktemp(f"airlock-{backend}")
-    with served_database(request.config, backend, directory) as running:
+    # Its dispatcher looks for due notifications once, at start, then waits an hour: nothing
+    # is delivered behind the tests' backs (tests/e2e/test_notifications.py runs its own).
+    with served_database(
+        request.config, backend, directory, env={"AIRLOCK_NOTIFY_INTERVAL": "3600"}
+    ) as running:
         yield running
 
 

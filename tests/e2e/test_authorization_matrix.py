@@ -46,6 +46,9 @@ from airlock.v1 import (
     common_pb2,
     identity_service_pb2,
     identity_service_pb2_grpc,
+    notification_pb2,
+    notification_service_pb2,
+    notification_service_pb2_grpc,
     session_pb2,
     session_service_pb2,
     session_service_pb2_grpc,
@@ -121,6 +124,7 @@ class World:
     grant_id: str = ""
     spare_approver: str = ""
     spare_credential_id: str = ""
+    endpoint_id: str = ""
     clients: dict[str, AirlockClient] = field(default_factory=dict)
 
     def actor(self, who: str) -> str:
@@ -155,6 +159,25 @@ class World:
         me = self.client(approver)
         async for invitation in me.list_invitations(team_id=team_id):
             await me.respond_to_invitation(invitation.invitation_id, True, self.keys[approver])
+
+    async def endpoint(self) -> str:
+        """A webhook endpoint that hears only test notifications (the server under test does
+        not dispatch: its dispatcher waits an hour, so no delivery changes a table mid-cell)."""
+        async with grpc.aio.insecure_channel(self.target) as channel:
+            created = await notification_service_pb2_grpc.NotificationServiceStub(
+                channel
+            ).CreateEndpoint(
+                N.CreateEndpointRequest(
+                    endpoint=notification_pb2.NotificationEndpoint(
+                        url="http://127.0.0.1:9/hook",
+                        event_kinds=["notification.test"],
+                        enabled=True,
+                    )
+                ),
+                metadata=(("authorization", f"Bearer {self.tokens['admin']}"),),
+                timeout=CALL_TIMEOUT,
+            )
+        return str(created.endpoint.endpoint_id)
 
     async def pending_team(self) -> tuple[str, str]:
         """A PENDING 2-of-2 team of the member and the second, and the member's invitation."""
@@ -260,6 +283,7 @@ async def build_world(target: str, admin_token: str) -> World:
     await admin.create_approver(world.spare_approver, display_name="spare")
     spare = await admin.issue_credential("service", unique("spare"))
     world.spare_credential_id = spare.credential.credential_id
+    world.endpoint_id = await world.endpoint()
     return world
 
 
@@ -409,12 +433,19 @@ async def _disassociate(w: World, ok: bool) -> Message:
     )
 
 
+async def _delete_endpoint(w: World, ok: bool) -> Message:
+    return notification_service_pb2.DeleteEndpointRequest(
+        endpoint_id=await w.endpoint() if ok else w.endpoint_id
+    )
+
+
 I = identity_service_pb2  # noqa: E741
 T = team_service_pb2
 S = session_service_pb2
 V = vault_service_pb2
 A = approver_service_pb2
 L = audit_service_pb2
+N = notification_service_pb2
 RESTORE = "GetSession[the-restore-session]"
 
 BUILDERS: dict[str, Build] = {
@@ -517,6 +548,27 @@ BUILDERS: dict[str, Build] = {
     "WatchEvents": _plain(lambda w, who: L.WatchEventsRequest()),
     "VerifyLog": _plain(lambda w, who: L.VerifyLogRequest()),
     "GetLogCheckpoint": _plain(lambda w, who: L.GetLogCheckpointRequest()),
+    "CreateEndpoint[a-new-webhook-endpoint]": _plain(
+        lambda w, who: N.CreateEndpointRequest(
+            endpoint=notification_pb2.NotificationEndpoint(
+                url=f"https://hooks.example/{unique('new')}", event_kinds=["notification.test"]
+            )
+        )
+    ),
+    "ListEndpoints": _plain(lambda w, who: N.ListEndpointsRequest()),
+    "UpdateEndpoint[the-webhook-endpoint]": _plain(
+        lambda w, who: N.UpdateEndpointRequest(
+            endpoint=notification_pb2.NotificationEndpoint(
+                endpoint_id=w.endpoint_id, description=unique("described")
+            ),
+            update_mask=field_mask_pb2.FieldMask(paths=["description"]),
+        )
+    ),
+    "DeleteEndpoint[a-spare-webhook-endpoint]": _fresh(_delete_endpoint),
+    "SendTestNotification[the-webhook-endpoint]": _plain(
+        lambda w, who: N.SendTestNotificationRequest(endpoint_id=w.endpoint_id)
+    ),
+    "ListDeliveries": _plain(lambda w, who: N.ListDeliveriesRequest()),
 }
 
 STUBS: dict[str, Callable[[grpc.aio.Channel], Any]] = {
@@ -526,6 +578,7 @@ STUBS: dict[str, Callable[[grpc.aio.Channel], Any]] = {
     "VaultService": vault_service_pb2_grpc.VaultServiceStub,
     "ApproverService": approver_service_pb2_grpc.ApproverServiceStub,
     "AuditService": audit_service_pb2_grpc.AuditServiceStub,
+    "NotificationService": notification_service_pb2_grpc.NotificationServiceStub,
 }
 
 

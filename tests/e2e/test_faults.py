@@ -51,11 +51,13 @@ from e2e.test_replica_races import (  # the fixture `world` builds the team on `
     _start,
     world,
 )
+from google.protobuf import json_format
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from integration.harness import postgres_required
 
-from airlock.v1 import session_service_pb2, session_service_pb2_grpc
+from airlock.v1 import session_pb2, session_service_pb2, session_service_pb2_grpc
 from airlock_client import AirlockClient, AirlockError, RetryPolicy
+from airlock_client.cli_notifications import outcome_exit_code
 
 pytestmark = [pytest.mark.postgres, pytest.mark.asyncio, pytest.mark.timeout(600)]
 
@@ -371,11 +373,13 @@ async def test_votes_ride_through_a_postgresql_restart(world: World, auditor: Au
             watch.kill()  # by the pid this test started
             watched, watch_err = watch.communicate(timeout=BOUND)
     _assert_answers(ballots)
-    # The watch rode through too, and ended with the session's final state.
-    assert watch.returncode == 0, watch_err
+    # The watch rode through too, and ended with the session's final state, its exit code
+    # saying which (0 approved; docs/notifications.md).
     assert "INTERNAL" not in watch_err, watch_err
     last = json.loads(watched.splitlines()[-1])
     assert last["state"] in ("STATE_APPROVED", "STATE_FAILED"), last
+    final = json_format.ParseDict(last, session_pb2.Session())
+    assert watch.returncode == outcome_exit_code(final), watch_err
     await _check(world, session_ids, _outcomes(ballots))
     # The tail printed every event from where it began, each once, through the outage.
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), seqs

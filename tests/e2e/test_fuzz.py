@@ -34,6 +34,7 @@ from airlock.v1 import (
     audit_service_pb2,
     common_pb2,
     identity_service_pb2,
+    notification_service_pb2,
     session_service_pb2,
     team_service_pb2,
     vault_service_pb2,
@@ -62,6 +63,7 @@ METHODS = [
         vault_service_pb2,
         session_service_pb2,
         audit_service_pb2,
+        notification_service_pb2,
         health_pb2,  # public: answers anyone, and must not fail either
     )
     for service in module.DESCRIPTOR.services_by_name.values()

@@ -16,6 +16,7 @@ AIRLOCK_SERVICES = {
     "airlock.v1.VaultService",
     "airlock.v1.SessionService",
     "airlock.v1.AuditService",
+    "airlock.v1.NotificationService",
 }
 
 

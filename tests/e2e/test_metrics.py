@@ -180,6 +180,7 @@ def test_metrics_and_log_fields_of_a_real_server(metered: ServerProcess) -> None
         "invitations",
         "deletions",
         "sessions",
+        "reminders",
     }
 
     # The log lines: trace id (the caller's, when it sent one), request id, peer; the stream

@@ -28,10 +28,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from airlock_server.app.audit import AuditService, LogKey
 from airlock_server.app.common import Deps
 from airlock_server.app.identity import IdentityService
+from airlock_server.app.notifications import NotificationService
 from airlock_server.app.ports import UnitOfWork
 from airlock_server.app.sessions import SessionService
 from airlock_server.app.teams import TeamService
 from airlock_server.app.vaults import VaultService
+from airlock_server.domain.notifications import Routing
 from airlock_server.persistence.db import create_engine, session_factory
 from airlock_server.persistence.event_log import PgListenSignal, PollSignal, SqlEventLogReader
 from airlock_server.persistence.seal import Sealer
@@ -127,6 +129,7 @@ class Harness:
     vaults: VaultService
     audit: AuditService
     signal: PgListenSignal | PollSignal
+    notifications: NotificationService
 
     @property
     def backend(self) -> str:
@@ -145,16 +148,24 @@ class Harness:
         await self.engine.dispose()
 
 
-def build_harness(url: str, clock: FakeClock, log_key: LogKey | None = None) -> Harness:
+def build_harness(
+    url: str, clock: FakeClock, log_key: LogKey | None = None, *, routing: Routing | None = None
+) -> Harness:
     """What bootstrap.wire() builds, with the test's own clock; with `log_key`, appends are
-    signed and rows MACed with it, as a server with a key file (docs/threat-model.md)."""
+    signed and rows MACed with it, as a server with a key file (docs/threat-model.md);
+    `routing`: where email notifications go (by default none, webhooks only)."""
     engine = create_engine(url, pool_size=5)
     sessions = session_factory(engine)
     sealer = Sealer(log_key)
 
     def uow(*, read_only: bool = False, one_statement: bool = False) -> UnitOfWork:
         return SqlUnitOfWork(
-            sessions, clock, read_only=read_only, one_statement=one_statement, sealer=sealer
+            sessions,
+            clock,
+            read_only=read_only,
+            one_statement=one_statement,
+            sealer=sealer,
+            routing=routing,
         )
 
     deps = Deps(uow=uow, clock=clock)
@@ -174,6 +185,7 @@ def build_harness(url: str, clock: FakeClock, log_key: LogKey | None = None) -> 
         VaultService(deps, sessions_app),
         AuditService(deps, log, signal, log_key, watch_poll=2.0),
         signal,
+        NotificationService(deps),
     )
 
 
@@ -183,8 +195,8 @@ class HarnessFactory:
     clock: FakeClock
     made: list[Harness] = field(default_factory=list)
 
-    def __call__(self, log_key: LogKey | None = None) -> Harness:
+    def __call__(self, log_key: LogKey | None = None, *, routing: Routing | None = None) -> Harness:
         """Another, independent wiring (own engine and pool) on the same database."""
-        harness = build_harness(self.url, self.clock, log_key)
+        harness = build_harness(self.url, self.clock, log_key, routing=routing)
         self.made.append(harness)
         return harness

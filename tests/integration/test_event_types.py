@@ -19,8 +19,11 @@ from integration.harness import Harness
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from airlock_server.app.notifications import Dispatcher, DispatchSettings, EndpointChange
 from airlock_server.app.teams import TeamUpdate
+from airlock_server.channels.webhook import WebhookSender
 from airlock_server.domain.events import CALL_DENIED, EVENT_TYPES
+from airlock_server.domain.notifications import BodyFormat, Channel, RetryPolicy
 from airlock_server.domain.principals import SYSTEM, Principal, PrincipalKind
 from airlock_server.domain.sessions import ExecutionStatus, VoteDecision, vote_digest
 from airlock_server.domain.teams import (
@@ -676,6 +679,45 @@ async def a_cancelled_or_expired_revocation_leaves_the_grant(w: World) -> list[E
         ev("grant.revoke_requested", ADMIN, g, vault, f"session:{k2}"),
         ev("session.expired", SYSTEM, f"session:{k2}", vault, status="EXPIRED"),
         ev("grant.revoke_dropped", SYSTEM, g, vault, str(RECOVERY), state="AVAILABLE"),
+    ]
+
+
+@case(
+    "notification.endpoint_created",
+    "notification.endpoint_updated",
+    "notification.endpoint_deleted",
+    "notification.dead",
+)
+async def webhook_endpoints_and_a_dead_notification(w: World) -> list[Ev]:
+    await w.people()
+    await w.mark()
+    # Port 9 (discard) on loopback: nothing listens, every attempt is refused.
+    endpoint, _ = await w.app.notifications.create_endpoint(
+        ADMIN, "http://127.0.0.1:9/hook", "", BodyFormat.STANDARD, (), True, ""
+    )
+    e = f"endpoint:{endpoint.endpoint_id}"
+    await w.app.notifications.update_endpoint(
+        ADMIN, endpoint.endpoint_id, EndpointChange(kinds=("notification.test",)), ""
+    )
+    notification_id = await w.app.notifications.send_test(ADMIN, endpoint.endpoint_id, "")
+    retry = RetryPolicy(max_age=timedelta(seconds=1))
+    dispatcher = Dispatcher(
+        w.app.deps, {Channel.WEBHOOK: WebhookSender(timeout=5)}, DispatchSettings(retry=retry)
+    )
+    assert await dispatcher.run_once() == 1
+    await w.app.notifications.delete_endpoint(ADMIN, endpoint.endpoint_id, "")
+    return [
+        ev("notification.endpoint_created", ADMIN, e, host="127.0.0.1", kinds=[]),
+        ev("notification.endpoint_updated", ADMIN, e, kinds=["notification.test"]),
+        ev(
+            "notification.dead",
+            SYSTEM,
+            f"notification:{notification_id}",
+            notification_id=notification_id,
+            endpoint_id=endpoint.endpoint_id,
+            attempts=1,
+        ),
+        ev("notification.endpoint_deleted", ADMIN, e),
     ]
 
 

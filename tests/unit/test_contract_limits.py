@@ -34,6 +34,10 @@ from airlock_server.domain.identities import (
     validate_approver,
     validate_description,
 )
+from airlock_server.domain.notifications import (
+    validate_description as validate_endpoint_description,
+)
+from airlock_server.domain.notifications import validate_url
 from airlock_server.domain.paging import page_size
 from airlock_server.domain.principals import Principal, PrincipalKind, validate_principal
 from airlock_server.domain.sessions import (
@@ -217,6 +221,11 @@ def _subject(subject: str) -> None:
         raise AssertionError("a service principal without a name was accepted")
 
 
+def _url(length: int) -> str:
+    """An https URL of `length` characters (at least 16)."""
+    return "https://h.test/" + "a" * (length - 15)
+
+
 def _email(length: int) -> str:
     """An address of `length` characters: the longest local part, then the domain (or none)."""
     return "a" * 64 + "@" + "b" * (length - 65) if length else ""
@@ -305,6 +314,9 @@ DRIVERS: dict[str, Driver] = {
     "RespondToInvitationRequest.key_proof": lambda v: _signed(v, "key_proof"),
     "VoteRequest.signature": lambda v: _signed(v, "signature"),
     "Vote.signature": lambda v: _signed(v, "signature"),
+    # A URL of the given length (an empty one is refused as missing, not as too long).
+    "NotificationEndpoint.url": lambda v: validate_url(_url(len(v))) if v else None,
+    "NotificationEndpoint.description": validate_endpoint_description,
 }
 
 

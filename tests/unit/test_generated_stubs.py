@@ -72,6 +72,15 @@ EXPECTED_RPCS: dict[str, set[str]] = {
         "ExportApprovalProof",
     },
     "AuditService": {"ListEvents", "WatchEvents", "VerifyLog", "GetLogCheckpoint"},
+    # Issue 12: notifications.
+    "NotificationService": {
+        "CreateEndpoint",
+        "ListEndpoints",
+        "UpdateEndpoint",
+        "DeleteEndpoint",
+        "SendTestNotification",
+        "ListDeliveries",
+    },
 }
 SERVER_STREAMING = {("SessionService", "WatchSession"), ("AuditService", "WatchEvents")}
 

@@ -1,6 +1,7 @@
 """The layering of the design, checked on the source: every import, parsed with `ast`.
 
-    transport -> app -> domain;  persistence -> domain (+ app.ports);  clients -/-> server
+    transport -> app -> domain;  persistence -> domain (+ app.ports);  channels -> domain;
+    clients -/-> server
 
 bootstrap.py and cli.py are the only places that wire persistence into app and transport, so
 they are not checked here.
@@ -47,6 +48,7 @@ RULES = (
         never=(
             "airlock_server.persistence",
             "airlock_server.transport",
+            "airlock_server.channels",
             *WIRING,
             *DRIVERS,
             *GRPC,
@@ -58,6 +60,20 @@ RULES = (
         "airlock_server.persistence",
         never=("airlock_server.app", "airlock_server.transport", *WIRING, *GRPC, "airlock.v1"),
         except_=("airlock_server.app.ports",),
+    ),
+    # Notification channels (webhook, SMTP) deliver what the domain renders; they implement an
+    # app port and know neither storage nor the wire.
+    Rule(
+        "airlock_server.channels",
+        never=(
+            "airlock_server.app",
+            "airlock_server.persistence",
+            "airlock_server.transport",
+            *WIRING,
+            *DRIVERS,
+            *GRPC,
+            "airlock.v1",
+        ),
     ),
     # The wire talks to use cases, never to storage.
     Rule("airlock_server.transport", never=("airlock_server.persistence", *WIRING, *DRIVERS)),

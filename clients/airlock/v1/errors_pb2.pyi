@@ -218,6 +218,12 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """FAILED_PRECONDITION: fewer enabled approvers than M are left in the team, so no session opens
     (metadata: teamId, disabled).
     """
+    NOTIFICATION_ENDPOINT_NOT_FOUND: _ErrorReason.ValueType  # 74
+    """NOT_FOUND: no notification endpoint has this id (metadata: resource, id)."""
+    NOTIFICATION_ENDPOINT_DISABLED: _ErrorReason.ValueType  # 75
+    """FAILED_PRECONDITION: the notification endpoint is disabled; enable it to send it a test
+    (metadata: endpointId).
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """Every reason the server sends, AIP-193 style. A failed call carries a google.rpc.Status (in
@@ -427,5 +433,11 @@ in the draft it voted on.
 QUORUM_UNREACHABLE: ErrorReason.ValueType  # 73
 """FAILED_PRECONDITION: fewer enabled approvers than M are left in the team, so no session opens
 (metadata: teamId, disabled).
+"""
+NOTIFICATION_ENDPOINT_NOT_FOUND: ErrorReason.ValueType  # 74
+"""NOT_FOUND: no notification endpoint has this id (metadata: resource, id)."""
+NOTIFICATION_ENDPOINT_DISABLED: ErrorReason.ValueType  # 75
+"""FAILED_PRECONDITION: the notification endpoint is disabled; enable it to send it a test
+(metadata: endpointId).
 """
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

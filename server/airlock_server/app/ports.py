@@ -6,11 +6,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import Protocol
+from typing import Any, Protocol
 
 from airlock_server.domain.events import Checkpoint, Event, NewEvent
 from airlock_server.domain.health import Activity
 from airlock_server.domain.identities import Account, Approver, Credential
+from airlock_server.domain.notifications import (
+    Attempt,
+    Delivery,
+    DeliveryState,
+    Endpoint,
+    Notice,
+    Outgoing,
+)
 from airlock_server.domain.principals import Principal
 from airlock_server.domain.sessions import Session, SessionKind, SessionState
 from airlock_server.domain.team_changes import TeamDeletion
@@ -251,6 +259,68 @@ class ActivityRepository(Protocol):
         ...
 
 
+class NotificationRepository(Protocol):
+    """Webhook endpoints and the outbox (notifications of events are written at commit)."""
+
+    async def add_endpoint(self, endpoint: Endpoint, secret: str) -> None: ...
+    async def get_endpoint(
+        self, endpoint_id: str, *, for_update: bool = False
+    ) -> Endpoint | None: ...
+    async def list_endpoints(self, after: str | None, limit: int) -> list[Endpoint]: ...
+    async def save_endpoint(self, endpoint: Endpoint) -> None: ...
+    async def delete_endpoint(self, endpoint_id: str) -> None:
+        """Its pending notifications are dropped."""
+        ...
+
+    async def add_notice(self, notice: Notice, cause: str, now: datetime) -> int:
+        """Write a notice no event carries (a reminder), once per `cause`; rows written."""
+        ...
+
+    async def add_test(
+        self, endpoint_id: str, data: dict[str, Any], cause: str, now: datetime
+    ) -> str: ...
+    async def any_due(self, now: datetime) -> bool: ...
+    async def claim_due(self, now: datetime, lease_until: datetime, limit: int) -> list[Outgoing]:
+        """Due notifications, leased to the caller until `lease_until`; others' are skipped."""
+        ...
+
+    async def finish_attempt(
+        self,
+        notification_id: str,
+        lease: str,
+        attempt: Attempt,
+        state: DeliveryState,
+        next_attempt_time: datetime | None,
+    ) -> bool:
+        """False (nothing written) when the lease was lost."""
+        ...
+
+    async def list_deliveries(
+        self,
+        target: str,
+        state: DeliveryState | None,
+        after: tuple[datetime, str] | None,
+        limit: int,
+    ) -> list[Delivery]: ...
+    async def get_delivery(self, notification_id: str) -> Delivery | None: ...
+    async def pending_sessions(self, now: datetime, after: str, limit: int) -> list[str]:
+        """Pending, unexpired sessions with an id after `after`, by id."""
+        ...
+
+    async def reminded_steps(self, session_ids: Sequence[str]) -> set[tuple[str, int]]: ...
+    async def mark_reminded(self, session_id: str, step: int, now: datetime) -> bool:
+        """Claim a reminder point once across replicas; False when another did it."""
+        ...
+
+
+class NotificationSender(Protocol):
+    """One channel (webhook, email): delivers one notification, says how it went."""
+
+    async def send(self, out: Outgoing) -> Attempt:
+        """`Attempt.number` is ignored; never raises for a delivery failure."""
+        ...
+
+
 class UnitOfWork(Protocol):
     """One transaction. Leaving without commit() rolls back; events are appended at commit."""
 
@@ -266,6 +336,7 @@ class UnitOfWork(Protocol):
     grants: GrantRepository
     deletions: TeamDeletionRepository
     activity: ActivityRepository
+    notifications: NotificationRepository
 
     def record(self, event: NewEvent) -> None: ...
     async def commit(self) -> None: ...

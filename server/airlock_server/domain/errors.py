@@ -101,6 +101,9 @@ class Reason(StrEnum):
     NEW_KEY_REQUIRED = "NEW_KEY_REQUIRED"
     KEY_NOT_APPROVED = "KEY_NOT_APPROVED"
     QUORUM_UNREACHABLE = "QUORUM_UNREACHABLE"
+    # Notifications (issue 12).
+    NOTIFICATION_ENDPOINT_NOT_FOUND = "NOTIFICATION_ENDPOINT_NOT_FOUND"
+    NOTIFICATION_ENDPOINT_DISABLED = "NOTIFICATION_ENDPOINT_DISABLED"
 
 
 # The kinds of resource a caller names by id; each has its fixed NOT_FOUND (and, where the caller
@@ -111,6 +114,7 @@ Resource = Literal[
     "approver",
     "credential",
     "invitation",
+    "notification endpoint",
     "restore access grant",
     "session",
     "team share",
@@ -122,6 +126,7 @@ NOT_FOUND_REASONS: Mapping[Resource, Reason] = {
     "approver": Reason.APPROVER_NOT_FOUND,
     "credential": Reason.CREDENTIAL_NOT_FOUND,
     "invitation": Reason.INVITATION_NOT_FOUND,
+    "notification endpoint": Reason.NOTIFICATION_ENDPOINT_NOT_FOUND,
     "restore access grant": Reason.RESTORE_ACCESS_GRANT_NOT_FOUND,
     "session": Reason.SESSION_NOT_FOUND,
     "team share": Reason.TEAM_SHARE_NOT_FOUND,

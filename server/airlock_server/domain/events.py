@@ -167,6 +167,10 @@ EVENT_TYPES: tuple[str, ...] = (
     "grant.revoke_requested",
     "grant.revoked",
     "grant.revoke_dropped",
+    "notification.endpoint_created",
+    "notification.endpoint_updated",
+    "notification.endpoint_deleted",
+    "notification.dead",
     CALL_DENIED,
 )
 

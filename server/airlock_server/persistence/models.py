@@ -425,3 +425,80 @@ class ApproverActivityRecord(Base):
     approver_id: Mapped[str] = mapped_column(ForeignKey("approvers.approver_id"), primary_key=True)
     kind: Mapped[str] = mapped_column(String(32))
     activity_time: Mapped[datetime]
+
+
+# --- notifications: webhook endpoints and the transactional outbox ---
+
+
+class NotificationEndpointRecord(Base):
+    """A webhook endpoint. The secret signs each delivery (Standard Webhooks); it must be
+    kept readable to sign, and is never returned by the API after creation."""
+
+    __tablename__ = "notification_endpoints"
+
+    endpoint_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    description: Mapped[str] = mapped_column(String(256))
+    body_format: Mapped[str] = mapped_column(String(16))
+    kinds: Mapped[list[str]] = mapped_column(JSON)
+    secret: Mapped[str] = mapped_column(String(128))
+    enabled: Mapped[bool] = mapped_column(Boolean)
+    revision: Mapped[int] = mapped_column(Integer)
+    create_time: Mapped[datetime]
+    update_time: Mapped[datetime]
+
+
+class NotificationRecord(Base):
+    """The outbox: one notification for one recipient, written in the transaction of the
+    event that causes it. `notification_id` is the webhook-id every retry repeats."""
+
+    __tablename__ = "notifications"
+
+    notification_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # One notification per (cause, recipient), whichever replica writes it (reminders).
+    dedupe_key: Mapped[str] = mapped_column(String(400), unique=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    channel: Mapped[str] = mapped_column(String(16))
+    # The endpoint id (webhook) or the address (email).
+    target: Mapped[str] = mapped_column(String(320), index=True)
+    event_seq: Mapped[int | None] = mapped_column(BigInteger)
+    data: Mapped[dict[str, Any]]
+    state: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer)
+    # Due time while PENDING; a claim moves it a lease ahead, so a dispatcher killed
+    # mid-delivery leaves the notification to be claimed again when the lease runs out.
+    next_attempt_time: Mapped[datetime]
+    lease: Mapped[str | None] = mapped_column(String(32))
+    create_time: Mapped[datetime]
+    deliver_time: Mapped[datetime | None]
+
+    __table_args__ = (
+        # The dispatchers' query: pending notifications by due time.
+        Index("ix_notifications_state_due", "state", "next_attempt_time"),
+        Index("ix_notifications_create_time_id", "create_time", "notification_id"),
+    )
+
+
+class NotificationAttemptRecord(Base):
+    """One delivery attempt and its outcome."""
+
+    __tablename__ = "notification_attempts"
+
+    notification_id: Mapped[str] = mapped_column(
+        ForeignKey("notifications.notification_id"), primary_key=True
+    )
+    attempt: Mapped[int] = mapped_column(Integer, primary_key=True)
+    attempt_time: Mapped[datetime]
+    ok: Mapped[bool] = mapped_column(Boolean)
+    code: Mapped[int] = mapped_column(Integer)
+    error: Mapped[str] = mapped_column(String(500))
+
+
+class ReminderRecord(Base):
+    """A reminder point of a session already handled, so replicas remind once."""
+
+    __tablename__ = "session_reminders"
+
+    session_id: Mapped[str] = mapped_column(ForeignKey("sessions.session_id"), primary_key=True)
+    step: Mapped[int] = mapped_column(Integer, primary_key=True)
+    create_time: Mapped[datetime]

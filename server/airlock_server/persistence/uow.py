@@ -13,6 +13,7 @@ from airlock_server.app import ports
 from airlock_server.app.ports import Clock
 from airlock_server.domain.errors import Conflict
 from airlock_server.domain.events import NewEvent
+from airlock_server.domain.notifications import Routing, notice_for
 from airlock_server.persistence.db import (
     ONE_STATEMENT_OPTION,
     READ_ONLY_OPTION,
@@ -23,6 +24,12 @@ from airlock_server.persistence.db import (
 )
 from airlock_server.persistence.event_log import append_events
 from airlock_server.persistence.health_repositories import SqlActivityRepository
+from airlock_server.persistence.notifications import (
+    Outbox,
+    SqlNotificationRepository,
+    plan_events,
+    write_events,
+)
 from airlock_server.persistence.recovery_repositories import (
     SqlGrantRepository,
     SqlSessionRepository,
@@ -66,11 +73,13 @@ class SqlUnitOfWork:
         one_statement: bool = False,
         on_commit: Callable[[int], None] | None = None,
         sealer: Sealer | None = None,
+        routing: Routing | None = None,
     ) -> None:
         self._on_commit = on_commit  # told the last seq appended, once committed
         self._sessions = sessions
         # The log key: signs each append's head, keys the rows' MACs (none when keyless).
         self._sealer = sealer or Sealer()
+        self._routing = routing or Routing()
         self._clock = clock
         self._read_only = read_only or one_statement
         self._one_statement = one_statement
@@ -100,6 +109,9 @@ class SqlUnitOfWork:
         self.grants: ports.GrantRepository = SqlGrantRepository(s, self._sealer)
         self.deletions: ports.TeamDeletionRepository = SqlTeamDeletionRepository(s)
         self.activity: ports.ActivityRepository = SqlActivityRepository(s)
+        self.notifications: ports.NotificationRepository = SqlNotificationRepository(
+            s, self._routing
+        )
         self._events = []
         return self
 
@@ -148,9 +160,16 @@ class SqlUnitOfWork:
     async def commit(self) -> None:
         last = 0
         if self._events:
-            last = (await append_events(self.session, self._events, self._clock(), self._sealer))[
-                -1
-            ].seq
+            # The transactional outbox: each event's notifications are written in its
+            # transaction, so a committed event always has them and a rolled-back one never.
+            # Recipients are read before the log's lock, the rows written after it is taken.
+            now = self._clock()
+            notices = [notice_for(e) for e in self._events]
+            outbox = Outbox(self.session, self._routing, now)
+            planned = await plan_events(outbox, notices)
+            events = await append_events(self.session, self._events, now, self._sealer)
+            await write_events(outbox, notices, planned, events, now)
+            last = events[-1].seq
             self._events = []
         await self.session.commit()
         if last and self._on_commit is not None:

@@ -73,6 +73,11 @@ class Telemetry:
         self._sweeper_failures = self.meter.create_counter(
             "airlock.sweeper.failures", description="Sweeper passes that failed, by task"
         )
+        self._notification_attempts = self.meter.create_counter(
+            "airlock.notifications.attempts",
+            description="Notification delivery attempts, by channel and outcome "
+            "(delivered, retry, dead)",
+        )
         self.sampled = Sampled()
 
     def start(self, method: str, metadata: Iterable[tuple[str, str | bytes]] | None) -> Call:
@@ -98,6 +103,11 @@ class Telemetry:
     def sweeper_failed(self, task: str, count: int = 1) -> None:
         """`count` 0 makes the task's series exist (at 0) before any failure."""
         self._sweeper_failures.add(count, {"task": task})
+
+    def notification_attempt(self, channel: str, outcome: str) -> None:
+        """One delivery attempt (the dispatcher's observer): `outcome` is the state it left
+        the notification in: delivered, retry (pending again) or dead."""
+        self._notification_attempts.add(1, {"channel": channel, "outcome": outcome})
 
     def gauge(self, name: str, description: str, read: Callable[[], float | Mapping[str, float]],
               label: str = "") -> None:  # fmt: skip

@@ -15,6 +15,8 @@ from airlock.v1 import (
     audit_service_pb2_grpc,
     identity_service_pb2,
     identity_service_pb2_grpc,
+    notification_service_pb2,
+    notification_service_pb2_grpc,
     session_service_pb2,
     session_service_pb2_grpc,
     team_service_pb2,
@@ -24,6 +26,7 @@ from airlock.v1 import (
 )
 from airlock_server.app.audit import AuditService
 from airlock_server.app.identity import IdentityService
+from airlock_server.app.notifications import NotificationService
 from airlock_server.app.sessions import SessionService
 from airlock_server.app.teams import TeamService
 from airlock_server.app.vaults import VaultService
@@ -33,6 +36,7 @@ from airlock_server.transport.metrics import Telemetry
 from airlock_server.transport.servicers.approver import ApproverServicer
 from airlock_server.transport.servicers.audit import AuditServicer
 from airlock_server.transport.servicers.identity import IdentityServicer
+from airlock_server.transport.servicers.notifications import NotificationServicer
 from airlock_server.transport.servicers.sessions import SessionServicer
 from airlock_server.transport.servicers.teams import TeamServicer
 from airlock_server.transport.servicers.vaults import VaultServicer
@@ -46,6 +50,7 @@ SERVICE_NAMES = tuple(
         (vault_service_pb2, "VaultService"),
         (session_service_pb2, "SessionService"),
         (audit_service_pb2, "AuditService"),
+        (notification_service_pb2, "NotificationService"),
     )
 )
 
@@ -61,6 +66,8 @@ class UseCases:
     sessions: SessionService
     vaults: VaultService
     audit: AuditService
+    # None: a server without the NotificationService (tests that wire a subset).
+    notifications: NotificationService | None = None
 
 
 @dataclass
@@ -120,6 +127,10 @@ def build_server(
         SessionServicer(app.sessions), server
     )
     audit_service_pb2_grpc.add_AuditServiceServicer_to_server(AuditServicer(app.audit), server)
+    if app.notifications is not None:
+        notification_service_pb2_grpc.add_NotificationServiceServicer_to_server(
+            NotificationServicer(app.notifications), server
+        )
     # The asyncio servicer: the threaded one blocks a worker thread per Watch stream, and a
     # watcher left open then keeps the process from exiting after shutdown.
     health_servicer = health.aio.HealthServicer()
