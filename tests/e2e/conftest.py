@@ -386,7 +386,7 @@ def server(
     backend: str = request.param
     directory = tmp_path_factory.mktemp(f"airlock-{backend}")
     # Its dispatcher looks for due notifications once, at start, then waits an hour: nothing
-    # is delivered behind the tests' backs (tests/e2e/test_notifications.py runs its own).
+    # is delivered behind the tests' backs (tests/e2e/test_notification_delivery.py runs its own).
     with served_database(
         request.config, backend, directory, env={"AIRLOCK_NOTIFY_INTERVAL": "3600"}
     ) as running:
