@@ -69,6 +69,8 @@ class ApproverRecord(Base):
     enabled: Mapped[bool] = mapped_column(Boolean)
     create_time: Mapped[datetime]
     disable_time: Mapped[datetime | None]
+    # HMAC by the log key over the row (domain/integrity.py); NULL on a keyless server.
+    mac: Mapped[bytes | None] = mapped_column(LargeBinary(32))
 
 
 class AccountRecord(Base):
@@ -77,6 +79,8 @@ class AccountRecord(Base):
     account_id: Mapped[str] = mapped_column(String(12), primary_key=True)
     name: Mapped[str] = mapped_column(String(64))
     create_time: Mapped[datetime]
+    # HMAC by the log key over the row (domain/integrity.py); NULL on a keyless server.
+    mac: Mapped[bytes | None] = mapped_column(LargeBinary(32))
 
 
 class CredentialRecord(Base):
@@ -114,6 +118,8 @@ class TeamRecord(Base):
     activation_deadline: Mapped[datetime | None] = mapped_column(index=True)
     create_time: Mapped[datetime]
     update_time: Mapped[datetime]
+    # HMAC by the log key over the row (domain/integrity.py); NULL on a keyless server.
+    mac: Mapped[bytes | None] = mapped_column(LargeBinary(32))
 
 
 class TeamVersionRecord(Base):
@@ -165,6 +171,8 @@ class TeamShareRecord(Base):
     principal_kind: Mapped[str] = mapped_column(String(16), primary_key=True)
     subject: Mapped[str] = mapped_column(String(64), primary_key=True)
     create_time: Mapped[datetime]
+    # HMAC by the log key over the row (domain/integrity.py); NULL on a keyless server.
+    mac: Mapped[bytes | None] = mapped_column(LargeBinary(32))
 
 
 class IdempotencyKeyRecord(Base):
@@ -407,6 +415,8 @@ class TeamDeletionRecord(Base):
     complete_time: Mapped[datetime | None]
     # When an approved deletion is due; indexed for the sweeper.
     due_time: Mapped[datetime | None] = mapped_column(index=True)
+    # HMAC by the log key over the row (domain/integrity.py); NULL on a keyless server.
+    mac: Mapped[bytes | None] = mapped_column(LargeBinary(32))
 
 
 # --- health: what each approver last did for each team ---

@@ -68,6 +68,20 @@ SESSIONS = "sessions"
 VOTES = "votes"
 GRANTS = "restore_access_grants"
 VAULTS = "vaults"
+TEAM_DELETIONS = "team_deletions"
+
+
+def deletion_fields(d: TeamDeletion, due_time: datetime | None) -> tuple[RowField, ...]:
+    """What a team deletion's MAC covers: every column (its session, window, outcome, due)."""
+    return (
+        d.session_id,
+        d.team_id,
+        d.pending_window_days,
+        d.request_time,
+        d.approve_time,
+        d.complete_time,
+        due_time,
+    )
 
 
 def session_fields(s: Session) -> tuple[RowField, ...]:
@@ -932,12 +946,22 @@ _DELETIONS_OF_TEAMS = (
 
 
 class SqlTeamDeletionRepository:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, sealer: Sealer | None = None) -> None:
         self._s = session
+        self._sealer = sealer or Sealer()
+
+    def _to_domain(self, r: Any) -> TeamDeletion:
+        """From a TeamDeletionRecord or a Core row of its columns, that the server wrote;
+        RECORD_NOT_AUTHENTIC otherwise."""
+        d = self.unchecked(r)
+        if not self._sealer.authentic(
+            TEAM_DELETIONS, r.session_id, deletion_fields(d, r.due_time), r.mac
+        ):
+            raise record_not_authentic(TEAM_DELETIONS, r.session_id)
+        return d
 
     @staticmethod
-    def _to_domain(r: Any) -> TeamDeletion:
-        """From a TeamDeletionRecord or a Core row of its columns."""
+    def unchecked(r: Any) -> TeamDeletion:
         return TeamDeletion(
             team_id=r.team_id,
             session_id=r.session_id,
@@ -961,6 +985,7 @@ class SqlTeamDeletionRepository:
                 approve_time=deletion.approve_time,
                 complete_time=deletion.complete_time,
                 due_time=None,
+                mac=self._sealer.mac(TEAM_DELETIONS, deletion_fields(deletion, None)),
             )
         )
         await self._s.flush()
@@ -980,6 +1005,9 @@ class SqlTeamDeletionRepository:
                 approve_time=deletion.approve_time,
                 complete_time=deletion.complete_time,
                 due_time=self._due(deletion, done),
+                mac=self._sealer.mac(
+                    TEAM_DELETIONS, deletion_fields(deletion, self._due(deletion, done))
+                ),
             )
         )
 

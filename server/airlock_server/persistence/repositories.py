@@ -42,6 +42,61 @@ from airlock_server.persistence.seal import Sealer
 CREDENTIALS = "credentials"
 TEAM_MEMBERS = "team_members"
 TEAM_VERSIONS = "team_versions"
+APPROVERS = "approvers"
+ACCOUNTS = "accounts"
+TEAMS = "teams"
+TEAM_SHARES = "team_shares"
+
+
+def approver_fields(a: Approver) -> tuple[RowField, ...]:
+    """What an approver's MAC covers: every column, `enabled` above all (a disabled approver
+    re-enabled through SQL is refused)."""
+    return (
+        a.approver_id,
+        a.display_name,
+        a.email,
+        int(a.enabled),
+        a.create_time,
+        a.disable_time,
+    )
+
+
+def account_fields(a: Account) -> tuple[RowField, ...]:
+    return (a.account_id, a.name, a.create_time)
+
+
+def team_fields(r: Any) -> tuple[RowField, ...]:
+    """What a team's own row's MAC covers, from a row or a dict of its columns: its state and
+    which versions are current and pending (a `current_version` rolled back is refused)."""
+    values = r if isinstance(r, dict) else r._mapping
+    return tuple(values[c] for c in _TEAM_MACED)
+
+
+_TEAM_MACED = (
+    "team_id",
+    "arn",
+    "name",
+    "state",
+    "status",
+    "status_message",
+    "current_version",
+    "pending_version",
+    "update_session_id",
+    "revision",
+    "activation_deadline",
+    "create_time",
+    "update_time",
+)
+
+
+def share_fields(
+    team_id: str, kind: str, subject: str, create_time: datetime
+) -> tuple[RowField, ...]:
+    return (team_id, kind, subject, create_time)
+
+
+def stored_share_fields(r: Any) -> tuple[RowField, ...]:
+    return share_fields(r.team_id, r.principal_kind, r.subject, r.create_time)
 
 
 def version_fields(team_id: str, v: TeamVersion) -> tuple[RowField, ...]:
@@ -89,14 +144,18 @@ def _insert(session: AsyncSession):  # type: ignore[no-untyped-def]
 
 
 class SqlApproverRepository:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, sealer: Sealer | None = None) -> None:
         self._s = session
+        self._sealer = sealer or Sealer()
 
-    @staticmethod
-    def _to_domain(r: ApproverRecord) -> Approver:
-        return Approver(
+    def _to_domain(self, r: ApproverRecord) -> Approver:
+        """An approver row the server wrote; RECORD_NOT_AUTHENTIC otherwise."""
+        a = Approver(
             r.approver_id, r.display_name, r.email, r.enabled, r.create_time, r.disable_time
         )
+        if not self._sealer.authentic(APPROVERS, r.approver_id, approver_fields(a), r.mac):
+            raise record_not_authentic(APPROVERS, r.approver_id)
+        return a
 
     async def add(self, approver: Approver) -> None:
         self._s.add(
@@ -107,6 +166,7 @@ class SqlApproverRepository:
                 enabled=approver.enabled,
                 create_time=approver.create_time,
                 disable_time=approver.disable_time,
+                mac=self._sealer.mac(APPROVERS, approver_fields(approver)),
             )
         )
         await self._s.flush()
@@ -140,31 +200,43 @@ class SqlApproverRepository:
                 email=approver.email,
                 enabled=approver.enabled,
                 disable_time=approver.disable_time,
+                mac=self._sealer.mac(APPROVERS, approver_fields(approver)),
             )
         )
 
 
 class SqlAccountRepository:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, sealer: Sealer | None = None) -> None:
         self._s = session
+        self._sealer = sealer or Sealer()
+
+    def _to_domain(self, r: AccountRecord) -> Account:
+        """An account row the server wrote; RECORD_NOT_AUTHENTIC otherwise."""
+        a = Account(r.account_id, r.name, r.create_time)
+        if not self._sealer.authentic(ACCOUNTS, r.account_id, account_fields(a), r.mac):
+            raise record_not_authentic(ACCOUNTS, r.account_id)
+        return a
 
     async def add(self, account: Account) -> None:
         self._s.add(
             AccountRecord(
-                account_id=account.account_id, name=account.name, create_time=account.create_time
+                account_id=account.account_id,
+                name=account.name,
+                create_time=account.create_time,
+                mac=self._sealer.mac(ACCOUNTS, account_fields(account)),
             )
         )
         await self._s.flush()
 
     async def get(self, account_id: str) -> Account | None:
         r = await self._s.get(AccountRecord, account_id)
-        return Account(r.account_id, r.name, r.create_time) if r else None
+        return self._to_domain(r) if r else None
 
     async def list_page(self, after: str | None, limit: int) -> list[Account]:
         q = select(AccountRecord).order_by(AccountRecord.account_id).limit(limit)
         if after is not None:
             q = q.where(AccountRecord.account_id > after)
-        return [Account(r.account_id, r.name, r.create_time) for r in await self._s.scalars(q)]
+        return [self._to_domain(r) for r in await self._s.scalars(q)]
 
 
 _CRED = CredentialRecord.__table__.c
@@ -374,6 +446,7 @@ _TEAM_BY_INVITATION_LOCKED = _TEAM_BY_INVITATION.with_for_update(of=TeamRecord._
 
 
 def _team_row_values(team: Team, deadline: datetime | None) -> dict[str, Any]:
+    """The team's own row but its MAC (which save() adds)."""
     return {
         "state": team.state.value,
         "status": team.status.value,
@@ -407,6 +480,9 @@ class SqlTeamRepository:
         first: Any = None
 
         def finish() -> None:
+            if not self._sealer.authentic(TEAMS, first.team_id, team_fields(first), first.mac):
+                # Its state and which version is current: never rolled back through SQL.
+                raise record_not_authentic(TEAMS, first.team_id)
             built = {n: replace(v, members=tuple(members[n])) for n, v in versions.items()}
             team = Team(
                 team_id=first.team_id,
@@ -573,16 +649,19 @@ class SqlTeamRepository:
             ),
         )
 
+    def _team_row(self, team: Team) -> dict[str, Any]:
+        """Every column of the team's own row, its MAC included."""
+        values = {
+            "team_id": team.team_id,
+            "arn": team.arn,
+            "name": team.name,
+            "create_time": team.create_time,
+            **_team_row_values(team, self._deadline(team)),
+        }
+        return {**values, "mac": self._sealer.mac(TEAMS, team_fields(values))}
+
     async def add(self, team: Team) -> None:
-        await self._s.execute(
-            insert(TeamRecord).values(
-                team_id=team.team_id,
-                arn=team.arn,
-                name=team.name,
-                create_time=team.create_time,
-                **_team_row_values(team, self._deadline(team)),
-            )
-        )
+        await self._s.execute(insert(TeamRecord).values(**self._team_row(team)))
         await self._write_version(team.team_id, team.current, new=True)
         if team.pending is not None:
             await self._write_version(team.team_id, team.pending, new=True)
@@ -607,24 +686,27 @@ class SqlTeamRepository:
             .order_by(TeamRecord.team_id)
             .limit(limit)
         )
-        if visible_to is not None:
-            q = q.where(
-                exists().where(
-                    TeamShareRecord.team_id == TeamRecord.team_id,
-                    TeamShareRecord.principal_kind == visible_to.kind.value,
-                    TeamShareRecord.subject == visible_to.subject,
-                )
-            )
         if after is not None:
             q = q.where(TeamRecord.team_id > after)
-        return await self._many(list(await self._s.scalars(q.with_only_columns(_T.team_id))))
+        if visible_to is None:
+            return await self._many(list(await self._s.scalars(q.with_only_columns(_T.team_id))))
+        # The shares it goes by, checked: a share inserted through SQL shows no team.
+        shared = q.join(TeamShareRecord, TeamShareRecord.team_id == TeamRecord.team_id).where(
+            TeamShareRecord.principal_kind == visible_to.kind.value,
+            TeamShareRecord.subject == visible_to.subject,
+        )
+        shares = SqlShareRepository(self._s, self._sealer)
+        rows = list(await self._s.execute(shared.with_only_columns(*_SH.c)))
+        return await self._many([shares._checked(r).team_id for r in rows])
 
     async def save(self, team: Team) -> None:
         known = self._known.get(team.team_id)
         values = _team_row_values(team, self._deadline(team))
         if known is None or _team_row_values(known, self._deadline(known)) != values:
+            row = self._team_row(team)
+            del row["team_id"]
             await self._s.execute(
-                update(TeamRecord).where(TeamRecord.team_id == team.team_id).values(**values)
+                update(TeamRecord).where(TeamRecord.team_id == team.team_id).values(**row)
             )
         for version in (team.current, team.pending):
             if version is None:
@@ -719,8 +801,17 @@ _SHARE_BY_KEY = select(*_SH.c).where(
 
 
 class SqlShareRepository:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, sealer: Sealer | None = None) -> None:
         self._s = session
+        self._sealer = sealer or Sealer()
+
+    def _checked(self, r: Any) -> TeamShare:
+        """A share the server wrote; RECORD_NOT_AUTHENTIC otherwise (a share inserted through
+        SQL opens no team to anyone)."""
+        key = f"{r.team_id}/{r.principal_kind}:{r.subject}"
+        if not self._sealer.authentic(TEAM_SHARES, key, stored_share_fields(r), r.mac):
+            raise record_not_authentic(TEAM_SHARES, key)
+        return TeamShare(r.team_id, r.principal_kind, r.subject, r.create_time)
 
     async def add(self, share: TeamShare) -> bool:
         stmt = (
@@ -730,6 +821,12 @@ class SqlShareRepository:
                 principal_kind=share.principal_kind,
                 subject=share.subject,
                 create_time=share.create_time,
+                mac=self._sealer.mac(
+                    TEAM_SHARES,
+                    share_fields(
+                        share.team_id, share.principal_kind, share.subject, share.create_time
+                    ),
+                ),
             )
             .on_conflict_do_nothing()
         )
@@ -750,7 +847,7 @@ class SqlShareRepository:
         conn = await self._s.connection()
         params = {"team_id": team_id, "kind": principal.kind.value, "subject": principal.subject}
         r = (await conn.execute(_SHARE_BY_KEY, params)).first()
-        return TeamShare(r.team_id, r.principal_kind, r.subject, r.create_time) if r else None
+        return self._checked(r) if r else None
 
     async def list_page(self, team_id: str, after: str | None, limit: int) -> list[TeamShare]:
         key = TeamShareRecord.principal_kind + ":" + TeamShareRecord.subject
@@ -762,10 +859,7 @@ class SqlShareRepository:
         )
         if after is not None:
             q = q.where(key > after)
-        return [
-            TeamShare(r.team_id, r.principal_kind, r.subject, r.create_time)
-            for r in await self._s.scalars(q)
-        ]
+        return [self._checked(r) for r in await self._s.scalars(q)]
 
 
 class SqlIdempotencyRepository:

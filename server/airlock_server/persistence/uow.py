@@ -97,17 +97,17 @@ class SqlUnitOfWork:
                 raise
             raise unavailable from error
         s = self.session
-        self.approvers: ports.ApproverRepository = SqlApproverRepository(s)
-        self.accounts: ports.AccountRepository = SqlAccountRepository(s)
+        self.approvers: ports.ApproverRepository = SqlApproverRepository(s, self._sealer)
+        self.accounts: ports.AccountRepository = SqlAccountRepository(s, self._sealer)
         self.credentials: ports.CredentialRepository = SqlCredentialRepository(s, self._sealer)
         self.teams: ports.TeamRepository = SqlTeamRepository(s, self._sealer)
-        self.shares: ports.ShareRepository = SqlShareRepository(s)
+        self.shares: ports.ShareRepository = SqlShareRepository(s, self._sealer)
         self.idempotency: ports.IdempotencyRepository = SqlIdempotencyRepository(s)
         self.settings: ports.SettingsRepository = SqlSettingsRepository(s)
         self.sessions: ports.SessionRepository = SqlSessionRepository(s, self._sealer)
         self.vaults: ports.VaultRepository = SqlVaultRepository(s, self._sealer)
         self.grants: ports.GrantRepository = SqlGrantRepository(s, self._sealer)
-        self.deletions: ports.TeamDeletionRepository = SqlTeamDeletionRepository(s)
+        self.deletions: ports.TeamDeletionRepository = SqlTeamDeletionRepository(s, self._sealer)
         self.activity: ports.ActivityRepository = SqlActivityRepository(s)
         self.notifications: ports.NotificationRepository = SqlNotificationRepository(
             s, self._routing

@@ -18,17 +18,23 @@ from sqlalchemy import Table, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from airlock_server.domain.events import GENESIS_HASH, ChainVerifier, Finding
+from airlock_server.domain.identities import Account, Approver
 from airlock_server.domain.integrity import RowField
 from airlock_server.domain.sessions import Vote, VoteDecision
 from airlock_server.domain.teams import TeamVersion
 from airlock_server.persistence.event_log import to_event
 from airlock_server.persistence.models import (
+    AccountRecord,
+    ApproverRecord,
     CredentialRecord,
     EventRecord,
     LogHeadRecord,
     RestoreAccessGrantRecord,
     SessionRecord,
+    TeamDeletionRecord,
     TeamMemberRecord,
+    TeamRecord,
+    TeamShareRecord,
     TeamVersionRecord,
     VaultRecord,
     VoteRecord,
@@ -36,22 +42,33 @@ from airlock_server.persistence.models import (
 from airlock_server.persistence.recovery_repositories import (
     GRANTS,
     SESSIONS,
+    TEAM_DELETIONS,
     VAULTS,
     VOTES,
     SqlGrantRepository,
     SqlSessionRepository,
+    SqlTeamDeletionRepository,
     SqlVaultRepository,
+    deletion_fields,
     grant_fields,
     session_fields,
     vault_fields,
     vote_fields,
 )
 from airlock_server.persistence.repositories import (
+    ACCOUNTS,
+    APPROVERS,
     CREDENTIALS,
     TEAM_MEMBERS,
+    TEAM_SHARES,
     TEAM_VERSIONS,
+    TEAMS,
+    account_fields,
+    approver_fields,
     member_fields,
     stored_credential_fields,
+    stored_share_fields,
+    team_fields,
     version_fields,
 )
 from airlock_server.persistence.seal import Sealer
@@ -103,7 +120,20 @@ def _version(r: Any) -> TeamVersion:
     )
 
 
-MACED_TABLES = (CREDENTIALS, TEAM_VERSIONS, TEAM_MEMBERS, VOTES, GRANTS, VAULTS, SESSIONS)
+MACED_TABLES = (
+    APPROVERS,
+    ACCOUNTS,
+    CREDENTIALS,
+    TEAMS,
+    TEAM_VERSIONS,
+    TEAM_MEMBERS,
+    TEAM_SHARES,
+    TEAM_DELETIONS,
+    VOTES,
+    GRANTS,
+    VAULTS,
+    SESSIONS,
+)
 
 
 def _vote_of(r: Any) -> tuple[RowField, ...]:
@@ -126,6 +156,27 @@ def _member_of(r: Any) -> tuple[RowField, ...]:
 
 # Each table with a MAC: its record, the fields its MAC covers (from a row) and its key.
 _PLAIN: dict[str, tuple[type[Any], Any, tuple[str, ...]]] = {
+    APPROVERS: (
+        ApproverRecord,
+        lambda r: approver_fields(
+            Approver(
+                r.approver_id, r.display_name, r.email, r.enabled, r.create_time, r.disable_time
+            )
+        ),
+        ("approver_id",),
+    ),
+    ACCOUNTS: (
+        AccountRecord,
+        lambda r: account_fields(Account(r.account_id, r.name, r.create_time)),
+        ("account_id",),
+    ),
+    TEAMS: (TeamRecord, team_fields, ("team_id",)),
+    TEAM_SHARES: (TeamShareRecord, stored_share_fields, ("team_id", "principal_kind", "subject")),
+    TEAM_DELETIONS: (
+        TeamDeletionRecord,
+        lambda r: deletion_fields(SqlTeamDeletionRepository.unchecked(r), r.due_time),
+        ("session_id",),
+    ),
     CREDENTIALS: (CredentialRecord, stored_credential_fields, ("credential_id",)),
     TEAM_VERSIONS: (
         TeamVersionRecord,

@@ -37,6 +37,7 @@ from airlock.v1 import (
     session_service_pb2_grpc,
 )
 from airlock_server.app.ports import EventQuery
+from airlock_server.app.teams import TeamUpdate
 from airlock_server.domain.errors import FailedPrecondition, Unauthenticated
 from airlock_server.domain.events import Problem, checkpoint_message, event_hash, format_time
 from airlock_server.domain.principals import PrincipalKind
@@ -475,3 +476,112 @@ async def test_a_vault_moved_to_another_team_is_refused(world: World) -> None:
         await world.app.vaults.request_restore_access(world.recovery, arn, "", "help", "")
     assert refused.value.reason == "RECORD_NOT_AUTHENTIC"
     assert await world.app.count("sessions") == 0
+
+
+async def test_an_approver_re_enabled_through_sql_cannot_vote_or_sign_in(world: World) -> None:
+    """A disabled approver's row set back to enabled through SQL: no credential is issued to
+    it, no session freezes it as a voter, and it still cannot vote on an open one."""
+    _, sid = await _restore_request(world)
+    other = await world.vault("second")
+    await world.app.identities.disable_approver(world.admin, "alice", "")
+    await _sql(
+        world,
+        "UPDATE approvers SET enabled = :e, disable_time = NULL WHERE approver_id = 'alice'",
+        e=True,
+    )
+    with pytest.raises(FailedPrecondition) as sign_in:
+        await world.app.identities.issue_credential(
+            world.admin, PrincipalKind.APPROVER, "alice", "", None, ""
+        )
+    assert sign_in.value.reason == "RECORD_NOT_AUTHENTIC"
+    with pytest.raises(FailedPrecondition) as new_session:
+        await world.app.vaults.request_restore_access(world.recovery, other, "", "again", "")
+    assert new_session.value.reason == "RECORD_NOT_AUTHENTIC"
+    with pytest.raises(FailedPrecondition) as vote:
+        await world.vote("alice", sid)
+    assert vote.value.reason == "APPROVER_DISABLED"  # left out of the session's MACed row
+    after = (await world.app.sessions.get_session(world.admin, sid)).session
+    assert after.state.value == "PENDING"
+
+
+async def test_a_team_rolled_back_through_sql_is_refused(world: World) -> None:
+    """A team's `current_version` set back to an older version (with its own authentic rows):
+    the team's row is refused, and no session is opened on the old rules."""
+    arn = await world.vault()
+    _, upd = await world.app.teams.update_team(
+        world.admin, world.team_id, "", TeamUpdate(description="v2"), ""
+    )
+    await world.vote("alice", upd.session.session_id)
+    await world.vote("bob", upd.session.session_id)
+    assert (await world.app.teams.get_team(world.admin, world.team_id)).current.version == 2
+    await _sql(world, "UPDATE teams SET current_version = 1 WHERE team_id = :t", t=world.team_id)
+    with pytest.raises(FailedPrecondition) as refused:
+        await world.app.teams.get_team(world.admin, world.team_id)
+    assert refused.value.reason == "RECORD_NOT_AUTHENTIC"
+    before = await world.app.count("sessions")
+    with pytest.raises(FailedPrecondition) as request:
+        await world.app.vaults.request_restore_access(world.recovery, arn, "", "help", "")
+    assert request.value.reason == "RECORD_NOT_AUTHENTIC"
+    assert await world.app.count("sessions") == before
+
+
+async def test_a_share_inserted_through_sql_gives_no_access(world: World) -> None:
+    """A share row for an unshared account, inserted through SQL: the account neither lists
+    nor reads the team, nor associates a vault with it (so requests no access through it)."""
+    postgres = world.app.engine.dialect.name == "postgresql"
+    await _sql(
+        world,
+        "INSERT INTO team_shares (team_id, principal_kind, subject, create_time) "
+        "VALUES (:t, 'account', :s, :c)",
+        t=world.team_id,
+        s=world.stranger.subject,
+        c=world.clock() if postgres else format_time(world.clock()),
+    )
+    with pytest.raises(FailedPrecondition) as listed:
+        await world.app.teams.list_teams(world.stranger, None, 10, "")
+    assert listed.value.reason == "RECORD_NOT_AUTHENTIC"
+    vault = await world.app.vaults.create_vault(world.stranger, "", "mine", 7, 35, {}, "")
+    with pytest.raises(FailedPrecondition) as associated:
+        await world.app.vaults.associate(world.stranger, vault.vault_arn, world.team_id, "", "")
+    assert associated.value.reason == "RECORD_NOT_AUTHENTIC"
+    with pytest.raises(FailedPrecondition) as requested:
+        await world.app.vaults.request_restore_access(
+            world.stranger, vault.vault_arn, "", "help", ""
+        )
+    assert requested.value.reason == "NO_TEAM_ASSOCIATED"  # the association never happened
+    with pytest.raises(FailedPrecondition) as read:
+        await world.app.teams.get_team(world.stranger, world.team_id)
+    assert read.value.reason == "RECORD_NOT_AUTHENTIC"
+    assert await world.app.count("sessions") == 0
+
+
+async def test_an_edited_account_row_is_refused(world: World) -> None:
+    """An account renamed through SQL: every read of it is refused."""
+    await _sql(
+        world, "UPDATE accounts SET name = 'mallory' WHERE account_id = :a", a=world.owner.subject
+    )
+    with pytest.raises(FailedPrecondition) as refused:
+        await world.app.identities.list_accounts(world.admin, 10, "")
+    assert refused.value.reason == "RECORD_NOT_AUTHENTIC"
+    with pytest.raises(FailedPrecondition) as issued:
+        await world.app.identities.issue_credential(
+            world.admin, PrincipalKind.ACCOUNT, world.owner.subject, "", None, ""
+        )
+    assert issued.value.reason == "RECORD_NOT_AUTHENTIC"
+    with pytest.raises(FailedPrecondition) as vault:
+        await world.app.vaults.create_vault(world.owner, "", "after-edit", 7, 35, {}, "")
+    assert vault.value.reason == "RECORD_NOT_AUTHENTIC"
+
+
+async def test_an_edited_team_deletion_is_refused(world: World) -> None:
+    """A requested deletion's pending window shortened through SQL: the deletion's row is
+    refused wherever it is read (GetApprovalTeam shows it)."""
+    await world.app.teams.start_team_deletion(world.admin, world.team_id, "", 7, "")
+    await _sql(
+        world,
+        "UPDATE team_deletions SET pending_window_days = 0 WHERE team_id = :t",
+        t=world.team_id,
+    )
+    with pytest.raises(FailedPrecondition) as refused:
+        await world.app.teams.get_team_view(world.admin, world.team_id)
+    assert refused.value.reason == "RECORD_NOT_AUTHENTIC"

@@ -21,7 +21,8 @@ from airlock_server.persistence.vouch import seal_database
 pytestmark = pytest.mark.asyncio
 
 MACED = ("credentials", "team_versions", "team_members", "sessions", "votes",
-         "restore_access_grants")  # fmt: skip
+         "restore_access_grants", "approvers", "accounts", "teams", "team_shares",
+         "team_deletions")  # fmt: skip
 
 
 async def _unsealed(world: World) -> tuple[str, str]:
@@ -51,6 +52,10 @@ async def test_seal_makes_a_database_without_macs_usable(world: World) -> None:
     assert sealed.rows["sessions"] == 1
     assert sealed.rows["votes"] == 1
     assert sealed.rows["team_members"] == 3
+    assert sealed.rows["teams"] == 1
+    assert set(MACED) <= set(sealed.rows)
+    assert sealed.rows["approvers"] == await world.app.count("approvers")
+    assert sealed.rows["accounts"] == await world.app.count("accounts") > 0
     # The head row's signature covers the log until the next append, then the append's does.
     checkpoint = await world.app.audit.checkpoint(world.auditor)
     assert checkpoint.seq == sealed.head_seq
