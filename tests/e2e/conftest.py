@@ -231,7 +231,7 @@ class ServerProcess:
         """Moves a PENDING team's invitation deadline to `when`."""
         when_param = bindparam("when", when, type_=UTCDateTime())
         versions, teams = await self.vouched(
-            ("team_versions",),
+            ("team_versions", "teams"),
             text(
                 "UPDATE team_versions SET invitation_expire_time = :when WHERE team_id = :team"
             ).bindparams(when_param, team=team_id),
