@@ -6,7 +6,15 @@ from collections.abc import AsyncIterator
 
 import pytest_asyncio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from recovery_world import APPROVERS, OWNER, RECOVERY, STRANGER, Clock, World, wire  # type: ignore[import-not-found]
+from integration.recovery.recovery_world import (
+    APPROVERS,
+    OWNER,
+    RECOVERY,
+    STRANGER,
+    Clock,
+    World,
+    wire,
+)
 
 from airlock_server.app.audit import LogKey
 

@@ -26,8 +26,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
 )
+from integration.recovery.recovery_world import World, raw_key
 from integration.tamper import drop_guards
-from recovery_world import World, raw_key  # type: ignore[import-not-found]
 from sqlalchemy import text
 
 from airlock.v1 import (
@@ -442,9 +442,9 @@ async def test_edited_session_vote_and_grant_rows_are_not_used(world: World, edi
             "UPDATE restore_access_grants SET state = 'AVAILABLE' WHERE session_id = :s",
             s=sid,
         )
-        with pytest.raises(FailedPrecondition) as access:
+        with pytest.raises(FailedPrecondition) as denied:
             await world.app.vaults.check_access(world.admin, arn, world.recovery.subject)
-        assert access.value.reason == "RECORD_NOT_AUTHENTIC"
+        assert denied.value.reason == "RECORD_NOT_AUTHENTIC"
         return
     with pytest.raises(FailedPrecondition) as refused:
         await world.vote("alice", sid)

@@ -13,7 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from recovery_world import RECOVERY, Wiring, World  # type: ignore[import-not-found]
+from integration.recovery.recovery_world import RECOVERY, Wiring, World
 from sqlalchemy import text
 
 from airlock_server.domain.errors import FailedPrecondition

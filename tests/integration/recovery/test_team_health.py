@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 from alembic import command
-from recovery_world import Wiring, World  # type: ignore[import-not-found]
+from integration.recovery.recovery_world import Wiring, World
 from sqlalchemy import text
 
 from airlock_server.app.ports import SessionQuery

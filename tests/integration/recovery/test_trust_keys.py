@@ -10,7 +10,7 @@ from datetime import timedelta
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from recovery_world import World, raw_key  # type: ignore[import-not-found]
+from integration.recovery.recovery_world import World, raw_key
 from sqlalchemy import text
 
 from airlock_server.app.teams import TeamUpdate
