@@ -13,7 +13,7 @@ in flight when the fault strikes:
   through it resumes where it was.
 
 A vote answered UNAVAILABLE is sent again with its request_id, as a client does: the answer is
-then its first outcome. Afterwards the invariants of tests/e2e/test_replica_races.py hold (every
+then its first outcome. Afterwards the invariants of tests/e2e/replicas.py hold (every
 acknowledged vote stored exactly once and no other, one final state and one grant per approved
 session, gap-free seq, the hash chain recomputed and VerifyLog intact) and no client saw INTERNAL
 or UNKNOWN. The figures (outage to first successful call, codes seen meanwhile) are printed for

@@ -24,7 +24,7 @@ from airlock_server.app.audit import AuditService
 from airlock_server.app.common import request_fingerprint
 from airlock_server.app.identity import Caller, IdentityService
 from airlock_server.domain.errors import DomainError, Reason
-from airlock_server.transport.authentication import Authentication, Ctx
+from airlock_server.transport.authentication import Authentication, Ctx, current_principal
 from airlock_server.transport.call_log import CallLog
 from airlock_server.transport.edge import Undecodable, admit, decoding, fingerprint
 from airlock_server.transport.errors import (
@@ -43,8 +43,8 @@ log = structlog.get_logger("airlock.rpc")
 PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
 # What a wrapped method runs once its caller is known and its request admitted: the servicer
-# (unary), or the servicer's responses written within the stream caps (server-streaming).
-Run = Callable[[Caller, Any, Ctx], Awaitable[Any]]
+# itself (unary), or the servicer's responses written within the stream caps (server-streaming).
+Run = Callable[[Any, Ctx], Awaitable[Any]]
 
 
 class RpcInterceptor(grpc.aio.ServerInterceptor):
@@ -89,21 +89,18 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):
         if method.startswith(PUBLIC_PREFIXES):
             return _public(handler)
         if handler.unary_unary is not None:
-            unary: Any = handler.unary_unary
-
-            async def answer(caller: Caller, request: Any, context: Ctx) -> Any:
-                return await unary(request, context)
-
+            unary: Any = handler.unary_unary  # an async servicer method: (request, context)
             return grpc.unary_unary_rpc_method_handler(
-                self._serving(method, answer),
+                self._serving(method, unary),
                 request_deserializer=decoding(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
             stream: Any = handler.unary_stream
 
-            async def follow(caller: Caller, request: Any, context: Ctx) -> None:
-                await self._limits.stream(str(caller.principal), stream(request, context), context)
+            async def follow(request: Any, context: Ctx) -> None:
+                responses = stream(request, context)
+                await self._limits.stream(str(current_principal()), responses, context)
 
             return grpc.unary_stream_rpc_method_handler(
                 self._serving(method, follow),
@@ -124,7 +121,7 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):
             try:
                 caller = await self._authentication.caller(context)
                 _admit(request)
-                return await run(caller, request, context)
+                return await run(request, context)
             except asyncio.CancelledError:
                 code = grpc.StatusCode.CANCELLED  # the client went away (or its deadline)
                 raise
