@@ -78,6 +78,18 @@ class TeamRepository(Protocol):
         """Ids of PENDING teams whose invitations have expired, claimed for this transaction."""
         ...
 
+    async def names(self, team_ids: Sequence[str]) -> dict[str, str]:
+        """Each team's name, by id (a team not found is left out)."""
+        ...
+
+    async def enrolled_key(self, team_id: str, version: int, approver_id: str) -> bytes | None:
+        """The public key the approver enrolled in that team version, if any."""
+        ...
+
+    async def enrolled_keys(self, team_id: str, version: int) -> dict[str, bytes | None]:
+        """Every member of that team version and the key it enrolled (None: not accepted)."""
+        ...
+
 
 class ShareRepository(Protocol):
     async def add(self, share: TeamShare) -> bool:
@@ -172,18 +184,6 @@ class SessionRepository(Protocol):
         ...
 
     async def pending_of_team(self, team_id: str) -> list[str]: ...
-    async def team_names(self, team_ids: Sequence[str]) -> dict[str, str]: ...
-    async def enrolled_key(self, team_id: str, version: int, approver_id: str) -> bytes | None:
-        """The public key the approver enrolled in that team version, if any."""
-        ...
-
-    async def enrolled_keys(self, team_id: str, version: int) -> dict[str, bytes | None]:
-        """Every member of that team version and the key it enrolled (None: not accepted)."""
-        ...
-
-    async def events_about(self, subject: str, type_: str | None = None) -> list[Event]:
-        """The log's events with this subject (event_subjects index), by seq; of one type."""
-        ...
 
 
 class VaultRepository(Protocol):
@@ -246,6 +246,12 @@ class TeamDeletionRepository(Protocol):
 
     async def due(self, now: datetime, limit: int) -> list[str]:
         """Session ids of approved deletions whose window ended, claimed for this transaction."""
+        ...
+
+
+class EventRepository(Protocol):
+    async def about(self, subject: str, type_: str | None = None) -> list[Event]:
+        """The log's events with this subject (event_subjects index), by seq; of one type."""
         ...
 
 
@@ -336,6 +342,7 @@ class UnitOfWork(Protocol):
     grants: GrantRepository
     deletions: TeamDeletionRepository
     activity: ActivityRepository
+    events: EventRepository
     notifications: NotificationRepository
 
     def record(self, event: NewEvent) -> None: ...
@@ -353,7 +360,9 @@ class UnitOfWorkFactory(Protocol):
     """A new unit of work. `read_only`: the use case means to read (it may still write, e.g. to
     settle what a read finds expired); SQLite then begins deferred instead of taking the write
     lock up front, so reads do not queue behind writers of other processes. `one_statement`:
-    a read of one statement, run without a transaction around it (implies read_only)."""
+    reads that need no common snapshot (one statement, or several whose answer does not depend
+    on seeing the same instant), each its own transaction: no BEGIN and ROLLBACK round trips
+    (implies read_only)."""
 
     def __call__(self, *, read_only: bool = False, one_statement: bool = False) -> UnitOfWork: ...
 

@@ -268,7 +268,7 @@ class SessionService:
         return s
 
     async def views(self, uow: UnitOfWork, sessions: Sequence[Session]) -> list[SessionView]:
-        names = await uow.sessions.team_names([s.team_id for s in sessions])
+        names = await uow.teams.names([s.team_id for s in sessions])
         return [SessionView(s, names.get(s.team_id, "")) for s in sessions]
 
     async def view(self, uow: UnitOfWork, session: Session) -> SessionView:
@@ -808,10 +808,10 @@ class SessionService:
             # it from one a forger made up, keys and all.
             if anchor is None or not anchor.can_sign:
                 raise no_log_key_for_proofs()
-            keys = await uow.sessions.enrolled_keys(s.team_id, s.team_version)
-            events = approval_events(await uow.sessions.events_about(session_subject(s.session_id)))
+            keys = await uow.teams.enrolled_keys(s.team_id, s.team_version)
+            events = approval_events(await uow.events.about(session_subject(s.session_id)))
             # For each approver of the snapshot, the event in which it enrolled that key.
-            accepted = await uow.sessions.events_about(f"team:{s.team_id}", "invitation.accepted")
+            accepted = await uow.events.about(f"team:{s.team_id}", "invitation.accepted")
             seen = {e.seq for e in events}
             for approver_id in s.approver_ids:
                 key = keys.get(approver_id)
@@ -839,7 +839,9 @@ class SessionService:
             s = await self._load_visible(uow, caller, session_id)
             return await self.view(uow, s), s.is_expired_at(self._deps.clock())
 
-        view, expired = await transact(self._deps, work, read_only=True)
+        # The session, its team's name, votes and approvers are one statement (one snapshot);
+        # the vault read for an owner's visibility needs none in common with it.
+        view, expired = await transact(self._deps, work, one_statement=True)
         if expired:
             # Read-time expiry writes the decision down, with its effect.
             return await self.settle(session_id)
