@@ -810,9 +810,14 @@ def test_an_event_line_shows_whole_numbers_as_integers() -> None:
 
 # -- following a session through lost streams ---------------------------------------------------
 
-_PENDING = session_pb2.Session(
-    session_id="ses-1", state=session_pb2.Session.STATE_PENDING, min_approvals=2
-)
+_S = session_pb2.Session
+
+
+def _ses_1(state: session_pb2.Session.State.ValueType, **fields: Any) -> session_pb2.Session:
+    return _S(session_id="ses-1", state=state, min_approvals=2, **fields)
+
+
+_PENDING = _ses_1(_S.STATE_PENDING)
 
 
 def _watches(fake: Fake, *streams: list[session_pb2.Session | grpc.StatusCode]) -> None:
@@ -833,12 +838,7 @@ def _watches(fake: Fake, *streams: list[session_pb2.Session | grpc.StatusCode]) 
 async def test_sessions_watch_reopens_a_lost_or_ended_stream_and_shows_no_state_twice(
     fake: Fake, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    approved = session_pb2.Session(
-        session_id="ses-1",
-        state=session_pb2.Session.STATE_APPROVED,
-        approval_count=2,
-        min_approvals=2,
-    )
+    approved = _ses_1(_S.STATE_APPROVED, approval_count=2)
     # CANCELLED: a server shutting down cancels its streams (the SDK itself does not retry it).
     _watches(fake, [_PENDING, grpc.StatusCode.CANCELLED], [_PENDING], [_PENDING, approved])
     assert await run(fake, "--json", "sessions", "watch", "ses-1") == 0
@@ -853,13 +853,7 @@ async def test_sessions_watch_reopens_a_lost_or_ended_stream_and_shows_no_state_
 async def test_sessions_wait_rides_through_and_exits_with_the_outcome(
     fake: Fake, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    rejected = session_pb2.Session(
-        session_id="ses-1",
-        state=session_pb2.Session.STATE_FAILED,
-        status_code=session_pb2.Session.STATUS_CODE_REJECTED,
-        rejection_count=2,
-        min_approvals=2,
-    )
+    rejected = _ses_1(_S.STATE_FAILED, status_code=_S.STATUS_CODE_REJECTED, rejection_count=2)
     _watches(fake, [_PENDING, grpc.StatusCode.DEADLINE_EXCEEDED], [rejected])
     assert await run(fake, "sessions", "wait", "ses-1") == EXIT_REJECTED
     err = capsys.readouterr().err.splitlines()
