@@ -30,6 +30,7 @@ from airlock_server.persistence.notifications import (
     plan_events,
     write_events,
 )
+from airlock_server.persistence.passkeys import SqlPasskeyRepository
 from airlock_server.persistence.recovery_repositories import (
     SqlGrantRepository,
     SqlSessionRepository,
@@ -112,6 +113,7 @@ class SqlUnitOfWork:
         self.notifications: ports.NotificationRepository = SqlNotificationRepository(
             s, self._routing
         )
+        self.passkeys: ports.PasskeyRepository = SqlPasskeyRepository(s)
         self._events = []
         return self
 
