@@ -9,14 +9,17 @@ assertions over the server's challenges.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from integration.passkey_device import EDDSA, ES256, UP, Authenticator
 from recovery_world import World, raw_key  # type: ignore[import-not-found]
 from sqlalchemy import text
 
-from airlock_client.proof import verify_proof
+from airlock_client.proof import keyring_document, verify_proof
 from airlock_server.app.passkeys import PortalService
 from airlock_server.domain.errors import (
     FailedPrecondition,
@@ -33,6 +36,7 @@ from airlock_server.domain.webauthn import RelyingParty, is_passkey_key
 pytestmark = pytest.mark.asyncio
 
 ORIGIN = "http://localhost:8080"
+CLI = Path(sys.executable).parent / "airlock"
 
 
 def portal(world: World) -> PortalService:
@@ -172,6 +176,61 @@ async def test_passkeys_and_a_cli_key_approve_and_the_proof_verifies_offline(
         json.dumps(forged), world.log_key.public_key, approver_keys=pins
     ).problems
     assert any("webauthn" in p for p in problems), problems
+
+
+async def test_airlock_proof_verify_checks_portal_votes_offline(
+    world: World, tmp_path: Path
+) -> None:
+    """The CLI, offline (no server, no AIRLOCK_* variables), on a proof with portal votes."""
+    p = portal(world)
+    team_id, devices = await _mixed_team(world, p)
+    sid = await _restore_request(world, team_id)
+    await _portal_vote(p, devices["alice"], "alice", sid)
+    await world.vote("bob", sid)  # the CLI's Ed25519 key: a mixed quorum of M = 2
+    proof = tmp_path / "proof.json"
+    proof.write_bytes(await world.another_wiring().sessions.export_approval_proof(world.admin, sid))
+    team = await world.app.teams.get_team(world.admin, team_id)
+    keyring = tmp_path / "keyring.json"
+    keyring.write_bytes(
+        keyring_document(
+            team_id,
+            team.current.version,
+            {m.approver_id: m.public_key or b"" for m in team.current.members},
+        )
+    )
+    assert world.log_key is not None
+
+    def verify(path: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                str(CLI),
+                "proof",
+                "verify",
+                str(path),
+                "--log-key",
+                world.log_key.public_key.hex(),
+                "--keyring",
+                str(keyring),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={"PATH": "/usr/bin:/bin"},
+            check=False,
+        )
+
+    done = verify(proof)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.startswith("VALID")
+    # A passkey vote moved to another session's digest: NOT VALID, exit 4.
+    forged = json.loads(proof.read_text())
+    vote = next(v for v in forged["votes"] if v["approver_id"] == "alice")
+    vote["decision"] = "REJECT"
+    bad = tmp_path / "forged.json"
+    bad.write_text(json.dumps(forged))
+    refused = verify(bad)
+    assert refused.returncode == 4, refused.stdout + refused.stderr
+    assert "passkey assertion of alice" in refused.stdout + refused.stderr
 
 
 async def test_assertions_replayed_or_over_another_session_are_refused(world: World) -> None:
