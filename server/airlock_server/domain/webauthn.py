@@ -237,3 +237,14 @@ class InvitationLink:
 def token_digest(token: str) -> str:
     """How a secret (a link token, a challenge) is stored: its SHA-256, hex."""
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+# An invitation email's data names its one-time link by this nonce, not by the link itself:
+# the token is derived from it with the log key when the email is sent (persistence/passkeys.py),
+# so the outbox a database reader sees holds no usable link.
+INVITATION_LINK_NONCE = "invitation_link_nonce"
+
+
+def invite_url(portal_url: str, token: str) -> str:
+    """The portal page of a one-time invitation link."""
+    return f"{portal_url.rstrip('/')}/invite/{token}"

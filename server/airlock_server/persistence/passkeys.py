@@ -2,17 +2,46 @@
 
 from __future__ import annotations
 
+import secrets
 from datetime import datetime
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from airlock_server.domain.webauthn import InvitationLink, PasskeyCredential
+from airlock_server.domain.webauthn import (
+    InvitationLink,
+    PasskeyCredential,
+    b64url,
+    token_digest,
+)
 from airlock_server.persistence.models import (
     InvitationLinkRecord,
     PasskeyRecord,
     WebAuthnChallengeRecord,
 )
+from airlock_server.persistence.seal import Sealer
+
+
+def link_token(sealer: Sealer, invitation_id: str, nonce: str) -> str | None:
+    """The one-time link token an invitation email carries: a MAC by the log key over the
+    invitation and a nonce, so the outbox stores only the nonce; None on a keyless server."""
+    mac = sealer.mac("invitation_links", (invitation_id, nonce))
+    return b64url(mac) if mac is not None else None
+
+
+async def new_email_link(
+    session: AsyncSession, sealer: Sealer, invitation_id: str, now: datetime
+) -> tuple[str, str | None]:
+    """A new link of the invitation for its email: (nonce, token). On a keyless server (which
+    trusts its database) the token is random and the email's data carries it; else only the
+    nonce, and the token is derived again when the email is sent."""
+    nonce = secrets.token_hex(16)
+    token = link_token(sealer, invitation_id, nonce)
+    stored_token = token or secrets.token_urlsafe(32)
+    await SqlPasskeyRepository(session).add_link(
+        InvitationLink(token_digest(stored_token), invitation_id, now)
+    )
+    return nonce, (None if token else stored_token)
 
 
 def _passkey(r: PasskeyRecord) -> PasskeyCredential:

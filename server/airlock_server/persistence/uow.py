@@ -111,7 +111,7 @@ class SqlUnitOfWork:
         self.deletions: ports.TeamDeletionRepository = SqlTeamDeletionRepository(s, self._sealer)
         self.activity: ports.ActivityRepository = SqlActivityRepository(s)
         self.notifications: ports.NotificationRepository = SqlNotificationRepository(
-            s, self._routing
+            s, self._routing, self._sealer
         )
         self.passkeys: ports.PasskeyRepository = SqlPasskeyRepository(s)
         self._events = []
@@ -167,7 +167,7 @@ class SqlUnitOfWork:
             # Recipients are read before the log's lock, the rows written after it is taken.
             now = self._clock()
             notices = [notice_for(e) for e in self._events]
-            outbox = Outbox(self.session, self._routing, now)
+            outbox = Outbox(self.session, self._routing, now, self._sealer)
             planned = await plan_events(outbox, notices)
             events = await append_events(self.session, self._events, now, self._sealer)
             await write_events(outbox, notices, planned, events, now)
