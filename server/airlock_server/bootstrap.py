@@ -12,6 +12,7 @@ from airlock_server.app.common import Deps
 from airlock_server.app.feed import EventFeed
 from airlock_server.app.identity import IdentityService
 from airlock_server.app.notifications import Dispatcher, DispatchSettings, NotificationService
+from airlock_server.app.passkeys import PortalService
 from airlock_server.app.ports import NotificationSender, UnitOfWork
 from airlock_server.app.sessions import SessionService
 from airlock_server.app.teams import TeamService
@@ -20,6 +21,7 @@ from airlock_server.channels.email import EmailSender, SmtpSettings
 from airlock_server.channels.webhook import WebhookSender
 from airlock_server.config import Settings
 from airlock_server.domain.notifications import Channel, RetryPolicy, Routing
+from airlock_server.domain.webauthn import RelyingParty
 from airlock_server.persistence.db import create_engine, session_factory
 from airlock_server.persistence.event_log import PgListenSignal, PollSignal, SqlEventLogReader
 from airlock_server.persistence.seal import Sealer
@@ -37,6 +39,8 @@ class Wiring:
     dispatcher: Dispatcher
     webhooks: WebhookSender
     notifications: NotificationService
+    # The approval portal's use cases (passkeys); None without AIRLOCK_PORTAL_ORIGIN.
+    portal: PortalService | None = None
 
     async def close(self) -> None:
         await self.webhooks.close()
@@ -131,4 +135,14 @@ def wire(settings: Settings, log_key: LogKey | None = None) -> Wiring:
         notifications=notifications,
     )
     dispatcher, webhooks = dispatcher_of(deps, settings)
-    return Wiring(engine, deps, app, signal, feed, dispatcher, webhooks, notifications)
+    portal = (
+        PortalService(
+            deps,
+            app.teams,
+            sessions_app,
+            RelyingParty.from_origin(settings.portal_origin, settings.portal_rp_id),
+        )
+        if settings.portal_origin
+        else None
+    )
+    return Wiring(engine, deps, app, signal, feed, dispatcher, webhooks, notifications, portal)

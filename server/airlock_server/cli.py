@@ -83,6 +83,8 @@ def _environment_help(d: Settings) -> str:
         ("AIRLOCK_EVENTS_SAFETY_POLL", f"PostgreSQL watch poll (default {d.events_safety_poll:g})"),
         # Notifications (docs/notifications.md).
         ("AIRLOCK_PORTAL_URL", "the approval portal, for links in notifications"),
+        ("AIRLOCK_PORTAL_ORIGIN", "the portal's WebAuthn origin, scheme://host[:port]"),
+        ("AIRLOCK_PORTAL_RP_ID", "the passkeys' RP id (default: the origin's host)"),
         ("AIRLOCK_ADMIN_EMAILS", "comma-separated addresses for security alerts"),
         ("AIRLOCK_SMTP_HOST", "SMTP relay: email notifications are on when set"),
         ("AIRLOCK_SMTP_PORT", f"SMTP port (default {d.smtp_port})"),
