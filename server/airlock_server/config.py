@@ -108,6 +108,9 @@ class Settings:
     # a host name, never an IP address). Empty origin: no passkey use cases are wired.
     portal_origin: str = ""
     portal_rp_id: str = ""
+    # host:port the portal's pages are served on (same process and loop as gRPC); None: no
+    # portal. Its origin defaults to http(s)://localhost:PORT when AIRLOCK_PORTAL_ORIGIN is empty.
+    portal_listen: str | None = None
     admin_emails: tuple[str, ...] = ()
     smtp_host: str = ""
     smtp_port: int = 587
@@ -197,5 +200,6 @@ class Settings:
             refusal_rate=_positive(env, "AIRLOCK_REFUSAL_RATE", d.refusal_rate),
             refusal_burst=_whole(env, "AIRLOCK_REFUSAL_BURST", d.refusal_burst),
             metrics_listen=env.get("AIRLOCK_METRICS_LISTEN") or None,
+            portal_listen=env.get("AIRLOCK_PORTAL_LISTEN") or None,
             metrics_interval=_positive(env, "AIRLOCK_METRICS_INTERVAL", d.metrics_interval),
         )
