@@ -508,7 +508,7 @@ class PortalService:
         s = view.session
 
         async def work(uow: UnitOfWork) -> bytes:
-            keys = await uow.sessions.enrolled_keys(s.team_id, s.team_version)
+            keys = await uow.teams.enrolled_keys(s.team_id, s.team_version)
             return keys.get(caller.subject) or b""
 
         key = await transact(self._deps, work, read_only=True)
