@@ -12,7 +12,7 @@ from airlock_server.app.common import Deps
 from airlock_server.app.feed import EventFeed
 from airlock_server.app.identity import IdentityService
 from airlock_server.app.notifications import Dispatcher, DispatchSettings, NotificationService
-from airlock_server.app.passkeys import PortalService
+from airlock_server.app.passkeys import InvitationLinks, PortalService
 from airlock_server.app.ports import NotificationSender, UnitOfWork
 from airlock_server.app.sessions import SessionService
 from airlock_server.app.teams import TeamService
@@ -133,6 +133,7 @@ def wire(settings: Settings, log_key: LogKey | None = None) -> Wiring:
         vaults=VaultService(deps, sessions_app),
         audit=audit,
         notifications=notifications,
+        links=InvitationLinks(deps, settings.portal_origin or settings.portal_url),
     )
     dispatcher, webhooks = dispatcher_of(deps, settings)
     portal = (

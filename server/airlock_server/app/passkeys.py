@@ -39,7 +39,7 @@ from webauthn.helpers.structs import (
 )
 
 from airlock_server.app import passkey_uses, signing
-from airlock_server.app.common import Deps, transact
+from airlock_server.app.common import Deps, once, transact
 from airlock_server.app.ports import UnitOfWork
 from airlock_server.app.sessions import SessionService, SessionView
 from airlock_server.app.teams import InvitationView, TeamService, settle_team
@@ -51,6 +51,7 @@ from airlock_server.domain.errors import (
     PermissionDenied,
     Reason,
 )
+from airlock_server.domain.events import NewEvent
 from airlock_server.domain.principals import Principal, PrincipalKind, require, require_admin
 from airlock_server.domain.sessions import VoteDecision, vote_digest
 from airlock_server.domain.team_changes import invitable_version
@@ -67,6 +68,7 @@ from airlock_server.domain.webauthn import (
     bad_assertion,
     decode_passkey_key,
     from_b64url,
+    invite_url,
     is_passkey_key,
     token_digest,
 )
@@ -162,6 +164,104 @@ def in_force(team: Team, passkey: PasskeyCredential) -> bool:
     return False
 
 
+@dataclass(frozen=True)
+class IssuedLink:
+    """A one-time invitation link, shown once."""
+
+    token: str
+    url: str  # "" when the server knows no portal address
+    expire_time: datetime
+
+
+class InvitationLinks:
+    """Issuing one-time invitation links (IssueInvitationLink): needs no WebAuthn settings."""
+
+    def __init__(self, deps: Deps, portal_url: str = "") -> None:
+        self._deps = deps
+        self._portal_url = portal_url
+
+    async def issue(
+        self, caller: Principal, invitation_id: str, request_id: str = ""
+    ) -> IssuedLink:
+        """A new link for a PENDING, open invitation; any earlier link of it stops working.
+        Only its SHA-256 is stored: the token is shown here once, so a replay of the same
+        request_id issues nothing and returns an empty token (ask again without it)."""
+        require_admin(caller)
+        token = secrets.token_urlsafe(32)
+
+        async def work(uow: UnitOfWork) -> IssuedLink:
+            expire: list[datetime] = []
+
+            async def create() -> str:
+                team = await uow.teams.find_by_invitation(invitation_id)
+                if team is None:
+                    raise NotFound("invitation", invitation_id)
+                now = self._deps.clock()
+                shown = settle_team(team, now)
+                found = [
+                    (v, m)
+                    for v in (shown.current, shown.pending)
+                    if v is not None
+                    for m in v.members
+                    if m.invitation_id == invitation_id
+                ]
+                if not found:
+                    raise NotFound("invitation", invitation_id)
+                version, member = found[0]
+                if member.invitation_state is not InvitationState.PENDING:
+                    raise FailedPrecondition(
+                        f"invitation {invitation_id} is {member.invitation_state.value}",
+                        reason=Reason.INVITATION_ALREADY_ANSWERED,
+                        metadata={"invitationId": invitation_id},
+                    )
+                _require_open(shown, version.version)
+                await uow.passkeys.add_link(InvitationLink(token_digest(token), invitation_id, now))
+                uow.record(
+                    NewEvent(
+                        "invitation.link_issued",
+                        caller,
+                        (f"team:{shown.team_id}", f"approver:{member.approver_id}"),
+                        {
+                            "invitation_id": invitation_id,
+                            "approver_id": member.approver_id,
+                            "version": version.version,
+                        },
+                    )
+                )
+                expire.append(version.invitation_expire_time)
+                return invitation_id
+
+            _, replayed = await once(
+                uow, self._deps, caller, "IssueInvitationLink", request_id, create
+            )
+            await uow.commit()
+            if replayed:
+                return IssuedLink("", "", await self._expiry(uow, invitation_id))
+            url = invite_url(self._portal_url, token) if self._portal_url else ""
+            return IssuedLink(token, url, expire[0])
+
+        return await transact(self._deps, work)
+
+    @staticmethod
+    async def _expiry(uow: UnitOfWork, invitation_id: str) -> datetime:
+        team = await uow.teams.find_by_invitation(invitation_id)
+        assert team is not None  # the first call found it; invitations are never deleted
+        for version in (team.current, team.pending):
+            if version and any(m.invitation_id == invitation_id for m in version.members):
+                return version.invitation_expire_time
+        raise NotFound("invitation", invitation_id)
+
+
+def _require_open(team: Team, version: int) -> None:
+    open_version = invitable_version(team)
+    if open_version is None or open_version.version != version:
+        raise FailedPrecondition(
+            f"the team is {team.state.value} ({team.status.value}); this invitation is closed",
+            reason=Reason.INVITATION_CLOSED,
+            metadata={"teamId": team.team_id, "state": team.state.value},
+        )
+
+
 class PortalService:
     def __init__(
         self, deps: Deps, teams: TeamService, sessions: SessionService, rp: RelyingParty
@@ -174,21 +274,10 @@ class PortalService:
     # --- invitation links ------------------------------------------------------------------
 
     async def issue_invitation_link(self, caller: Principal, invitation_id: str) -> str:
-        """A new one-time link token for a pending invitation (the admin hands it over); any
-        earlier link of the invitation stops working. Shown once: only its hash is kept."""
-        require_admin(caller)
-        token = secrets.token_urlsafe(32)
-
-        async def work(uow: UnitOfWork) -> str:
-            team = await uow.teams.find_by_invitation(invitation_id)
-            if team is None:
-                raise NotFound("invitation", invitation_id)
-            now = self._deps.clock()
-            await uow.passkeys.add_link(InvitationLink(token_digest(token), invitation_id, now))
-            await uow.commit()
-            return token
-
-        return await transact(self._deps, work)
+        """A new one-time link token for a pending invitation (the admin hands it over)."""
+        return (
+            await InvitationLinks(self._deps, self.rp.origin).issue(caller, invitation_id)
+        ).token
 
     async def _details(
         self, uow: UnitOfWork, token: str, caller: Principal | None
@@ -215,18 +304,9 @@ class PortalService:
             caller.kind is not PrincipalKind.APPROVER or caller.subject != member.approver_id
         ):
             raise _not_addressee(link.invitation_id)
-        open_version = invitable_version(shown)
-        if (
-            open_version is None
-            or open_version.version != version.version
-            or member.invitation_state is not InvitationState.PENDING
-        ):
-            raise FailedPrecondition(
-                f"the team is {shown.state.value} ({shown.status.value}); this invitation is "
-                "closed",
-                reason=Reason.INVITATION_CLOSED,
-                metadata={"teamId": shown.team_id, "state": shown.state.value},
-            )
+        _require_open(shown, version.version)
+        if member.invitation_state is not InvitationState.PENDING:
+            raise _link_not_found()  # answered: its link is spent
         return InvitationDetails(
             invitation_id=link.invitation_id,
             approver_id=member.approver_id,
@@ -428,7 +508,7 @@ class PortalService:
         s = view.session
 
         async def work(uow: UnitOfWork) -> bytes:
-            keys = await uow.sessions.enrolled_keys(s.team_id, s.team_version)
+            keys = await uow.teams.enrolled_keys(s.team_id, s.team_version)
             return keys.get(caller.subject) or b""
 
         key = await transact(self._deps, work, read_only=True)

@@ -20,7 +20,7 @@ from recovery_world import World, raw_key  # type: ignore[import-not-found]
 from sqlalchemy import text
 
 from airlock_client.proof import keyring_document, verify_proof
-from airlock_server.app.passkeys import PortalService
+from airlock_server.app.passkeys import InvitationLinks, PortalService
 from airlock_server.domain.errors import (
     FailedPrecondition,
     InvalidArgument,
@@ -399,6 +399,28 @@ async def test_invitation_links(world: World) -> None:
     with pytest.raises(FailedPrecondition) as failed:
         await p.invitation_by_link(late, None)
     assert failed.value.reason is Reason.INVITATION_CLOSED
-    # Only the admin issues links.
+    # Only the admin issues links, for invitations still to answer.
     with pytest.raises(PermissionDenied):
         await p.issue_invitation_link(bob, alice_invitation)
+    with pytest.raises(FailedPrecondition) as failed:
+        await p.issue_invitation_link(world.admin, alice_invitation)
+    assert failed.value.reason is Reason.INVITATION_ALREADY_ANSWERED
+    with pytest.raises(NotFound):
+        await p.issue_invitation_link(world.admin, "inv-unknown")
+
+
+async def test_a_link_is_shown_once_even_to_a_retry(world: World) -> None:
+    links = InvitationLinks(world.app.deps, ORIGIN)
+    team_id = await _team(world)
+    invitation = await _invitation(world, team_id, "carol")
+    first = await links.issue(world.admin, invitation, "retry-1")
+    assert first.url == f"{ORIGIN}/invite/{first.token}"
+    again = await links.issue(world.admin, invitation, "retry-1")
+    assert (again.token, again.url, again.expire_time) == ("", "", first.expire_time)
+    details = await portal(world).invitation_by_link(first.token, None)
+    assert details.approver_id == "carol"
+    async with world.app.engine.connect() as conn:
+        issued = await conn.scalar(
+            text("SELECT count(*) FROM events WHERE type = 'invitation.link_issued'")
+        )
+    assert issued == 1
