@@ -10,9 +10,9 @@ docs/screenshots/ when AIRLOCK_SCREENSHOTS names it (`make screenshots`).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -80,7 +80,7 @@ class Portal:
     ]
 )
 def portal_server(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
-    import e2e.conftest as e2e_conftest  # noqa: PLC0415  (conftest helpers, as the fixtures do)
+    import e2e.conftest as e2e_conftest
 
     port = _free_port()
     origin = f"http://localhost:{port}"
@@ -89,20 +89,20 @@ def portal_server(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
         "AIRLOCK_PORTAL_ORIGIN": origin,
         "AIRLOCK_NOTIFY_INTERVAL": "3600",
     }
+    shots = Path(os.environ.get("AIRLOCK_SCREENSHOTS") or tmp_path / "screenshots")
+    shots.mkdir(parents=True, exist_ok=True)
     with e2e_conftest.served_database(
         request.config, request.param, tmp_path / "server", env=env
     ) as server:
-        yield server, origin
+        yield server, origin, shots
 
 
 @pytest_asyncio.fixture
 async def portal(portal_server: Any, tmp_path: Path) -> AsyncIterator[Portal]:
-    server, origin = portal_server
+    server, origin, shots = portal_server
     log_key = load_log_key(server.directory / "log-key.pem")
     wiring = wire(Settings(database_url=server.database_url, portal_origin=origin), log_key)
     admin = (await wiring.app.identities.authenticate(server.admin_token)).principal
-    shots = Path(os.environ.get("AIRLOCK_SCREENSHOTS") or tmp_path / "screenshots")
-    shots.mkdir(parents=True, exist_ok=True)
     try:
         yield Portal(server, origin, wiring, admin, shots)
     finally:
@@ -184,7 +184,7 @@ async def _event_count(p: Portal) -> int:
 
 
 async def _axe(page: Any) -> None:
-    from axe_playwright_python.async_playwright import Axe  # noqa: PLC0415
+    from axe_playwright_python.async_playwright import Axe
 
     results = await Axe().run(page)
     bad = [v for v in results.response["violations"] if v.get("impact") in ("serious", "critical")]
@@ -293,7 +293,8 @@ async def test_approvers_answer_and_vote_in_the_browser(portal: Portal, tmp_path
         )
         log_key = load_log_key(p.server.directory / "log-key.pem")
         assert log_key is not None
-        verified = subprocess.run(
+        verified = await asyncio.to_thread(
+            subprocess.run,
             [
                 str(CLI),
                 "proof",
@@ -329,10 +330,18 @@ async def test_approvers_answer_and_vote_in_the_browser(portal: Portal, tmp_path
             headers={"Content-Type": "application/json"},
         )
         assert forged.status == 403
-        # The assertion alice's passkey made for the first session, replayed on it.
-        replayed = await alice_ctx.request.post(
+        # The assertion alice's passkey made for the first session, replayed on it. The very
+        # same request (its request id) is answered as before, idempotently, and adds nothing;
+        # under a new request id it is a second vote, refused.
+        again = await alice_ctx.request.post(
             f"{p.origin}/requests/{session_id}/vote",
             data=json.dumps(first),
+            headers={"Content-Type": "application/json", "X-CSRF-Token": csrf or ""},
+        )
+        assert again.status == 200, await again.text()
+        replayed = await alice_ctx.request.post(
+            f"{p.origin}/requests/{session_id}/vote",
+            data=json.dumps({**first, "request_id": "replayed"}),
             headers={"Content-Type": "application/json", "X-CSRF-Token": csrf or ""},
         )
         assert replayed.status in (403, 409), await replayed.text()
@@ -348,7 +357,8 @@ async def test_approvers_answer_and_vote_in_the_browser(portal: Portal, tmp_path
         carol_link = await _link(p, other_team, "carol")
         after_team = await _event_count(p)
         wrong = await alice.goto(carol_link)
-        assert wrong is not None and wrong.status == 403
+        assert wrong is not None
+        assert wrong.status == 403
         assert await alice.get_by_role("button", name="Accept and create a passkey").count() == 0
         # Bob, disabled, cannot sign in with his passkey.
         await app.identities.disable_approver(p.admin, "bob", "")
@@ -382,4 +392,3 @@ async def test_approvers_answer_and_vote_in_the_browser(portal: Portal, tmp_path
         assert sorted(x.name for x in p.shots.glob("*.png")) == sorted(
             ["history.png", "invitation.png", "requests.png", "sign-in.png", "teams.png"]
         )
-    _ = shutil

@@ -77,6 +77,12 @@ RULES = (
     ),
     # The wire talks to use cases, never to storage.
     Rule("airlock_server.transport", never=("airlock_server.persistence", *WIRING, *DRIVERS)),
+    # The approval portal is a web adapter: use cases, never storage, nor the gRPC wire (it
+    # holds no channel to the server of its own: it calls the same use cases in-process).
+    Rule(
+        "airlock_server.transport.portal",
+        never=("airlock_server.persistence", *WIRING, *DRIVERS, *GRPC, "airlock.v1"),
+    ),
     # The SDK and CLI stand on the stubs alone; they ship without the server.
     Rule("airlock_client", never=("airlock_server", *DRIVERS)),
 )
