@@ -259,7 +259,12 @@ async def test_approvers_answer_and_vote_in_the_browser(portal: Portal, tmp_path
         await _sign_in(p, bob)
         await alice.get_by_text("No request is waiting for your vote.").wait_for()
         session_id, vault_arn = await _restore(p, team_id, "prod-db")
-        await alice.locator(f'article[data-session="{session_id}"]').wait_for(timeout=WAIT_MS)
+        card = alice.locator(f'article[data-session="{session_id}"]')
+        await card.wait_for(timeout=WAIT_MS)
+        # Everything needed to decide: the vault and its owner, the requester, the comment, M.
+        shown = await card.inner_text()
+        for fact in (vault_arn, OWNER, f"account:{RECOVERY}", "clean room", "of 2 needed"):
+            assert fact in shown, (fact, shown)
         await _axe(alice)
         await alice.screenshot(path=str(p.shots / "requests.png"), full_page=True)
         first = await _approve(alice, session_id, "checked with the on-call lead")

@@ -51,8 +51,6 @@ from airlock_server.transport.portal.visits import COOKIE, Visit, Visits, csrf_o
 log = structlog.get_logger("airlock.portal")
 
 HERE = Path(__file__).parent
-# Who the log names for a refusal before any passkey spoke: an anonymous portal visitor.
-VISITOR = Principal(PrincipalKind.SYSTEM, "portal-visitor")
 # How long an open page waits on the feed before it sends a keep-alive comment.
 KEEPALIVE = 15.0
 # No script or style but our own files, no frames, forms only back to us.
@@ -192,9 +190,14 @@ class Portal:
         who = caller
         if who is None and err.metadata.get("approverId"):
             who = Principal(PrincipalKind.APPROVER, err.metadata["approverId"])
+        if who is None:
+            # Nobody proved who they are: a log line, not an event (anonymous visitors must
+            # not be able to fill the event log).
+            log.warning("portal.refused", method=method, reason=str(err.reason))
+            return
         try:
             await self.d.audit.record_denial(
-                who or VISITOR,
+                who,
                 f"portal:{method}",
                 _code_name(err),
                 str(err.reason),
@@ -493,6 +496,14 @@ class Portal:
 
         return await self._run(request, "VoteOnSession", caller, subjects, work)
 
+    async def session_link(self, request: Request) -> Response:
+        session_id = request.path_params["session_id"]
+        return RedirectResponse(f"/requests#h-{session_id}", 303)
+
+    async def invitation_link(self, request: Request) -> Response:
+        # An invitation is answered through its one-time link (in the email), never by its id.
+        return RedirectResponse("/teams", 303)
+
     # --- history and teams ----------------------------------------------------------------
 
     async def history(self, request: Request) -> Response:
@@ -623,10 +634,9 @@ def _session_view(
     view: SessionView, me: str, now: datetime, current: TeamVersion | None
 ) -> dict[str, Any]:
     s = view.session
-    owner = s.requester_account_id
-    if not owner and s.protected_resource.startswith("arn:"):
-        parts = s.protected_resource.split(":")
-        owner = parts[4] if len(parts) > 4 else ""
+    # The vault's owner is the account its ARN names (arn:aws:backup:REGION:ACCOUNT:...).
+    parts = s.protected_resource.split(":") if s.protected_resource.startswith("arn:") else []
+    owner = parts[4] if len(parts) > 4 else ""
     draft = None
     if s.draft is not None:
         draft = {
@@ -693,6 +703,9 @@ def build_portal(deps: PortalDeps) -> Starlette:
         Route("/requests/{session_id}/options", p.vote_options, methods=["POST"]),
         Route("/requests/{session_id}/vote", p.vote, methods=["POST"]),
         Route("/history", p.history, methods=["GET"]),
+        # Where the notifications' links (AIRLOCK_PORTAL_URL) point.
+        Route("/sessions/{session_id}", p.session_link, methods=["GET"]),
+        Route("/invitations/{invitation_id}", p.invitation_link, methods=["GET"]),
         Route("/teams", p.teams, methods=["GET"]),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
