@@ -80,7 +80,13 @@ class Portal:
     ]
 )
 def portal_server(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
-    import e2e.conftest as e2e_conftest
+    # The e2e conftest's helpers, as pytest loaded it (a conftest is not importable by name).
+    path = Path(__file__).with_name("conftest.py")
+    e2e_conftest = next(
+        p
+        for p in request.config.pluginmanager.get_plugins()
+        if getattr(p, "__file__", None) == str(path)
+    )
 
     port = _free_port()
     origin = f"http://localhost:{port}"

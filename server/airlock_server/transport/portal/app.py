@@ -164,19 +164,24 @@ class Portal:
         template: str,
         status: int = 200,
         visit: Visit | None = None,
+        *,
+        start_visit: bool = True,
         **context: Any,
     ) -> Response:
-        """A rendered page; a visitor without a visit gets one (its CSRF token is in the page)."""
+        """A rendered page; a visitor without a visit gets one (its CSRF token is in the page),
+        except on an error page: a late error answer must not replace a newer visit's cookie."""
         new_token = ""
         if visit is None:
             visit = self._visit(request)
-            if visit is None:
+            if visit is None and start_visit:
                 new_token, visit = self.visits.start()
         html = self.templates.get_template(template).render(
-            csrf=visit.csrf, approver=visit.approver_id, **context
+            csrf=visit.csrf if visit else "",
+            approver=visit.approver_id if visit else "",
+            **context,
         )
         response = HTMLResponse(html, status_code=status)
-        if new_token:
+        if new_token and visit is not None:
             self._set_cookie(response, new_token, visit.expires - _monotonic())
         return response
 
@@ -227,7 +232,14 @@ class Portal:
         status = http_status(err)
         if json_answer:
             return JSONResponse({"error": err.message, "reason": str(err.reason)}, status)
-        return self.page(request, "message.html", status, title="Refused", message=err.message)
+        return self.page(
+            request,
+            "message.html",
+            status,
+            start_visit=False,
+            title="Refused",
+            message=err.message,
+        )
 
     async def _signed_in(self, request: Request) -> tuple[Visit, Principal] | Response:
         """The visit's approver, still enabled; otherwise the sign-in page."""
