@@ -74,15 +74,6 @@ class SqlPasskeyRepository:
         r = (await self._s.execute(q)).scalar_one_or_none()
         return passkey_from_row(r) if r else None
 
-    async def by_key(
-        self, public_key: bytes, *, for_update: bool = False
-    ) -> PasskeyCredential | None:
-        q = select(PasskeyRecord).where(PasskeyRecord.public_key == public_key)
-        if for_update:
-            q = q.with_for_update()
-        r = (await self._s.execute(q)).scalars().first()
-        return passkey_from_row(r) if r else None
-
     async def used(self, credential_id: str, sign_count: int, now: datetime) -> None:
         await self._s.execute(
             update(PasskeyRecord)
