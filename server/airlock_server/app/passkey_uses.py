@@ -6,7 +6,13 @@ from datetime import datetime
 
 from airlock_server.app.ports import UnitOfWork
 from airlock_server.domain.errors import PermissionDenied, Reason
-from airlock_server.domain.webauthn import PasskeyCredential, counter_moved, decode_assertion
+from airlock_server.domain.webauthn import (
+    PasskeyCredential,
+    b64url,
+    counter_moved,
+    decode_assertion,
+    decode_passkey_key,
+)
 
 
 def not_enrolled(approver_id: str) -> PermissionDenied:
@@ -36,7 +42,8 @@ async def count_vote(
     uow: UnitOfWork, public_key: bytes, signature: bytes, approver_id: str, now: datetime
 ) -> None:
     """After a vote's assertion verified with the enrolled passkey `public_key`: its counter."""
-    passkey = await uow.passkeys.by_key(public_key, for_update=True)
-    if passkey is None or passkey.approver_id != approver_id:
+    credential_id = b64url(decode_passkey_key(public_key).credential_id)
+    passkey = await uow.passkeys.get(credential_id, for_update=True)
+    if passkey is None or passkey.approver_id != approver_id or passkey.public_key != public_key:
         raise not_enrolled(approver_id)
     await count_use(uow, passkey, decode_assertion(signature).sign_count, now)

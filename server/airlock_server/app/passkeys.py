@@ -55,7 +55,7 @@ from airlock_server.domain.events import NewEvent
 from airlock_server.domain.principals import Principal, PrincipalKind, require, require_admin
 from airlock_server.domain.sessions import VoteDecision, vote_digest
 from airlock_server.domain.team_changes import invitable_version
-from airlock_server.domain.teams import InvitationState, Team, TeamState
+from airlock_server.domain.teams import InvitationState, Team, TeamMember, TeamState, TeamVersion
 from airlock_server.domain.webauthn import (
     EDDSA,
     ES256,
@@ -193,21 +193,11 @@ class InvitationLinks:
             expire: list[datetime] = []
 
             async def create() -> str:
-                team = await uow.teams.find_by_invitation(invitation_id)
-                if team is None:
-                    raise NotFound("invitation", invitation_id)
                 now = self._deps.clock()
-                shown = settle_team(team, now)
-                found = [
-                    (v, m)
-                    for v in (shown.current, shown.pending)
-                    if v is not None
-                    for m in v.members
-                    if m.invitation_id == invitation_id
-                ]
-                if not found:
+                found = await _invitation(uow, invitation_id, now)
+                if found is None:
                     raise NotFound("invitation", invitation_id)
-                version, member = found[0]
+                shown, version, member = found
                 if member.invitation_state is not InvitationState.PENDING:
                     raise FailedPrecondition(
                         f"invitation {invitation_id} is {member.invitation_state.value}",
@@ -236,20 +226,30 @@ class InvitationLinks:
             )
             await uow.commit()
             if replayed:
-                return IssuedLink("", "", await self._expiry(uow, invitation_id))
+                # The first call found it; invitations are never deleted.
+                again = await _invitation(uow, invitation_id, self._deps.clock())
+                assert again is not None
+                return IssuedLink("", "", again[1].invitation_expire_time)
             url = invite_url(self._portal_url, token) if self._portal_url else ""
             return IssuedLink(token, url, expire[0])
 
         return await transact(self._deps, work)
 
-    @staticmethod
-    async def _expiry(uow: UnitOfWork, invitation_id: str) -> datetime:
-        team = await uow.teams.find_by_invitation(invitation_id)
-        assert team is not None  # the first call found it; invitations are never deleted
-        for version in (team.current, team.pending):
-            if version and any(m.invitation_id == invitation_id for m in version.members):
-                return version.invitation_expire_time
-        raise NotFound("invitation", invitation_id)
+
+async def _invitation(
+    uow: UnitOfWork, invitation_id: str, now: datetime
+) -> tuple[Team, TeamVersion, TeamMember] | None:
+    """The invitation's team as a read sees it (settled), its version and its member."""
+    team = await uow.teams.find_by_invitation(invitation_id)
+    if team is None:
+        return None
+    shown = settle_team(team, now)
+    for version in (shown.current, shown.pending):
+        for member in version.members if version else ():
+            if member.invitation_id == invitation_id:
+                assert version is not None
+                return shown, version, member
+    return None
 
 
 def _require_open(team: Team, version: int) -> None:
@@ -285,21 +285,10 @@ class PortalService:
         link = await uow.passkeys.find_link(token_digest(token))
         if link is None or link.spent_time is not None:
             raise _link_not_found()
-        team = await uow.teams.find_by_invitation(link.invitation_id)
-        if team is None:
+        found = await _invitation(uow, link.invitation_id, self._deps.clock())
+        if found is None:
             raise _link_not_found()
-        now = self._deps.clock()
-        shown = settle_team(team, now)
-        found = [
-            (v, m)
-            for v in (shown.current, shown.pending)
-            if v is not None
-            for m in v.members
-            if m.invitation_id == link.invitation_id
-        ]
-        if not found:
-            raise _link_not_found()
-        version, member = found[0]
+        shown, version, member = found
         if caller is not None and (
             caller.kind is not PrincipalKind.APPROVER or caller.subject != member.approver_id
         ):

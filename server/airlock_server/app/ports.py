@@ -275,12 +275,6 @@ class PasskeyRepository(Protocol):
         self, credential_id: str, *, for_update: bool = False
     ) -> PasskeyCredential | None: ...
 
-    async def by_key(
-        self, public_key: bytes, *, for_update: bool = False
-    ) -> PasskeyCredential | None:
-        """The passkey whose key encoding is `public_key`."""
-        ...
-
     async def used(self, credential_id: str, sign_count: int, now: datetime) -> None:
         """Record a use: the new signature counter and its time."""
         ...

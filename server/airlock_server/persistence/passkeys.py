@@ -14,6 +14,7 @@ from airlock_server.domain.webauthn import (
     b64url,
     token_digest,
 )
+from airlock_server.persistence.mappers import link_from_row, passkey_from_row
 from airlock_server.persistence.models import (
     InvitationLinkRecord,
     PasskeyRecord,
@@ -44,24 +45,6 @@ async def new_email_link(
     return nonce, (None if token else stored_token)
 
 
-def _passkey(r: PasskeyRecord) -> PasskeyCredential:
-    return PasskeyCredential(
-        credential_id=r.credential_id,
-        approver_id=r.approver_id,
-        team_id=r.team_id,
-        invitation_id=r.invitation_id,
-        public_key=r.public_key,
-        cose_public_key=r.cose_public_key,
-        sign_count=r.sign_count,
-        create_time=r.create_time,
-        last_used_time=r.last_used_time,
-    )
-
-
-def _link(r: InvitationLinkRecord) -> InvitationLink:
-    return InvitationLink(r.token_sha256, r.invitation_id, r.create_time, r.spent_time)
-
-
 class SqlPasskeyRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._s = session
@@ -89,16 +72,7 @@ class SqlPasskeyRepository:
         if for_update:
             q = q.with_for_update()
         r = (await self._s.execute(q)).scalar_one_or_none()
-        return _passkey(r) if r else None
-
-    async def by_key(
-        self, public_key: bytes, *, for_update: bool = False
-    ) -> PasskeyCredential | None:
-        q = select(PasskeyRecord).where(PasskeyRecord.public_key == public_key)
-        if for_update:
-            q = q.with_for_update()
-        r = (await self._s.execute(q)).scalars().first()
-        return _passkey(r) if r else None
+        return passkey_from_row(r) if r else None
 
     async def used(self, credential_id: str, sign_count: int, now: datetime) -> None:
         await self._s.execute(
@@ -161,7 +135,7 @@ class SqlPasskeyRepository:
         if for_update:
             q = q.with_for_update()
         r = (await self._s.execute(q)).scalar_one_or_none()
-        return _link(r) if r else None
+        return link_from_row(r) if r else None
 
     async def spend_links(self, invitation_id: str, now: datetime) -> None:
         await self._s.execute(

@@ -337,6 +337,21 @@ async def test_sign_in(world: World) -> None:
     await p.check_signed_in(Principal(PrincipalKind.APPROVER, "carol"))
 
 
+async def test_a_passkey_no_longer_enrolled_signs_nothing_in(world: World) -> None:
+    """A passkey signs in while it is the key of its approver in a team that stands; once the
+    team is deleted, the enrollment is gone and so is the sign-in."""
+    p = portal(world)
+    team_id = await _team(world, ("alice", "bob"))
+    device = Authenticator(ORIGIN)
+    await _accept_with_passkey(world, p, team_id, "alice", device)
+    alice = Principal(PrincipalKind.APPROVER, "alice")
+    assert await p.finish_sign_in(device.get(await p.begin_sign_in())) == alice
+    await world.app.teams.delete_inactive_team(world.admin, team_id, "")
+    with pytest.raises(PermissionDenied) as denied:
+        await p.finish_sign_in(device.get(await p.begin_sign_in()))
+    assert denied.value.reason is Reason.PASSKEY_NOT_ENROLLED
+
+
 async def test_invitation_links(world: World) -> None:
     p = portal(world)
     team_id = await _team(world)
