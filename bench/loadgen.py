@@ -36,6 +36,7 @@ import random
 import secrets
 import sys
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -695,6 +696,7 @@ async def cmd_vote(
                         session_id=session.session_id,
                         decision=session_pb2.VOTE_DECISION_APPROVE,
                         signature=signature,
+                        request_id=str(uuid.uuid4()),  # as the SDK sends every Vote
                     ),
                     metadata=bearer(who["token"]),
                 )

@@ -36,6 +36,7 @@ from airlock_server.app.vaults import VaultService
 from airlock_server.domain.notifications import Routing
 from airlock_server.persistence.db import create_engine, session_factory
 from airlock_server.persistence.event_log import PgListenSignal, PollSignal, SqlEventLogReader
+from airlock_server.persistence.health_repositories import activity_writer_of
 from airlock_server.persistence.seal import Sealer
 from airlock_server.persistence.uow import SqlUnitOfWork
 
@@ -157,6 +158,7 @@ def build_harness(
     engine = create_engine(url, pool_size=5)
     sessions = session_factory(engine)
     sealer = Sealer(log_key)
+    activity_writer = activity_writer_of(engine)
 
     def uow(*, read_only: bool = False, one_statement: bool = False) -> UnitOfWork:
         return SqlUnitOfWork(
@@ -166,6 +168,7 @@ def build_harness(
             one_statement=one_statement,
             sealer=sealer,
             routing=routing,
+            activity_writer=activity_writer,
         )
 
     deps = Deps(uow=uow, clock=clock)

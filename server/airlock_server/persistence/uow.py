@@ -23,7 +23,7 @@ from airlock_server.persistence.db import (
     outage,
 )
 from airlock_server.persistence.event_log import append_events
-from airlock_server.persistence.health_repositories import SqlActivityRepository
+from airlock_server.persistence.health_repositories import ActivityWriter, SqlActivityRepository
 from airlock_server.persistence.notifications import (
     Outbox,
     SqlNotificationRepository,
@@ -74,7 +74,11 @@ class SqlUnitOfWork:
         on_commit: Callable[[int], None] | None = None,
         sealer: Sealer | None = None,
         routing: Routing | None = None,
+        activity_writer: ActivityWriter | None = None,
     ) -> None:
+        # PostgreSQL: approvers' activity is written after COMMIT, outside the transaction
+        # (health_repositories.ActivityWriter); None: in it.
+        self._activity_writer = activity_writer
         self._on_commit = on_commit  # told the last seq appended, once committed
         self._sessions = sessions
         # The log key: signs each append's head, keys the rows' MACs (none when keyless).
@@ -108,7 +112,8 @@ class SqlUnitOfWork:
         self.vaults: ports.VaultRepository = SqlVaultRepository(s, self._sealer)
         self.grants: ports.GrantRepository = SqlGrantRepository(s, self._sealer)
         self.deletions: ports.TeamDeletionRepository = SqlTeamDeletionRepository(s, self._sealer)
-        self.activity: ports.ActivityRepository = SqlActivityRepository(s)
+        self._activity = SqlActivityRepository(s, self._activity_writer)
+        self.activity: ports.ActivityRepository = self._activity
         self.notifications: ports.NotificationRepository = SqlNotificationRepository(
             s, self._routing
         )
@@ -174,6 +179,7 @@ class SqlUnitOfWork:
         await self.session.commit()
         if last and self._on_commit is not None:
             self._on_commit(last)
+        await self._activity.written()
 
     async def __aexit__(
         self,
