@@ -21,7 +21,12 @@ from airlock_server.channels.webhook import WebhookSender
 from airlock_server.config import Settings
 from airlock_server.domain.notifications import Channel, RetryPolicy, Routing
 from airlock_server.persistence.db import create_engine, session_factory
-from airlock_server.persistence.event_log import PgListenSignal, PollSignal, SqlEventLogReader
+from airlock_server.persistence.event_log import (
+    PgListenSignal,
+    PollSignal,
+    SqlEventLogReader,
+    log_appender_of,
+)
 from airlock_server.persistence.health_repositories import activity_writer_of
 from airlock_server.persistence.seal import Sealer
 from airlock_server.persistence.uow import SqlUnitOfWork
@@ -101,6 +106,7 @@ def wire(settings: Settings, log_key: LogKey | None = None) -> Wiring:
     # PostgreSQL: approvers' activity is written after the vote's COMMIT, batched (the row of
     # an approver was the hottest lock of a vote); SQLite writes it in the transaction.
     activity_writer = activity_writer_of(engine)
+    log_appender = log_appender_of(engine)
 
     def uow(*, read_only: bool = False, one_statement: bool = False) -> UnitOfWork:
         return SqlUnitOfWork(
@@ -112,6 +118,7 @@ def wire(settings: Settings, log_key: LogKey | None = None) -> Wiring:
             sealer=sealer,
             routing=routing,
             activity_writer=activity_writer,
+            log_appender=log_appender,
         )
 
     routing = routing_of(settings)

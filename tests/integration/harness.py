@@ -35,7 +35,12 @@ from airlock_server.app.teams import TeamService
 from airlock_server.app.vaults import VaultService
 from airlock_server.domain.notifications import Routing
 from airlock_server.persistence.db import create_engine, session_factory
-from airlock_server.persistence.event_log import PgListenSignal, PollSignal, SqlEventLogReader
+from airlock_server.persistence.event_log import (
+    PgListenSignal,
+    PollSignal,
+    SqlEventLogReader,
+    log_appender_of,
+)
 from airlock_server.persistence.health_repositories import activity_writer_of
 from airlock_server.persistence.seal import Sealer
 from airlock_server.persistence.uow import SqlUnitOfWork
@@ -159,6 +164,7 @@ def build_harness(
     sessions = session_factory(engine)
     sealer = Sealer(log_key)
     activity_writer = activity_writer_of(engine)
+    log_appender = log_appender_of(engine)
 
     def uow(*, read_only: bool = False, one_statement: bool = False) -> UnitOfWork:
         return SqlUnitOfWork(
@@ -169,6 +175,7 @@ def build_harness(
             sealer=sealer,
             routing=routing,
             activity_writer=activity_writer,
+            log_appender=log_appender,
         )
 
     deps = Deps(uow=uow, clock=clock)

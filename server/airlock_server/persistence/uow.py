@@ -22,7 +22,7 @@ from airlock_server.persistence.db import (
     is_outage,
     outage,
 )
-from airlock_server.persistence.event_log import append_events
+from airlock_server.persistence.event_log import Head, LogAppender, append_events
 from airlock_server.persistence.health_repositories import ActivityWriter, SqlActivityRepository
 from airlock_server.persistence.notifications import (
     Outbox,
@@ -75,7 +75,11 @@ class SqlUnitOfWork:
         sealer: Sealer | None = None,
         routing: Routing | None = None,
         activity_writer: ActivityWriter | None = None,
+        log_appender: LogAppender | None = None,
     ) -> None:
+        # PostgreSQL: this process's appends, one at a time after the head it knows
+        # (event_log.LogAppender); None: each append reads the head, locked.
+        self._log_appender = log_appender
         # PostgreSQL: approvers' activity is written after COMMIT, outside the transaction
         # (health_repositories.ActivityWriter); None: in it.
         self._activity_writer = activity_writer
@@ -164,6 +168,7 @@ class SqlUnitOfWork:
 
     async def commit(self) -> None:
         last = 0
+        committed = False
         if self._events:
             # The transactional outbox: each event's notifications are written in its
             # transaction, so a committed event always has them and a rolled-back one never.
@@ -172,11 +177,27 @@ class SqlUnitOfWork:
             notices = [notice_for(e) for e in self._events]
             outbox = Outbox(self.session, self._routing, now)
             planned = await plan_events(outbox, notices)
-            events = await append_events(self.session, self._events, now, self._sealer)
-            await write_events(outbox, notices, planned, events, now)
+            appender = self._log_appender
+            if appender is None:
+                events = await append_events(self.session, self._events, now, self._sealer)
+                await write_events(outbox, notices, planned, events, now)
+            else:
+                async with appender.lock:
+                    try:
+                        events = await append_events(
+                            self.session, self._events, now, self._sealer, appender.head
+                        )
+                        await write_events(outbox, notices, planned, events, now)
+                        await self.session.commit()
+                    except BaseException:
+                        appender.head = None  # the outcome may be unknown: read it next time
+                        raise
+                    appender.head = Head(events[-1].seq, events[-1].hash, events[-1].time)
+                committed = True
             last = events[-1].seq
             self._events = []
-        await self.session.commit()
+        if not committed:
+            await self.session.commit()
         if last and self._on_commit is not None:
             self._on_commit(last)
         await self._activity.written()

@@ -30,7 +30,7 @@ from airlock_server.domain.principals import Principal, PrincipalKind
 from airlock_server.domain.sessions import Session, VoteDecision, vote_digest
 from airlock_server.domain.teams import TeamSpec, key_proof_message
 from airlock_server.persistence.db import create_engine, session_factory
-from airlock_server.persistence.event_log import PollSignal, SqlEventLogReader
+from airlock_server.persistence.event_log import PollSignal, SqlEventLogReader, log_appender_of
 from airlock_server.persistence.health_repositories import activity_writer_of
 from airlock_server.persistence.seal import Sealer
 from airlock_server.persistence.uow import SqlUnitOfWork
@@ -102,6 +102,7 @@ def wire(
 
     sealer = Sealer(log_key)
     activity_writer = activity_writer_of(engine)
+    log_appender = log_appender_of(engine)
 
     def uow(*, read_only: bool = False, one_statement: bool = False) -> UnitOfWork:
         return SqlUnitOfWork(
@@ -111,6 +112,7 @@ def wire(
             one_statement=one_statement,
             sealer=sealer,
             activity_writer=activity_writer,
+            log_appender=log_appender,
         )
 
     deps = Deps(uow=uow, clock=clock, region="eu-west-1")
