@@ -24,8 +24,8 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
-# The tables whose rows carry a MAC by the log key (persistence/repositories.py and
-# recovery_repositories.py compute and check it).
+# The tables whose rows carry a MAC by the log key (persistence/mappers.py says what
+# each MAC covers; the repositories compute and check it).
 MACED = (
     "credentials",
     "team_versions",

@@ -20,6 +20,7 @@ from airlock_server.channels.email import EmailSender, SmtpSettings
 from airlock_server.channels.webhook import WebhookSender
 from airlock_server.config import Settings
 from airlock_server.domain.notifications import Channel, RetryPolicy, Routing
+from airlock_server.persistence.activity import activity_writer_of
 from airlock_server.persistence.db import create_engine, session_factory
 from airlock_server.persistence.event_log import (
     PgListenSignal,
@@ -27,7 +28,6 @@ from airlock_server.persistence.event_log import (
     SqlEventLogReader,
     log_appender_of,
 )
-from airlock_server.persistence.health_repositories import activity_writer_of
 from airlock_server.persistence.seal import Sealer
 from airlock_server.persistence.uow import SqlUnitOfWork
 from airlock_server.transport.server import UseCases

@@ -34,6 +34,7 @@ from airlock_server.app.sessions import SessionService
 from airlock_server.app.teams import TeamService
 from airlock_server.app.vaults import VaultService
 from airlock_server.domain.notifications import Routing
+from airlock_server.persistence.activity import activity_writer_of
 from airlock_server.persistence.db import create_engine, session_factory
 from airlock_server.persistence.event_log import (
     PgListenSignal,
@@ -41,7 +42,6 @@ from airlock_server.persistence.event_log import (
     SqlEventLogReader,
     log_appender_of,
 )
-from airlock_server.persistence.health_repositories import activity_writer_of
 from airlock_server.persistence.seal import Sealer
 from airlock_server.persistence.uow import SqlUnitOfWork
 

@@ -186,10 +186,10 @@ def test_checker_resolves_from_imports_to_modules() -> None:
 
 
 def test_checker_resolves_relative_imports() -> None:
-    source = "from ..app import teams\nfrom . import repositories\nfrom .models import X\n"
+    source = "from ..app import teams\nfrom . import teams\nfrom .models import X\n"
     assert [n for _, n in imports_of(source, "airlock_server.persistence.uow")] == [
         "airlock_server.app.teams",
-        "airlock_server.persistence.repositories",
+        "airlock_server.persistence.teams",
         "airlock_server.persistence.models",
     ]
 
@@ -234,8 +234,8 @@ def test_checker_resolves_relative_imports() -> None:
         (
             "airlock_server.transport",
             "airlock_server.transport.x",
-            "from airlock_server.persistence.repositories import X",
-            ["airlock_server.persistence.repositories"],
+            "from airlock_server.persistence.teams import X",
+            ["airlock_server.persistence.teams"],
         ),
         (
             "airlock_client",

@@ -78,6 +78,18 @@ class TeamRepository(Protocol):
         """Ids of PENDING teams whose invitations have expired, claimed for this transaction."""
         ...
 
+    async def names(self, team_ids: Sequence[str]) -> dict[str, str]:
+        """Each team's name, by id (a team not found is left out)."""
+        ...
+
+    async def enrolled_key(self, team_id: str, version: int, approver_id: str) -> bytes | None:
+        """The public key the approver enrolled in that team version, if any."""
+        ...
+
+    async def enrolled_keys(self, team_id: str, version: int) -> dict[str, bytes | None]:
+        """Every member of that team version and the key it enrolled (None: not accepted)."""
+        ...
+
 
 class ShareRepository(Protocol):
     async def add(self, share: TeamShare) -> bool:
@@ -178,18 +190,6 @@ class SessionRepository(Protocol):
         ...
 
     async def pending_of_team(self, team_id: str) -> list[str]: ...
-    async def team_names(self, team_ids: Sequence[str]) -> dict[str, str]: ...
-    async def enrolled_key(self, team_id: str, version: int, approver_id: str) -> bytes | None:
-        """The public key the approver enrolled in that team version, if any."""
-        ...
-
-    async def enrolled_keys(self, team_id: str, version: int) -> dict[str, bytes | None]:
-        """Every member of that team version and the key it enrolled (None: not accepted)."""
-        ...
-
-    async def events_about(self, subject: str, type_: str | None = None) -> list[Event]:
-        """The log's events with this subject (event_subjects index), by seq; of one type."""
-        ...
 
 
 class VaultRepository(Protocol):
@@ -252,6 +252,12 @@ class TeamDeletionRepository(Protocol):
 
     async def due(self, now: datetime, limit: int) -> list[str]:
         """Session ids of approved deletions whose window ended, claimed for this transaction."""
+        ...
+
+
+class EventRepository(Protocol):
+    async def about(self, subject: str, type_: str | None = None) -> list[Event]:
+        """The log's events with this subject (event_subjects index), by seq; of one type."""
         ...
 
 
@@ -342,6 +348,7 @@ class UnitOfWork(Protocol):
     grants: GrantRepository
     deletions: TeamDeletionRepository
     activity: ActivityRepository
+    events: EventRepository
     notifications: NotificationRepository
 
     def record(self, event: NewEvent) -> None: ...

@@ -268,7 +268,7 @@ class SessionService:
         return s
 
     async def views(self, uow: UnitOfWork, sessions: Sequence[Session]) -> list[SessionView]:
-        names = await uow.sessions.team_names([s.team_id for s in sessions])
+        names = await uow.teams.names([s.team_id for s in sessions])
         return [SessionView(s, names.get(s.team_id, "")) for s in sessions]
 
     async def view(self, uow: UnitOfWork, session: Session) -> SessionView:
@@ -808,10 +808,10 @@ class SessionService:
             # it from one a forger made up, keys and all.
             if anchor is None or not anchor.can_sign:
                 raise no_log_key_for_proofs()
-            keys = await uow.sessions.enrolled_keys(s.team_id, s.team_version)
-            events = approval_events(await uow.sessions.events_about(session_subject(s.session_id)))
+            keys = await uow.teams.enrolled_keys(s.team_id, s.team_version)
+            events = approval_events(await uow.events.about(session_subject(s.session_id)))
             # For each approver of the snapshot, the event in which it enrolled that key.
-            accepted = await uow.sessions.events_about(f"team:{s.team_id}", "invitation.accepted")
+            accepted = await uow.events.about(f"team:{s.team_id}", "invitation.accepted")
             seen = {e.seq for e in events}
             for approver_id in s.approver_ids:
                 key = keys.get(approver_id)

@@ -426,7 +426,7 @@ class ApproverActivityRecord(Base):
     """An approver's last activity for a team (vote, baseline answer, invitation answer).
 
     Written in the same transaction as the answer; a vote's on PostgreSQL just after its
-    commit, outside it (health_repositories.ActivityWriter: no vote holds this hot row's lock).
+    commit, outside it (activity.ActivityWriter: no vote holds this hot row's lock).
     Only a later activity replaces the stored one.
     """
 

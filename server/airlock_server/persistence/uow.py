@@ -14,6 +14,10 @@ from airlock_server.app.ports import Clock
 from airlock_server.domain.errors import Conflict
 from airlock_server.domain.events import NewEvent
 from airlock_server.domain.notifications import Routing, notice_for
+from airlock_server.persistence.accounts import SqlAccountRepository
+from airlock_server.persistence.activity import ActivityWriter, SqlActivityRepository
+from airlock_server.persistence.approvers import SqlApproverRepository
+from airlock_server.persistence.credentials import SqlCredentialRepository
 from airlock_server.persistence.db import (
     ONE_STATEMENT_OPTION,
     READ_ONLY_OPTION,
@@ -23,29 +27,22 @@ from airlock_server.persistence.db import (
     outage,
 )
 from airlock_server.persistence.event_log import Head, LogAppender, append_events
-from airlock_server.persistence.health_repositories import ActivityWriter, SqlActivityRepository
+from airlock_server.persistence.events import SqlEventRepository
+from airlock_server.persistence.grants import SqlGrantRepository
+from airlock_server.persistence.idempotency import SqlIdempotencyRepository
 from airlock_server.persistence.notifications import (
     Outbox,
     SqlNotificationRepository,
     plan_events,
     write_events,
 )
-from airlock_server.persistence.recovery_repositories import (
-    SqlGrantRepository,
-    SqlSessionRepository,
-    SqlTeamDeletionRepository,
-    SqlVaultRepository,
-)
-from airlock_server.persistence.repositories import (
-    SqlAccountRepository,
-    SqlApproverRepository,
-    SqlCredentialRepository,
-    SqlIdempotencyRepository,
-    SqlSettingsRepository,
-    SqlShareRepository,
-    SqlTeamRepository,
-)
 from airlock_server.persistence.seal import Sealer
+from airlock_server.persistence.sessions import SqlSessionRepository
+from airlock_server.persistence.settings import SqlSettingsRepository
+from airlock_server.persistence.shares import SqlShareRepository
+from airlock_server.persistence.team_deletions import SqlTeamDeletionRepository
+from airlock_server.persistence.teams import SqlTeamRepository
+from airlock_server.persistence.vaults import SqlVaultRepository
 
 # Serialization failure, deadlock, unique violation: a concurrent change won; retry.
 RETRYABLE_SQLSTATES = {"40001", "40P01", "23505", "55P03"}
@@ -81,7 +78,7 @@ class SqlUnitOfWork:
         # (event_log.LogAppender); None: each append reads the head, locked.
         self._log_appender = log_appender
         # PostgreSQL: approvers' activity is written after COMMIT, outside the transaction
-        # (health_repositories.ActivityWriter); None: in it.
+        # (activity.ActivityWriter); None: in it.
         self._activity_writer = activity_writer
         self._on_commit = on_commit  # told the last seq appended, once committed
         self._sessions = sessions
@@ -108,16 +105,19 @@ class SqlUnitOfWork:
         self.approvers: ports.ApproverRepository = SqlApproverRepository(s, self._sealer)
         self.accounts: ports.AccountRepository = SqlAccountRepository(s, self._sealer)
         self.credentials: ports.CredentialRepository = SqlCredentialRepository(s, self._sealer)
-        self.teams: ports.TeamRepository = SqlTeamRepository(s, self._sealer)
+        # Team names never change: the ones a session read brings are shared, read once.
+        names: dict[str, str] = {}
+        self.teams: ports.TeamRepository = SqlTeamRepository(s, self._sealer, names)
         self.shares: ports.ShareRepository = SqlShareRepository(s, self._sealer)
         self.idempotency: ports.IdempotencyRepository = SqlIdempotencyRepository(s)
         self.settings: ports.SettingsRepository = SqlSettingsRepository(s)
-        self.sessions: ports.SessionRepository = SqlSessionRepository(s, self._sealer)
+        self.sessions: ports.SessionRepository = SqlSessionRepository(s, self._sealer, names)
         self.vaults: ports.VaultRepository = SqlVaultRepository(s, self._sealer)
         self.grants: ports.GrantRepository = SqlGrantRepository(s, self._sealer)
         self.deletions: ports.TeamDeletionRepository = SqlTeamDeletionRepository(s, self._sealer)
         self._activity = SqlActivityRepository(s, self._activity_writer)
         self.activity: ports.ActivityRepository = self._activity
+        self.events: ports.EventRepository = SqlEventRepository(s)
         self.notifications: ports.NotificationRepository = SqlNotificationRepository(
             s, self._routing
         )

@@ -11,18 +11,45 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Table, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from airlock_server.domain.events import GENESIS_HASH, ChainVerifier, Finding
-from airlock_server.domain.identities import Account, Approver
-from airlock_server.domain.integrity import RowField
-from airlock_server.domain.sessions import Vote, VoteDecision
-from airlock_server.domain.teams import TeamVersion
 from airlock_server.persistence.event_log import to_event
+from airlock_server.persistence.mappers import (
+    ACCOUNTS,
+    APPROVERS,
+    CREDENTIALS,
+    GRANTS,
+    SESSIONS,
+    TEAM_DELETIONS,
+    TEAM_MEMBERS,
+    TEAM_SHARES,
+    TEAM_VERSIONS,
+    TEAMS,
+    VAULTS,
+    VOTES,
+    account_fields,
+    account_from_row,
+    approver_fields,
+    approver_from_row,
+    deletion_fields,
+    deletion_from_row,
+    grant_fields,
+    grant_from_row,
+    session_fields,
+    stored_credential_fields,
+    stored_member_fields,
+    stored_share_fields,
+    stored_vote_fields,
+    team_fields,
+    vault_fields,
+    vault_from_row,
+    version_fields,
+    version_from_row,
+)
 from airlock_server.persistence.models import (
     AccountRecord,
     ApproverRecord,
@@ -39,39 +66,8 @@ from airlock_server.persistence.models import (
     VaultRecord,
     VoteRecord,
 )
-from airlock_server.persistence.recovery_repositories import (
-    GRANTS,
-    SESSIONS,
-    TEAM_DELETIONS,
-    VAULTS,
-    VOTES,
-    SqlGrantRepository,
-    SqlSessionRepository,
-    SqlTeamDeletionRepository,
-    SqlVaultRepository,
-    deletion_fields,
-    grant_fields,
-    session_fields,
-    vault_fields,
-    vote_fields,
-)
-from airlock_server.persistence.repositories import (
-    ACCOUNTS,
-    APPROVERS,
-    CREDENTIALS,
-    TEAM_MEMBERS,
-    TEAM_SHARES,
-    TEAM_VERSIONS,
-    TEAMS,
-    account_fields,
-    approver_fields,
-    member_fields,
-    stored_credential_fields,
-    stored_share_fields,
-    team_fields,
-    version_fields,
-)
 from airlock_server.persistence.seal import Sealer
+from airlock_server.persistence.sessions import SqlSessionRepository
 
 BATCH = 2000
 
@@ -107,19 +103,6 @@ async def _check_chain(s: AsyncSession) -> tuple[int, Finding | None]:
         cursor = batch[-1].seq + 1
 
 
-def _version(r: Any) -> TeamVersion:
-    return TeamVersion(
-        version=r.version,
-        description=r.description,
-        min_approvals=r.min_approvals,
-        session_ttl=timedelta(seconds=r.session_ttl_seconds),
-        invitation_ttl=timedelta(seconds=r.invitation_ttl_seconds),
-        members=(),
-        create_time=r.create_time,
-        invitation_expire_time=r.invitation_expire_time,
-    )
-
-
 MACED_TABLES = (
     APPROVERS,
     ACCOUNTS,
@@ -136,63 +119,41 @@ MACED_TABLES = (
 )
 
 
-def _vote_of(r: Any) -> tuple[RowField, ...]:
-    vote = Vote(r.approver_id, VoteDecision(r.decision), r.comment, r.vote_time, r.signature)
-    return vote_fields(r.session_id, r.position, vote)
-
-
-def _member_of(r: Any) -> tuple[RowField, ...]:
-    return member_fields(
-        r.team_id,
-        r.version,
-        r.invitation_id,
-        r.approver_id,
-        r.invitation_state,
-        r.response_time,
-        r.public_key,
-        r.approved_key,
-    )
-
-
 # Each table with a MAC: its record, the fields its MAC covers (from a row) and its key.
 _PLAIN: dict[str, tuple[type[Any], Any, tuple[str, ...]]] = {
     APPROVERS: (
         ApproverRecord,
-        lambda r: approver_fields(
-            Approver(
-                r.approver_id, r.display_name, r.email, r.enabled, r.create_time, r.disable_time
-            )
-        ),
+        lambda r: approver_fields(approver_from_row(r)),
         ("approver_id",),
     ),
     ACCOUNTS: (
         AccountRecord,
-        lambda r: account_fields(Account(r.account_id, r.name, r.create_time)),
+        lambda r: account_fields(account_from_row(r)),
         ("account_id",),
     ),
     TEAMS: (TeamRecord, team_fields, ("team_id",)),
     TEAM_SHARES: (TeamShareRecord, stored_share_fields, ("team_id", "principal_kind", "subject")),
     TEAM_DELETIONS: (
         TeamDeletionRecord,
-        lambda r: deletion_fields(SqlTeamDeletionRepository.unchecked(r), r.due_time),
+        lambda r: deletion_fields(deletion_from_row(r), r.due_time),
         ("session_id",),
     ),
     CREDENTIALS: (CredentialRecord, stored_credential_fields, ("credential_id",)),
     TEAM_VERSIONS: (
         TeamVersionRecord,
-        lambda r: version_fields(r.team_id, _version(r)),
+        lambda r: version_fields(r.team_id, version_from_row(r)),
         ("team_id", "version"),
     ),
-    TEAM_MEMBERS: (TeamMemberRecord, _member_of, ("invitation_id",)),
-    VOTES: (VoteRecord, _vote_of, ("session_id", "approver_id")),
+    TEAM_MEMBERS: (TeamMemberRecord, stored_member_fields, ("invitation_id",)),
+    VOTES: (VoteRecord, stored_vote_fields, ("session_id", "approver_id")),
     GRANTS: (
         RestoreAccessGrantRecord,
-        lambda r: grant_fields(SqlGrantRepository.to_domain(r)),
+        lambda r: grant_fields(grant_from_row(r)),
         ("grant_id",),
     ),
     VAULTS: (
         VaultRecord,
-        lambda r: vault_fields(SqlVaultRepository.to_domain(r)),
+        lambda r: vault_fields(vault_from_row(r)),
         ("vault_arn",),
     ),
 }

@@ -29,9 +29,9 @@ from airlock_server.app.vaults import VaultService
 from airlock_server.domain.principals import Principal, PrincipalKind
 from airlock_server.domain.sessions import Session, VoteDecision, vote_digest
 from airlock_server.domain.teams import TeamSpec, key_proof_message
+from airlock_server.persistence.activity import activity_writer_of
 from airlock_server.persistence.db import create_engine, session_factory
 from airlock_server.persistence.event_log import PollSignal, SqlEventLogReader, log_appender_of
-from airlock_server.persistence.health_repositories import activity_writer_of
 from airlock_server.persistence.seal import Sealer
 from airlock_server.persistence.uow import SqlUnitOfWork
 

@@ -118,8 +118,8 @@ async def test_a_reenrolled_approver_replaces_its_key(world: World) -> None:
     assert before.state is SessionState.CANCELLED
     assert before.status is SessionStatus.CONFIGURATION_CHANGED
     async with world.app.deps.uow() as uow:
-        assert await uow.sessions.enrolled_key(world.team_id, 1, "alice") == raw_key(old_key)
-        assert await uow.sessions.enrolled_key(world.team_id, 2, "alice") == raw_key(new_key)
+        assert await uow.teams.enrolled_key(world.team_id, 1, "alice") == raw_key(old_key)
+        assert await uow.teams.enrolled_key(world.team_id, 2, "alice") == raw_key(new_key)
 
     # A new session freezes version 2: the old key's signature is refused and changes nothing.
     fresh = await world.app.vaults.request_restore_access(world.recovery, arn, "", "", "")

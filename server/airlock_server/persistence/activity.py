@@ -1,4 +1,4 @@
-"""Repositories of team health: each approver's last activity per team."""
+"""Approver activity: each approver's last activity per team (team health)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,151 @@
+"""Restore access grants: an account's approved access to restore from a vault."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, cast
+
+from sqlalchemy import Table, bindparam, exists, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql import ColumnElement
+
+from airlock_server.app.ports import TimeCursor
+from airlock_server.domain.vaults import OPEN_GRANT_STATES, GrantState, RestoreAccessGrant
+from airlock_server.persistence.mappers import GRANTS, check, grant_fields, grant_from_row
+from airlock_server.persistence.models import RestoreAccessGrantRecord, VaultRecord
+from airlock_server.persistence.queries import after_cursor
+from airlock_server.persistence.seal import Sealer
+
+_G = cast(Table, RestoreAccessGrantRecord.__table__)
+_GRANT_UPDATE = update(_G).where(_G.c.grant_id == bindparam("gid"))
+
+
+class SqlGrantRepository:
+    """Core statements and rows, no ORM objects: grant reads are on the vote path."""
+
+    def __init__(self, session: AsyncSession, sealer: Sealer | None = None) -> None:
+        self._s = session
+        self._sealer = sealer or Sealer()
+
+    async def _rows(self, q: Any) -> list[RestoreAccessGrant]:
+        conn = await self._s.connection()
+        out = []
+        for r in await conn.execute(q):
+            grant = grant_from_row(r)
+            # CheckAccess reads these: a grant the server did not write grants nothing.
+            check(self._sealer, GRANTS, grant.grant_id, grant_fields(grant), r.mac)
+            out.append(grant)
+        return out
+
+    async def add(self, grant: RestoreAccessGrant) -> None:
+        conn = await self._s.connection()
+        await conn.execute(
+            insert(_G).values(
+                grant_id=grant.grant_id,
+                vault_arn=grant.vault_arn,
+                account_id=grant.account_id,
+                restore_vault_name=grant.restore_vault_name,
+                restore_vault_arn=grant.restore_vault_arn,
+                state=grant.state.value,
+                status_message=grant.status_message,
+                session_id=grant.session_id,
+                revoke_session_id=grant.revoke_session_id,
+                comment=grant.comment,
+                create_time=grant.create_time,
+                update_time=grant.update_time,
+                mac=self._sealer.mac(GRANTS, grant_fields(grant)),
+            )
+        )
+
+    async def _one(self, where: ColumnElement[bool], for_update: bool) -> RestoreAccessGrant | None:
+        q = select(*_G.c).where(where)
+        if for_update:
+            q = q.with_for_update()
+        found = await self._rows(q)
+        return found[0] if found else None
+
+    async def get(self, grant_id: str, *, for_update: bool = False) -> RestoreAccessGrant | None:
+        return await self._one(RestoreAccessGrantRecord.grant_id == grant_id, for_update)
+
+    async def save(self, grant: RestoreAccessGrant) -> None:
+        conn = await self._s.connection()
+        await conn.execute(
+            _GRANT_UPDATE,
+            {
+                "gid": grant.grant_id,
+                "state": grant.state.value,
+                "status_message": grant.status_message,
+                "revoke_session_id": grant.revoke_session_id,
+                "update_time": grant.update_time,
+                "mac": self._sealer.mac(GRANTS, grant_fields(grant)),
+            },
+        )
+
+    async def open_for(self, vault_arn: str, account_id: str) -> list[RestoreAccessGrant]:
+        g = _G.c
+        q = select(*_G.c).where(
+            g.vault_arn == vault_arn,
+            g.account_id == account_id,
+            g.state.in_([s.value for s in OPEN_GRANT_STATES]),
+        )
+        return await self._rows(q)
+
+    async def open_of_vault(self, vault_arn: str) -> list[RestoreAccessGrant]:
+        g = _G.c
+        q = (
+            select(*_G.c)
+            .where(g.vault_arn == vault_arn, g.state.in_([s.value for s in OPEN_GRANT_STATES]))
+            .order_by(g.create_time, g.grant_id)
+        )
+        return await self._rows(q)
+
+    async def by_session(
+        self, session_id: str, *, for_update: bool = False
+    ) -> RestoreAccessGrant | None:
+        g = _G.c
+        return await self._one(
+            or_(g.session_id == session_id, g.revoke_session_id == session_id), for_update
+        )
+
+    async def list_page(
+        self,
+        vault_arn: str,
+        state: GrantState | None,
+        visible_account: str,
+        after: TimeCursor | None,
+        limit: int,
+    ) -> list[RestoreAccessGrant]:
+        g = _G.c
+        q = select(*_G.c).order_by(g.create_time.desc(), g.grant_id.desc()).limit(limit)
+        if vault_arn:
+            q = q.where(g.vault_arn == vault_arn)
+        if state is not None:
+            q = q.where(g.state == state.value)
+        if visible_account:
+            q = q.where(
+                or_(
+                    g.account_id == visible_account,
+                    exists().where(
+                        VaultRecord.vault_arn == g.vault_arn,
+                        VaultRecord.account_id == visible_account,
+                    ),
+                )
+            )
+        cursor = after_cursor(g.create_time, g.grant_id, after)
+        if cursor is not None:
+            q = q.where(cursor)
+        return await self._rows(q)
+
+    async def open_of_vaults(self, vault_arns: Sequence[str]) -> list[str]:
+        if not vault_arns:
+            return []
+        g = RestoreAccessGrantRecord
+        q = (
+            select(g.grant_id)
+            .where(
+                g.vault_arn.in_(list(vault_arns)),
+                g.state.in_([s.value for s in OPEN_GRANT_STATES]),
+            )
+            .order_by(g.grant_id)
+        )
+        return list(await self._s.scalars(q))

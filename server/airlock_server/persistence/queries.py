@@ -1,0 +1,28 @@
+"""Statement helpers the repositories share."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import and_, or_
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql import ColumnElement
+
+from airlock_server.app.ports import TimeCursor
+
+
+def dialect_insert(session: AsyncSession):  # type: ignore[no-untyped-def]
+    """The dialect's INSERT, for ON CONFLICT DO NOTHING."""
+    return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+
+
+def after_cursor(
+    time_col: Any, id_col: Any, after: TimeCursor | None
+) -> ColumnElement[bool] | None:
+    """Newest-first keyset paging: rows strictly after the cursor."""
+    if after is None:
+        return None
+    t, key = after
+    return or_(time_col < t, and_(time_col == t, id_col < key))

@@ -1,0 +1,418 @@
+"""Sessions: a request for approval, its frozen approver set and its votes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import (
+    Table,
+    and_,
+    bindparam,
+    exists,
+    func,
+    insert,
+    literal_column,
+    null,
+    or_,
+    select,
+    union_all,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql import ColumnElement
+
+from airlock_server.app.ports import SessionQuery, TimeCursor
+from airlock_server.domain.principals import PrincipalKind
+from airlock_server.domain.sessions import Session, SessionState, Vote
+from airlock_server.persistence.mappers import (
+    SESSIONS,
+    VOTES,
+    check,
+    check_member,
+    draft_to_row,
+    session_fields,
+    session_from_row,
+    vote_fields,
+    vote_from_row,
+)
+from airlock_server.persistence.models import (
+    SessionApproverRecord,
+    SessionRecord,
+    TeamMemberRecord,
+    TeamRecord,
+    VaultRecord,
+    VoteRecord,
+)
+from airlock_server.persistence.queries import after_cursor
+from airlock_server.persistence.seal import Sealer
+
+_S = SessionRecord.__table__.c
+_SA = SessionApproverRecord.__table__.c
+_VO = VoteRecord.__table__.c
+_SESSION_ROWS = select(*_S, TeamRecord.__table__.c.name.label("team_name")).join_from(
+    SessionRecord.__table__,
+    TeamRecord.__table__,
+    TeamRecord.__table__.c.team_id == _S.team_id,
+    isouter=True,
+)
+
+
+def _votes_and_approvers() -> Any:
+    """Votes (k = 1) and approvers (k = 0) of the sessions `ids`, in one statement.
+
+    Votes come first: the result takes its column types (UTC times) from the first branch."""
+    ids: Any = bindparam("ids", expanding=True)
+    votes = select(
+        _VO.session_id,
+        literal_column("1").label("k"),
+        _VO.position,
+        _VO.approver_id,
+        _VO.decision,
+        _VO.comment,
+        _VO.vote_time,
+        _VO.signature,
+        _VO.mac,
+    ).where(_VO.session_id.in_(ids))
+    approvers = select(
+        _SA.session_id,
+        literal_column("0"),
+        _SA.position,
+        _SA.approver_id,
+        null(),
+        null(),
+        null(),
+        null(),
+        null(),
+    ).where(_SA.session_id.in_(ids))
+    return union_all(votes, approvers)
+
+
+_VOTES_AND_APPROVERS = _votes_and_approvers()
+_SESSION_BY_ID = _SESSION_ROWS.where(_S.session_id == bindparam("sid"))
+_SESSION_BY_ID_LOCKED = _SESSION_BY_ID.with_for_update(of=SessionRecord.__table__)
+# Core statements built once (Table, not the mapped class): no ORM bulk-DML machinery and no
+# cache key to compute per call. The SET clause / VALUES are the parameters' keys.
+_SESSION_TABLE = cast(Table, SessionRecord.__table__)
+_SESSION_UPDATE = update(_SESSION_TABLE).where(_SESSION_TABLE.c.session_id == bindparam("sid"))
+_VOTE_INSERT = insert(cast(Table, VoteRecord.__table__))
+_TM = TeamMemberRecord.__table__.c
+
+
+# A vote's read: the session, locked, and the key its voter enrolled in the session's team
+# version, in one statement.
+def _voter_column(column: Any, label: str) -> Any:
+    """One column of the voter's member row in the session's team version (unique index)."""
+    return (
+        select(column)
+        .where(
+            _TM.team_id == _S.team_id,
+            _TM.version == _S.team_version,
+            _TM.approver_id == bindparam("voter"),
+        )
+        .scalar_subquery()
+        .label(label)
+    )
+
+
+# The member row's other columns come along: its MAC covers them (domain/integrity.py).
+_SESSION_AND_KEY_LOCKED = (
+    _SESSION_ROWS.add_columns(
+        _voter_column(_TM.public_key, "enrolled_key"),
+        _voter_column(_TM.invitation_id, "m_invitation_id"),
+        _voter_column(_TM.invitation_state, "m_invitation_state"),
+        _voter_column(_TM.response_time, "m_response_time"),
+        _voter_column(_TM.approved_key, "m_approved_key"),
+        _voter_column(_TM.mac, "m_mac"),
+    )
+    .where(_S.session_id == bindparam("sid"))
+    .with_for_update(of=SessionRecord.__table__)
+)
+
+
+class SqlSessionRepository:
+    def __init__(
+        self,
+        session: AsyncSession,
+        sealer: Sealer | None = None,
+        names: dict[str, str] | None = None,
+    ) -> None:
+        self._s = session
+        self._sealer = sealer or Sealer()
+        # Each session's row values and stored voters as this transaction read or wrote them:
+        # save() skips an unchanged row and inserts the new votes without reading the stored
+        # ones back. Measured (a non-deciding Vote, in process, loaded 2-core machine, min of 6
+        # runs of 40): 6 statements instead of 8 on PostgreSQL, 9 instead of 11 on SQLite;
+        # 12.9 instead of 15.3 ms (PostgreSQL), 15.9 instead of 24.9 ms (SQLite).
+        self._known: dict[str, tuple[dict[str, Any], set[str]]] = {}
+        # Team names never change: the ones read joined with sessions are shared with the
+        # transaction's team repository, whose names() then needs no read for them.
+        self._names = {} if names is None else names
+
+    async def _load(self, q: Any, params: dict[str, Any] | None = None) -> list[Session]:
+        conn = await self._s.connection()
+        return await self._build(list(await conn.execute(q, params)))
+
+    async def _build(self, rows: list[Any]) -> list[Session]:
+        if not rows:
+            return []
+        conn = await self._s.connection()
+        ids = [r.session_id for r in rows]
+        approvers: dict[str, list[tuple[int, str]]] = {i: [] for i in ids}
+        votes: dict[str, list[tuple[int, Vote]]] = {i: [] for i in ids}
+        for x in await conn.execute(_VOTES_AND_APPROVERS, {"ids": ids}):
+            if x.k == 1:
+                vote = vote_from_row(x)
+                key = f"{x.session_id}/{x.approver_id}"
+                check(self._sealer, VOTES, key, vote_fields(x.session_id, x.position, vote), x.mac)
+                votes[x.session_id].append((x.position, vote))
+            else:
+                approvers[x.session_id].append((x.position, x.approver_id))
+        out = []
+        for r in rows:
+            if r.team_name is not None:
+                self._names[r.team_id] = r.team_name
+            session = session_from_row(
+                r,
+                tuple(a for _, a in sorted(approvers[r.session_id])),
+                tuple(v for _, v in sorted(votes[r.session_id], key=lambda pv: pv[0])),
+            )
+            # The session's facts, state or frozen approver set (session_approvers).
+            check(self._sealer, SESSIONS, session.session_id, session_fields(session), r.mac)
+            self._known[session.session_id] = (
+                self._values(session),
+                {v.approver_id for v in session.votes},
+            )
+            out.append(session)
+        return out
+
+    def _values(self, s: Session) -> dict[str, Any]:
+        """The columns that change, and the MAC over the whole session (which changes with
+        them)."""
+        return {
+            "state": s.state.value,
+            "status": s.status.value,
+            "status_message": s.status_message,
+            "execution_status": s.execution_status.value,
+            "execution_message": s.execution_message,
+            "complete_time": s.complete_time,
+            "execution_time": s.execution_time,
+            "excluded_approvers": list(s.excluded_approver_ids) or None,
+            "mac": self._sealer.mac(SESSIONS, session_fields(s)),
+        }
+
+    async def add(self, session: Session) -> None:
+        await self._s.execute(
+            insert(SessionRecord).values(
+                session_id=session.session_id,
+                kind=session.kind.value,
+                team_id=session.team_id,
+                team_version=session.team_version,
+                min_approvals=session.min_approvals,
+                requester_kind=session.requester.kind.value,
+                requester_subject=session.requester.subject,
+                requester_account_id=session.requester_account_id,
+                action=session.action,
+                protected_resource=session.protected_resource,
+                comment=session.comment,
+                session_metadata=dict(session.metadata),
+                create_time=session.create_time,
+                expire_time=session.expire_time,
+                team_draft=draft_to_row(session.draft),
+                **self._values(session),
+            )
+        )
+        if session.approver_ids:
+            await self._s.execute(
+                insert(SessionApproverRecord),
+                [
+                    {"session_id": session.session_id, "approver_id": a, "position": i}
+                    for i, a in enumerate(session.approver_ids)
+                ],
+            )
+        await self._insert_votes(session, set())
+        self._known[session.session_id] = (
+            self._values(session),
+            {v.approver_id for v in session.votes},
+        )
+
+    async def _insert_votes(self, session: Session, stored: set[str]) -> None:
+        rows = [
+            {
+                "session_id": session.session_id,
+                "approver_id": v.approver_id,
+                "position": i,
+                "decision": v.decision.value,
+                "comment": v.comment,
+                "vote_time": v.time,
+                "signature": v.signature,
+                "mac": self._sealer.mac(VOTES, vote_fields(session.session_id, i, v)),
+            }
+            for i, v in enumerate(session.votes)
+            if v.approver_id not in stored
+        ]
+        if rows:
+            # A second vote of one approver fails here (primary key), whatever the app did.
+            conn = await self._s.connection()
+            await conn.execute(_VOTE_INSERT, rows)
+
+    async def get(self, session_id: str, *, for_update: bool = False) -> Session | None:
+        # Always read: a locked read must see the row as committed now.
+        q = _SESSION_BY_ID_LOCKED if for_update else _SESSION_BY_ID
+        sessions = await self._load(q, {"sid": session_id})
+        return sessions[0] if sessions else None
+
+    async def get_for_vote(
+        self, session_id: str, approver_id: str
+    ) -> tuple[Session, bytes | None] | None:
+        conn = await self._s.connection()
+        rows = list(
+            await conn.execute(_SESSION_AND_KEY_LOCKED, {"sid": session_id, "voter": approver_id})
+        )
+        sessions = await self._build(rows)
+        if not sessions:
+            return None
+        s, r = sessions[0], rows[0]
+        if r.m_invitation_id is not None:
+            check_member(
+                self._sealer,
+                s.team_id,
+                s.team_version,
+                r.m_invitation_id,
+                approver_id,
+                r.m_invitation_state,
+                r.m_response_time,
+                r.enrolled_key,
+                r.m_mac,
+                r.m_approved_key,
+            )
+        return s, r.enrolled_key
+
+    async def save(self, session: Session) -> None:
+        values = self._values(session)
+        known = self._known.get(session.session_id)
+        if known is None or known[0] != values:
+            conn = await self._s.connection()
+            await conn.execute(_SESSION_UPDATE, {"sid": session.session_id, **values})
+        if known is not None:
+            stored = known[1]
+        else:
+            stored = set(
+                await self._s.scalars(
+                    select(VoteRecord.approver_id).where(
+                        VoteRecord.session_id == session.session_id
+                    )
+                )
+            )
+        await self._insert_votes(session, stored)
+        self._known[session.session_id] = (values, {v.approver_id for v in session.votes})
+
+    async def list_page(
+        self, query: SessionQuery, now: datetime, after: TimeCursor | None, limit: int
+    ) -> list[Session]:
+        r = SessionRecord
+        q = _SESSION_ROWS.order_by(r.create_time.desc(), r.session_id.desc()).limit(limit)
+        conditions: list[ColumnElement[bool]] = []
+        if query.team_id:
+            conditions.append(r.team_id == query.team_id)
+        if query.state is SessionState.PENDING:
+            conditions += [r.state == SessionState.PENDING.value, r.expire_time > now]
+        elif query.state is SessionState.FAILED:
+            conditions.append(
+                or_(
+                    r.state == SessionState.FAILED.value,
+                    and_(r.state == SessionState.PENDING.value, r.expire_time <= now),
+                )
+            )
+        elif query.state is not None:
+            conditions.append(r.state == query.state.value)
+        if query.kind is not None:
+            conditions.append(r.kind == query.kind.value)
+        if query.action:
+            conditions.append(r.action == query.action)
+        if query.protected_resource:
+            conditions.append(r.protected_resource == query.protected_resource)
+        if query.requester_account_id:
+            conditions.append(r.requester_account_id == query.requester_account_id)
+        if query.create_time_start is not None:
+            conditions.append(r.create_time >= query.create_time_start)
+        if query.create_time_end is not None:
+            conditions.append(r.create_time < query.create_time_end)
+        if query.visible_account:
+            conditions.append(
+                or_(
+                    and_(
+                        r.requester_kind == PrincipalKind.ACCOUNT.value,
+                        r.requester_subject == query.visible_account,
+                    ),
+                    exists().where(
+                        VaultRecord.vault_arn == r.protected_resource,
+                        VaultRecord.account_id == query.visible_account,
+                    ),
+                )
+            )
+        if query.visible_approver:
+            conditions.append(
+                exists().where(
+                    SessionApproverRecord.session_id == r.session_id,
+                    SessionApproverRecord.approver_id == query.visible_approver,
+                )
+            )
+        if query.visible_requester is not None:
+            conditions += [
+                r.requester_kind == query.visible_requester.kind.value,
+                r.requester_subject == query.visible_requester.subject,
+            ]
+        if query.awaiting_vote_of:
+            conditions += [
+                r.state == SessionState.PENDING.value,
+                r.expire_time > now,
+                exists().where(
+                    SessionApproverRecord.session_id == r.session_id,
+                    SessionApproverRecord.approver_id == query.awaiting_vote_of,
+                ),
+                ~exists().where(
+                    VoteRecord.session_id == r.session_id,
+                    VoteRecord.approver_id == query.awaiting_vote_of,
+                ),
+            ]
+        cursor = after_cursor(r.create_time, r.session_id, after)
+        if cursor is not None:
+            conditions.append(cursor)
+        if conditions:
+            q = q.where(*conditions)
+        return await self._load(q)
+
+    async def pending_past_expiry(self, now: datetime, limit: int) -> list[str]:
+        q = (
+            select(SessionRecord.session_id)
+            .where(
+                SessionRecord.state == SessionState.PENDING.value,
+                SessionRecord.expire_time <= now,
+            )
+            .order_by(SessionRecord.expire_time)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return list(await self._s.scalars(q))
+
+    async def pending_summary(self) -> tuple[int, datetime | None]:
+        row = (
+            await self._s.execute(
+                select(func.count(), func.min(SessionRecord.create_time)).where(
+                    SessionRecord.state == SessionState.PENDING.value
+                )
+            )
+        ).one()
+        return int(row[0]), row[1]
+
+    async def pending_of_team(self, team_id: str) -> list[str]:
+        q = (
+            select(SessionRecord.session_id)
+            .where(
+                SessionRecord.team_id == team_id,
+                SessionRecord.state == SessionState.PENDING.value,
+            )
+            .order_by(SessionRecord.session_id)
+        )
+        return list(await self._s.scalars(q))
