@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from airlock_server.app.audit import AuditService, LogKey
 from airlock_server.app.common import Deps
+from airlock_server.app.credential_cache import CredentialCache
 from airlock_server.app.feed import EventFeed
 from airlock_server.app.identity import IdentityService
 from airlock_server.app.notifications import Dispatcher, DispatchSettings, NotificationService
@@ -21,6 +22,7 @@ from airlock_server.channels.webhook import WebhookSender
 from airlock_server.config import Settings
 from airlock_server.domain.notifications import Channel, RetryPolicy, Routing
 from airlock_server.persistence.activity import activity_writer_of
+from airlock_server.persistence.credential_watch import CredentialWatch
 from airlock_server.persistence.db import create_engine, session_factory
 from airlock_server.persistence.event_log import (
     PgListenSignal,
@@ -43,8 +45,17 @@ class Wiring:
     dispatcher: Dispatcher
     webhooks: WebhookSender
     notifications: NotificationService
+    # PostgreSQL: what keeps the credential cache honest across replicas (None on SQLite).
+    credential_watch: CredentialWatch | None = None
+
+    def start(self) -> None:
+        """In the serving loop: the credential cache is used once the watch is listening."""
+        if self.credential_watch is not None:
+            self.credential_watch.start()
 
     async def close(self) -> None:
+        if self.credential_watch is not None:
+            await self.credential_watch.close()
         await self.webhooks.close()
         await self.signal.close()
         await self.feed.close()
@@ -123,7 +134,11 @@ def wire(settings: Settings, log_key: LogKey | None = None) -> Wiring:
 
     routing = routing_of(settings)
 
-    deps = Deps(uow=uow, region=settings.region)
+    # SQLite: one process, which drops what it revokes itself. PostgreSQL: replicas, so the
+    # cache waits for the LISTEN connection that tells it what others changed.
+    credentials = CredentialCache(live=not postgres)
+    watch = CredentialWatch(settings.database_url, credentials) if postgres else None
+    deps = Deps(uow=uow, region=settings.region, credentials=credentials)
     log = SqlEventLogReader(sessions)
     # One follower of the log per process (WatchEvents, WatchSession): it waits on the
     # signal, and reads again after `poll` at the latest (a lost notification, SQLite's
@@ -144,4 +159,4 @@ def wire(settings: Settings, log_key: LogKey | None = None) -> Wiring:
         notifications=notifications,
     )
     dispatcher, webhooks = dispatcher_of(deps, settings)
-    return Wiring(engine, deps, app, signal, feed, dispatcher, webhooks, notifications)
+    return Wiring(engine, deps, app, signal, feed, dispatcher, webhooks, notifications, watch)

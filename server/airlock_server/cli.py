@@ -354,6 +354,7 @@ async def _serve(settings: Settings, ready_file: Path | None, tls: TlsFiles | No
     metrics: MetricsEndpoint | None = None
     try:
         await _check_schema(wiring, settings.database_url)
+        wiring.start()
         metrics = _serve_metrics(settings.metrics_listen, wiring, limits)
         telemetry = metrics.telemetry if metrics else Telemetry()
         served = build_server(wiring.app, settings.listen, tls, limits, telemetry)

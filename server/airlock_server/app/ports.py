@@ -366,7 +366,9 @@ class UnitOfWorkFactory(Protocol):
     """A new unit of work. `read_only`: the use case means to read (it may still write, e.g. to
     settle what a read finds expired); SQLite then begins deferred instead of taking the write
     lock up front, so reads do not queue behind writers of other processes. `one_statement`:
-    a read of one statement, run without a transaction around it (implies read_only)."""
+    reads that need no common snapshot (one statement, or several whose answer does not depend
+    on seeing the same instant), each its own transaction: no BEGIN and ROLLBACK round trips
+    (implies read_only)."""
 
     def __call__(self, *, read_only: bool = False, one_statement: bool = False) -> UnitOfWork: ...
 

@@ -839,7 +839,9 @@ class SessionService:
             s = await self._load_visible(uow, caller, session_id)
             return await self.view(uow, s), s.is_expired_at(self._deps.clock())
 
-        view, expired = await transact(self._deps, work, read_only=True)
+        # The session, its team's name, votes and approvers are one statement (one snapshot);
+        # the vault read for an owner's visibility needs none in common with it.
+        view, expired = await transact(self._deps, work, one_statement=True)
         if expired:
             # Read-time expiry writes the decision down, with its effect.
             return await self.settle(session_id)

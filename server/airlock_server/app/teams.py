@@ -218,7 +218,10 @@ class TeamService:
                 return TeamView(team, unsettled=True)
             return await extras(uow, team)
 
-        view = await transact(self._deps, read, read_only=True)
+        # The team is one statement (its versions and members joined); the share checked before
+        # it and the deletion and activity read after it need no common snapshot with it: no
+        # transaction around them (issue 11).
+        view = await transact(self._deps, read, one_statement=True)
         if not view.unsettled:
             return view
 
