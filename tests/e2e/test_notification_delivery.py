@@ -36,8 +36,8 @@ from sqlalchemy import text
 from standardwebhooks import Webhook
 
 from airlock.v1 import session_pb2
+from airlock_cli.sessions import EXIT_CANCELLED, EXIT_REJECTED
 from airlock_client import AirlockClient, generate_private_key
-from airlock_client.cli_notifications import EXIT_CANCELLED, EXIT_REJECTED
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -20,6 +20,7 @@ from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+import airlock_cli as cli
 from airlock.v1 import (
     approver_service_pb2,
     common_pb2,
@@ -31,7 +32,10 @@ from airlock.v1 import (
     team_pb2,
     team_service_pb2,
 )
-from airlock_client import DEFAULT_TIMEOUT, cli, keys
+from airlock_cli.audit import event_line
+from airlock_cli.base import EXIT_LOCAL, EXIT_USAGE
+from airlock_cli.values import format_duration, parse_duration, parse_time
+from airlock_client import DEFAULT_TIMEOUT, keys
 
 Context = grpc.aio.ServicerContext[Any, Any]
 TOKEN = "s3cret-token-value"
@@ -199,26 +203,26 @@ def _ts(seconds: int) -> timestamp_pb2.Timestamp:
     ],
 )
 def test_parse_duration(text: str, expected: dt.timedelta) -> None:
-    assert cli.parse_duration(text) == expected
+    assert parse_duration(text) == expected
 
 
 @pytest.mark.parametrize("text", ["", "24", "h", "1.5h", "-1h", "24hours", "1h 30m", "7d!"])
 def test_parse_duration_refuses(text: str) -> None:
     with pytest.raises(ValueError, match="invalid duration"):
-        cli.parse_duration(text)
+        parse_duration(text)
 
 
 @pytest.mark.parametrize("text", ["1h30m", "1d", "7d", "2h", "45s", "1d1s"])
 def test_format_duration_round_trips(text: str) -> None:
-    assert cli.format_duration(cli.parse_duration(text)) == text
+    assert format_duration(parse_duration(text)) == text
 
 
 def test_parse_time_needs_an_offset() -> None:
-    assert cli.parse_time("2030-01-01T00:00:00Z") == dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
+    assert parse_time("2030-01-01T00:00:00Z") == dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
     with pytest.raises(ValueError, match="offset"):
-        cli.parse_time("2030-01-01T00:00:00")
+        parse_time("2030-01-01T00:00:00")
     with pytest.raises(ValueError, match="RFC 3339"):
-        cli.parse_time("tomorrow")
+        parse_time("tomorrow")
 
 
 # -- argument parsing ---------------------------------------------------------------------------
@@ -296,7 +300,7 @@ def test_global_options_before_or_after_the_command() -> None:
 def test_usage_errors_exit_1(
     argv: list[str], fragment: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert cli.main(argv) == cli.EXIT_USAGE
+    assert cli.main(argv) == EXIT_USAGE
     captured = capsys.readouterr()
     assert fragment in captured.err
     assert captured.out == ""
@@ -599,7 +603,7 @@ async def test_issue_refuses_an_existing_token_out_before_calling_the_server(
     out_file = tmp_path / "exists"
     out_file.write_text("old")
     argv = ["credentials", "issue", "--kind", "admin", "--token-out", str(out_file)]
-    assert await run(fake, *argv) == cli.EXIT_LOCAL
+    assert await run(fake, *argv) == EXIT_LOCAL
     assert "already exists" in capsys.readouterr().err
     assert fake.of("IssueCredential") == []
     assert out_file.read_text() == "old"
@@ -671,7 +675,7 @@ def test_keygen_writes_a_private_key_and_prints_the_public_key(
     key = keys.load_private_key(path)
     assert f"publicKey: {keys.public_key_base64(key)}" in captured.out
     assert "never goes to the server" in captured.err
-    assert cli.main(["approver", "keygen", "--out", str(path), "--json"]) == cli.EXIT_LOCAL
+    assert cli.main(["approver", "keygen", "--out", str(path), "--json"]) == EXIT_LOCAL
     assert "already exists" in capsys.readouterr().err
     other = tmp_path / "bob.pem"
     assert cli.main(["approver", "keygen", "--out", str(other), "--json"]) == 0
@@ -762,7 +766,7 @@ async def test_vote_shows_what_is_signed_and_signs_the_session_digest_locally(
     assert request.decision == session_pb2.VOTE_DECISION_REJECT
     assert request.comment == "call me first"
     key.public_key().verify(request.signature, keys.vote_digest(session, False))
-    assert await run(fake, "approver", "vote", "ses-1", "--key", str(key_file)) == cli.EXIT_USAGE
+    assert await run(fake, "approver", "vote", "ses-1", "--key", str(key_file)) == EXIT_USAGE
 
 
 def test_an_event_line_shows_whole_numbers_as_integers() -> None:
@@ -770,5 +774,5 @@ def test_an_event_line_shows_whole_numbers_as_integers() -> None:
     e = event_pb2.Event(seq=7, type="session.approved")
     e.time.FromDatetime(dt.datetime(2026, 12, 7, tzinfo=dt.UTC))
     e.details.update({"approvals": 2, "ratio": 0.5, "nested": {"n": [1, 2.5]}})
-    line = cli.event_line(e)
+    line = event_line(e)
     assert line.endswith('{"approvals":2,"nested":{"n":[1,2.5]},"ratio":0.5}')

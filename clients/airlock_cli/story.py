@@ -1,4 +1,6 @@
-"""`airlock demo`: the whole recovery story of Airlock, run against a live server.
+"""The whole recovery story of Airlock, run against a live server (`airlock demo`, demo.py).
+
+It uses only the SDK, as any program would.
 
 Given an admin credential, it plays every part in turn: the admin registers three approvers and two
 accounts (the owner A and the recovery account R) and issues their credentials; creates a 2-of-3
@@ -195,7 +197,7 @@ class _Story:
         except AirlockError as exc:
             if exc.code not in _REFUSALS:
                 raise self.fail(f"{what}: expected a refusal, got {exc}") from exc
-            self.fact(f"{who} {what}", f"REFUSED {exc.code.name} {exc.reason}: {exc.message}")
+            self.fact(f"{who} {what}", f"REFUSED {exc}")
             self.summary.refusals.append(
                 {"attempt": what, "code": exc.code.name, "reason": exc.reason}
             )
