@@ -63,6 +63,10 @@ async def _teams_baseline(client: AirlockClient, args: argparse.Namespace, out: 
     out.message(session)
 
 
+async def _teams_invite_link(client: AirlockClient, args: argparse.Namespace, out: Output) -> None:
+    out.message(await client.issue_invitation_link(args.invitation_id))
+
+
 def _share_target(parser: argparse.ArgumentParser) -> None:
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--account", metavar="ACCOUNT_ID", help="a 12-digit account id")
@@ -109,6 +113,13 @@ def add_commands(commands: Group) -> None:
     p.add_argument("team_id", metavar="TEAM_ID")
     p = add_command(group, "delete", "delete a PENDING or INACTIVE team", _teams_delete)
     p.add_argument("team_id", metavar="TEAM_ID")
+    p = add_command(
+        group,
+        "invite-link",
+        "a one-time portal link of a pending invitation (shown once; answers with a passkey)",
+        _teams_invite_link,
+    )
+    p.add_argument("invitation_id", metavar="INVITATION_ID")
     p = add_command(group, "health", "whether the team can still reach its quorum", _teams_health)
     p.add_argument("team_id", metavar="TEAM_ID")
     p.add_argument(

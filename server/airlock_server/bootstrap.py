@@ -13,6 +13,7 @@ from airlock_server.app.credential_cache import CredentialCache
 from airlock_server.app.feed import EventFeed
 from airlock_server.app.identity import IdentityService
 from airlock_server.app.notifications import Dispatcher, DispatchSettings, NotificationService
+from airlock_server.app.passkeys import InvitationLinks, PortalService
 from airlock_server.app.ports import NotificationSender, UnitOfWork
 from airlock_server.app.sessions import SessionService
 from airlock_server.app.teams import TeamService
@@ -21,6 +22,7 @@ from airlock_server.channels.email import EmailSender, SmtpSettings
 from airlock_server.channels.webhook import WebhookSender
 from airlock_server.config import Settings
 from airlock_server.domain.notifications import Channel, RetryPolicy, Routing
+from airlock_server.domain.webauthn import RelyingParty
 from airlock_server.persistence.activity import activity_writer_of
 from airlock_server.persistence.credential_watch import CredentialWatch
 from airlock_server.persistence.db import create_engine, session_factory
@@ -47,6 +49,8 @@ class Wiring:
     notifications: NotificationService
     # PostgreSQL: what keeps the credential cache honest across replicas (None on SQLite).
     credential_watch: CredentialWatch | None = None
+    # The approval portal's use cases (passkeys); None without AIRLOCK_PORTAL_ORIGIN.
+    portal: PortalService | None = None
 
     def start(self) -> None:
         """In the serving loop: the credential cache is used once the watch is listening."""
@@ -157,6 +161,19 @@ def wire(settings: Settings, log_key: LogKey | None = None) -> Wiring:
         vaults=VaultService(deps, sessions_app),
         audit=audit,
         notifications=notifications,
+        links=InvitationLinks(deps, settings.portal_origin or settings.portal_url),
     )
     dispatcher, webhooks = dispatcher_of(deps, settings)
-    return Wiring(engine, deps, app, signal, feed, dispatcher, webhooks, notifications, watch)
+    portal = (
+        PortalService(
+            deps,
+            app.teams,
+            sessions_app,
+            RelyingParty.from_origin(settings.portal_origin, settings.portal_rp_id),
+        )
+        if settings.portal_origin
+        else None
+    )
+    return Wiring(
+        engine, deps, app, signal, feed, dispatcher, webhooks, notifications, watch, portal
+    )

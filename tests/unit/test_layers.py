@@ -77,6 +77,12 @@ RULES = (
     ),
     # The wire talks to use cases, never to storage.
     Rule("airlock_server.transport", never=("airlock_server.persistence", *WIRING, *DRIVERS)),
+    # The approval portal is a web adapter: use cases, never storage, nor the gRPC wire (it
+    # holds no channel to the server of its own: it calls the same use cases in-process).
+    Rule(
+        "airlock_server.transport.portal",
+        never=("airlock_server.persistence", *WIRING, *DRIVERS, *GRPC, "airlock.v1"),
+    ),
     # The SDK stands on the stubs alone: it ships without the server, and without the CLI.
     Rule("airlock_client", never=("airlock_server", "airlock_cli", *DRIVERS)),
     # The CLI (and its demo) stands on the SDK and the stubs; it ships without the server.

@@ -34,8 +34,10 @@ from airlock.v1 import (
 )
 from airlock_cli.audit import event_line
 from airlock_cli.base import EXIT_LOCAL, EXIT_USAGE
+from airlock_cli.sessions import EXIT_REJECTED
 from airlock_cli.values import format_duration, parse_duration, parse_time
 from airlock_client import DEFAULT_TIMEOUT, keys
+from airlock_client.errors import StatusCode
 
 Context = grpc.aio.ServicerContext[Any, Any]
 TOKEN = "s3cret-token-value"
@@ -47,6 +49,7 @@ TOKEN = "s3cret-token-value"
 @dataclass
 class Fake:
     handlers: dict[str, Callable[[Any, Context], Awaitable[Any]]] = field(default_factory=dict)
+    streams: dict[str, Callable[[Any, Context], AsyncIterator[Any]]] = field(default_factory=dict)
     requests: list[tuple[str, Any, dict[str, str]]] = field(default_factory=list)
     target: str = ""
 
@@ -108,8 +111,35 @@ _METHODS: dict[str, tuple[str, type[Message], type[Message]]] = {
 }
 
 
+_STREAMS: dict[str, tuple[str, type[Message], type[Message]]] = {
+    "WatchSession": (
+        "SessionService",
+        session_service_pb2.WatchSessionRequest,
+        session_service_pb2.WatchSessionResponse,
+    ),
+}
+
+
 def _handlers(fake: Fake) -> list[grpc.GenericRpcHandler]:
     by_service: dict[str, dict[str, grpc.RpcMethodHandler[Any, Any]]] = {}
+    for method, (service, request_type, response_type) in _STREAMS.items():
+
+        async def stream(
+            request: Any, context: Context, method: str = method
+        ) -> AsyncIterator[Any]:
+            fake.requests.append((method, request, {}))
+            if method not in fake.streams:
+                await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not in the fake")
+            async for message in fake.streams[method](request, context):
+                yield message
+
+        by_service.setdefault(f"airlock.v1.{service}", {})[method] = (
+            grpc.unary_stream_rpc_method_handler(
+                stream,
+                request_deserializer=request_type.FromString,
+                response_serializer=response_type.SerializeToString,
+            )
+        )
     for method, (service, request_type, response_type) in _METHODS.items():
 
         async def unary(request: Any, context: Context, method: str = method) -> Any:
@@ -776,3 +806,69 @@ def test_an_event_line_shows_whole_numbers_as_integers() -> None:
     e.details.update({"approvals": 2, "ratio": 0.5, "nested": {"n": [1, 2.5]}})
     line = event_line(e)
     assert line.endswith('{"approvals":2,"nested":{"n":[1,2.5]},"ratio":0.5}')
+
+
+# -- following a session through lost streams ---------------------------------------------------
+
+_S = session_pb2.Session
+
+
+def _ses_1(state: session_pb2.Session.State.ValueType, **fields: Any) -> session_pb2.Session:
+    return _S(session_id="ses-1", state=state, min_approvals=2, **fields)
+
+
+_PENDING = _ses_1(_S.STATE_PENDING)
+
+
+def _watches(fake: Fake, *streams: list[session_pb2.Session | grpc.StatusCode]) -> None:
+    """WatchSession answers the n-th call with the n-th script: sessions to send, then a status
+    to end with (none: the stream ends early, as when a server goes away)."""
+    scripts = iter(streams)
+
+    async def watch(request: Any, context: Context) -> AsyncIterator[Any]:
+        for step in next(scripts):
+            if isinstance(step, grpc.StatusCode):
+                await context.abort(step, "going away")
+            yield session_service_pb2.WatchSessionResponse(session=step)
+
+    fake.streams["WatchSession"] = watch
+
+
+@pytest.mark.asyncio
+async def test_sessions_watch_reopens_a_lost_or_ended_stream_and_shows_no_state_twice(
+    fake: Fake, capsys: pytest.CaptureFixture[str]
+) -> None:
+    approved = _ses_1(_S.STATE_APPROVED, approval_count=2)
+    # CANCELLED: a server shutting down cancels its streams (the SDK itself does not retry it).
+    _watches(fake, [_PENDING, grpc.StatusCode.CANCELLED], [_PENDING], [_PENDING, approved])
+    assert await run(fake, "--json", "sessions", "watch", "ses-1") == 0
+    captured = capsys.readouterr()
+    states = [json.loads(line)["state"] for line in captured.out.splitlines()]
+    assert states == ["STATE_PENDING", "STATE_APPROVED"]
+    assert captured.err == "connection lost (CANCELLED); reopening the watch\n"
+    assert len(fake.of("WatchSession")) == 3
+
+
+@pytest.mark.asyncio
+async def test_sessions_wait_rides_through_and_exits_with_the_outcome(
+    fake: Fake, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rejected = _ses_1(_S.STATE_FAILED, status_code=_S.STATUS_CODE_REJECTED, rejection_count=2)
+    _watches(fake, [_PENDING, grpc.StatusCode.DEADLINE_EXCEEDED], [rejected])
+    assert await run(fake, "sessions", "wait", "ses-1") == EXIT_REJECTED
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        "waiting: session ses-1: 0 of 2 approvals, 0 rejections",
+        "connection lost (DEADLINE_EXCEEDED); reopening the watch",
+        "session ses-1 ended FAILED (REJECTED)",
+    ]
+
+
+@pytest.mark.asyncio
+async def test_a_watch_refused_is_not_retried(
+    fake: Fake, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _watches(fake, [grpc.StatusCode.PERMISSION_DENIED])
+    assert await run(fake, "sessions", "watch", "ses-1") == 64 + StatusCode.PERMISSION_DENIED
+    assert capsys.readouterr().err == "error: PERMISSION_DENIED: going away\n"
+    assert len(fake.of("WatchSession")) == 1

@@ -36,6 +36,7 @@ from airlock_server.persistence.notifications import (
     plan_events,
     write_events,
 )
+from airlock_server.persistence.passkeys import SqlPasskeyRepository
 from airlock_server.persistence.seal import Sealer
 from airlock_server.persistence.sessions import SqlSessionRepository
 from airlock_server.persistence.settings import SqlSettingsRepository
@@ -119,8 +120,9 @@ class SqlUnitOfWork:
         self.activity: ports.ActivityRepository = self._activity
         self.events: ports.EventRepository = SqlEventRepository(s)
         self.notifications: ports.NotificationRepository = SqlNotificationRepository(
-            s, self._routing
+            s, self._routing, self._sealer
         )
+        self.passkeys: ports.PasskeyRepository = SqlPasskeyRepository(s)
         self._events = []
         return self
 
@@ -175,7 +177,7 @@ class SqlUnitOfWork:
             # Recipients are read before the log's lock, the rows written after it is taken.
             now = self._clock()
             notices = [notice_for(e) for e in self._events]
-            outbox = Outbox(self.session, self._routing, now)
+            outbox = Outbox(self.session, self._routing, now, self._sealer)
             planned = await plan_events(outbox, notices)
             appender = self._log_appender
             if appender is None:
