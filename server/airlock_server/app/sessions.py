@@ -1034,7 +1034,7 @@ class SessionService:
                 )
                 return session_id
 
-            await once(uow, self._deps, caller, "Vote", request_id, cast)
+            await once(uow, self._deps, caller, "Vote", request_id, cast, known=session_id)
             # The session in hand is what was written; a replay reads it.
             view = await self.view(uow, written or await self._load(uow, session_id))
             await uow.commit()
