@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TypeVar
 
-from airlock_server.app import signing
+from airlock_server.app import passkey_uses, signing
 from airlock_server.app.common import Deps, once, transact
 from airlock_server.app.feed import EventFeed, SharedReads, finished_read
 from airlock_server.app.ports import (
@@ -89,6 +89,7 @@ from airlock_server.domain.vaults import (
     on_team_deleted,
     revoke,
 )
+from airlock_server.domain.webauthn import is_passkey_key
 
 T = TypeVar("T")
 
@@ -839,7 +840,9 @@ class SessionService:
             s = await self._load_visible(uow, caller, session_id)
             return await self.view(uow, s), s.is_expired_at(self._deps.clock())
 
-        view, expired = await transact(self._deps, work, read_only=True)
+        # The session, its team's name, votes and approvers are one statement (one snapshot);
+        # the vault read for an owner's visibility needs none in common with it.
+        view, expired = await transact(self._deps, work, one_statement=True)
         if expired:
             # Read-time expiry writes the decision down, with its effect.
             return await self.settle(session_id)
@@ -971,7 +974,10 @@ class SessionService:
         comment: str,
         signature: bytes,
         request_id: str,
+        *,
+        channel: str = "",
     ) -> SessionView:
+        """`channel`: where the vote came from when not the API ("portal"), for the event."""
         require(caller, PrincipalKind.APPROVER)
 
         async def work(uow: UnitOfWork) -> SessionView:
@@ -1005,6 +1011,8 @@ class SessionService:
                         metadata={"sessionId": session_id},
                     )
                 signing.verify(key, signature, vote_digest(before, decision), "signature")
+                if is_passkey_key(key):
+                    await passkey_uses.count_vote(uow, key, signature, caller.subject, now)
                 uow.record(
                     NewEvent(
                         "vote.cast",
@@ -1016,6 +1024,7 @@ class SessionService:
                             "decision": decision.value,
                             "comment_sha256": comment_digest(comment),
                             "signature": signature.hex(),
+                            **({"channel": channel} if channel else {}),
                         },
                     )
                 )
@@ -1025,7 +1034,7 @@ class SessionService:
                 )
                 return session_id
 
-            await once(uow, self._deps, caller, "Vote", request_id, cast)
+            await once(uow, self._deps, caller, "Vote", request_id, cast, known=session_id)
             # The session in hand is what was written; a replay reads it.
             view = await self.view(uow, written or await self._load(uow, session_id))
             await uow.commit()
