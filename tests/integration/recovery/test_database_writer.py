@@ -253,6 +253,9 @@ async def test_a_copied_or_unrevoked_credential_does_not_authenticate(world: Wor
         "UPDATE credentials SET principal_kind = 'admin' WHERE credential_id = :id",
         id=issued.credential.credential_id,
     )
+    # As a server that has not verified the token since (its cache holds what it verified).
+    assert world.app.deps.credentials is not None
+    world.app.deps.credentials.drop([issued.credential.credential_id])
     with pytest.raises(Unauthenticated):
         await world.app.identities.authenticate(token)
 
