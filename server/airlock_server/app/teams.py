@@ -9,7 +9,8 @@ from datetime import datetime, timedelta
 from airlock_server.app import signing
 from airlock_server.app.common import Deps, once, transact
 from airlock_server.app.ports import UnitOfWork
-from airlock_server.app.sessions import SessionService, SessionView, team_event
+from airlock_server.app.sessions import Effect, SessionService, SessionView
+from airlock_server.app.vaults import end_team_guard
 from airlock_server.domain.errors import (
     APPROVER_DISABLED,
     AlreadyExists,
@@ -21,7 +22,7 @@ from airlock_server.domain.errors import (
     PermissionDenied,
     Reason,
 )
-from airlock_server.domain.events import NewEvent
+from airlock_server.domain.events import NewEvent, format_time
 from airlock_server.domain.health import (
     Activity,
     ActivityKind,
@@ -40,14 +41,26 @@ from airlock_server.domain.principals import (
     require_admin,
     validate_principal,
 )
-from airlock_server.domain.sessions import KeyChange, SessionKind, draft_digest
+from airlock_server.domain.sessions import (
+    KeyChange,
+    Session,
+    SessionKind,
+    SessionState,
+    SessionStatus,
+    draft_digest,
+)
 from airlock_server.domain.team_changes import (
     NewKey,
     TeamDeletion,
+    apply_approved_update,
+    approve_deletion,
     deletion_due,
+    fail_deletion,
+    fail_update,
     finish_deletion,
     invitable_version,
     key_change_message,
+    same_draft,
     settle_update_activation,
     start_deletion,
     start_update,
@@ -169,7 +182,7 @@ class TeamService:
             return team
         await uow.teams.save(settled)
         if settled.current.version != team.current.version:
-            await self._sessions.supersede(uow, team, settled)
+            await supersede(self._sessions, uow, team, settled)
         else:
             team_event(
                 uow,
@@ -598,7 +611,7 @@ class TeamService:
                 gone = finish_deletion(team, deletion, now)
                 await uow.teams.save(gone)
                 await uow.deletions.save(deletion, done=True)
-                await self._sessions.end_team(uow, gone)
+                await end_team(self._sessions, uow, gone)
                 deleted += 1
             await uow.commit()
             return deleted
@@ -1001,3 +1014,151 @@ def _version_of(team: Team, invitation_id: str) -> TeamVersion:
         if version and any(m.invitation_id == invitation_id for m in version.members):
             return version
     raise NotFound("invitation", invitation_id)
+
+
+# --- the effects of a team's own sessions, run by SessionService when one ends --------------
+
+
+def team_event(uow: UnitOfWork, kind: str, team: Team, **details: object) -> None:
+    uow.record(
+        NewEvent(
+            kind,
+            SYSTEM,
+            (f"team:{team.team_id}",),
+            {
+                "team_id": team.team_id,
+                "state": team.state.value,
+                "status": team.status.value,
+                "version": team.current.version,
+                **details,
+            },
+        )
+    )
+
+
+async def _team_update_effect(sessions: SessionService, uow: UnitOfWork, s: Session) -> Session:
+    """The team's update decided: its draft applied (or failed), its old sessions ended."""
+    now = sessions.now()
+    approved = s.state is SessionState.APPROVED
+    team = await uow.teams.get(s.team_id, for_update=True)
+    if (
+        team is None
+        or team.update_session_id != s.session_id
+        or team.status is not TeamStatus.UPDATE_PENDING_APPROVAL
+    ):
+        if approved:
+            return await sessions.executed(uow, s, False, "the team has no such pending update")
+        return s
+    if not approved:
+        failed = fail_update(team, s.status, now)
+        await uow.teams.save(failed)
+        team_event(uow, "team.update_failed", failed, session_id=s.session_id)
+        return s
+    if s.draft is None or not same_draft(s.draft, team):
+        # The team approved what its approvers were shown, and only that.
+        failed = fail_update(team, s.status, now)
+        await uow.teams.save(failed)
+        team_event(uow, "team.update_failed", failed, session_id=s.session_id)
+        return await sessions.executed(
+            uow, s, False, "the team's draft is not the one its approvers voted on"
+        )
+    changed = apply_approved_update(team, now)
+    await uow.teams.save(changed)
+    team_event(uow, "team.update_approved", changed, session_id=s.session_id)
+    if changed.pending is not None:
+        for m in changed.pending.members:
+            if m.invitation_state is InvitationState.PENDING:
+                uow.record(
+                    NewEvent(
+                        "invitation.sent",
+                        SYSTEM,
+                        (f"team:{team.team_id}", f"approver:{m.approver_id}"),
+                        {
+                            "invitation_id": m.invitation_id,
+                            "approver_id": m.approver_id,
+                            "version": changed.pending.version,
+                        },
+                    )
+                )
+    if changed.current.version != team.current.version:
+        await supersede(sessions, uow, team, changed, exclude=s.session_id)
+        message = f"version {changed.current.version} is in force"
+    else:
+        message = f"version {changed.current.version + 1} waits for its new approvers"
+    return await sessions.executed(uow, s, True, message)
+
+
+async def supersede(
+    sessions: SessionService, uow: UnitOfWork, before: Team, after: Team, *, exclude: str = ""
+) -> None:
+    """A new version took force: record it and end the old version's pending sessions
+    CANCELLED / CONFIGURATION_CHANGED, with their undo effects, in the same transaction."""
+    team_event(uow, "team.updated", after, previous_version=before.current.version)
+    await sessions.end_pending_of_team(
+        uow,
+        after.team_id,
+        SessionStatus.CONFIGURATION_CHANGED,
+        below_version=after.current.version,
+        exclude=exclude,
+    )
+
+
+async def _team_deletion_effect(sessions: SessionService, uow: UnitOfWork, s: Session) -> Session:
+    """The team's deletion decided: DELETING (or DELETED at once), or back to what it was."""
+    now = sessions.now()
+    approved = s.state is SessionState.APPROVED
+    deletion = await uow.deletions.get(s.session_id, for_update=True)
+    team = await uow.teams.get(s.team_id, for_update=True)
+    if deletion is None or team is None or team.status is not TeamStatus.DELETE_PENDING_APPROVAL:
+        if approved:
+            return await sessions.executed(uow, s, False, "the team has no such deletion")
+        return s
+    if not approved:
+        failed = fail_deletion(team, s.status, now)
+        await uow.teams.save(failed)
+        team_event(uow, "team.deletion_failed", failed, session_id=s.session_id)
+        return s
+    changed, deletion = approve_deletion(team, deletion, now)
+    done = changed.state is TeamState.DELETED
+    await uow.teams.save(changed)
+    await uow.deletions.save(deletion, done=done)
+    team_event(
+        uow,
+        "team.deletion_approved",
+        changed,
+        session_id=s.session_id,
+        pending_window_days=deletion.pending_window_days,
+        complete_time=format_time(deletion.complete_time or now),
+    )
+    if done:
+        await end_team(sessions, uow, changed, exclude=s.session_id)
+        return await sessions.executed(uow, s, True, "the team is DELETED")
+    return await sessions.executed(
+        uow, s, True, f"the team is DELETING for {deletion.pending_window_days} days"
+    )
+
+
+async def end_team(
+    sessions: SessionService, uow: UnitOfWork, team: Team, *, exclude: str = ""
+) -> None:
+    """The team is DELETED: its pending sessions end CANCELLED / TEAM_DELETED, its vault
+    associations end and the AVAILABLE grants of the vaults it guarded are REVOKED."""
+    now = sessions.now()
+    team_id = team.team_id
+    team_event(uow, "team.deleted", team)
+    await sessions.end_pending_of_team(uow, team_id, SessionStatus.TEAM_DELETED, exclude=exclude)
+    await end_team_guard(uow, team_id, now)
+
+
+async def _baseline_effect(sessions: SessionService, uow: UnitOfWork, s: Session) -> Session:
+    """A baseline changes nothing: approved, it has been answered."""
+    if s.state is SessionState.APPROVED:
+        return await sessions.executed(uow, s, True, "baseline answered")
+    return s
+
+
+TEAM_EFFECTS: Mapping[SessionKind, Effect] = {
+    SessionKind.TEAM_UPDATE: _team_update_effect,
+    SessionKind.TEAM_DELETION: _team_deletion_effect,
+    SessionKind.BASELINE: _baseline_effect,
+}

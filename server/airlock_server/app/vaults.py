@@ -1,25 +1,20 @@
 """Vaults, their team association and restore access: the use cases.
 
 Every change after a vault's first association is a session voted by the team that guards the
-vault now; its effect is applied by the session use cases when the session ends. While another
-account's restore access is open the owner can neither change the guard nor revoke that access
-(domain.vaults.require_guard_unfrozen, require_owner_may_revoke).
+vault now; its effect (VAULT_EFFECTS, at the end of this module) runs when the session ends.
+While another account's restore access is open the owner can neither change the guard nor revoke
+that access (domain.vaults.require_guard_unfrozen, require_owner_may_revoke).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 
 from airlock_server.app.common import Deps, once, transact
 from airlock_server.app.ports import UnitOfWork
-from airlock_server.app.sessions import (
-    SessionService,
-    SessionView,
-    decode_cursor,
-    session_subject,
-    time_page,
-)
+from airlock_server.app.sessions import Effect, SessionService, SessionView, session_subject
 from airlock_server.domain.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -29,7 +24,14 @@ from airlock_server.domain.errors import (
     Reason,
 )
 from airlock_server.domain.events import NewEvent
-from airlock_server.domain.paging import Page, decode_token, page_of, page_size
+from airlock_server.domain.paging import (
+    Page,
+    decode_cursor,
+    decode_token,
+    page_of,
+    page_size,
+    time_page,
+)
 from airlock_server.domain.principals import (
     ACCOUNT_ID,
     SYSTEM,
@@ -38,17 +40,30 @@ from airlock_server.domain.principals import (
     missing_or_denied,
     require,
 )
-from airlock_server.domain.sessions import SessionKind, settle_expired, validate_comment
+from airlock_server.domain.sessions import (
+    Session,
+    SessionKind,
+    SessionState,
+    settle_expired,
+    validate_comment,
+)
 from airlock_server.domain.teams import Team, TeamState
 from airlock_server.domain.vaults import (
     AssociationPath,
     GrantState,
     RestoreAccessGrant,
     Vault,
+    apply_association_change,
+    approve_grant,
     associate_now,
+    drop_association_change,
+    drop_revoke,
+    end_with_team,
+    fail_grant,
     is_recovery,
     new_grant,
     new_vault,
+    on_team_deleted,
     parse_vault_arn,
     plan_association,
     plan_disassociation,
@@ -58,6 +73,7 @@ from airlock_server.domain.vaults import (
     require_no_open_grant,
     require_owner_may_revoke,
     require_team_can_guard,
+    revoke,
     validate_restore_request,
 )
 
@@ -631,3 +647,166 @@ class VaultService:
             return AccessAnswer(grant is not None, grant)
 
         return await transact(self._deps, work, read_only=True)
+
+
+# --- the effects of the vault's sessions, run by SessionService when one ends ----------------
+
+
+def grant_event(kind: str, grant: RestoreAccessGrant, session_id: str) -> NewEvent:
+    """A grant moved because a session decided it: Airlock acting on the outcome."""
+    return NewEvent(
+        kind,
+        SYSTEM,
+        (f"grant:{grant.grant_id}", grant.vault_arn, f"account:{grant.account_id}"),
+        {"grant_id": grant.grant_id, "session_id": session_id, "state": grant.state.value},
+    )
+
+
+async def _restore_access_effect(sessions: SessionService, uow: UnitOfWork, s: Session) -> Session:
+    """The request decided: the grant is AVAILABLE, or FAILED with the session's outcome."""
+    now = sessions.now()
+    approved = s.state is SessionState.APPROVED
+    grant = await uow.grants.by_session(s.session_id, for_update=True)
+    if grant is None or grant.session_id != s.session_id:
+        return s
+    if approved:
+        grant = approve_grant(grant, now)
+        kind = "grant.available"
+    else:
+        outcome = f"the session {s.session_id} ended {s.state.value} ({s.status.value})"
+        grant = fail_grant(grant, outcome, now)
+        kind = "grant.failed"
+    await uow.grants.save(grant)
+    uow.record(grant_event(kind, grant, s.session_id))
+    if approved:
+        return await sessions.executed(
+            uow, s, True, f"restore access grant {grant.grant_id} is AVAILABLE"
+        )
+    return s
+
+
+async def _revoke_effect(sessions: SessionService, uow: UnitOfWork, s: Session) -> Session:
+    """The revocation decided: the grant is REVOKED, or keeps its access."""
+    now = sessions.now()
+    approved = s.state is SessionState.APPROVED
+    grant = await uow.grants.by_session(s.session_id, for_update=True)
+    if grant is None or grant.revoke_session_id != s.session_id:
+        if approved:
+            return await sessions.executed(uow, s, False, "the grant has no such revocation")
+        return s
+    grant = revoke(grant, s.session_id, now) if approved else drop_revoke(grant, s.session_id, now)
+    await uow.grants.save(grant)
+    kind = "grant.revoked" if approved else "grant.revoke_dropped"
+    uow.record(grant_event(kind, grant, s.session_id))
+    if approved:
+        return await sessions.executed(
+            uow, s, True, f"restore access grant {grant.grant_id} is REVOKED"
+        )
+    return s
+
+
+async def _association_effect(sessions: SessionService, uow: UnitOfWork, s: Session) -> Session:
+    """The change of the vault's team decided: applied if its target may still guard the
+    vault, dropped otherwise."""
+    now = sessions.now()
+    approved = s.state is SessionState.APPROVED
+    vault = await uow.vaults.get(s.protected_resource, for_update=True)
+    pending = vault.pending_association if vault else None
+    if vault is None or pending is None or pending.session_id != s.session_id:
+        if approved:
+            return await sessions.executed(uow, s, False, "the vault has no such change")
+        return s
+    # What associate checked may have changed while the session was pending: the
+    # target must still be ACTIVE and shared with the vault's account.
+    refusal = ""
+    if approved and pending.team_id is not None:
+        target = await uow.teams.get(pending.team_id)
+        owner = Principal(PrincipalKind.ACCOUNT, vault.account_id)
+        if target is None or target.state is not TeamState.ACTIVE:
+            refusal = f"team {pending.team_id} is no longer ACTIVE"
+        elif await uow.shares.get(pending.team_id, owner) is None:
+            refusal = f"team {pending.team_id} is no longer shared with account {vault.account_id}"
+    target_ok = not refusal
+    if approved and target_ok:
+        changed = apply_association_change(vault, s.session_id, now)
+    else:
+        changed = drop_association_change(vault, s.session_id, now)
+    await uow.vaults.save(changed)
+    uow.record(
+        NewEvent(
+            "vault.association_changed"
+            if approved and target_ok
+            else "vault.association_change_dropped",
+            SYSTEM,
+            (vault.vault_arn, session_subject(s.session_id)),
+            {
+                "vault_arn": vault.vault_arn,
+                "session_id": s.session_id,
+                "previous_team_id": vault.team_id or "",
+                "team_id": changed.team_id or "",
+            },
+        )
+    )
+    if approved:
+        message = (
+            f"the vault's team is now {changed.team_id or 'none'}"
+            if target_ok
+            else f"{refusal}; the vault kept its team"
+        )
+        return await sessions.executed(uow, s, target_ok, message)
+    return s
+
+
+VAULT_EFFECTS: Mapping[SessionKind, Effect] = {
+    SessionKind.RESTORE_ACCESS: _restore_access_effect,
+    SessionKind.REVOKE_RESTORE_ACCESS: _revoke_effect,
+    SessionKind.ASSOCIATE_TEAM: _association_effect,
+    SessionKind.DISASSOCIATE_TEAM: _association_effect,
+}
+
+
+async def end_team_guard(uow: UnitOfWork, team_id: str, now: datetime) -> None:
+    """The team is DELETED: its vault associations end, and the open grants of the vaults it
+    guarded end with it (AVAILABLE ones REVOKED)."""
+    for vault_arn in await uow.vaults.of_team(team_id):
+        vault = await uow.vaults.get(vault_arn, for_update=True)
+        if vault is None:
+            continue
+        guarded = vault.team_id == team_id
+        changed = on_team_deleted(vault, team_id, now)
+        if changed is not vault:
+            await uow.vaults.save(changed)
+            uow.record(
+                NewEvent(
+                    "vault.team_removed",
+                    SYSTEM,
+                    (vault_arn, f"team:{team_id}"),
+                    {
+                        "vault_arn": vault_arn,
+                        "team_id": team_id,
+                        "vault_team_id": changed.team_id or "",
+                    },
+                )
+            )
+        if not guarded:
+            continue
+        for grant_id in await uow.grants.open_of_vaults([vault_arn]):
+            grant = await uow.grants.get(grant_id, for_update=True)
+            if grant is None:
+                continue
+            ended = end_with_team(grant, now)
+            if ended is grant:
+                continue
+            await uow.grants.save(ended)
+            uow.record(
+                NewEvent(
+                    "grant.revoked" if ended.state is GrantState.REVOKED else "grant.failed",
+                    SYSTEM,
+                    (f"grant:{grant_id}", vault_arn, f"account:{grant.account_id}"),
+                    {
+                        "grant_id": grant_id,
+                        "team_id": team_id,
+                        "state": ended.state.value,
+                    },
+                )
+            )
