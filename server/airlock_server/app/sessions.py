@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TypeVar
 
 from airlock_server.app import signing
-from airlock_server.app.common import Deps, once, transact
+from airlock_server.app.common import Deps, Done, RefuseAfter, run_once, transact
 from airlock_server.app.feed import EventFeed, SharedReads, finished_read
 from airlock_server.app.ports import (
     EventLogReader,
@@ -36,7 +35,7 @@ from airlock_server.domain.errors import (
     PermissionDenied,
     Reason,
 )
-from airlock_server.domain.events import Event, NewEvent, format_time
+from airlock_server.domain.events import Event
 from airlock_server.domain.health import Activity, activity_of_vote
 from airlock_server.domain.paging import Page, decode_cursor, decode_token, page_size, time_page
 from airlock_server.domain.principals import (
@@ -52,6 +51,16 @@ from airlock_server.domain.proofs import (
     no_log_key_for_proofs,
     require_approved,
 )
+from airlock_server.domain.session_events import (
+    session_completed,
+    session_created,
+    session_ended,
+    session_executed,
+    vote_cast,
+)
+
+# Re-exported: tests name a session's subject through this module.
+from airlock_server.domain.session_events import session_subject as session_subject
 from airlock_server.domain.sessions import (
     ExecutionStatus,
     Session,
@@ -63,7 +72,6 @@ from airlock_server.domain.sessions import (
     cancel,
     cast_vote,
     complete,
-    draft_digest,
     exclude_approver,
     new_session,
     not_session_approver,
@@ -84,55 +92,12 @@ WATCH_INTERVAL = 0.5
 EXPIRY_GRACE = 0.05
 
 
-def comment_digest(comment: str) -> str:
-    """Events name a comment by its SHA-256: the log proves it without carrying its body."""
-    return hashlib.sha256(comment.encode("utf-8")).hexdigest()
-
-
 @dataclass(frozen=True)
 class SessionView:
     """A session with its team's name, as the API shows it."""
 
     session: Session
     team_name: str
-
-
-class _SettleThenRaise(Exception):
-    """The session expired under a call: write the expiry down, then refuse the call."""
-
-    def __init__(self, session_id: str, error: DomainError) -> None:
-        super().__init__(error.message)
-        self.session_id = session_id
-        self.error = error
-
-
-def session_subject(session_id: str) -> str:
-    return f"session:{session_id}"
-
-
-def _event_details(s: Session) -> dict[str, object]:
-    return {
-        "session_id": s.session_id,
-        "kind": s.kind.value,
-        "team_id": s.team_id,
-        "team_version": s.team_version,
-        "action": s.action,
-        "protected_resource": s.protected_resource,
-        "state": s.state.value,
-        "status": s.status.value,
-        "approvals": s.approval_count,
-        "rejections": s.rejection_count,
-    }
-
-
-_FINAL_EVENTS = {
-    SessionStatus.APPROVED: "session.approved",
-    SessionStatus.REJECTED: "session.rejected",
-    SessionStatus.EXPIRED: "session.expired",
-    SessionStatus.CANCELLED_BY_USER: "session.cancelled",
-    SessionStatus.CONFIGURATION_CHANGED: "session.cancelled",
-    SessionStatus.TEAM_DELETED: "session.cancelled",
-}
 
 
 # What a session's end does to the thing it is about (a grant, a vault's team, the team itself),
@@ -188,19 +153,12 @@ class SessionService:
         self._watch_reads: SharedReads[tuple[str, str, int], SessionView] = SharedReads()
         self._anchor = anchor  # signs the proofs' log checkpoints; None: no proofs
 
-    # --- running use cases ---------------------------------------------------------------
+    # --- loading ------------------------------------------------------------------------
 
-    async def _run(self, work: Callable[[UnitOfWork], Awaitable[T]]) -> T:
-        try:
-            return await transact(self._deps, work)
-        except _SettleThenRaise as expired:
-            await self.settle(expired.session_id)
-            raise expired.error from None
-
-    @staticmethod
-    def _expiry_guard(session_id: str, error: DomainError) -> Exception:
+    def _expiry_guard(self, session_id: str, error: DomainError) -> Exception:
+        """A call refused because the session expired writes the expiry down first."""
         if error.reason == Reason.SESSION_EXPIRED:
-            return _SettleThenRaise(session_id, error)
+            return RefuseAfter(error, lambda: self.settle(session_id))
         return error
 
     async def _load(
@@ -234,6 +192,9 @@ class SessionService:
 
     async def view(self, uow: UnitOfWork, session: Session) -> SessionView:
         return (await self.views(uow, [session]))[0]
+
+    async def _read(self, uow: UnitOfWork, session_id: str) -> SessionView:
+        return await self.view(uow, await self._load(uow, session_id))
 
     # --- opening sessions (also for the vault use cases) ---------------------------------
 
@@ -297,25 +258,7 @@ class SessionService:
             draft=draft,
         )
         await uow.sessions.add(session)
-        uow.record(
-            NewEvent(
-                "session.created",
-                requester,
-                (session_subject(session.session_id), f"team:{team.team_id}", protected_resource),
-                {
-                    **_event_details(session),
-                    "min_approvals": session.min_approvals,
-                    "approver_ids": list(session.approver_ids),
-                    "expire_time": format_time(session.expire_time),
-                    "comment_sha256": comment_digest(session.comment),
-                    **(
-                        {"draft_sha256": draft_digest(session.draft)}
-                        if session.draft is not None
-                        else {}
-                    ),
-                },
-            )
-        )
+        uow.record(session_created(session))
         return session
 
     # --- outcomes and their effects -----------------------------------------------------
@@ -325,14 +268,7 @@ class SessionService:
     ) -> Session:
         """Save `after`; if it just became final, record it and run its effect, same tx."""
         if after.is_final and not before.is_final:
-            uow.record(
-                NewEvent(
-                    _FINAL_EVENTS[after.status],
-                    actor,
-                    (session_subject(after.session_id), after.protected_resource),
-                    {**_event_details(after), "message": after.status_message},
-                )
-            )
+            uow.record(session_ended(after, actor))
             after = await self._apply_effect(uow, after)
         await uow.sessions.save(after)
         return after
@@ -345,14 +281,7 @@ class SessionService:
         done = complete(
             s, ExecutionStatus.EXECUTED if ok else ExecutionStatus.FAILED, now, message[:256]
         )
-        uow.record(
-            NewEvent(
-                "session.executed" if ok else "session.execution_failed",
-                SYSTEM,
-                (session_subject(s.session_id), s.protected_resource),
-                {"session_id": s.session_id, "message": done.execution_message},
-            )
-        )
+        uow.record(session_executed(done, ok))
         return done
 
     async def _apply_effect(self, uow: UnitOfWork, s: Session) -> Session:
@@ -435,33 +364,27 @@ class SessionService:
     ) -> SessionView:
         require(caller, PrincipalKind.SERVICE)
 
-        async def work(uow: UnitOfWork) -> SessionView:
-            async def create() -> str:
-                team = await uow.teams.get(team_id)
-                if team is None or team.state is TeamState.DELETED:
-                    raise missing_or_denied(
-                        caller, NotFound("approval team", team_id), _not_shared(team_id, caller)
-                    )
-                if await uow.shares.get(team_id, caller) is None:
-                    raise _not_shared(team_id, caller)
-                session = await self.open_session(
-                    uow,
-                    kind=SessionKind.GENERIC,
-                    team=team,
-                    requester=caller,
-                    protected_resource=protected_resource,
-                    comment=comment,
-                    metadata=metadata,
-                    action=action,
+        async def act(uow: UnitOfWork) -> Done[SessionView]:
+            team = await uow.teams.get(team_id)
+            if team is None or team.state is TeamState.DELETED:
+                raise missing_or_denied(
+                    caller, NotFound("approval team", team_id), _not_shared(team_id, caller)
                 )
-                return session.session_id
+            if await uow.shares.get(team_id, caller) is None:
+                raise _not_shared(team_id, caller)
+            session = await self.open_session(
+                uow,
+                kind=SessionKind.GENERIC,
+                team=team,
+                requester=caller,
+                protected_resource=protected_resource,
+                comment=comment,
+                metadata=metadata,
+                action=action,
+            )
+            return Done(session.session_id)
 
-            session_id, _ = await once(uow, self._deps, caller, "StartSession", request_id, create)
-            view = await self.view(uow, await self._load(uow, session_id))
-            await uow.commit()
-            return view
-
-        return await self._run(work)
+        return await run_once(self._deps, caller, "StartSession", request_id, act, self._read)
 
     async def complete_session(
         self,
@@ -473,35 +396,18 @@ class SessionService:
     ) -> SessionView:
         require(caller, PrincipalKind.SERVICE)
 
-        async def work(uow: UnitOfWork) -> SessionView:
-            async def report() -> str:
-                before = await self._load(
-                    uow, session_id, for_update=True, caller=caller, denied=_not_starter(session_id)
-                )
-                if before.requester != caller or before.kind is not SessionKind.GENERIC:
-                    raise _not_starter(session_id)
-                after = complete(before, execution_status, self._deps.clock(), message)
-                await uow.sessions.save(after)
-                uow.record(
-                    NewEvent(
-                        "session.completed",
-                        caller,
-                        (session_subject(session_id), after.protected_resource),
-                        {
-                            "session_id": session_id,
-                            "execution_status": after.execution_status.value,
-                            "message": after.execution_message,
-                        },
-                    )
-                )
-                return session_id
+        async def act(uow: UnitOfWork) -> Done[SessionView]:
+            before = await self._load(
+                uow, session_id, for_update=True, caller=caller, denied=_not_starter(session_id)
+            )
+            if before.requester != caller or before.kind is not SessionKind.GENERIC:
+                raise _not_starter(session_id)
+            after = complete(before, execution_status, self._deps.clock(), message)
+            await uow.sessions.save(after)
+            uow.record(session_completed(after, caller))
+            return Done(session_id)
 
-            await once(uow, self._deps, caller, "CompleteSession", request_id, report)
-            view = await self.view(uow, await self._load(uow, session_id))
-            await uow.commit()
-            return view
-
-        return await self._run(work)
+        return await run_once(self._deps, caller, "CompleteSession", request_id, act, self._read)
 
     # --- reading -------------------------------------------------------------------------
 
@@ -686,90 +592,62 @@ class SessionService:
     ) -> SessionView:
         require(caller, PrincipalKind.APPROVER)
 
-        async def work(uow: UnitOfWork) -> SessionView:
-            written: Session | None = None
-
-            async def cast() -> str:
-                nonlocal written
-                # The session, locked, and the voter's enrolled key: one read.
-                found = await uow.sessions.get_for_vote(session_id, caller.subject)
-                if found is None:
-                    raise missing_or_denied(
-                        caller,
-                        NotFound("session", session_id),
-                        not_session_approver(session_id, caller.subject),
-                    )
-                before, key = found
-                now = self._deps.clock()
-                try:
-                    after = cast_vote(before, caller.subject, decision, comment, signature, now)
-                except DomainError as err:
-                    raise self._expiry_guard(session_id, err) from None
-                if not signature:
-                    raise InvalidArgument.field(
-                        "signature", "required: an Ed25519 signature over the vote digest"
-                    )
-                if key is None:
-                    raise FailedPrecondition(
-                        f"approver {caller.subject!r} enrolled no key in team version "
-                        f"{before.team_version}",
-                        reason=Reason.NO_KEY_ENROLLED,
-                        metadata={"sessionId": session_id},
-                    )
-                signing.verify(key, signature, vote_digest(before, decision), "signature")
-                uow.record(
-                    NewEvent(
-                        "vote.cast",
-                        caller,
-                        (session_subject(session_id), f"approver:{caller.subject}"),
-                        {
-                            "session_id": session_id,
-                            "approver_id": caller.subject,
-                            "decision": decision.value,
-                            "comment_sha256": comment_digest(comment),
-                            "signature": signature.hex(),
-                        },
-                    )
+        async def act(uow: UnitOfWork) -> Done[SessionView]:
+            # The session, locked, and the voter's enrolled key: one read.
+            found = await uow.sessions.get_for_vote(session_id, caller.subject)
+            if found is None:
+                raise missing_or_denied(
+                    caller,
+                    NotFound("session", session_id),
+                    not_session_approver(session_id, caller.subject),
                 )
-                written = await self.store_outcome(uow, before, after, caller)
-                await uow.activity.record(
-                    before.team_id, caller.subject, Activity(activity_of_vote(before.kind), now)
+            before, key = found
+            now = self._deps.clock()
+            try:
+                after = cast_vote(before, caller.subject, decision, comment, signature, now)
+            except DomainError as err:
+                raise self._expiry_guard(session_id, err) from None
+            if not signature:
+                raise InvalidArgument.field(
+                    "signature", "required: an Ed25519 signature over the vote digest"
                 )
-                return session_id
-
-            await once(uow, self._deps, caller, "Vote", request_id, cast)
+            if key is None:
+                raise FailedPrecondition(
+                    f"approver {caller.subject!r} enrolled no key in team version "
+                    f"{before.team_version}",
+                    reason=Reason.NO_KEY_ENROLLED,
+                    metadata={"sessionId": session_id},
+                )
+            signing.verify(key, signature, vote_digest(before, decision), "signature")
+            uow.record(vote_cast(caller, session_id, decision, comment, signature))
+            written = await self.store_outcome(uow, before, after, caller)
+            await uow.activity.record(
+                before.team_id, caller.subject, Activity(activity_of_vote(before.kind), now)
+            )
             # The session in hand is what was written; a replay reads it.
-            view = await self.view(uow, written or await self._load(uow, session_id))
-            await uow.commit()
-            return view
+            return Done(session_id, await self.view(uow, written))
 
-        return await self._run(work)
+        return await run_once(self._deps, caller, "Vote", request_id, act, self._read)
 
     async def cancel_session(
         self, caller: Principal, session_id: str, request_id: str
     ) -> SessionView:
-        async def work(uow: UnitOfWork) -> SessionView:
-            async def stop() -> str:
-                before = await self._load(
-                    uow,
-                    session_id,
-                    for_update=True,
-                    caller=caller,
-                    denied=not_session_requester(session_id),
-                )
-                try:
-                    after = cancel(before, caller, self._deps.clock())
-                except DomainError as err:
-                    raise self._expiry_guard(session_id, err) from None
-                await self.store_outcome(uow, before, after, caller)
-                return session_id
+        async def act(uow: UnitOfWork) -> Done[SessionView]:
+            before = await self._load(
+                uow,
+                session_id,
+                for_update=True,
+                caller=caller,
+                denied=not_session_requester(session_id),
+            )
+            try:
+                after = cancel(before, caller, self._deps.clock())
+            except DomainError as err:
+                raise self._expiry_guard(session_id, err) from None
+            await self.store_outcome(uow, before, after, caller)
+            return Done(session_id)
 
-            await once(uow, self._deps, caller, "CancelSession", request_id, stop)
-            view = await self.view(uow, await self._load(uow, session_id))
-            await uow.commit()
-            return view
-
-        return await self._run(work)
+        return await run_once(self._deps, caller, "CancelSession", request_id, act, self._read)
 
     # --- background ----------------------------------------------------------------------
 
