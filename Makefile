@@ -18,7 +18,7 @@ ADMIN_TOKEN := var/admin.token
 LOG_KEY := $(or $(AIRLOCK_LOG_KEY_FILE),var/log-key.pem)
 
 .DEFAULT_GOAL := help
-.PHONY: help install serve test gen lint check-gen typecheck unit bench demo clean lock
+.PHONY: help install serve test gen lint check-gen typecheck unit bench demo clean lock screenshots browser
 
 help:
 	@echo "make serve   install, migrate, bootstrap once, serve on 127.0.0.1:50051 (SQLite var/airlock.db)"
@@ -71,7 +71,10 @@ serve: $(SERVER_STAMP)
 		$(BIN)/airlock-server log-key --log-key-file $(LOG_KEY) && \
 		$(BIN)/airlock-server --log-key-file $(LOG_KEY) seal; \
 	fi
-	$(BIN)/airlock-server serve
+	@echo "approval portal: http://localhost:$(PORTAL_PORT) (invitation links: make demo)"
+	AIRLOCK_PORTAL_LISTEN=$${AIRLOCK_PORTAL_LISTEN:-127.0.0.1:$(PORTAL_PORT)} \
+		AIRLOCK_PORTAL_ORIGIN=$${AIRLOCK_PORTAL_ORIGIN:-http://localhost:$(PORTAL_PORT)} \
+		$(BIN)/airlock-server serve
 
 gen: $(STAMP)
 	$(BIN)/python scripts/gen_protos.py
@@ -91,8 +94,18 @@ lint: $(STAMP) $(BUF_STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint
+# The portal's browser tests drive Debian's chromium (never `playwright install`).
+browser:
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
+
+test: lint browser
 	$(BIN)/pytest
+
+# The portal's screenshots in docs/screenshots/ (the tests write them to a temporary
+# directory otherwise, so that a test run leaves the tree clean).
+screenshots: $(STAMP) browser
+	AIRLOCK_SCREENSHOTS=$(CURDIR)/docs/screenshots $(BIN)/pytest -q -p no:xdist \
+		tests/e2e/test_portal_browser.py -k sqlite
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
@@ -102,6 +115,7 @@ bench: $(STAMP)
 # the recovery in the event log, VerifyLog, a signed checkpoint; team health, a baseline; the
 # grant revoked through the team.
 AIRLOCK_SERVER ?= 127.0.0.1:50051
+PORTAL_PORT ?= 8080
 demo: $(SERVER_STAMP)
 	$(BIN)/airlock --server $(AIRLOCK_SERVER) --token-file $(ADMIN_TOKEN) demo
 

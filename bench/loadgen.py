@@ -16,8 +16,12 @@ Subcommands (each prints one JSON object on stdout):
          N vaults owned by A, each associated with the team, one JSON line each appended to
          FILE; with --request, R also requests restore access on each (the line then holds the
          session, serialized, for signing the votes): what `vote` consumes.
-  run    --mode get|flow|ref|vote|restore --target H:P --conc C [--channels K] [--warmup S]
-         [--duration S]
+  reads-setup --target H:P --state FILE
+         one vault of A, associated, R requests restore access and 2 approvers approve it:
+         the session and the vault (grant AVAILABLE) that `session` and `check` read; prints
+         the recovery state with `read_session_id` and `read_vault_arn` added.
+  run    --mode echo|ref|get|session|check|flow|vote|restore --target H:P --conc C
+         [--channels K] [--warmup S] [--duration S]
          closed loop: C coroutines each issue their next call as soon as the last returns;
          calls completing during the warm-up are discarded, then the calls completing in the
          measured window are counted and timed (latency = from the call to its response).
@@ -36,6 +40,7 @@ import random
 import secrets
 import sys
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +62,8 @@ from airlock.v1 import (
     identity_service_pb2,
     identity_service_pb2_grpc,
     session_pb2,
+    session_service_pb2,
+    session_service_pb2_grpc,
     team_pb2,
     team_service_pb2,
     team_service_pb2_grpc,
@@ -67,6 +74,7 @@ from airlock.v1 import (
 from airlock_client.keys import sign_vote
 
 REF_METHOD = "/bench.Reference/Insert"
+ECHO_METHOD = "/bench.Reference/Echo"
 REF_PAYLOAD = b"x" * 16
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -410,6 +418,31 @@ async def cmd_vaults(
     return {"vaults": len(lines), "seconds": round(time.perf_counter() - t0, 2)}
 
 
+async def cmd_reads_setup(target: str, rs: dict[str, Any]) -> dict[str, Any]:
+    """One approved restore-access session (grant AVAILABLE): what `session` and `check` read."""
+    owner = bearer(rs["owner"]["token"])
+    async with grpc.aio.insecure_channel(target) as ch:
+        vaults = vault_service_pb2_grpc.VaultServiceStub(ch)
+        voter = approver_service_pb2_grpc.ApproverServiceStub(ch)
+        made = await vaults.CreateVault(
+            vault_service_pb2.CreateVaultRequest(
+                name=f"read-{secrets.token_hex(4)}", min_retention_days=7, max_retention_days=35
+            ),
+            metadata=owner,
+        )
+        arn = made.vault.vault_arn
+        await vaults.AssociateApprovalTeam(
+            vault_service_pb2.AssociateApprovalTeamRequest(vault_arn=arn, team_id=rs["team_id"]),
+            metadata=owner,
+        )
+        asked = await _request(vaults, bearer(rs["recovery"]["token"]), arn)
+        for who in rs["approvers"][:2]:
+            voted = await _vote(voter, who, asked.session)
+        if not _granted(voted.session):
+            raise RuntimeError("the read session is not APPROVED+EXECUTED")
+    return dict(rs, read_session_id=asked.session.session_id, read_vault_arn=arn)
+
+
 # --- the closed-loop run ------------------------------------------------------------------
 
 
@@ -459,16 +492,47 @@ async def cmd_run(
 
     def make_worker(n: int) -> Callable[[], Awaitable[None]]:
         ch = channels[n % len(channels)]
-        if a.mode == "ref":
-            call: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = ch.unary_unary(REF_METHOD)
+        if a.mode in ("ref", "echo"):
+            method, name = (REF_METHOD, "Insert") if a.mode == "ref" else (ECHO_METHOD, "Echo")
+            call: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = ch.unary_unary(method)
 
             async def ref_once() -> None:
                 t0 = time.perf_counter()
                 await call(REF_PAYLOAD)
                 t1 = time.perf_counter()
-                rec.call("Insert", t1 - t0, t1)
+                rec.call(name, t1 - t0, t1)
 
             return ref_once
+        if a.mode == "session":
+            sessions = session_service_pb2_grpc.SessionServiceStub(ch)
+            sreq = session_service_pb2.GetSessionRequest(session_id=state["read_session_id"])
+            smd = bearer(state["recovery"]["token"])
+
+            async def session_once() -> None:
+                t0 = time.perf_counter()
+                resp = await sessions.GetSession(sreq, metadata=smd)
+                t1 = time.perf_counter()
+                if resp.session.state != session_pb2.Session.STATE_APPROVED:
+                    rec.error("session not APPROVED")
+                rec.call("GetSession", t1 - t0, t1)
+
+            return session_once
+        if a.mode == "check":
+            vstub = vault_service_pb2_grpc.VaultServiceStub(ch)
+            creq = vault_service_pb2.CheckAccessRequest(
+                vault_arn=state["read_vault_arn"], account_id=state["recovery"]["id"]
+            )
+            cmd = bearer(state["checker_token"])
+
+            async def check_once() -> None:
+                t0 = time.perf_counter()
+                resp = await vstub.CheckAccess(creq, metadata=cmd)
+                t1 = time.perf_counter()
+                if not resp.allowed:
+                    rec.error("access not allowed")
+                rec.call("CheckAccess", t1 - t0, t1)
+
+            return check_once
         if a.mode == "get":
             teams = team_service_pb2_grpc.TeamServiceStub(ch)
             req = team_service_pb2.GetApprovalTeamRequest(team_id=state["team_id"])
@@ -639,6 +703,7 @@ async def _vote(voter: Any, who: dict[str, str], session: session_pb2.Session) -
             session_id=session.session_id,
             decision=session_pb2.VOTE_DECISION_APPROVE,
             signature=sign_vote(_key(who), session, True),
+            request_id=str(uuid.uuid4()),  # as the SDK sends every mutation
         ),
         metadata=bearer(who["token"]),
     )
@@ -695,6 +760,7 @@ async def cmd_vote(
                         session_id=session.session_id,
                         decision=session_pb2.VOTE_DECISION_APPROVE,
                         signature=signature,
+                        request_id=str(uuid.uuid4()),  # as the SDK sends every mutation
                     ),
                     metadata=bearer(who["token"]),
                 )
@@ -767,8 +833,15 @@ def main(argv: list[str] | None = None) -> int:
     v.add_argument("--prefix", required=True)
     v.add_argument("--out", type=Path, required=True)
     v.add_argument("--request", action="store_true", help="R requests restore access on each")
+    rd = sub.add_parser("reads-setup")
+    rd.add_argument("--target", required=True)
+    rd.add_argument("--state", type=Path, required=True, help="JSON from recovery-setup")
     r = sub.add_parser("run")
-    r.add_argument("--mode", choices=["get", "flow", "ref", "vote", "restore"], required=True)
+    r.add_argument(
+        "--mode",
+        choices=["echo", "ref", "get", "session", "check", "flow", "vote", "restore"],
+        required=True,
+    )
     r.add_argument("--target", required=True)
     r.add_argument("--conc", type=int, default=16)
     r.add_argument("--channels", type=int, default=4)
@@ -794,6 +867,8 @@ def main(argv: list[str] | None = None) -> int:
     elif a.cmd == "vaults":
         rstate = json.loads(a.state.read_text())
         out = asyncio.run(cmd_vaults(a.target, rstate, a.count, a.prefix, a.out, a.request))
+    elif a.cmd == "reads-setup":
+        out = asyncio.run(cmd_reads_setup(a.target, json.loads(a.state.read_text())))
     else:
         state = json.loads(Path(a.state).read_text()) if a.state else {}
         pairs = []

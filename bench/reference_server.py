@@ -5,11 +5,12 @@ does one INSERT transaction per call, and nothing else (no auth, no logging, no 
         --ready-file F
     python bench/reference_server.py --database-url sqlite:////tmp/x/ref.db --ready-file F
 
-Method: /bench.Reference/Insert, bytes in, bytes out (a generic handler with identity
+Methods: /bench.Reference/Insert, bytes in, bytes out (a generic handler with identity
 serializers, so there is no proto). PostgreSQL: an asyncpg pool, `BEGIN; INSERT; COMMIT`.
 SQLite: one aiosqlite connection with the pragmas Airlock uses (WAL, synchronous=NORMAL),
 `BEGIN IMMEDIATE; INSERT; COMMIT`, calls queued on an asyncio lock as Airlock's one-connection
-pool queues them. Stops on SIGTERM or SIGINT.
+pool queues them. /bench.Reference/Echo answers its request and touches no database: the bare
+grpc.aio floor that the read scenarios are compared to. Stops on SIGTERM or SIGINT.
 """
 
 from __future__ import annotations
@@ -111,12 +112,18 @@ async def serve(url: str, listen: str, ready_file: Path | None, pool_size: int) 
     def ident(b: bytes) -> bytes:
         return b
 
+    async def echo(request: bytes, context: Any) -> bytes:
+        return request
+
     handler = grpc.unary_unary_rpc_method_handler(
         handle, request_deserializer=ident, response_serializer=ident
     )
+    echo_handler = grpc.unary_unary_rpc_method_handler(
+        echo, request_deserializer=ident, response_serializer=ident
+    )
     server = grpc.aio.server()
     server.add_generic_rpc_handlers(
-        (grpc.method_handlers_generic_handler(SERVICE, {"Insert": handler}),)
+        (grpc.method_handlers_generic_handler(SERVICE, {"Insert": handler, "Echo": echo_handler}),)
     )
     port = server.add_insecure_port(listen)
     await server.start()

@@ -11,28 +11,33 @@ on 127.0.0.1:5432 that is dropped afterwards) it runs `airlock-server migrate` a
 every scenario from a separate load process (bench/loadgen.py), repetitions interleaved
 round-robin so that drift hits every scenario alike:
 
-  ref   c=16, c=64   the reference server
+  ref   c=16, c=64   the reference server: one INSERT transaction per call (writes' ratio)
+  echo  c=16, c=64   the same server's Echo, no database: the bare grpc.aio floor (reads' ratio)
   get   c=16, c=64   GetApprovalTeam of an ACTIVE team, by an account it is shared with
+  session c=16, c=64 GetSession of an APPROVED restore-access session, by its requester
+  check c=16, c=64   CheckAccess (service credential) on a vault whose grant is AVAILABLE
   flow  c=16         CreateApprovalTeam (2-of-2), then each approver ListInvitations +
                      RespondToInvitation(ACCEPT, Ed25519 key + key_proof) -> ACTIVE
-  vote  c=16         (issue 3) N restore-access sessions in flight (N vaults of account A,
+  vote  c=16, c=64   (issue 3) N restore-access sessions in flight (N vaults of account A,
                      each associated with one 2-of-3 team, R requested restore access on
                      each; made before, not timed), then 2 signed Votes per session, all
-                     votes in random order, drained by C coroutines: Vote RPC/s, p50, p99
-  restore c=16       (issue 3) RequestRestoreAccess on a fresh associated vault, then 2
-                     signed Votes -> session APPROVED/EXECUTED, grant AVAILABLE: sessions/s
-                     and request-to-AVAILABLE p50/p99, many sessions in flight
+                     votes in random order, drained by C coroutines: Vote RPC/s, p50, p99;
+                     every Vote carries a fresh request_id, as the SDK's do
+  restore c=16       (issue 3; at the first vote concurrency only) RequestRestoreAccess on a
+                     fresh associated vault, then 2 signed Votes -> session APPROVED/EXECUTED,
+                     grant AVAILABLE: sessions/s and request-to-AVAILABLE p50/p99
 
   events             (issue 4) bench/events.py on a database of its own: the append rate of
                      events at c=1/16/64, and ListEvents (first page, filtered pages) and
                      WatchEvents (from a late seq; live) with 10,000 and 100,000 events
 
-`--scenarios get,flow,vote,events` picks them (default get,flow,vote; `vote` means vote +
-restore; the reference always runs with the others, for the ratios; `events` alone runs
-no server process).
+`--scenarios echo,get,session,check,flow,vote,events` picks them (default all but events;
+`vote` means vote + restore; the reference always runs with the others and echo with the
+reads, for the ratios; `events` alone runs no server process).
 
-It prints a table of medians (RPC/s, p50, p99, ratio to the reference at the same
-concurrency) and writes every run to bench/results/<time>.json. Everything listens on
+It prints a table of medians (RPC/s, p50, p99, ratios to the reference and to echo at the
+same concurrency: reads are judged against echo, writes against the reference; the JSON
+keeps both) and writes every run to bench/results/<time>.json. Everything listens on
 127.0.0.1 only; every process it starts is stopped by pid.
 """
 
@@ -217,7 +222,8 @@ def _bench_backend(
         log(f"{backend}: setup done (team {setup['team_id']})")
 
         rstate_file = work / "recovery.json"
-        if "vote" in args.scenarios:
+        reads = [m for m in ("get", "session", "check") if m in args.scenarios]
+        if "vote" in args.scenarios or "session" in reads or "check" in reads:
             rstate = run_json(
                 [
                     PY,
@@ -232,21 +238,39 @@ def _bench_backend(
             )
             rstate_file.write_text(json.dumps(rstate))
             log(f"{backend}: recovery setup done (2-of-3 team {rstate['team_id']})")
+            if "session" in reads or "check" in reads:
+                rstate = run_json(
+                    [
+                        PY,
+                        str(HERE / "loadgen.py"),
+                        "reads-setup",
+                        "--target",
+                        target0,
+                        "--state",
+                        str(rstate_file),
+                    ],
+                    timeout=120,
+                )
+                rstate_file.write_text(json.dumps(rstate))
+                log(f"{backend}: read session {rstate['read_session_id']} approved")
 
         scenarios: list[Scenario] = []
+        read_conc = set(args.get_conc if reads or "echo" in args.scenarios else [])
         ref_conc = sorted(
-            set(args.get_conc if "get" in args.scenarios else [])
+            read_conc
             | set(args.flow_conc if "flow" in args.scenarios else [])
             | set(args.vote_conc if "vote" in args.scenarios else [])
         )
         for c in ref_conc:
             scenarios.append(Scenario(f"ref c={c}", "ref", c, "reference"))
+        for c in sorted(read_conc):
+            scenarios.append(Scenario(f"echo c={c}", "echo", c, "reference"))
         for level in args.log_levels:
             first = level == args.log_levels[0]
-            if "get" in args.scenarios:
+            for mode in reads:
                 for c in args.get_conc if first else args.get_conc[:1]:
                     scenarios.append(
-                        Scenario(f"get c={c} log={level}", "get", c, f"airlock log={level}")
+                        Scenario(f"{mode} c={c} log={level}", mode, c, f"airlock log={level}")
                     )
             if "flow" in args.scenarios:
                 for c in args.flow_conc:
@@ -255,7 +279,7 @@ def _bench_backend(
                     )
             if "vote" in args.scenarios and first:
                 for c in args.vote_conc:
-                    for mode in ("vote", "restore"):
+                    for mode in ("vote", "restore") if c == args.vote_conc[0] else ("vote",):
                         scenarios.append(
                             Scenario(f"{mode} c={c} log={level}", mode, c, f"airlock log={level}")
                         )
@@ -312,7 +336,11 @@ def _bench_backend(
                     "--server-pid",
                     str(server.proc.pid),
                     "--state",
-                    str(rstate_file if sc.mode in ("vote", "restore") else state_file),
+                    str(
+                        rstate_file
+                        if sc.mode in ("vote", "restore", "session", "check")
+                        else state_file
+                    ),
                 ]
                 if backend == "postgres":
                     argv.append("--pg-cpu")
@@ -490,17 +518,25 @@ def summarize(sc: Scenario) -> dict[str, Any]:
     return out
 
 
+READS = ("get", "session", "check")
+
+
 def add_ratios(result: dict[str, Any]) -> None:
+    """Every ratio, to the reference (writes' yardstick) and to echo (reads'), at the same
+    concurrency; `ratio` names the one the scenario is judged by."""
     sc = result["scenarios"]
     for s in sc.values():
-        ref = sc.get(f"ref c={s['conc']}")
-        if ref and s["mode"] != "ref" and ref["rpc_per_s"]:
-            s["ratio_to_ref"] = round(s["rpc_per_s"] / ref["rpc_per_s"], 3)
+        for base, key in (("ref", "ref"), ("echo", "echo")):
+            other = sc.get(f"{base} c={s['conc']}")
+            if not other or s["mode"] == base or not other["rpc_per_s"]:
+                continue
+            s[f"ratio_to_{key}"] = round(s["rpc_per_s"] / other["rpc_per_s"], 3)
             # Server CPU per RPC is less disturbed by other load on the machine than RPC/s.
             mine = s.get("cpu_us_per_rpc", {}).get("server")
-            theirs = ref.get("cpu_us_per_rpc", {}).get("server")
+            theirs = other.get("cpu_us_per_rpc", {}).get("server")
             if mine and theirs:
-                s["cpu_ratio_to_ref"] = round(theirs / mine, 3)
+                s[f"cpu_ratio_to_{key}"] = round(theirs / mine, 3)
+        s["judged_against"] = "echo" if s["mode"] in READS else "ref"
 
 
 def bench_events(backend: str, work: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -536,15 +572,19 @@ def bench_events(backend: str, work: Path, args: argparse.Namespace) -> dict[str
 
 def table(results: list[dict[str, Any]]) -> str:
     head = (
-        f"{'backend':<9} {'scenario':<22} {'RPC/s':>8} {'min-max':>15} {'p50 ms':>8} "
-        f"{'p99 ms':>8} {'x ref':>6} {'srv us/RPC':>10} {'cpu x ref':>9} {'busy':>5}  extra"
+        f"{'backend':<9} {'scenario':<26} {'RPC/s':>8} {'min-max':>15} {'p50 ms':>8} "
+        f"{'p99 ms':>8} {'x ref':>6} {'x echo':>6} {'srv us/RPC':>10} {'cpu x':>6} {'busy':>5}  "
+        "extra"
     )
     lines = [head, "-" * len(head)]
     for res in results:
         for key, s in res["scenarios"].items():
-            ratio = f"{s['ratio_to_ref']:.2f}" if "ratio_to_ref" in s else "1"
+            ratio = f"{s['ratio_to_ref']:.2f}" if "ratio_to_ref" in s else "-"
+            eratio = f"{s['ratio_to_echo']:.2f}" if "ratio_to_echo" in s else "-"
             cpu = s.get("cpu_us_per_rpc", {}).get("server", "")
-            cpu_ratio = f"{s['cpu_ratio_to_ref']:.2f}" if "cpu_ratio_to_ref" in s else "1"
+            judged = s.get("judged_against", "ref")
+            cpu_ratio = s.get(f"cpu_ratio_to_{judged}")
+            cpu_ratio = f"{cpu_ratio:.2f}{judged[0]}" if cpu_ratio else "-"
             extra = ""
             if s["mode"] == "flow":
                 extra = (
@@ -564,15 +604,16 @@ def table(results: list[dict[str, Any]]) -> str:
             if s["errors"]:
                 extra += f" ERRORS {s['errors']}"
             lines.append(
-                f"{res['backend']:<9} {key:<22} {s['rpc_per_s']:>8} "
+                f"{res['backend']:<9} {key:<26} {s['rpc_per_s']:>8} "
                 f"{str(s['rpc_per_s_min']) + '-' + str(s['rpc_per_s_max']):>15} "
-                f"{s['p50_ms']:>8} {s['p99_ms']:>8} {ratio:>6} {cpu!s:>10} {cpu_ratio:>9} "
+                f"{s['p50_ms']:>8} {s['p99_ms']:>8} {ratio:>6} {eratio:>6} "
+                f"{cpu!s:>10} {cpu_ratio:>6} "
                 f"{s['machine_busy']!s:>5}  {extra}"
             )
             if s["mode"] in ("flow", "restore"):
                 for m, v in s["per_rpc"].items():
                     lines.append(
-                        f"{'':<9}   {m:<20} {v['per_s']:>8} {'':>15} {v['p50_ms']:>8} "
+                        f"{'':<9}   {m:<24} {v['per_s']:>8} {'':>15} {v['p50_ms']:>8} "
                         f"{v['p99_ms']:>8}"
                     )
     return "\n".join(lines)
@@ -586,15 +627,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="3 s measured per run")
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--channels", type=int, default=4, help="grpc.aio channels per load process")
-    p.add_argument("--get-conc", default="16,64")
+    p.add_argument("--get-conc", default="16,64", help="concurrencies of every read and echo")
     p.add_argument("--flow-conc", default="16")
-    p.add_argument("--vote-conc", default="16")
+    p.add_argument("--vote-conc", default="16,64", help="restore runs at the first only")
     p.add_argument("--vote-sessions", type=int, default=200, help="sessions in flight per vote run")
     p.add_argument(
         "--scenarios",
-        default="get,flow,vote",
-        help="comma list of get,flow,vote,events (vote = vote drain + restore flow; events = "
-        "bench/events.py); ref always runs with get/flow/vote",
+        default="echo,get,session,check,flow,vote",
+        help="comma list of echo,get,session,check,flow,vote,events (vote = vote drain + "
+        "restore flow; events = bench/events.py); ref always runs with the RPC scenarios, echo "
+        "with the reads",
     )
     p.add_argument("--events-sizes", default="10000,100000", help="events: log sizes")
     p.add_argument("--events-reps", type=int, default=100, help="events: calls per read")
@@ -620,7 +662,7 @@ def main(argv: list[str] | None = None) -> int:
     args.vote_conc = [int(x) for x in args.vote_conc.split(",")]
     args.scenarios = args.scenarios.split(",")
     want_events = "events" in args.scenarios
-    unknown = set(args.scenarios) - {"get", "flow", "vote", "events"}
+    unknown = set(args.scenarios) - {"echo", "get", "session", "check", "flow", "vote", "events"}
     if unknown:
         p.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
     args.log_levels = args.log_levels.split(",")

@@ -1,4 +1,5 @@
-"""Airlock's Python SDK: a thin, typed, async client of the `airlock.v1` gRPC API, and the CLI.
+"""Airlock's Python SDK: a thin, typed, async client of the `airlock.v1` gRPC API (the `airlock`
+CLI, `airlock_cli`, is built on it).
 
     from airlock_client import AirlockClient, NotFoundError
 

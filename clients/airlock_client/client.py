@@ -538,6 +538,15 @@ class AirlockClient:
         )
         return (await self._call(self._teams.DeleteInactiveTeam, request)).team
 
+    async def issue_invitation_link(
+        self, invitation_id: str, *, request_id: str | None = None
+    ) -> team_service_pb2.IssueInvitationLinkResponse:
+        """A one-time portal link of a pending invitation, shown once (admin)."""
+        request = team_service_pb2.IssueInvitationLinkRequest(
+            invitation_id=invitation_id, request_id=_request_id(request_id)
+        )
+        return await self._call(self._teams.IssueInvitationLink, request)
+
     async def share_team(
         self,
         team_id: str,

@@ -128,9 +128,16 @@ class AirlockError(Exception):
         except ValueError:
             return errors_pb2.ERROR_REASON_UNSPECIFIED
 
+    @property
+    def heading(self) -> str:
+        """The code, then the reason when it says more than the code: `FAILED_PRECONDITION
+        TEAM_NOT_ACTIVE`, but `INVALID_ARGUMENT` once when the reason is the code again."""
+        if self.reason and self.reason != self.code.name:
+            return f"{self.code.name} {self.reason}"
+        return self.code.name
+
     def __str__(self) -> str:
-        head = f"{self.code.name} {self.reason}" if self.reason else self.code.name
-        return f"{head}: {self.message}" if self.message else head
+        return f"{self.heading}: {self.message}" if self.message else self.heading
 
     def __repr__(self) -> str:
         return (

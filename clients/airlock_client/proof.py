@@ -29,7 +29,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from airlock.v1 import common_pb2, session_pb2
-from airlock_client import keys
+from airlock_client import keys, webauthn
 from airlock_client.checkpoints import key_id
 
 __all__ = [
@@ -125,8 +125,8 @@ def read_keyring(data: bytes | str) -> dict[str, bytes]:
     out: dict[str, bytes] = {}
     for i, entry in enumerate(_get(document, "approvers", list, "keyring")):
         approver_id = _get(entry, "approver_id", str, f"keyring.approvers[{i}]")
-        out[approver_id] = _hex(
-            _get(entry, "public_key", str, f"keyring.approvers[{i}]"), 32, f"key of {approver_id}"
+        out[approver_id] = _approver_key(
+            _get(entry, "public_key", str, f"keyring.approvers[{i}]"), f"key of {approver_id}"
         )
     return out
 
@@ -194,6 +194,46 @@ def _hex(value: str, size: int, where: str) -> bytes:
         raise ProofError(f"malformed proof: {where} is not hex") from exc
     if len(data) != size:
         raise ProofError(f"malformed proof: {where} is not {size} bytes")
+    return data
+
+
+def _approver_key(value: str, where: str) -> bytes:
+    """An approver key: 32 raw bytes (Ed25519) or a passkey key encoding, in hex."""
+    try:
+        data = bytes.fromhex(value)
+    except ValueError as exc:
+        raise ProofError(f"malformed proof: {where} is not hex") from exc
+    if webauthn.is_passkey_key(data):
+        try:
+            webauthn.decode_passkey_key(data)
+        except ValueError as exc:
+            raise ProofError(f"malformed proof: {where}: {exc}") from exc
+        return data
+    if len(data) != 32:
+        raise ProofError(f"malformed proof: {where} is not 32 bytes nor a passkey key")
+    return data
+
+
+def _vote_signature(
+    vote: Mapping[str, Any], key: bytes | None, where: str, approver_id: str
+) -> bytes:
+    """A vote's signature: 64 bytes (Ed25519), or, for an approver whose key is a passkey, a
+    WebAuthn assertion encoding, the same as the `webauthn` object shows when present."""
+    text = _get(vote, "signature", str, where)
+    if key is None or not webauthn.is_passkey_key(key):
+        return _hex(text, 64, f"signature of {approver_id}")
+    try:
+        data = bytes.fromhex(text)
+        a = webauthn.decode_assertion(data)
+    except ValueError as exc:
+        raise ProofError(f"malformed proof: signature of {approver_id}: {exc}") from exc
+    shown = vote.get("webauthn")
+    if shown is not None and shown != {
+        "authenticator_data": a.authenticator_data.hex(),
+        "client_data_json": a.client_data_json.decode("utf-8", errors="replace"),
+        "signature": a.signature.hex(),
+    }:
+        raise ProofError(f"malformed proof: {where}.webauthn is not the assertion it signed")
     return data
 
 
@@ -302,8 +342,8 @@ def _verify(
     owner_of_key: dict[bytes, str] = {}
     for i, entry in enumerate(_get(team, "approvers", list, "team")):
         approver_id = _get(entry, "approver_id", str, f"team.approvers[{i}]")
-        key = _hex(
-            _get(entry, "public_key", str, f"team.approvers[{i}]"), 32, f"key of {approver_id}"
+        key = _approver_key(
+            _get(entry, "public_key", str, f"team.approvers[{i}]"), f"key of {approver_id}"
         )
         if approver_id in members:
             problems.append(f"approver {approver_id} appears twice in the team snapshot")
@@ -328,7 +368,7 @@ def _verify(
         where = f"votes[{i}]"
         approver_id = _get(vote, "approver_id", str, where)
         decision = _get(vote, "decision", str, where)
-        signature = _hex(_get(vote, "signature", str, where), 64, f"signature of {approver_id}")
+        signature = _vote_signature(vote, members.get(approver_id), where, approver_id)
         if decision not in ("APPROVE", "REJECT"):
             problems.append(f"vote of {approver_id}: unknown decision {decision!r}")
             continue
@@ -347,7 +387,15 @@ def _verify(
         digest = keys.vote_digest(
             session, decision == "APPROVE", draft_sha256=facts.get("draft_sha256", "")
         )
-        if not _verify_signature(members[approver_id], signature, digest):
+        if webauthn.is_passkey_key(members[approver_id]):
+            why = webauthn.passkey_problem(members[approver_id], signature, digest)
+            if why is not None:
+                problems.append(
+                    f"the {decision} passkey assertion of {approver_id} does not prove a vote "
+                    f"over this request (session {sid}): {why}"
+                )
+                continue
+        elif not _verify_signature(members[approver_id], signature, digest):
             problems.append(
                 f"the {decision} signature of {approver_id} does not verify against its key over "
                 f"this request (session {sid}, action {session.action}, resource "

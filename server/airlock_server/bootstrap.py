@@ -9,9 +9,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from airlock_server.app.audit import AuditService, LogKey
 from airlock_server.app.common import Deps
+from airlock_server.app.credential_cache import CredentialCache
 from airlock_server.app.feed import EventFeed
 from airlock_server.app.identity import IdentityService
 from airlock_server.app.notifications import Dispatcher, DispatchSettings, NotificationService
+from airlock_server.app.passkeys import InvitationLinks, PortalService
 from airlock_server.app.ports import NotificationSender, UnitOfWork
 from airlock_server.app.sessions import SessionService
 from airlock_server.app.teams import TeamService
@@ -20,6 +22,8 @@ from airlock_server.channels.email import EmailSender, SmtpSettings
 from airlock_server.channels.webhook import WebhookSender
 from airlock_server.config import Settings
 from airlock_server.domain.notifications import Channel, RetryPolicy, Routing
+from airlock_server.domain.webauthn import RelyingParty
+from airlock_server.persistence.credential_watch import CredentialWatch
 from airlock_server.persistence.db import create_engine, session_factory
 from airlock_server.persistence.event_log import PgListenSignal, PollSignal, SqlEventLogReader
 from airlock_server.persistence.seal import Sealer
@@ -37,8 +41,19 @@ class Wiring:
     dispatcher: Dispatcher
     webhooks: WebhookSender
     notifications: NotificationService
+    # PostgreSQL: what keeps the credential cache honest across replicas (None on SQLite).
+    credential_watch: CredentialWatch | None = None
+    # The approval portal's use cases (passkeys); None without AIRLOCK_PORTAL_ORIGIN.
+    portal: PortalService | None = None
+
+    def start(self) -> None:
+        """In the serving loop: the credential cache is used once the watch is listening."""
+        if self.credential_watch is not None:
+            self.credential_watch.start()
 
     async def close(self) -> None:
+        if self.credential_watch is not None:
+            await self.credential_watch.close()
         await self.webhooks.close()
         await self.signal.close()
         await self.feed.close()
@@ -110,7 +125,11 @@ def wire(settings: Settings, log_key: LogKey | None = None) -> Wiring:
 
     routing = routing_of(settings)
 
-    deps = Deps(uow=uow, region=settings.region)
+    # SQLite: one process, which drops what it revokes itself. PostgreSQL: replicas, so the
+    # cache waits for the LISTEN connection that tells it what others changed.
+    credentials = CredentialCache(live=not postgres)
+    watch = CredentialWatch(settings.database_url, credentials) if postgres else None
+    deps = Deps(uow=uow, region=settings.region, credentials=credentials)
     log = SqlEventLogReader(sessions)
     # One follower of the log per process (WatchEvents, WatchSession): it waits on the
     # signal, and reads again after `poll` at the latest (a lost notification, SQLite's
@@ -129,6 +148,19 @@ def wire(settings: Settings, log_key: LogKey | None = None) -> Wiring:
         vaults=VaultService(deps, sessions_app),
         audit=audit,
         notifications=notifications,
+        links=InvitationLinks(deps, settings.portal_origin or settings.portal_url),
     )
     dispatcher, webhooks = dispatcher_of(deps, settings)
-    return Wiring(engine, deps, app, signal, feed, dispatcher, webhooks, notifications)
+    portal = (
+        PortalService(
+            deps,
+            app.teams,
+            sessions_app,
+            RelyingParty.from_origin(settings.portal_origin, settings.portal_rp_id),
+        )
+        if settings.portal_origin
+        else None
+    )
+    return Wiring(
+        engine, deps, app, signal, feed, dispatcher, webhooks, notifications, watch, portal
+    )

@@ -39,6 +39,8 @@ from airlock_server.persistence.vouch import seal_database
 from airlock_server.transport.health_check import health_check
 from airlock_server.transport.limits import Limits
 from airlock_server.transport.metrics import MetricsEndpoint, Telemetry, serve_metrics
+from airlock_server.transport.portal.app import PortalDeps, build_portal
+from airlock_server.transport.portal.serve import PortalTls, ServedPortal, serve_portal
 from airlock_server.transport.server import ListenError, TlsFiles, build_server
 
 log = structlog.get_logger("airlock.server")
@@ -83,6 +85,9 @@ def _environment_help(d: Settings) -> str:
         ("AIRLOCK_EVENTS_SAFETY_POLL", f"PostgreSQL watch poll (default {d.events_safety_poll:g})"),
         # Notifications (docs/notifications.md).
         ("AIRLOCK_PORTAL_URL", "the approval portal, for links in notifications"),
+        ("AIRLOCK_PORTAL_ORIGIN", "the portal's WebAuthn origin, scheme://host[:port]"),
+        ("AIRLOCK_PORTAL_LISTEN", "serve --portal-listen (default off)"),
+        ("AIRLOCK_PORTAL_RP_ID", "the passkeys' RP id (default: the origin's host)"),
         ("AIRLOCK_ADMIN_EMAILS", "comma-separated addresses for security alerts"),
         ("AIRLOCK_SMTP_HOST", "SMTP relay: email notifications are on when set"),
         ("AIRLOCK_SMTP_PORT", f"SMTP port (default {d.smtp_port})"),
@@ -192,6 +197,15 @@ def _parser() -> argparse.ArgumentParser:
         default=env.metrics_listen,
         help="serve metrics for Prometheus at http://HOST:PORT/metrics; off by default "
         "(env AIRLOCK_METRICS_LISTEN)",
+    )
+
+    serve.add_argument(
+        "--portal-listen",
+        metavar="HOST:PORT",
+        default=env.portal_listen,
+        help="serve the approval portal (web pages for approvers) at http(s)://HOST:PORT; off by "
+        "default (env AIRLOCK_PORTAL_LISTEN; its WebAuthn origin: AIRLOCK_PORTAL_ORIGIN, default "
+        "http(s)://localhost:PORT)",
     )
 
     sub.add_parser("migrate", help="upgrade the database schema to the newest revision")
@@ -354,9 +368,11 @@ async def _serve(settings: Settings, ready_file: Path | None, tls: TlsFiles | No
     metrics: MetricsEndpoint | None = None
     try:
         await _check_schema(wiring, settings.database_url)
+        wiring.start()
         metrics = _serve_metrics(settings.metrics_listen, wiring, limits)
         telemetry = metrics.telemetry if metrics else Telemetry()
         served = build_server(wiring.app, settings.listen, tls, limits, telemetry)
+        portal = await _serve_portal(settings, wiring)
     except (StartupError, ListenError):
         if metrics is not None:
             metrics.close()
@@ -383,7 +399,10 @@ async def _serve(settings: Settings, ready_file: Path | None, tls: TlsFiles | No
         log_public_key=log_key.public_key.hex() if log_key else "",
         log_key_id=log_key.key_id if log_key else "",
         metrics_listen=f"{metrics_host}:{metrics.port}" if metrics else "",
+        portal_url=settings.portal_origin if portal else "",
     )
+    if portal is not None:
+        print(f"approval portal: {settings.portal_origin}", flush=True)
     if ready_file is not None:
         # Written in the loop: a few bytes once. asyncio.to_thread here started the default
         # executor's worker thread, which then idled for the server's life and showed in
@@ -459,6 +478,8 @@ async def _serve(settings: Settings, ready_file: Path | None, tls: TlsFiles | No
         await prober
     await served.set_serving(False)
     await served.server.stop(settings.shutdown_grace)
+    if portal is not None:
+        await portal.stop()
     dispatch_stop.set()
     for task in background:
         task.cancel()
@@ -472,6 +493,49 @@ async def _serve(settings: Settings, ready_file: Path | None, tls: TlsFiles | No
         await asyncio.wait_for(dispatcher, settings.shutdown_grace)
     await wiring.close()
     log.info("server.stopped")
+
+
+def with_portal_origin(settings: Settings) -> Settings:
+    """A portal without an origin set is reached at http(s)://localhost:PORT: WebAuthn needs a
+    host name (never an IP address) and the exact origin the browser shows."""
+    if not settings.portal_listen or settings.portal_origin:
+        return settings
+    port = settings.portal_listen.rpartition(":")[2]
+    if not port.isdigit() or port == "0":
+        raise ConfigError(
+            "--portal-listen with port 0 or none needs AIRLOCK_PORTAL_ORIGIN (the URL browsers "
+            "open, e.g. http://localhost:8080)"
+        )
+    scheme = "https" if settings.tls_cert else "http"
+    return replace(settings, portal_origin=f"{scheme}://localhost:{port}")
+
+
+async def _serve_portal(settings: Settings, wiring: Wiring) -> ServedPortal | None:
+    """The approval portal in this loop, with serve's TLS settings, when asked for."""
+    if not settings.portal_listen:
+        return None
+    if wiring.portal is None:
+        raise StartupError("--portal-listen needs AIRLOCK_PORTAL_ORIGIN")
+    app = build_portal(
+        PortalDeps(
+            portal=wiring.portal,
+            teams=wiring.app.teams,
+            sessions=wiring.app.sessions,
+            audit=wiring.app.audit,
+            feed=wiring.feed,
+            origin=settings.portal_origin,
+            secure=settings.tls_cert is not None,
+        )
+    )
+    tls = (
+        PortalTls(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
+        if settings.tls_cert and settings.tls_key
+        else None
+    )
+    try:
+        return await serve_portal(app, settings.portal_listen, tls)
+    except (OSError, ValueError) as exc:
+        raise StartupError(f"cannot serve the portal on {settings.portal_listen}: {exc}") from exc
 
 
 def _serve_metrics(listen: str | None, wiring: Wiring, limits: Limits) -> MetricsEndpoint | None:
@@ -651,7 +715,9 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         tls_key=args.tls_key,
         tls_client_ca=args.tls_client_ca,
         metrics_listen=args.metrics_listen or None,
+        portal_listen=args.portal_listen or None,
     )
+    settings = with_portal_origin(settings)
     asyncio.run(_serve(settings, args.ready_file, tls_files(settings)))
     return 0
 

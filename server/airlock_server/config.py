@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from airlock_server.domain.notifications import parse_fractions
 
@@ -64,6 +65,16 @@ def _fractions(env: Mapping[str, str], name: str, default: tuple[float, ...]) ->
         raise ConfigError(f"{name}: fractions of a session's TTL, e.g. 0.5,0.9 ({exc})") from None
 
 
+def _origin(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env.get(name, default)
+    if not value:
+        return value
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/"):
+        raise ConfigError(f"{name} must be scheme://host[:port], got {value!r}")
+    return f"{parts.scheme}://{parts.netloc}"
+
+
 def _pool_size(env: Mapping[str, str], default: int) -> int:
     return _whole(env, "AIRLOCK_DB_POOL_SIZE", default)
 
@@ -92,6 +103,14 @@ class Settings:
     tls_client_ca: str | None = None
     # Notifications (docs/notifications.md). Email is on when smtp_host is set.
     portal_url: str = ""
+    # The approval portal's WebAuthn relying party: the origin its pages are served from
+    # (scheme://host[:port]) and the RP id passkeys are bound to (default: the origin's host;
+    # a host name, never an IP address). Empty origin: no passkey use cases are wired.
+    portal_origin: str = ""
+    portal_rp_id: str = ""
+    # host:port the portal's pages are served on (same process and loop as gRPC); None: no
+    # portal. Its origin defaults to http(s)://localhost:PORT when AIRLOCK_PORTAL_ORIGIN is empty.
+    portal_listen: str | None = None
     admin_emails: tuple[str, ...] = ()
     smtp_host: str = ""
     smtp_port: int = 587
@@ -151,6 +170,8 @@ class Settings:
             tls_key=env.get("AIRLOCK_TLS_KEY") or None,
             tls_client_ca=env.get("AIRLOCK_TLS_CLIENT_CA") or None,
             portal_url=env.get("AIRLOCK_PORTAL_URL", d.portal_url),
+            portal_origin=_origin(env, "AIRLOCK_PORTAL_ORIGIN", d.portal_origin),
+            portal_rp_id=env.get("AIRLOCK_PORTAL_RP_ID", d.portal_rp_id),
             admin_emails=_list(env, "AIRLOCK_ADMIN_EMAILS"),
             smtp_host=env.get("AIRLOCK_SMTP_HOST", d.smtp_host),
             smtp_port=_port(env, "AIRLOCK_SMTP_PORT", d.smtp_port),
@@ -179,5 +200,6 @@ class Settings:
             refusal_rate=_positive(env, "AIRLOCK_REFUSAL_RATE", d.refusal_rate),
             refusal_burst=_whole(env, "AIRLOCK_REFUSAL_BURST", d.refusal_burst),
             metrics_listen=env.get("AIRLOCK_METRICS_LISTEN") or None,
+            portal_listen=env.get("AIRLOCK_PORTAL_LISTEN") or None,
             metrics_interval=_positive(env, "AIRLOCK_METRICS_INTERVAL", d.metrics_interval),
         )

@@ -156,6 +156,13 @@ ROWS: tuple[Row, ...] = (
     Row(TEAM, "UnshareTeam", "the shared team, from a service", _ok("admin"), mutates=True),
     Row(TEAM, "ListTeamShares", "the shared team", _ok(READERS)),
     Row(TEAM, "GetTeamHealth", "the shared team", _ok(READERS)),
+    Row(
+        TEAM,
+        "IssueInvitationLink",
+        "the member's invitation to a PENDING team",
+        _ok("admin"),
+        mutates=True,
+    ),
     Row(TEAM, "StartTeamBaseline", "the shared team", _ok("admin"), mutates=True),
     # --- SessionService --------------------------------------------------------------------
     Row(

@@ -421,6 +421,12 @@ async def _delete_inactive(w: World, ok: bool) -> Message:
     )
 
 
+async def _invitation_link(w: World, ok: bool) -> Message:
+    return team_service_pb2.IssueInvitationLinkRequest(
+        invitation_id=(await w.pending_team())[1] if ok else w.pending_invitation_id
+    )
+
+
 async def _associate(w: World, ok: bool) -> Message:
     return vault_service_pb2.AssociateApprovalTeamRequest(
         vault_arn=await w.vault(associated=False) if ok else w.bare_vault_arn, team_id=w.team_id
@@ -491,6 +497,7 @@ BUILDERS: dict[str, Build] = {
     "GetTeamHealth[the-shared-team]": _plain(
         lambda w, who: T.GetTeamHealthRequest(team_id=w.team_id)
     ),
+    "IssueInvitationLink[the-members-invitation-to-a-PENDING-team]": _fresh(_invitation_link),
     "StartTeamBaseline[the-shared-team]": _plain(
         lambda w, who: T.StartTeamBaselineRequest(team_id=w.team_id, comment="baseline")
     ),

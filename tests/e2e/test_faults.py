@@ -56,8 +56,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from integration.harness import postgres_required
 
 from airlock.v1 import session_pb2, session_service_pb2, session_service_pb2_grpc
+from airlock_cli.sessions import outcome_exit_code
 from airlock_client import AirlockClient, AirlockError, RetryPolicy
-from airlock_client.cli_notifications import outcome_exit_code
 
 pytestmark = [pytest.mark.postgres, pytest.mark.asyncio, pytest.mark.timeout(600)]
 

@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from e2e.conftest import (
@@ -36,8 +37,8 @@ from sqlalchemy import text
 from standardwebhooks import Webhook
 
 from airlock.v1 import session_pb2
+from airlock_cli.sessions import EXIT_CANCELLED, EXIT_REJECTED
 from airlock_client import AirlockClient, generate_private_key
-from airlock_client.cli_notifications import EXIT_CANCELLED, EXIT_REJECTED
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -280,8 +281,9 @@ def test_the_cli_manages_endpoints_and_waits_for_sessions_through_a_restart(
             _until("the webhooks", lambda: len(receiver.received) >= 2)
             kinds = [Webhook(secret).verify(r.body, r.headers)["type"] for r in receiver.received]
             assert sorted(kinds) == ["session.opened", "session.rejected"]
-            deliveries = json.loads(
-                _cli(
+
+            def deliveries() -> list[dict[str, Any]]:
+                listed = _cli(
                     server.target,
                     token_file,
                     "--json",
@@ -289,10 +291,17 @@ def test_the_cli_manages_endpoints_and_waits_for_sessions_through_a_restart(
                     "deliveries",
                     "--target",
                     endpoint_id,
-                ).stdout
-            )["deliveries"]
-            assert {d["state"] for d in deliveries} == {"STATE_DELIVERED"}
-            assert sorted(d["notificationId"] for d in deliveries) == sorted(receiver.ids())
+                )
+                found: list[dict[str, Any]] = json.loads(listed.stdout)["deliveries"]
+                return found
+
+            # The receiver has each POST a moment before the server records its answer.
+            _until(
+                "the deliveries recorded",
+                lambda: {d["state"] for d in deliveries()} == {"STATE_DELIVERED"},
+            )
+            delivered = deliveries()
+            assert sorted(d["notificationId"] for d in delivered) == sorted(receiver.ids())
 
             # Cancelled: exit 12, through `restore request --wait` on a new vault.
             second = asyncio.run(_world(server.target, token, requested=False))

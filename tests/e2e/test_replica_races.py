@@ -17,6 +17,7 @@ each as it is cast, then the final APPROVED session, and ends.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import random
 import secrets
@@ -553,3 +554,68 @@ async def test_watch_through_one_replica_sees_votes_cast_through_the_others(worl
     assert final.execution_status == session_pb2.Session.EXECUTION_STATUS_EXECUTED
     access = await world.admin.check_access(world.vaults[sid], world.recovery_id)
     assert access.allowed
+
+
+# --- revocation reaches every replica's credential cache (issue 11) ------------------------
+
+log = logging.getLogger(__name__)
+REVOCATION_BOUND = 10.0  # generous: a NOTIFY is milliseconds; the bound keeps a failure finite
+
+
+async def _refused_everywhere(clients: list[AirlockClient], first: int) -> list[float]:
+    """Seconds until each replica refuses the token, polled; the revoking replica `first` must
+    refuse at once (asserted without polling)."""
+    started = time.monotonic()
+    with pytest.raises(AirlockError) as refused:
+        await clients[first].whoami()
+    assert refused.value.code.name == "UNAUTHENTICATED"
+    seconds = []
+    for client in clients:
+        code = ""
+        async with asyncio.timeout(REVOCATION_BOUND):
+            while not code:
+                try:
+                    await client.whoami()
+                except AirlockError as err:
+                    code = err.code.name
+                else:
+                    await asyncio.sleep(0.005)
+        assert code == "UNAUTHENTICATED"
+        seconds.append(time.monotonic() - started)
+    return seconds
+
+
+async def test_a_revocation_reaches_every_replica(cluster: Cluster) -> None:
+    """Each replica caches the credentials it verified. A revoked credential is refused by the
+    replica that revoked it before it answers, and by the others once the database's NOTIFY
+    reaches them (within a bound); so is every credential of a disabled approver."""
+    admin = AirlockClient.connect(cluster.targets[0], cluster.admin_token, retry=RETRY)
+    opened: list[AirlockClient] = [admin]
+    try:
+        sfx = secrets.token_hex(3)
+        issued = await admin.issue_credential("auditor", "")
+        approver_id = f"cached-{sfx}"
+        await admin.create_approver(approver_id, approver_id)
+        approver_tokens = [(await admin.issue_credential("approver", approver_id)).token]
+        approver_tokens.append((await admin.issue_credential("approver", approver_id)).token)
+        auditor = [AirlockClient.connect(t, issued.token) for t in cluster.targets]
+        approver = [
+            AirlockClient.connect(t, token) for token in approver_tokens for t in cluster.targets
+        ]
+        opened += auditor + approver
+        # Every replica has verified (and cached) each token.
+        for client in auditor + approver:
+            assert (await client.whoami()).credential_id
+        # Revoked through replica B: B refuses at once, A and C soon after.
+        on_b, on_c = (AirlockClient.connect(t, cluster.admin_token) for t in cluster.targets[1:])
+        opened += [on_b, on_c]
+        await on_b.revoke_credential(issued.credential.credential_id)
+        log.info("revocation refused after %s s", await _refused_everywhere(auditor, 1))
+        # Disabled through replica C: both of its credentials, on every replica.
+        await on_c.disable_approver(approver_id)
+        for token_clients in (approver[:REPLICAS], approver[REPLICAS:]):
+            seen = await _refused_everywhere(token_clients, 2)
+            log.info("disabled approver refused after %s s", seen)
+    finally:
+        for client in opened:
+            await client.close()

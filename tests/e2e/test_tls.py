@@ -11,6 +11,8 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import os
+import socket
+import ssl
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -492,3 +495,40 @@ def test_refused_handshakes_leave_the_log_json(tls_server: ServerProcess) -> Non
     assert _grpcurl(tls_server, "-plaintext").returncode != 0
     records = tls_server.log_records()  # fails on a line that is not JSON
     assert any(r.get("event") == "server.started" for r in records)
+
+
+# --- the approval portal under the same TLS settings -------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def portal_tls_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, pki: Pki
+) -> Iterator[tuple[ServerProcess, int]]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    env = {
+        "AIRLOCK_TLS_CERT": str(pki.server.cert),
+        "AIRLOCK_TLS_KEY": str(pki.server.key),
+        "AIRLOCK_PORTAL_LISTEN": f"127.0.0.1:{port}",
+    }
+    for running in _served(request, tmp_path_factory.mktemp("portal-tls"), env):
+        yield running, port
+
+
+def test_the_portal_is_served_with_tls_and_a_secure_cookie(
+    portal_tls_server: tuple[ServerProcess, int], pki: Pki
+) -> None:
+    _, port = portal_tls_server
+    with httpx.Client(
+        verify=ssl.create_default_context(cafile=str(pki.ca.cert)), timeout=10
+    ) as client:
+        page = client.get(f"https://localhost:{port}/sign-in")
+    assert page.status_code == 200
+    cookie = page.headers["set-cookie"].lower()
+    for attribute in ("secure", "httponly", "samesite=strict", "path=/"):
+        assert attribute in cookie, cookie
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    # Plain HTTP on the portal's port gets no page.
+    with httpx.Client(timeout=10) as plain, pytest.raises(httpx.HTTPError):
+        plain.get(f"http://localhost:{port}/sign-in")

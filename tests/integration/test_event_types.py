@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from airlock_server.app.notifications import Dispatcher, DispatchSettings, EndpointChange
+from airlock_server.app.passkeys import InvitationLinks
 from airlock_server.app.teams import TeamUpdate
 from airlock_server.channels.webhook import WebhookSender
 from airlock_server.domain.events import CALL_DENIED, EVENT_TYPES
@@ -255,6 +256,18 @@ async def a_new_team_activates_when_all_accept(w: World) -> list[Ev]:
         *(ev("invitation.accepted", approver(a), t, f"approver:{a}") for a in TRIO),
         ev("team.activated", SYSTEM, t),
     ]
+
+
+@case("invitation.link_issued")
+async def the_admin_issues_an_invitation_link(w: World) -> list[Ev]:
+    await w.people()
+    team = await w.new_team("guardians", ("alice", "bob"))
+    invitation = team.current.members[0].invitation_id
+    await w.mark()
+    issued = await InvitationLinks(w.app.deps).issue(ADMIN, invitation)
+    assert issued.token
+    t = f"team:{team.team_id}"
+    return [ev("invitation.link_issued", ADMIN, t, "approver:alice", invitation_id=invitation)]
 
 
 @case("invitation.declined", "team.activation_failed", "team.deleted")

@@ -43,6 +43,7 @@ EXPECTED_RPCS: dict[str, set[str]] = {
         "UnshareTeam",
         "ListTeamShares",
         "GetTeamHealth",
+        "IssueInvitationLink",
         "StartTeamBaseline",
     },
     "ApproverService": {

@@ -1,7 +1,7 @@
 """The layering of the design, checked on the source: every import, parsed with `ast`.
 
     transport -> app -> domain;  persistence -> domain (+ app.ports);  channels -> domain;
-    clients -/-> server
+    clients -/-> server;  CLI -> SDK (never the other way)
 
 bootstrap.py and cli.py are the only places that wire persistence into app and transport, so
 they are not checked here.
@@ -77,8 +77,16 @@ RULES = (
     ),
     # The wire talks to use cases, never to storage.
     Rule("airlock_server.transport", never=("airlock_server.persistence", *WIRING, *DRIVERS)),
-    # The SDK and CLI stand on the stubs alone; they ship without the server.
-    Rule("airlock_client", never=("airlock_server", *DRIVERS)),
+    # The approval portal is a web adapter: use cases, never storage, nor the gRPC wire (it
+    # holds no channel to the server of its own: it calls the same use cases in-process).
+    Rule(
+        "airlock_server.transport.portal",
+        never=("airlock_server.persistence", *WIRING, *DRIVERS, *GRPC, "airlock.v1"),
+    ),
+    # The SDK stands on the stubs alone: it ships without the server, and without the CLI.
+    Rule("airlock_client", never=("airlock_server", "airlock_cli", *DRIVERS)),
+    # The CLI (and its demo) stands on the SDK and the stubs; it ships without the server.
+    Rule("airlock_cli", never=("airlock_server", *DRIVERS)),
 )
 
 
@@ -243,6 +251,8 @@ def test_checker_resolves_relative_imports() -> None:
             "import airlock_server.domain.errors",
             ["airlock_server.domain.errors"],
         ),
+        ("airlock_client", "airlock_client.x", "from airlock_cli import run", ["airlock_cli.run"]),
+        ("airlock_cli", "airlock_cli.x", "import sqlalchemy", ["sqlalchemy"]),
     ],
 )
 def test_checker_catches_violations(package: str, module: str, source: str, bad: list[str]) -> None:

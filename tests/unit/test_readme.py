@@ -10,7 +10,8 @@ import sys
 import tomllib
 from pathlib import Path
 
-from airlock_client import cli
+import airlock_cli as cli
+from airlock_cli import demo
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
@@ -23,8 +24,8 @@ def _section(title: str) -> str:
 
 
 def test_the_demo_is_told_in_as_many_steps_as_it_prints() -> None:
-    # Wherever the demo lives, the CLI runs it: count the steps of that module.
-    demo_source = inspect.getsource(sys.modules[vars(cli)["run_demo"].__module__])
+    # Wherever the story lives, the CLI's demo command runs it: count the steps of that module.
+    demo_source = inspect.getsource(sys.modules[vars(demo)["run_demo"].__module__])
     printed = demo_source.count("story.step(")
     told = re.findall(r"^(\d+)\. ", _section("The demo"), flags=re.MULTILINE)
     assert [int(n) for n in told] == list(range(1, printed + 1))

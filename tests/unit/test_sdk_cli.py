@@ -20,6 +20,7 @@ from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+import airlock_cli as cli
 from airlock.v1 import (
     approver_service_pb2,
     common_pb2,
@@ -31,7 +32,12 @@ from airlock.v1 import (
     team_pb2,
     team_service_pb2,
 )
-from airlock_client import DEFAULT_TIMEOUT, cli, keys
+from airlock_cli.audit import event_line
+from airlock_cli.base import EXIT_LOCAL, EXIT_USAGE
+from airlock_cli.sessions import EXIT_REJECTED
+from airlock_cli.values import format_duration, parse_duration, parse_time
+from airlock_client import DEFAULT_TIMEOUT, keys
+from airlock_client.errors import StatusCode
 
 Context = grpc.aio.ServicerContext[Any, Any]
 TOKEN = "s3cret-token-value"
@@ -43,6 +49,7 @@ TOKEN = "s3cret-token-value"
 @dataclass
 class Fake:
     handlers: dict[str, Callable[[Any, Context], Awaitable[Any]]] = field(default_factory=dict)
+    streams: dict[str, Callable[[Any, Context], AsyncIterator[Any]]] = field(default_factory=dict)
     requests: list[tuple[str, Any, dict[str, str]]] = field(default_factory=list)
     target: str = ""
 
@@ -104,8 +111,35 @@ _METHODS: dict[str, tuple[str, type[Message], type[Message]]] = {
 }
 
 
+_STREAMS: dict[str, tuple[str, type[Message], type[Message]]] = {
+    "WatchSession": (
+        "SessionService",
+        session_service_pb2.WatchSessionRequest,
+        session_service_pb2.WatchSessionResponse,
+    ),
+}
+
+
 def _handlers(fake: Fake) -> list[grpc.GenericRpcHandler]:
     by_service: dict[str, dict[str, grpc.RpcMethodHandler[Any, Any]]] = {}
+    for method, (service, request_type, response_type) in _STREAMS.items():
+
+        async def stream(
+            request: Any, context: Context, method: str = method
+        ) -> AsyncIterator[Any]:
+            fake.requests.append((method, request, {}))
+            if method not in fake.streams:
+                await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not in the fake")
+            async for message in fake.streams[method](request, context):
+                yield message
+
+        by_service.setdefault(f"airlock.v1.{service}", {})[method] = (
+            grpc.unary_stream_rpc_method_handler(
+                stream,
+                request_deserializer=request_type.FromString,
+                response_serializer=response_type.SerializeToString,
+            )
+        )
     for method, (service, request_type, response_type) in _METHODS.items():
 
         async def unary(request: Any, context: Context, method: str = method) -> Any:
@@ -199,26 +233,26 @@ def _ts(seconds: int) -> timestamp_pb2.Timestamp:
     ],
 )
 def test_parse_duration(text: str, expected: dt.timedelta) -> None:
-    assert cli.parse_duration(text) == expected
+    assert parse_duration(text) == expected
 
 
 @pytest.mark.parametrize("text", ["", "24", "h", "1.5h", "-1h", "24hours", "1h 30m", "7d!"])
 def test_parse_duration_refuses(text: str) -> None:
     with pytest.raises(ValueError, match="invalid duration"):
-        cli.parse_duration(text)
+        parse_duration(text)
 
 
 @pytest.mark.parametrize("text", ["1h30m", "1d", "7d", "2h", "45s", "1d1s"])
 def test_format_duration_round_trips(text: str) -> None:
-    assert cli.format_duration(cli.parse_duration(text)) == text
+    assert format_duration(parse_duration(text)) == text
 
 
 def test_parse_time_needs_an_offset() -> None:
-    assert cli.parse_time("2030-01-01T00:00:00Z") == dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
+    assert parse_time("2030-01-01T00:00:00Z") == dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
     with pytest.raises(ValueError, match="offset"):
-        cli.parse_time("2030-01-01T00:00:00")
+        parse_time("2030-01-01T00:00:00")
     with pytest.raises(ValueError, match="RFC 3339"):
-        cli.parse_time("tomorrow")
+        parse_time("tomorrow")
 
 
 # -- argument parsing ---------------------------------------------------------------------------
@@ -296,7 +330,7 @@ def test_global_options_before_or_after_the_command() -> None:
 def test_usage_errors_exit_1(
     argv: list[str], fragment: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert cli.main(argv) == cli.EXIT_USAGE
+    assert cli.main(argv) == EXIT_USAGE
     captured = capsys.readouterr()
     assert fragment in captured.err
     assert captured.out == ""
@@ -599,7 +633,7 @@ async def test_issue_refuses_an_existing_token_out_before_calling_the_server(
     out_file = tmp_path / "exists"
     out_file.write_text("old")
     argv = ["credentials", "issue", "--kind", "admin", "--token-out", str(out_file)]
-    assert await run(fake, *argv) == cli.EXIT_LOCAL
+    assert await run(fake, *argv) == EXIT_LOCAL
     assert "already exists" in capsys.readouterr().err
     assert fake.of("IssueCredential") == []
     assert out_file.read_text() == "old"
@@ -671,7 +705,7 @@ def test_keygen_writes_a_private_key_and_prints_the_public_key(
     key = keys.load_private_key(path)
     assert f"publicKey: {keys.public_key_base64(key)}" in captured.out
     assert "never goes to the server" in captured.err
-    assert cli.main(["approver", "keygen", "--out", str(path), "--json"]) == cli.EXIT_LOCAL
+    assert cli.main(["approver", "keygen", "--out", str(path), "--json"]) == EXIT_LOCAL
     assert "already exists" in capsys.readouterr().err
     other = tmp_path / "bob.pem"
     assert cli.main(["approver", "keygen", "--out", str(other), "--json"]) == 0
@@ -762,7 +796,7 @@ async def test_vote_shows_what_is_signed_and_signs_the_session_digest_locally(
     assert request.decision == session_pb2.VOTE_DECISION_REJECT
     assert request.comment == "call me first"
     key.public_key().verify(request.signature, keys.vote_digest(session, False))
-    assert await run(fake, "approver", "vote", "ses-1", "--key", str(key_file)) == cli.EXIT_USAGE
+    assert await run(fake, "approver", "vote", "ses-1", "--key", str(key_file)) == EXIT_USAGE
 
 
 def test_an_event_line_shows_whole_numbers_as_integers() -> None:
@@ -770,5 +804,71 @@ def test_an_event_line_shows_whole_numbers_as_integers() -> None:
     e = event_pb2.Event(seq=7, type="session.approved")
     e.time.FromDatetime(dt.datetime(2026, 12, 7, tzinfo=dt.UTC))
     e.details.update({"approvals": 2, "ratio": 0.5, "nested": {"n": [1, 2.5]}})
-    line = cli.event_line(e)
+    line = event_line(e)
     assert line.endswith('{"approvals":2,"nested":{"n":[1,2.5]},"ratio":0.5}')
+
+
+# -- following a session through lost streams ---------------------------------------------------
+
+_S = session_pb2.Session
+
+
+def _ses_1(state: session_pb2.Session.State.ValueType, **fields: Any) -> session_pb2.Session:
+    return _S(session_id="ses-1", state=state, min_approvals=2, **fields)
+
+
+_PENDING = _ses_1(_S.STATE_PENDING)
+
+
+def _watches(fake: Fake, *streams: list[session_pb2.Session | grpc.StatusCode]) -> None:
+    """WatchSession answers the n-th call with the n-th script: sessions to send, then a status
+    to end with (none: the stream ends early, as when a server goes away)."""
+    scripts = iter(streams)
+
+    async def watch(request: Any, context: Context) -> AsyncIterator[Any]:
+        for step in next(scripts):
+            if isinstance(step, grpc.StatusCode):
+                await context.abort(step, "going away")
+            yield session_service_pb2.WatchSessionResponse(session=step)
+
+    fake.streams["WatchSession"] = watch
+
+
+@pytest.mark.asyncio
+async def test_sessions_watch_reopens_a_lost_or_ended_stream_and_shows_no_state_twice(
+    fake: Fake, capsys: pytest.CaptureFixture[str]
+) -> None:
+    approved = _ses_1(_S.STATE_APPROVED, approval_count=2)
+    # CANCELLED: a server shutting down cancels its streams (the SDK itself does not retry it).
+    _watches(fake, [_PENDING, grpc.StatusCode.CANCELLED], [_PENDING], [_PENDING, approved])
+    assert await run(fake, "--json", "sessions", "watch", "ses-1") == 0
+    captured = capsys.readouterr()
+    states = [json.loads(line)["state"] for line in captured.out.splitlines()]
+    assert states == ["STATE_PENDING", "STATE_APPROVED"]
+    assert captured.err == "connection lost (CANCELLED); reopening the watch\n"
+    assert len(fake.of("WatchSession")) == 3
+
+
+@pytest.mark.asyncio
+async def test_sessions_wait_rides_through_and_exits_with_the_outcome(
+    fake: Fake, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rejected = _ses_1(_S.STATE_FAILED, status_code=_S.STATUS_CODE_REJECTED, rejection_count=2)
+    _watches(fake, [_PENDING, grpc.StatusCode.DEADLINE_EXCEEDED], [rejected])
+    assert await run(fake, "sessions", "wait", "ses-1") == EXIT_REJECTED
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        "waiting: session ses-1: 0 of 2 approvals, 0 rejections",
+        "connection lost (DEADLINE_EXCEEDED); reopening the watch",
+        "session ses-1 ended FAILED (REJECTED)",
+    ]
+
+
+@pytest.mark.asyncio
+async def test_a_watch_refused_is_not_retried(
+    fake: Fake, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _watches(fake, [grpc.StatusCode.PERMISSION_DENIED])
+    assert await run(fake, "sessions", "watch", "ses-1") == 64 + StatusCode.PERMISSION_DENIED
+    assert capsys.readouterr().err == "error: PERMISSION_DENIED: going away\n"
+    assert len(fake.of("WatchSession")) == 1

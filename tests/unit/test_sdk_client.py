@@ -23,6 +23,7 @@ from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+import airlock_cli
 import airlock_client
 from airlock.v1 import (
     approver_service_pb2,
@@ -276,9 +277,8 @@ async def test_rich_status_becomes_typed_error_with_reason_metadata_and_violatio
         FieldViolation("approver_ids", "duplicate 'alice'"),
     ]
     assert error.field_violations[0] == ("min_approvals", "must be <= 2")
-    assert str(error) == (
-        "INVALID_ARGUMENT INVALID_ARGUMENT: min_approvals must be at most the number of approvers"
-    )
+    # The reason is the code again: said once.
+    assert str(error) == "INVALID_ARGUMENT: min_approvals must be at most the number of approvers"
     assert error.__cause__ is None
     assert len(fake.of("CreateApprovalTeam")) == 1  # never retried
 
@@ -316,6 +316,26 @@ def test_every_status_code_but_ok_has_a_subclass() -> None:
         cls = error_class(code)
         assert cls is not AirlockError
         assert cls.code is code
+
+
+@pytest.mark.parametrize(
+    ("code", "reason", "message", "text"),
+    [
+        (
+            StatusCode.FAILED_PRECONDITION,
+            "TEAM_NOT_ACTIVE",
+            "the team is not active",
+            "FAILED_PRECONDITION TEAM_NOT_ACTIVE: the team is not active",
+        ),
+        (StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT", "bad", "INVALID_ARGUMENT: bad"),
+        (StatusCode.UNAVAILABLE, "", "connection refused", "UNAVAILABLE: connection refused"),
+        (StatusCode.NOT_FOUND, "TEAM_NOT_FOUND", "", "NOT_FOUND TEAM_NOT_FOUND"),
+    ],
+)
+def test_an_error_says_its_code_once_and_a_reason_only_when_it_is_one(
+    code: StatusCode, reason: str, message: str, text: str
+) -> None:
+    assert str(error_class(code)(code, reason, message)) == text
 
 
 @pytest.mark.asyncio
@@ -693,10 +713,11 @@ def test_connect_validates_tls_pairs() -> None:
 
 def test_sdk_never_imports_the_server() -> None:
     code = (
-        "import sys, airlock_client, airlock_client.cli; "
+        "import sys, airlock_client, airlock_cli; "
         "bad = sorted(m for m in sys.modules if m.split('.')[0] == 'airlock_server'); "
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
-    for path in Path(airlock_client.__file__).parent.glob("*.py"):
-        assert "airlock_server" not in path.read_text(encoding="utf-8"), path
+    for package in (Path(airlock_client.__file__).parent, Path(airlock_cli.__file__).parent):
+        for path in package.glob("*.py"):
+            assert "airlock_server" not in path.read_text(encoding="utf-8"), path

@@ -7,7 +7,7 @@ import datetime as dt
 from google.protobuf import duration_pb2, timestamp_pb2
 
 from airlock.v1 import session_pb2, team_pb2
-from airlock_client.cli import build_parser
+from airlock_cli import build_parser
 from airlock_client.health import (
     DEFAULT_SINCE,
     HealthReport,

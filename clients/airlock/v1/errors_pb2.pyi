@@ -224,6 +224,18 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """FAILED_PRECONDITION: the notification endpoint is disabled; enable it to send it a test
     (metadata: endpointId).
     """
+    PASSKEY_CHALLENGE_INVALID: _ErrorReason.ValueType  # 76
+    """FAILED_PRECONDITION: the WebAuthn challenge an answer was made over is unknown, already used
+    or expired (each is single use and short-lived): ask for new options and try again.
+    """
+    PASSKEY_COUNTER_NOT_INCREASED: _ErrorReason.ValueType  # 77
+    """PERMISSION_DENIED: the passkey's signature counter did not increase since its last use: a
+    replayed assertion or a cloned authenticator (metadata: approverId).
+    """
+    PASSKEY_NOT_ENROLLED: _ErrorReason.ValueType  # 78
+    """PERMISSION_DENIED: the passkey is unknown, or is no longer the key an approver enrolled in a
+    team in force (the enrollment was replaced or the team deleted), so it signs nothing in.
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """Every reason the server sends, AIP-193 style. A failed call carries a google.rpc.Status (in
@@ -439,5 +451,17 @@ NOTIFICATION_ENDPOINT_NOT_FOUND: ErrorReason.ValueType  # 74
 NOTIFICATION_ENDPOINT_DISABLED: ErrorReason.ValueType  # 75
 """FAILED_PRECONDITION: the notification endpoint is disabled; enable it to send it a test
 (metadata: endpointId).
+"""
+PASSKEY_CHALLENGE_INVALID: ErrorReason.ValueType  # 76
+"""FAILED_PRECONDITION: the WebAuthn challenge an answer was made over is unknown, already used
+or expired (each is single use and short-lived): ask for new options and try again.
+"""
+PASSKEY_COUNTER_NOT_INCREASED: ErrorReason.ValueType  # 77
+"""PERMISSION_DENIED: the passkey's signature counter did not increase since its last use: a
+replayed assertion or a cloned authenticator (metadata: approverId).
+"""
+PASSKEY_NOT_ENROLLED: ErrorReason.ValueType  # 78
+"""PERMISSION_DENIED: the passkey is unknown, or is no longer the key an approver enrolled in a
+team in force (the enrollment was replaced or the team deleted), so it signs nothing in.
 """
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

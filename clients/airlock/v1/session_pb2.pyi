@@ -57,6 +57,7 @@ class Vote(_message.Message):
     COMMENT_FIELD_NUMBER: _builtins.int
     VOTE_TIME_FIELD_NUMBER: _builtins.int
     SIGNATURE_FIELD_NUMBER: _builtins.int
+    WEBAUTHN_FIELD_NUMBER: _builtins.int
     approver_id: _builtins.str
     """The approver who voted."""
     decision: Global___VoteDecision.ValueType
@@ -66,11 +67,18 @@ class Vote(_message.Message):
     signature: _builtins.bytes
     """The approver's Ed25519 signature (64 bytes) over the session's canonical vote digest with
     this decision (byte layout in docs/), verified against the key enrolled in the session's
-    team version.
+    team version. For a vote signed with a passkey (an enrolled key that is a passkey key): the
+    WebAuthn assertion encoding of docs/signed-votes.md, also shown decoded in `webauthn`.
     """
     @_builtins.property
     def vote_time(self) -> _timestamp_pb2.Timestamp:
         """When the vote was recorded by the server."""
+
+    @_builtins.property
+    def webauthn(self) -> Global___WebAuthnAssertion:
+        """Set for a vote signed with a passkey (the approval portal): the WebAuthn assertion whose
+        challenge is the vote digest, as the server verified it.
+        """
 
     def __init__(
         self,
@@ -80,14 +88,47 @@ class Vote(_message.Message):
         comment: _builtins.str = ...,
         vote_time: _timestamp_pb2.Timestamp | None = ...,
         signature: _builtins.bytes = ...,
+        webauthn: Global___WebAuthnAssertion | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["vote_time", b"vote_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["vote_time", b"vote_time", "webauthn", b"webauthn"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["approver_id", b"approver_id", "comment", b"comment", "decision", b"decision", "signature", b"signature", "vote_time", b"vote_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approver_id", b"approver_id", "comment", b"comment", "decision", b"decision", "signature", b"signature", "vote_time", b"vote_time", "webauthn", b"webauthn"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Vote: _TypeAlias = Vote  # noqa: Y015
+
+@_typing.final
+class WebAuthnAssertion(_message.Message):
+    """A WebAuthn assertion (docs/signed-votes.md, "Votes signed with a passkey"): the passkey signed
+    authenticator_data || SHA-256(client_data_json), and client_data_json carries the challenge.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AUTHENTICATOR_DATA_FIELD_NUMBER: _builtins.int
+    CLIENT_DATA_JSON_FIELD_NUMBER: _builtins.int
+    SIGNATURE_FIELD_NUMBER: _builtins.int
+    authenticator_data: _builtins.bytes
+    """The authenticator data: SHA-256 of the RP id, flags (user present and verified), counter."""
+    client_data_json: _builtins.bytes
+    """The client data JSON as the browser produced it (type, challenge, origin)."""
+    signature: _builtins.bytes
+    """The passkey's signature: ASN.1 DER ECDSA for ES256, 64 bytes for EdDSA."""
+    def __init__(
+        self,
+        *,
+        authenticator_data: _builtins.bytes = ...,
+        client_data_json: _builtins.bytes = ...,
+        signature: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["authenticator_data", b"authenticator_data", "client_data_json", b"client_data_json", "signature", b"signature"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WebAuthnAssertion: _TypeAlias = WebAuthnAssertion  # noqa: Y015
 
 @_typing.final
 class Session(_message.Message):

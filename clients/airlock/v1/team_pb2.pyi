@@ -290,6 +290,7 @@ class TeamApprover(_message.Message):
     PUBLIC_KEY_FIELD_NUMBER: _builtins.int
     LAST_ACTIVITY_KIND_FIELD_NUMBER: _builtins.int
     LAST_ACTIVITY_TIME_FIELD_NUMBER: _builtins.int
+    PASSKEY_FIELD_NUMBER: _builtins.int
     approver_id: _builtins.str
     """The approver id."""
     invitation_state: Global___Invitation.State.ValueType
@@ -297,8 +298,10 @@ class TeamApprover(_message.Message):
     invitation_id: _builtins.str
     """The id of that invitation."""
     public_key: _builtins.bytes
-    """The approver's enrolled Ed25519 public key (raw, 32 bytes); empty until accepted. Votes in
-    sessions of this version must be signed with the matching private key.
+    """The approver's enrolled key; empty until accepted. Votes in sessions of this version must
+    be signed with it. An Ed25519 public key (raw, 32 bytes), or, for an approver who accepted
+    with a passkey in the approval portal, the passkey key encoding of docs/signed-votes.md
+    (then `passkey` is set).
     """
     last_activity_kind: Global___ActivityKind.ValueType
     """What the approver last did for this team (vote, baseline, invitation answer)."""
@@ -310,6 +313,10 @@ class TeamApprover(_message.Message):
     def last_activity_time(self) -> _timestamp_pb2.Timestamp:
         """When the approver last did it; unset if never."""
 
+    @_builtins.property
+    def passkey(self) -> Global___Passkey:
+        """Set when the enrolled key is a passkey: what a verifier needs besides the public key."""
+
     def __init__(
         self,
         *,
@@ -320,14 +327,53 @@ class TeamApprover(_message.Message):
         public_key: _builtins.bytes = ...,
         last_activity_kind: Global___ActivityKind.ValueType = ...,
         last_activity_time: _timestamp_pb2.Timestamp | None = ...,
+        passkey: Global___Passkey | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["last_activity_time", b"last_activity_time", "response_time", b"response_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["last_activity_time", b"last_activity_time", "passkey", b"passkey", "response_time", b"response_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["approver_id", b"approver_id", "invitation_id", b"invitation_id", "invitation_state", b"invitation_state", "last_activity_kind", b"last_activity_kind", "last_activity_time", b"last_activity_time", "public_key", b"public_key", "response_time", b"response_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approver_id", b"approver_id", "invitation_id", b"invitation_id", "invitation_state", b"invitation_state", "last_activity_kind", b"last_activity_kind", "last_activity_time", b"last_activity_time", "passkey", b"passkey", "public_key", b"public_key", "response_time", b"response_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___TeamApprover: _TypeAlias = TeamApprover  # noqa: Y015
+
+@_typing.final
+class Passkey(_message.Message):
+    """A passkey (WebAuthn credential) enrolled as an approver key."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RP_ID_FIELD_NUMBER: _builtins.int
+    ORIGIN_FIELD_NUMBER: _builtins.int
+    ALGORITHM_FIELD_NUMBER: _builtins.int
+    CREDENTIAL_ID_FIELD_NUMBER: _builtins.int
+    PUBLIC_KEY_DER_FIELD_NUMBER: _builtins.int
+    rp_id: _builtins.str
+    """The WebAuthn relying party id the passkey is bound to (a host name)."""
+    origin: _builtins.str
+    """The origin its assertions must come from, for example "https://airlock.example.com"."""
+    algorithm: _builtins.int
+    """The COSE algorithm: -7 (ES256: ECDSA P-256 with SHA-256) or -8 (EdDSA: Ed25519)."""
+    credential_id: _builtins.bytes
+    """The WebAuthn credential id."""
+    public_key_der: _builtins.bytes
+    """The public key, DER SubjectPublicKeyInfo."""
+    def __init__(
+        self,
+        *,
+        rp_id: _builtins.str = ...,
+        origin: _builtins.str = ...,
+        algorithm: _builtins.int = ...,
+        credential_id: _builtins.bytes = ...,
+        public_key_der: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["algorithm", b"algorithm", "credential_id", b"credential_id", "origin", b"origin", "public_key_der", b"public_key_der", "rp_id", b"rp_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Passkey: _TypeAlias = Passkey  # noqa: Y015
 
 @_typing.final
 class TeamVersion(_message.Message):

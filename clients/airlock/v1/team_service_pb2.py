@@ -27,9 +27,10 @@ from airlock.v1 import session_pb2 as airlock_dot_v1_dot_session__pb2
 from airlock.v1 import team_pb2 as airlock_dot_v1_dot_team__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x61irlock/v1/team_service.proto\x12\nairlock.v1\x1a\x17\x61irlock/v1/common.proto\x1a\x18\x61irlock/v1/session.proto\x1a\x15\x61irlock/v1/team.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\"\xe2\x01\n\x19\x43reateApprovalTeamRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x14\n\x0c\x61pprover_ids\x18\x03 \x03(\t\x12\x15\n\rmin_approvals\x18\x04 \x01(\x05\x12.\n\x0bsession_ttl\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x31\n\x0einvitation_ttl\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x12\n\nrequest_id\x18\x07 \x01(\t\"D\n\x1a\x43reateApprovalTeamResponse\x12&\n\x04team\x18\x01 \x01(\x0b\x32\x18.airlock.v1.ApprovalTeam\")\n\x16GetApprovalTeamRequest\x12\x0f\n\x07team_id\x18\x01 \x01(\t\"A\n\x17GetApprovalTeamResponse\x12&\n\x04team\x18\x01 \x01(\x0b\x32\x18.airlock.v1.ApprovalTeam\"p\n\x18ListApprovalTeamsRequest\x12-\n\x05state\x18\x01 \x01(\x0e\x32\x1e.airlock.v1.ApprovalTeam.State\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"]\n\x19ListApprovalTeamsResponse\x12\'\n\x05teams\x18\x01 \x03(\x0b\x32\x18.airlock.v1.ApprovalTeam\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xf1\x02\n\x19UpdateApprovalTeamRequest\x12\x0f\n\x07team_id\x18\x01 \x01(\t\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x14\n\x0c\x61pprover_ids\x18\x04 \x03(\t\x12\x15\n\rmin_approvals\x18\x05 \x01(\x05\x12.\n\x0bsession_ttl\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x31\n\x0einvitation_ttl\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x1d\n\x15reenroll_approver_ids\x18\x08 \x03(\t\x12/\n\x0bupdate_mask\x18\t \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x12\n\nrequest_id\x18\n \x01(\t\x12,\n\x08new_keys\x18\x0b \x03(\x0b\x32\x1a.airlock.v1.NewApproverKey\"X\n\x0eNewApproverKey\x12\x13\n\x0b\x61pprover_id\x18\x01 \x01(\t\x12\x12\n\npublic_key\x18\x02 \x01(\x0c\x12\x1d\n\x15\x63urrent_key_signature\x18\x03 \x01(\x0c\"j\n\x1aUpdateApprovalTeamResponse\x12&\n\x04team\x18\x01 \x01(\x0b\x32\x18.airlock.v1.ApprovalTeam\x12$\n\x07session\x18\x02 \x01(\x0b\x32\x13.airlock.v1.Session\"j\n\x18StartTeamDeletionRequest\x12\x0f\n\x07team_id\x18\x01 \x01(\t\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\x12\x1b\n\x13pending_window_days\x18\x03 \x01(\x05\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"i\n\x19StartTeamDeletionResponse\x12&\n\x04team\x18\x01 \x01(\x0b\x32\x18.airlock.v1.ApprovalTeam\x12$\n\x07session\x18\x02 \x01(\x0b\x32\x13.airlock.v1.Session\"@\n\x19\x44\x65leteInactiveTeamRequest\x12\x0f\n\x07team_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"D\n\x1a\x44\x65leteInactiveTeamResponse\x12&\n\x04team\x18\x01 \x01(\x0b\x32\x18.airlock.v1.ApprovalTeam\"a\n\x10ShareTeamRequest\x12\x0f\n\x07team_id\x18\x01 \x01(\t\x12(\n\tprincipal\x18\x02 \x01(\x0b\x32\x15.airlock.v1.Principal\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"9\n\x11ShareTeamResponse\x12$\n\x05share\x18\x01 \x01(\x0b\x32\x15.airlock.v1.TeamShare\"c\n\x12UnshareTeamRequest\x12\x0f\n\x07team_id\x18\x01 \x01(\t\x12(\n\tprincipal\x18\x02 \x01(\x0b\x32\x15.airlock.v1.Principal\x12\x12\n\nrequest_id\x18\x03 \x01(\t\";\n\x13UnshareTeamResponse\x12$\n\x05share\x18\x01 \x01(\x0b\x32\x15.airlock.v1.TeamShare\"O\n\x15ListTeamSharesRequest\x12\x0f\n\x07team_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"X\n\x16ListTeamSharesResponse\x12%\n\x06shares\x18\x01 \x03(\x0b\x32\x15.airlock.v1.TeamShare\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"[\n\x14GetTeamHealthRequest\x12\x0f\n\x07team_id\x18\x01 \x01(\t\x12\x32\n\x0f\x61\x63tivity_window\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"?\n\x15GetTeamHealthResponse\x12&\n\x06health\x18\x01 \x01(\x0b\x32\x16.airlock.v1.TeamHealth\"f\n\x18StartTeamBaselineRequest\x12\x0f\n\x07team_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61pprover_ids\x18\x02 \x03(\t\x12\x0f\n\x07\x63omment\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"A\n\x19StartTeamBaselineResponse\x12$\n\x07session\x18\x01 \x01(\x0b\x32\x13.airlock.v1.Session2\x87\x08\n\x0bTeamService\x12\x63\n\x12\x43reateApprovalTeam\x12%.airlock.v1.CreateApprovalTeamRequest\x1a&.airlock.v1.CreateApprovalTeamResponse\x12Z\n\x0fGetApprovalTeam\x12\".airlock.v1.GetApprovalTeamRequest\x1a#.airlock.v1.GetApprovalTeamResponse\x12`\n\x11ListApprovalTeams\x12$.airlock.v1.ListApprovalTeamsRequest\x1a%.airlock.v1.ListApprovalTeamsResponse\x12\x63\n\x12UpdateApprovalTeam\x12%.airlock.v1.UpdateApprovalTeamRequest\x1a&.airlock.v1.UpdateApprovalTeamResponse\x12`\n\x11StartTeamDeletion\x12$.airlock.v1.StartTeamDeletionRequest\x1a%.airlock.v1.StartTeamDeletionResponse\x12\x63\n\x12\x44\x65leteInactiveTeam\x12%.airlock.v1.DeleteInactiveTeamRequest\x1a&.airlock.v1.DeleteInactiveTeamResponse\x12H\n\tShareTeam\x12\x1c.airlock.v1.ShareTeamRequest\x1a\x1d.airlock.v1.ShareTeamResponse\x12N\n\x0bUnshareTeam\x12\x1e.airlock.v1.UnshareTeamRequest\x1a\x1f.airlock.v1.UnshareTeamResponse\x12W\n\x0eListTeamShares\x12!.airlock.v1.ListTeamSharesRequest\x1a\".airlock.v1.ListTeamSharesResponse\x12T\n\rGetTeamHealth\x12 .airlock.v1.GetTeamHealthRequest\x1a!.airlock.v1.GetTeamHealthResponse\x12`\n\x11StartTeamBaseline\x12$.airlock.v1.StartTeamBaselineRequest\x1a%.airlock.v1.StartTeamBaselineResponseBJ\n\x0e\x63om.airlock.v1P\x01Z6github.com/airlock/airlock/gen/go/airlock/v1;airlockv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x61irlock/v1/team_service.proto\x12\nairlock.v1\x1a\x17\x61irlock/v1/common.proto\x1a\x18\x61irlock/v1/session.proto\x1a\x15\x61irlock/v1/team.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe2\x01\n\x19\x43reateApprovalTeamRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x14\n\x0c\x61pprover_ids\x18\x03 \x03(\t\x12\x15\n\rmin_approvals\x18\x04 \x01(\x05\x12.\n\x0bsession_ttl\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x31\n\x0einvitation_ttl\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x12\n\nrequest_id\x18\x07 \x01(\t\"D\n\x1a\x43reateApprovalTeamResponse\x12&\n\x04team\x18\x01 \x01(\x0b\x32\x18.airlock.v1.ApprovalTeam\")\n\x16GetApprovalTeamRequest\x12\x0f\n\x07team_id\x18\x01 \x01(\t\"A\n\x17GetApprovalTeamResponse\x12&\n\x04team\x18\x01 \x01(\x0b\x32\x18.airlock.v1.ApprovalTeam\"p\n\x18ListApprovalTeamsRequest\x12-\n\x05state\x18\x01 \x01(\x0e\x32\x1e.airlock.v1.ApprovalTeam.State\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"]\n\x19ListApprovalTeamsResponse\x12\'\n\x05teams\x18\x01 \x03(\x0b\x32\x18.airlock.v1.ApprovalTeam\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xf1\x02\n\x19UpdateApprovalTeamRequest\x12\x0f\n\x07team_id\x18\x01 \x01(\t\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x14\n\x0c\x61pprover_ids\x18\x04 \x03(\t\x12\x15\n\rmin_approvals\x18\x05 \x01(\x05\x12.\n\x0bsession_ttl\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x31\n\x0einvitation_ttl\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x1d\n\x15reenroll_approver_ids\x18\x08 \x03(\t\x12/\n\x0bupdate_mask\x18\t \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x12\n\nrequest_id\x18\n \x01(\t\x12,\n\x08new_keys\x18\x0b \x03(\x0b\x32\x1a.airlock.v1.NewApproverKey\"X\n\x0eNewApproverKey\x12\x13\n\x0b\x61pprover_id\x18\x01 \x01(\t\x12\x12\n\npublic_key\x18\x02 \x01(\x0c\x12\x1d\n\x15\x63urrent_key_signature\x18\x03 \x01(\x0c\"j\n\x1aUpdateApprovalTeamResponse\x12&\n\x04team\x18\x01 \x01(\x0b\x32\x18.airlock.v1.ApprovalTeam\x12$\n\x07session\x18\x02 \x01(\x0b\x32\x13.airlock.v1.Session\"j\n\x18StartTeamDeletionRequest\x12\x0f\n\x07team_id\x18\x01 \x01(\t\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\x12\x1b\n\x13pending_window_days\x18\x03 \x01(\x05\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"i\n\x19StartTeamDeletionResponse\x12&\n\x04team\x18\x01 \x01(\x0b\x32\x18.airlock.v1.ApprovalTeam\x12$\n\x07session\x18\x02 \x01(\x0b\x32\x13.airlock.v1.Session\"@\n\x19\x44\x65leteInactiveTeamRequest\x12\x0f\n\x07team_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"D\n\x1a\x44\x65leteInactiveTeamResponse\x12&\n\x04team\x18\x01 \x01(\x0b\x32\x18.airlock.v1.ApprovalTeam\"a\n\x10ShareTeamRequest\x12\x0f\n\x07team_id\x18\x01 \x01(\t\x12(\n\tprincipal\x18\x02 \x01(\x0b\x32\x15.airlock.v1.Principal\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"9\n\x11ShareTeamResponse\x12$\n\x05share\x18\x01 \x01(\x0b\x32\x15.airlock.v1.TeamShare\"c\n\x12UnshareTeamRequest\x12\x0f\n\x07team_id\x18\x01 \x01(\t\x12(\n\tprincipal\x18\x02 \x01(\x0b\x32\x15.airlock.v1.Principal\x12\x12\n\nrequest_id\x18\x03 \x01(\t\";\n\x13UnshareTeamResponse\x12$\n\x05share\x18\x01 \x01(\x0b\x32\x15.airlock.v1.TeamShare\"O\n\x15ListTeamSharesRequest\x12\x0f\n\x07team_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"X\n\x16ListTeamSharesResponse\x12%\n\x06shares\x18\x01 \x03(\x0b\x32\x15.airlock.v1.TeamShare\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"[\n\x14GetTeamHealthRequest\x12\x0f\n\x07team_id\x18\x01 \x01(\t\x12\x32\n\x0f\x61\x63tivity_window\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"?\n\x15GetTeamHealthResponse\x12&\n\x06health\x18\x01 \x01(\x0b\x32\x16.airlock.v1.TeamHealth\"f\n\x18StartTeamBaselineRequest\x12\x0f\n\x07team_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61pprover_ids\x18\x02 \x03(\t\x12\x0f\n\x07\x63omment\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"A\n\x19StartTeamBaselineResponse\x12$\n\x07session\x18\x01 \x01(\x0b\x32\x13.airlock.v1.Session\"G\n\x1aIssueInvitationLinkRequest\x12\x15\n\rinvitation_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"j\n\x1bIssueInvitationLinkResponse\x12\x0b\n\x03url\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp2\xef\x08\n\x0bTeamService\x12\x63\n\x12\x43reateApprovalTeam\x12%.airlock.v1.CreateApprovalTeamRequest\x1a&.airlock.v1.CreateApprovalTeamResponse\x12Z\n\x0fGetApprovalTeam\x12\".airlock.v1.GetApprovalTeamRequest\x1a#.airlock.v1.GetApprovalTeamResponse\x12`\n\x11ListApprovalTeams\x12$.airlock.v1.ListApprovalTeamsRequest\x1a%.airlock.v1.ListApprovalTeamsResponse\x12\x63\n\x12UpdateApprovalTeam\x12%.airlock.v1.UpdateApprovalTeamRequest\x1a&.airlock.v1.UpdateApprovalTeamResponse\x12`\n\x11StartTeamDeletion\x12$.airlock.v1.StartTeamDeletionRequest\x1a%.airlock.v1.StartTeamDeletionResponse\x12\x63\n\x12\x44\x65leteInactiveTeam\x12%.airlock.v1.DeleteInactiveTeamRequest\x1a&.airlock.v1.DeleteInactiveTeamResponse\x12H\n\tShareTeam\x12\x1c.airlock.v1.ShareTeamRequest\x1a\x1d.airlock.v1.ShareTeamResponse\x12N\n\x0bUnshareTeam\x12\x1e.airlock.v1.UnshareTeamRequest\x1a\x1f.airlock.v1.UnshareTeamResponse\x12W\n\x0eListTeamShares\x12!.airlock.v1.ListTeamSharesRequest\x1a\".airlock.v1.ListTeamSharesResponse\x12T\n\rGetTeamHealth\x12 .airlock.v1.GetTeamHealthRequest\x1a!.airlock.v1.GetTeamHealthResponse\x12\x66\n\x13IssueInvitationLink\x12&.airlock.v1.IssueInvitationLinkRequest\x1a\'.airlock.v1.IssueInvitationLinkResponse\x12`\n\x11StartTeamBaseline\x12$.airlock.v1.StartTeamBaselineRequest\x1a%.airlock.v1.StartTeamBaselineResponseBJ\n\x0e\x63om.airlock.v1P\x01Z6github.com/airlock/airlock/gen/go/airlock/v1;airlockv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,52 +38,56 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'airlock.v1.team_service_pb2
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\016com.airlock.v1P\001Z6github.com/airlock/airlock/gen/go/airlock/v1;airlockv1'
-  _globals['_CREATEAPPROVALTEAMREQUEST']._serialized_start=186
-  _globals['_CREATEAPPROVALTEAMREQUEST']._serialized_end=412
-  _globals['_CREATEAPPROVALTEAMRESPONSE']._serialized_start=414
-  _globals['_CREATEAPPROVALTEAMRESPONSE']._serialized_end=482
-  _globals['_GETAPPROVALTEAMREQUEST']._serialized_start=484
-  _globals['_GETAPPROVALTEAMREQUEST']._serialized_end=525
-  _globals['_GETAPPROVALTEAMRESPONSE']._serialized_start=527
-  _globals['_GETAPPROVALTEAMRESPONSE']._serialized_end=592
-  _globals['_LISTAPPROVALTEAMSREQUEST']._serialized_start=594
-  _globals['_LISTAPPROVALTEAMSREQUEST']._serialized_end=706
-  _globals['_LISTAPPROVALTEAMSRESPONSE']._serialized_start=708
-  _globals['_LISTAPPROVALTEAMSRESPONSE']._serialized_end=801
-  _globals['_UPDATEAPPROVALTEAMREQUEST']._serialized_start=804
-  _globals['_UPDATEAPPROVALTEAMREQUEST']._serialized_end=1173
-  _globals['_NEWAPPROVERKEY']._serialized_start=1175
-  _globals['_NEWAPPROVERKEY']._serialized_end=1263
-  _globals['_UPDATEAPPROVALTEAMRESPONSE']._serialized_start=1265
-  _globals['_UPDATEAPPROVALTEAMRESPONSE']._serialized_end=1371
-  _globals['_STARTTEAMDELETIONREQUEST']._serialized_start=1373
-  _globals['_STARTTEAMDELETIONREQUEST']._serialized_end=1479
-  _globals['_STARTTEAMDELETIONRESPONSE']._serialized_start=1481
-  _globals['_STARTTEAMDELETIONRESPONSE']._serialized_end=1586
-  _globals['_DELETEINACTIVETEAMREQUEST']._serialized_start=1588
-  _globals['_DELETEINACTIVETEAMREQUEST']._serialized_end=1652
-  _globals['_DELETEINACTIVETEAMRESPONSE']._serialized_start=1654
-  _globals['_DELETEINACTIVETEAMRESPONSE']._serialized_end=1722
-  _globals['_SHARETEAMREQUEST']._serialized_start=1724
-  _globals['_SHARETEAMREQUEST']._serialized_end=1821
-  _globals['_SHARETEAMRESPONSE']._serialized_start=1823
-  _globals['_SHARETEAMRESPONSE']._serialized_end=1880
-  _globals['_UNSHARETEAMREQUEST']._serialized_start=1882
-  _globals['_UNSHARETEAMREQUEST']._serialized_end=1981
-  _globals['_UNSHARETEAMRESPONSE']._serialized_start=1983
-  _globals['_UNSHARETEAMRESPONSE']._serialized_end=2042
-  _globals['_LISTTEAMSHARESREQUEST']._serialized_start=2044
-  _globals['_LISTTEAMSHARESREQUEST']._serialized_end=2123
-  _globals['_LISTTEAMSHARESRESPONSE']._serialized_start=2125
-  _globals['_LISTTEAMSHARESRESPONSE']._serialized_end=2213
-  _globals['_GETTEAMHEALTHREQUEST']._serialized_start=2215
-  _globals['_GETTEAMHEALTHREQUEST']._serialized_end=2306
-  _globals['_GETTEAMHEALTHRESPONSE']._serialized_start=2308
-  _globals['_GETTEAMHEALTHRESPONSE']._serialized_end=2371
-  _globals['_STARTTEAMBASELINEREQUEST']._serialized_start=2373
-  _globals['_STARTTEAMBASELINEREQUEST']._serialized_end=2475
-  _globals['_STARTTEAMBASELINERESPONSE']._serialized_start=2477
-  _globals['_STARTTEAMBASELINERESPONSE']._serialized_end=2542
-  _globals['_TEAMSERVICE']._serialized_start=2545
-  _globals['_TEAMSERVICE']._serialized_end=3576
+  _globals['_CREATEAPPROVALTEAMREQUEST']._serialized_start=219
+  _globals['_CREATEAPPROVALTEAMREQUEST']._serialized_end=445
+  _globals['_CREATEAPPROVALTEAMRESPONSE']._serialized_start=447
+  _globals['_CREATEAPPROVALTEAMRESPONSE']._serialized_end=515
+  _globals['_GETAPPROVALTEAMREQUEST']._serialized_start=517
+  _globals['_GETAPPROVALTEAMREQUEST']._serialized_end=558
+  _globals['_GETAPPROVALTEAMRESPONSE']._serialized_start=560
+  _globals['_GETAPPROVALTEAMRESPONSE']._serialized_end=625
+  _globals['_LISTAPPROVALTEAMSREQUEST']._serialized_start=627
+  _globals['_LISTAPPROVALTEAMSREQUEST']._serialized_end=739
+  _globals['_LISTAPPROVALTEAMSRESPONSE']._serialized_start=741
+  _globals['_LISTAPPROVALTEAMSRESPONSE']._serialized_end=834
+  _globals['_UPDATEAPPROVALTEAMREQUEST']._serialized_start=837
+  _globals['_UPDATEAPPROVALTEAMREQUEST']._serialized_end=1206
+  _globals['_NEWAPPROVERKEY']._serialized_start=1208
+  _globals['_NEWAPPROVERKEY']._serialized_end=1296
+  _globals['_UPDATEAPPROVALTEAMRESPONSE']._serialized_start=1298
+  _globals['_UPDATEAPPROVALTEAMRESPONSE']._serialized_end=1404
+  _globals['_STARTTEAMDELETIONREQUEST']._serialized_start=1406
+  _globals['_STARTTEAMDELETIONREQUEST']._serialized_end=1512
+  _globals['_STARTTEAMDELETIONRESPONSE']._serialized_start=1514
+  _globals['_STARTTEAMDELETIONRESPONSE']._serialized_end=1619
+  _globals['_DELETEINACTIVETEAMREQUEST']._serialized_start=1621
+  _globals['_DELETEINACTIVETEAMREQUEST']._serialized_end=1685
+  _globals['_DELETEINACTIVETEAMRESPONSE']._serialized_start=1687
+  _globals['_DELETEINACTIVETEAMRESPONSE']._serialized_end=1755
+  _globals['_SHARETEAMREQUEST']._serialized_start=1757
+  _globals['_SHARETEAMREQUEST']._serialized_end=1854
+  _globals['_SHARETEAMRESPONSE']._serialized_start=1856
+  _globals['_SHARETEAMRESPONSE']._serialized_end=1913
+  _globals['_UNSHARETEAMREQUEST']._serialized_start=1915
+  _globals['_UNSHARETEAMREQUEST']._serialized_end=2014
+  _globals['_UNSHARETEAMRESPONSE']._serialized_start=2016
+  _globals['_UNSHARETEAMRESPONSE']._serialized_end=2075
+  _globals['_LISTTEAMSHARESREQUEST']._serialized_start=2077
+  _globals['_LISTTEAMSHARESREQUEST']._serialized_end=2156
+  _globals['_LISTTEAMSHARESRESPONSE']._serialized_start=2158
+  _globals['_LISTTEAMSHARESRESPONSE']._serialized_end=2246
+  _globals['_GETTEAMHEALTHREQUEST']._serialized_start=2248
+  _globals['_GETTEAMHEALTHREQUEST']._serialized_end=2339
+  _globals['_GETTEAMHEALTHRESPONSE']._serialized_start=2341
+  _globals['_GETTEAMHEALTHRESPONSE']._serialized_end=2404
+  _globals['_STARTTEAMBASELINEREQUEST']._serialized_start=2406
+  _globals['_STARTTEAMBASELINEREQUEST']._serialized_end=2508
+  _globals['_STARTTEAMBASELINERESPONSE']._serialized_start=2510
+  _globals['_STARTTEAMBASELINERESPONSE']._serialized_end=2575
+  _globals['_ISSUEINVITATIONLINKREQUEST']._serialized_start=2577
+  _globals['_ISSUEINVITATIONLINKREQUEST']._serialized_end=2648
+  _globals['_ISSUEINVITATIONLINKRESPONSE']._serialized_start=2650
+  _globals['_ISSUEINVITATIONLINKRESPONSE']._serialized_end=2756
+  _globals['_TEAMSERVICE']._serialized_start=2759
+  _globals['_TEAMSERVICE']._serialized_end=3894
 # @@protoc_insertion_point(module_scope)

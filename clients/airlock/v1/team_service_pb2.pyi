@@ -11,6 +11,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 import builtins as _builtins
 import sys
@@ -793,3 +794,67 @@ class StartTeamBaselineResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___StartTeamBaselineResponse: _TypeAlias = StartTeamBaselineResponse  # noqa: Y015
+
+@_typing.final
+class IssueInvitationLinkRequest(_message.Message):
+    """Request for TeamService.IssueInvitationLink."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INVITATION_ID_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    invitation_id: _builtins.str
+    """The invitation id (TeamApprover.invitation_id). Required."""
+    request_id: _builtins.str
+    """Optional idempotency key (AIP-155), at most 36 characters (a UUID), bound to the caller,
+    this method and this request. The token is shown once: a retry with the same id issues no
+    second link and answers an empty url and token (call again without it for a new link).
+    """
+    def __init__(
+        self,
+        *,
+        invitation_id: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["invitation_id", b"invitation_id", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IssueInvitationLinkRequest: _TypeAlias = IssueInvitationLinkRequest  # noqa: Y015
+
+@_typing.final
+class IssueInvitationLinkResponse(_message.Message):
+    """Response for TeamService.IssueInvitationLink."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    URL_FIELD_NUMBER: _builtins.int
+    TOKEN_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    url: _builtins.str
+    """The link, `<portal origin>/invite/<token>`; empty when the server knows no portal address
+    (AIRLOCK_PORTAL_ORIGIN, AIRLOCK_PORTAL_URL). A secret: whoever holds it may answer the
+    invitation until it is spent or expires.
+    """
+    token: _builtins.str
+    """The link's token (the last path segment of url)."""
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp:
+        """When the invitation, and so the link, expires."""
+
+    def __init__(
+        self,
+        *,
+        url: _builtins.str = ...,
+        token: _builtins.str = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "token", b"token", "url", b"url"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IssueInvitationLinkResponse: _TypeAlias = IssueInvitationLinkResponse  # noqa: Y015

@@ -85,6 +85,11 @@ class TeamServiceStub:
                 request_serializer=airlock_dot_v1_dot_team__service__pb2.GetTeamHealthRequest.SerializeToString,
                 response_deserializer=airlock_dot_v1_dot_team__service__pb2.GetTeamHealthResponse.FromString,
                 _registered_method=True)
+        self.IssueInvitationLink = channel.unary_unary(
+                '/airlock.v1.TeamService/IssueInvitationLink',
+                request_serializer=airlock_dot_v1_dot_team__service__pb2.IssueInvitationLinkRequest.SerializeToString,
+                response_deserializer=airlock_dot_v1_dot_team__service__pb2.IssueInvitationLinkResponse.FromString,
+                _registered_method=True)
         self.StartTeamBaseline = channel.unary_unary(
                 '/airlock.v1.TeamService/StartTeamBaseline',
                 request_serializer=airlock_dot_v1_dot_team__service__pb2.StartTeamBaselineRequest.SerializeToString,
@@ -172,6 +177,18 @@ class TeamServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def IssueInvitationLink(self, request, context):
+        """Issues a one-time invitation link for a PENDING invitation whose version is open for
+        answers: its approver opens it in the approval portal to accept by creating a passkey, or
+        to decline (docs/signed-votes.md). The token is shown once (only its SHA-256 is stored); an
+        earlier link of the invitation stops working, and any answer spends it. NOT_FOUND for an
+        unknown invitation, FAILED_PRECONDITION INVITATION_ALREADY_ANSWERED or INVITATION_CLOSED.
+        Admin only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def StartTeamBaseline(self, request, context):
         """Starts a baseline session that the chosen approvers answer to show they still respond.
         Admin only.
@@ -232,6 +249,11 @@ def add_TeamServiceServicer_to_server(servicer, server):
                     servicer.GetTeamHealth,
                     request_deserializer=airlock_dot_v1_dot_team__service__pb2.GetTeamHealthRequest.FromString,
                     response_serializer=airlock_dot_v1_dot_team__service__pb2.GetTeamHealthResponse.SerializeToString,
+            ),
+            'IssueInvitationLink': grpc.unary_unary_rpc_method_handler(
+                    servicer.IssueInvitationLink,
+                    request_deserializer=airlock_dot_v1_dot_team__service__pb2.IssueInvitationLinkRequest.FromString,
+                    response_serializer=airlock_dot_v1_dot_team__service__pb2.IssueInvitationLinkResponse.SerializeToString,
             ),
             'StartTeamBaseline': grpc.unary_unary_rpc_method_handler(
                     servicer.StartTeamBaseline,
@@ -510,6 +532,33 @@ class TeamService:
             '/airlock.v1.TeamService/GetTeamHealth',
             airlock_dot_v1_dot_team__service__pb2.GetTeamHealthRequest.SerializeToString,
             airlock_dot_v1_dot_team__service__pb2.GetTeamHealthResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def IssueInvitationLink(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/airlock.v1.TeamService/IssueInvitationLink',
+            airlock_dot_v1_dot_team__service__pb2.IssueInvitationLinkRequest.SerializeToString,
+            airlock_dot_v1_dot_team__service__pb2.IssueInvitationLinkResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -64,6 +64,14 @@ class TeamServiceStub:
     """Lists the shares of a team, ordered by create_time. Admin and auditors."""
     GetTeamHealth: _grpc.UnaryUnaryMultiCallable[_team_service_pb2.GetTeamHealthRequest, _team_service_pb2.GetTeamHealthResponse]
     """Reports whether enough active approvers remain to reach M. Admin and auditors."""
+    IssueInvitationLink: _grpc.UnaryUnaryMultiCallable[_team_service_pb2.IssueInvitationLinkRequest, _team_service_pb2.IssueInvitationLinkResponse]
+    """Issues a one-time invitation link for a PENDING invitation whose version is open for
+    answers: its approver opens it in the approval portal to accept by creating a passkey, or
+    to decline (docs/signed-votes.md). The token is shown once (only its SHA-256 is stored); an
+    earlier link of the invitation stops working, and any answer spends it. NOT_FOUND for an
+    unknown invitation, FAILED_PRECONDITION INVITATION_ALREADY_ANSWERED or INVITATION_CLOSED.
+    Admin only.
+    """
     StartTeamBaseline: _grpc.UnaryUnaryMultiCallable[_team_service_pb2.StartTeamBaselineRequest, _team_service_pb2.StartTeamBaselineResponse]
     """Starts a baseline session that the chosen approvers answer to show they still respond.
     Admin only.
@@ -105,6 +113,14 @@ class TeamServiceAsyncStub(TeamServiceStub):
     """Lists the shares of a team, ordered by create_time. Admin and auditors."""
     GetTeamHealth: _aio.UnaryUnaryMultiCallable[_team_service_pb2.GetTeamHealthRequest, _team_service_pb2.GetTeamHealthResponse]  # type: ignore[assignment]
     """Reports whether enough active approvers remain to reach M. Admin and auditors."""
+    IssueInvitationLink: _aio.UnaryUnaryMultiCallable[_team_service_pb2.IssueInvitationLinkRequest, _team_service_pb2.IssueInvitationLinkResponse]  # type: ignore[assignment]
+    """Issues a one-time invitation link for a PENDING invitation whose version is open for
+    answers: its approver opens it in the approval portal to accept by creating a passkey, or
+    to decline (docs/signed-votes.md). The token is shown once (only its SHA-256 is stored); an
+    earlier link of the invitation stops working, and any answer spends it. NOT_FOUND for an
+    unknown invitation, FAILED_PRECONDITION INVITATION_ALREADY_ANSWERED or INVITATION_CLOSED.
+    Admin only.
+    """
     StartTeamBaseline: _aio.UnaryUnaryMultiCallable[_team_service_pb2.StartTeamBaselineRequest, _team_service_pb2.StartTeamBaselineResponse]  # type: ignore[assignment]
     """Starts a baseline session that the chosen approvers answer to show they still respond.
     Admin only.
@@ -203,6 +219,20 @@ class TeamServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_team_service_pb2.GetTeamHealthResponse, _abc.Awaitable[_team_service_pb2.GetTeamHealthResponse]]:
         """Reports whether enough active approvers remain to reach M. Admin and auditors."""
+
+    @_abc_1.abstractmethod
+    def IssueInvitationLink(
+        self,
+        request: _team_service_pb2.IssueInvitationLinkRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_team_service_pb2.IssueInvitationLinkResponse, _abc.Awaitable[_team_service_pb2.IssueInvitationLinkResponse]]:
+        """Issues a one-time invitation link for a PENDING invitation whose version is open for
+        answers: its approver opens it in the approval portal to accept by creating a passkey, or
+        to decline (docs/signed-votes.md). The token is shown once (only its SHA-256 is stored); an
+        earlier link of the invitation stops working, and any answer spends it. NOT_FOUND for an
+        unknown invitation, FAILED_PRECONDITION INVITATION_ALREADY_ANSWERED or INVITATION_CLOSED.
+        Admin only.
+        """
 
     @_abc_1.abstractmethod
     def StartTeamBaseline(

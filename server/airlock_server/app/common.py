@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Generic, TypeVar
 
+from airlock_server.app.credential_cache import CredentialCache
 from airlock_server.app.ports import Clock, UnitOfWork, UnitOfWorkFactory
 from airlock_server.domain.errors import (
     REQUEST_ID_REUSED,
@@ -54,6 +55,8 @@ class Deps:
     clock: Clock = utcnow
     region: str = "us-east-1"
     new_id: Callable[[str], str] = field(default=new_id)
+    # Verified credentials of this process (app/credential_cache.py); None reads every time.
+    credentials: CredentialCache | None = None
 
 
 class RefuseAfter(Exception):

@@ -81,15 +81,25 @@ class IdentityService:
         if not token:
             raise Unauthenticated("send `authorization: Bearer <token>`")
         digest = hash_token(token)
+        cache = self._deps.credentials
+        if cache is not None:
+            cached = cache.get(digest)
+            if cached is not None and cached.usable_at(self._deps.clock()):
+                return Caller(cached.principal, cached.credential_id)
+            generation = cache.generation
 
-        async def work(uow: UnitOfWork) -> Caller:
+        async def work(uow: UnitOfWork) -> Credential:
             cred = await uow.credentials.find_by_token_hash(digest)
             if cred is None or not cred.usable_at(self._deps.clock()):
                 raise Unauthenticated("the token is unknown, revoked or expired")
-            return Caller(cred.principal, cred.credential_id)
+            return cred
 
-        # One SELECT, on every RPC: no transaction around it; still read each time.
-        return await transact(self._deps, work, one_statement=True)
+        # One SELECT (its row's MAC checked), no transaction around it; then from the cache
+        # until the credential changes.
+        cred = await transact(self._deps, work, one_statement=True)
+        if cache is not None:
+            cache.put(digest, cred, generation)
+        return Caller(cred.principal, cred.credential_id)
 
     # --- approvers --------------------------------------------------------------------------
 
@@ -184,7 +194,15 @@ class IdentityService:
             assert approver is not None
             return approver
 
-        return await run_once(self._deps, caller, "DisableApprover", request_id, act, read)
+        try:
+            return await run_once(self._deps, caller, "DisableApprover", request_id, act, read)
+        finally:
+            # Before the answer (even a failed one: the commit may have happened), this
+            # process stops accepting the approver's tokens; other replicas on the NOTIFY.
+            if self._deps.credentials is not None:
+                self._deps.credentials.drop_principal(
+                    Principal(PrincipalKind.APPROVER, approver_id)
+                )
 
     # --- accounts ---------------------------------------------------------------------------
 
@@ -292,7 +310,12 @@ class IdentityService:
             assert cred is not None
             return cred
 
-        return await run_once(self._deps, caller, "RevokeCredential", request_id, act, read)
+        try:
+            return await run_once(self._deps, caller, "RevokeCredential", request_id, act, read)
+        finally:
+            # Before the answer, as in disable_approver.
+            if self._deps.credentials is not None:
+                self._deps.credentials.drop([credential_id])
 
     async def list_credentials(
         self,

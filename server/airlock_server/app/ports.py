@@ -25,6 +25,7 @@ from airlock_server.domain.sessions import Session, SessionKind, SessionState
 from airlock_server.domain.team_changes import TeamDeletion
 from airlock_server.domain.teams import Team, TeamShare
 from airlock_server.domain.vaults import GrantState, RestoreAccessGrant, Vault
+from airlock_server.domain.webauthn import InvitationLink, PasskeyCredential
 
 Clock = Callable[[], datetime]
 
@@ -262,6 +263,46 @@ class ActivityRepository(Protocol):
         ...
 
 
+class PasskeyRepository(Protocol):
+    """The portal's passkeys, its single-use WebAuthn challenges and invitation links."""
+
+    async def add(self, passkey: PasskeyCredential) -> None: ...
+
+    async def get(
+        self, credential_id: str, *, for_update: bool = False
+    ) -> PasskeyCredential | None: ...
+
+    async def used(self, credential_id: str, sign_count: int, now: datetime) -> None:
+        """Record a use: the new signature counter and its time."""
+        ...
+
+    async def add_challenge(
+        self, challenge_sha256: str, purpose: str, subject: str, expire_time: datetime
+    ) -> None: ...
+
+    async def take_challenge(
+        self, challenge_sha256: str, purpose: str
+    ) -> tuple[str, datetime] | None:
+        """Delete the challenge and return (subject, expire_time); None if there is none of that
+        purpose (never issued, or already taken: each is single use)."""
+        ...
+
+    async def drop_expired_challenges(self, now: datetime) -> int: ...
+
+    async def add_link(self, link: InvitationLink) -> None:
+        """Store a link; earlier unspent links of the same invitation are spent (one link open
+        per invitation)."""
+        ...
+
+    async def find_link(
+        self, token_sha256: str, *, for_update: bool = False
+    ) -> InvitationLink | None: ...
+
+    async def spend_links(self, invitation_id: str, now: datetime) -> None:
+        """Every link of the invitation is spent (it was answered)."""
+        ...
+
+
 class NotificationRepository(Protocol):
     """Webhook endpoints and the outbox (notifications of events are written at commit)."""
 
@@ -341,6 +382,7 @@ class UnitOfWork(Protocol):
     activity: ActivityRepository
     events: EventRepository
     notifications: NotificationRepository
+    passkeys: PasskeyRepository
 
     def record(self, event: NewEvent) -> None: ...
     async def commit(self) -> None: ...
@@ -357,7 +399,9 @@ class UnitOfWorkFactory(Protocol):
     """A new unit of work. `read_only`: the use case means to read (it may still write, e.g. to
     settle what a read finds expired); SQLite then begins deferred instead of taking the write
     lock up front, so reads do not queue behind writers of other processes. `one_statement`:
-    a read of one statement, run without a transaction around it (implies read_only)."""
+    reads that need no common snapshot (one statement, or several whose answer does not depend
+    on seeing the same instant), each its own transaction: no BEGIN and ROLLBACK round trips
+    (implies read_only)."""
 
     def __call__(self, *, read_only: bool = False, one_statement: bool = False) -> UnitOfWork: ...
 

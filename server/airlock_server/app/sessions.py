@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TypeVar
 
-from airlock_server.app import signing
+from airlock_server.app import passkey_uses, signing
 from airlock_server.app.common import Deps, Done, RefuseAfter, run_once, transact
 from airlock_server.app.feed import EventFeed, SharedReads, finished_read
 from airlock_server.app.ports import (
@@ -80,6 +80,7 @@ from airlock_server.domain.sessions import (
     vote_digest,
 )
 from airlock_server.domain.teams import InvitationState, Team, TeamState
+from airlock_server.domain.webauthn import is_passkey_key
 
 T = TypeVar("T")
 
@@ -465,7 +466,9 @@ class SessionService:
             s = await self._load_visible(uow, caller, session_id)
             return await self.view(uow, s), s.is_expired_at(self._deps.clock())
 
-        view, expired = await transact(self._deps, work, read_only=True)
+        # The session, its team's name, votes and approvers are one statement (one snapshot);
+        # the vault read for an owner's visibility needs none in common with it.
+        view, expired = await transact(self._deps, work, one_statement=True)
         if expired:
             # Read-time expiry writes the decision down, with its effect.
             return await self.settle(session_id)
@@ -589,7 +592,10 @@ class SessionService:
         comment: str,
         signature: bytes,
         request_id: str,
+        *,
+        channel: str = "",
     ) -> SessionView:
+        """`channel`: where the vote came from when not the API ("portal"), for the event."""
         require(caller, PrincipalKind.APPROVER)
 
         async def act(uow: UnitOfWork) -> Done[SessionView]:
@@ -619,7 +625,9 @@ class SessionService:
                     metadata={"sessionId": session_id},
                 )
             signing.verify(key, signature, vote_digest(before, decision), "signature")
-            uow.record(vote_cast(caller, session_id, decision, comment, signature))
+            if is_passkey_key(key):
+                await passkey_uses.count_vote(uow, key, signature, caller.subject, now)
+            uow.record(vote_cast(caller, session_id, decision, comment, signature, channel))
             written = await self.store_outcome(uow, before, after, caller)
             await uow.activity.record(
                 before.team_id, caller.subject, Activity(activity_of_vote(before.kind), now)

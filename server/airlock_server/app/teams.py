@@ -96,6 +96,7 @@ from airlock_server.domain.teams import (
     settle_new_team,
     transition,
 )
+from airlock_server.domain.webauthn import PasskeyCredential
 
 SWEEP_BATCH = 100
 
@@ -227,7 +228,10 @@ class TeamService:
                 return TeamView(team, unsettled=True)
             return await extras(uow, team)
 
-        view = await transact(self._deps, read, read_only=True)
+        # The team is one statement (its versions and members joined); the share checked before
+        # it and the deletion and activity read after it need no common snapshot with it: no
+        # transaction around them (issue 11).
+        view = await transact(self._deps, read, one_statement=True)
         if not view.unsettled:
             return view
 
@@ -747,11 +751,19 @@ class TeamService:
         public_key: bytes,
         key_proof: bytes,
         request_id: str,
+        *,
+        channel: str = "",
+        passkey: PasskeyCredential | None = None,
     ) -> InvitationView:
+        """`passkey`: accepted through the portal with a passkey whose registration the portal
+        verified (its key is `public_key`; the registration is its key proof), stored with the
+        answer. `channel`: where the answer came from when not the API, for the event."""
         require(caller, PrincipalKind.APPROVER)
-        if accept:
+        if accept and passkey is None:
             signing.check_public_key(public_key)
             signing.verify(public_key, key_proof, key_proof_message(invitation_id), "key_proof")
+        if passkey is not None and (passkey.public_key != public_key or not accept):
+            raise ValueError("a passkey is the key of an acceptance")
 
         async def act(uow: UnitOfWork) -> Done[InvitationView]:
             team = await uow.teams.find_by_invitation(invitation_id, for_update=True)
@@ -799,6 +811,10 @@ class TeamService:
                 team = replace(team, pending=answered)
             team = replace(team, revision=team.revision + 1, update_time=now)
             await uow.teams.save(team)
+            # Whatever answered it, the invitation's one-time link is spent.
+            await uow.passkeys.spend_links(invitation_id, now)
+            if passkey is not None:
+                await uow.passkeys.add(passkey)
             await uow.activity.record(
                 team.team_id,
                 caller.subject,
@@ -812,6 +828,7 @@ class TeamService:
                     answered.version,
                     public_key if accept else None,
                     in_force.public_key if in_force is not None else None,
+                    channel,
                 )
             )
             # The team in hand is what was written; a replay reads it.

@@ -104,6 +104,10 @@ class Reason(StrEnum):
     # Notifications (issue 12).
     NOTIFICATION_ENDPOINT_NOT_FOUND = "NOTIFICATION_ENDPOINT_NOT_FOUND"
     NOTIFICATION_ENDPOINT_DISABLED = "NOTIFICATION_ENDPOINT_DISABLED"
+    # The approval portal's passkeys (issue 13).
+    PASSKEY_CHALLENGE_INVALID = "PASSKEY_CHALLENGE_INVALID"
+    PASSKEY_COUNTER_NOT_INCREASED = "PASSKEY_COUNTER_NOT_INCREASED"
+    PASSKEY_NOT_ENROLLED = "PASSKEY_NOT_ENROLLED"
 
 
 # The kinds of resource a caller names by id; each has its fixed NOT_FOUND (and, where the caller

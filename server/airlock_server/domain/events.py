@@ -140,6 +140,7 @@ EVENT_TYPES: tuple[str, ...] = (
     "credential.revoked",
     "team.created",
     "invitation.sent",
+    "invitation.link_issued",
     "invitation.accepted",
     "invitation.declined",
     "team.activated",

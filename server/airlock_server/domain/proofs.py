@@ -15,6 +15,7 @@ from airlock_server.domain.events import (
     log_key_missing,
 )
 from airlock_server.domain.sessions import Session, SessionState, draft_digest
+from airlock_server.domain.webauthn import decode_assertion, is_assertion
 
 PROOF_FORMAT = "airlock.approval-proof.v1+json"
 
@@ -44,6 +45,24 @@ def checkpoint_document(checkpoint: Checkpoint, chain: Sequence[Event]) -> dict[
         "key_id": checkpoint.key_id,
         "public_key": checkpoint.public_key.hex(),
         "chain": [event_document(e) for e in chain],
+    }
+
+
+def webauthn_document(signature: bytes) -> dict[str, Any]:
+    """A passkey vote's assertion, decoded for the reader (the verifier checks it is the one
+    the signature encodes); nothing for an Ed25519 vote."""
+    if not is_assertion(signature):
+        return {}
+    try:
+        a = decode_assertion(signature)
+    except ValueError:
+        return {}
+    return {
+        "webauthn": {
+            "authenticator_data": a.authenticator_data.hex(),
+            "client_data_json": a.client_data_json.decode("utf-8", errors="replace"),
+            "signature": a.signature.hex(),
+        }
     }
 
 
@@ -112,6 +131,7 @@ def build_proof(
                 "approver_id": v.approver_id,
                 "decision": v.decision.value,
                 "signature": v.signature.hex(),
+                **webauthn_document(v.signature),
             }
             for v in session.votes
             # A disabled approver's vote stopped counting when it was disabled.

@@ -73,8 +73,14 @@ def session_created(session: Session) -> NewEvent:
 
 
 def vote_cast(
-    voter: Principal, session_id: str, decision: VoteDecision, comment: str, signature: bytes
+    voter: Principal,
+    session_id: str,
+    decision: VoteDecision,
+    comment: str,
+    signature: bytes,
+    channel: str = "",
 ) -> NewEvent:
+    """`channel`: where the vote came from when not the API ("portal")."""
     return NewEvent(
         "vote.cast",
         voter,
@@ -85,6 +91,7 @@ def vote_cast(
             "decision": decision.value,
             "comment_sha256": comment_digest(comment),
             "signature": signature.hex(),
+            **({"channel": channel} if channel else {}),
         },
     )
 

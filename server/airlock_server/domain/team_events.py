@@ -49,11 +49,12 @@ def team_created(admin: Principal, team: Team) -> NewEvent:
     )
 
 
-def invitation_sent(sender: Principal, team_id: str, member: TeamMember, version: int) -> NewEvent:
-    """An invitation of a new team (sent by its creator) or of an approved draft (by Airlock)."""
+def _about_invitation(
+    kind: str, actor: Principal, team_id: str, member: TeamMember, version: int
+) -> NewEvent:
     return NewEvent(
-        "invitation.sent",
-        sender,
+        kind,
+        actor,
         (team_subject(team_id), f"approver:{member.approver_id}"),
         {
             "invitation_id": member.invitation_id,
@@ -63,6 +64,18 @@ def invitation_sent(sender: Principal, team_id: str, member: TeamMember, version
     )
 
 
+def invitation_sent(sender: Principal, team_id: str, member: TeamMember, version: int) -> NewEvent:
+    """An invitation of a new team (sent by its creator) or of an approved draft (by Airlock)."""
+    return _about_invitation("invitation.sent", sender, team_id, member, version)
+
+
+def invitation_link_issued(
+    admin: Principal, team_id: str, member: TeamMember, version: int
+) -> NewEvent:
+    """A one-time portal link for a PENDING invitation (only its digest is stored)."""
+    return _about_invitation("invitation.link_issued", admin, team_id, member, version)
+
+
 def invitation_answered(
     approver: Principal,
     team_id: str,
@@ -70,9 +83,11 @@ def invitation_answered(
     version: int,
     public_key: bytes | None,
     replaced_key: bytes | None,
+    channel: str = "",
 ) -> NewEvent:
     """invitation.accepted with the enrolled key (and the key it replaces, if any), or
-    invitation.declined when `public_key` is None."""
+    invitation.declined when `public_key` is None. `channel`: where the answer came from
+    when not the API ("portal")."""
     accept = public_key is not None
     return NewEvent(
         "invitation.accepted" if accept else "invitation.declined",
@@ -83,6 +98,7 @@ def invitation_answered(
             "version": version,
             **({"public_key": public_key.hex()} if public_key is not None else {}),
             **({"replaced_key": replaced_key.hex()} if accept and replaced_key else {}),
+            **({"channel": channel} if channel else {}),
         },
     )
 

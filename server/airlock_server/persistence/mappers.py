@@ -31,6 +31,7 @@ from airlock_server.domain.vaults import (
     RestoreAccessGrant,
     Vault,
 )
+from airlock_server.domain.webauthn import InvitationLink, PasskeyCredential
 from airlock_server.persistence.seal import Sealer
 
 # The tables whose rows carry a MAC by the log key (domain/integrity.py).
@@ -498,3 +499,21 @@ def grant_from_row(r: Any) -> RestoreAccessGrant:
         update_time=r.update_time,
         revoke_session_id=r.revoke_session_id,
     )
+
+
+def passkey_from_row(r: Any) -> PasskeyCredential:
+    return PasskeyCredential(
+        credential_id=r.credential_id,
+        approver_id=r.approver_id,
+        team_id=r.team_id,
+        invitation_id=r.invitation_id,
+        public_key=r.public_key,
+        cose_public_key=r.cose_public_key,
+        sign_count=r.sign_count,
+        create_time=r.create_time,
+        last_used_time=r.last_used_time,
+    )
+
+
+def link_from_row(r: Any) -> InvitationLink:
+    return InvitationLink(r.token_sha256, r.invitation_id, r.create_time, r.spent_time)

@@ -512,3 +512,48 @@ class ReminderRecord(Base):
     session_id: Mapped[str] = mapped_column(ForeignKey("sessions.session_id"), primary_key=True)
     step: Mapped[int] = mapped_column(Integer, primary_key=True)
     create_time: Mapped[datetime]
+
+
+# --- the approval portal: passkeys, their challenges, invitation links ---
+
+
+class PasskeyRecord(Base):
+    """A passkey an approver enrolled through an invitation (its key is also the member's
+    public_key); the signature counter moves on every use."""
+
+    __tablename__ = "passkeys"
+
+    # base64url of the WebAuthn credential id, as the browser names it.
+    credential_id: Mapped[str] = mapped_column(String(1400), primary_key=True)
+    approver_id: Mapped[str] = mapped_column(ForeignKey("approvers.approver_id"), index=True)
+    team_id: Mapped[str] = mapped_column(String(64))
+    invitation_id: Mapped[str] = mapped_column(String(64))
+    # The passkey key encoding (domain/webauthn.py) enrolled as the member's key.
+    public_key: Mapped[bytes] = mapped_column(LargeBinary)
+    cose_public_key: Mapped[bytes] = mapped_column(LargeBinary)
+    sign_count: Mapped[int] = mapped_column(BigInteger)
+    create_time: Mapped[datetime]
+    last_used_time: Mapped[datetime | None]
+
+
+class WebAuthnChallengeRecord(Base):
+    """A challenge handed to a browser: single use (deleted when used), short-lived."""
+
+    __tablename__ = "webauthn_challenges"
+
+    challenge_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    purpose: Mapped[str] = mapped_column(String(16))
+    # What it was issued for: the invitation of a registration, "" for a sign-in.
+    subject: Mapped[str] = mapped_column(String(64))
+    expire_time: Mapped[datetime] = mapped_column(index=True)
+
+
+class InvitationLinkRecord(Base):
+    """A one-time invitation link; only the SHA-256 of its token is stored."""
+
+    __tablename__ = "invitation_links"
+
+    token_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    invitation_id: Mapped[str] = mapped_column(String(64), index=True)
+    create_time: Mapped[datetime]
+    spent_time: Mapped[datetime | None]

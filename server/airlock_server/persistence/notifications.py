@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from airlock_server.domain.events import CALL_DENIED, Event
 from airlock_server.domain.notifications import (
     APPROVER_DISABLED,
+    INVITATION_SENT,
     NOTIFICATION_TEST,
     Attempt,
     BodyFormat,
@@ -32,6 +33,7 @@ from airlock_server.domain.notifications import (
     Routing,
     portal_link,
 )
+from airlock_server.domain.webauthn import INVITATION_LINK_NONCE, invite_url
 from airlock_server.persistence.models import (
     ApproverRecord,
     EventRecord,
@@ -42,6 +44,8 @@ from airlock_server.persistence.models import (
     SessionApproverRecord,
     SessionRecord,
 )
+from airlock_server.persistence.passkeys import link_token, new_email_link
+from airlock_server.persistence.seal import Sealer
 
 
 def new_notification_id() -> str:
@@ -57,10 +61,13 @@ def _insert_ignoring_duplicates(session: AsyncSession, table: Any) -> Any:
 class Outbox:
     """Turns notices into notification rows, inside the transaction that causes them."""
 
-    def __init__(self, session: AsyncSession, routing: Routing, now: datetime) -> None:
+    def __init__(
+        self, session: AsyncSession, routing: Routing, now: datetime, sealer: Sealer | None = None
+    ) -> None:
         self._s = session
         self._routing = routing
         self._now = now
+        self._sealer = sealer or Sealer()
         self._endpoints: list[Endpoint] | None = None
 
     async def _bursts_now(self, actor: str) -> bool:
@@ -157,9 +164,21 @@ class Outbox:
         comment = await self._comment(notice.comment_of) if notice.comment_of and approvers else ""
         # Only approvers of the session get its comment: they can read it through the API.
         to_approvers = {**data, "comment": comment} if comment else data
+        if approvers and notice.kind == INVITATION_SENT and self._routing.portal_url:
+            # Only the invited approver's email gets the one-time link (never a webhook).
+            to_approvers = {**to_approvers, **await self._invitation_link(data)}
         targets += [(Channel.EMAIL, a, to_approvers) for a in approvers]
         targets += [(Channel.EMAIL, a, data) for a in admins]
         return targets
+
+    async def _invitation_link(self, data: dict[str, Any]) -> dict[str, Any]:
+        invitation_id = str(data.get("invitation_id") or "")
+        if not invitation_id:
+            return {}
+        nonce, token = await new_email_link(self._s, self._sealer, invitation_id, self._now)
+        if token is not None:  # a keyless server, which trusts its database
+            return {"link": invite_url(self._routing.portal_url, token)}
+        return {INVITATION_LINK_NONCE: nonce}
 
     async def write(
         self,
@@ -242,9 +261,12 @@ def _delivery_of(r: NotificationRecord, attempts: Sequence[Attempt]) -> Delivery
 
 
 class SqlNotificationRepository:
-    def __init__(self, session: AsyncSession, routing: Routing) -> None:
+    def __init__(
+        self, session: AsyncSession, routing: Routing, sealer: Sealer | None = None
+    ) -> None:
         self._s = session
         self._routing = routing
+        self._sealer = sealer or Sealer()
 
     # --- endpoints ---
 
@@ -316,7 +338,7 @@ class SqlNotificationRepository:
 
     async def add_notice(self, notice: Notice, cause: str, now: datetime) -> int:
         """Write a notice that no event carries (a reminder): one row per recipient."""
-        outbox = Outbox(self._s, self._routing, now)
+        outbox = Outbox(self._s, self._routing, now, self._sealer)
         return await outbox.write(await outbox.plan(notice), notice.kind, cause, None, now)
 
     async def add_test(
@@ -393,7 +415,7 @@ class SqlNotificationRepository:
                     r.kind,
                     Channel(r.channel),
                     r.target,
-                    dict(r.data),
+                    self._with_link(dict(r.data)),
                     r.create_time,
                     r.attempts,
                     lease,
@@ -405,6 +427,15 @@ class SqlNotificationRepository:
                 )
             )
         return out
+
+    def _with_link(self, data: dict[str, Any]) -> dict[str, Any]:
+        """An invitation email's one-time link, derived again from its nonce as it is sent."""
+        nonce = data.pop(INVITATION_LINK_NONCE, None)
+        if isinstance(nonce, str) and self._routing.portal_url:
+            token = link_token(self._sealer, str(data.get("invitation_id", "")), nonce)
+            if token is not None:
+                data["link"] = invite_url(self._routing.portal_url, token)
+        return data
 
     async def finish_attempt(
         self,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import (
     Table,
@@ -16,6 +16,7 @@ from sqlalchemy import (
     null,
     or_,
     select,
+    true,
     union_all,
     update,
 )
@@ -58,8 +59,9 @@ _SESSION_ROWS = select(*_S, TeamRecord.__table__.c.name.label("team_name")).join
 )
 
 
-def _votes_and_approvers() -> Any:
-    """Votes (k = 1) and approvers (k = 0) of the sessions `ids`, in one statement.
+def _votes_and_approvers(of: Any = None) -> Any:
+    """Votes (k = 1) and approvers (k = 0) of the sessions `ids` (or of the one session `of`),
+    in one statement.
 
     Votes come first: the result takes its column types (UTC times) from the first branch."""
     ids: Any = bindparam("ids", expanding=True)
@@ -73,7 +75,7 @@ def _votes_and_approvers() -> Any:
         _VO.vote_time,
         _VO.signature,
         _VO.mac,
-    ).where(_VO.session_id.in_(ids))
+    ).where(_VO.session_id.in_(ids) if of is None else _VO.session_id == of)
     approvers = select(
         _SA.session_id,
         literal_column("0"),
@@ -84,12 +86,46 @@ def _votes_and_approvers() -> Any:
         null(),
         null(),
         null(),
-    ).where(_SA.session_id.in_(ids))
+    ).where(_SA.session_id.in_(ids) if of is None else _SA.session_id == of)
     return union_all(votes, approvers)
+
+
+def _session_read() -> Any:
+    """A session, its team's name, its votes and approvers, in one statement (GetSession: one
+    round trip and one snapshot, so no transaction around it): the session row repeated on
+    each vote and approver row (x_*), or once with x_k NULL when it has neither."""
+    sid: Any = bindparam("sid")
+    x = _votes_and_approvers(sid).subquery("x")
+    teams = cast(Table, TeamRecord.__table__)
+    joined = (
+        cast(Table, SessionRecord.__table__)
+        .outerjoin(teams, teams.c.team_id == _S.team_id)
+        .outerjoin(x, true())
+    )
+    return (
+        select(*_S, teams.c.name.label("team_name"), *(c.label(f"x_{c.name}") for c in x.c))
+        .select_from(joined)
+        .where(_S.session_id == sid)
+    )
+
+
+class _Part(NamedTuple):
+    """A vote or approver row of _session_read, as _build reads those of _VOTES_AND_APPROVERS."""
+
+    session_id: str
+    k: int
+    position: int
+    approver_id: str
+    decision: str | None
+    comment: str | None
+    vote_time: datetime | None
+    signature: bytes | None
+    mac: bytes | None
 
 
 _VOTES_AND_APPROVERS = _votes_and_approvers()
 _SESSION_BY_ID = _SESSION_ROWS.where(_S.session_id == bindparam("sid"))
+_SESSION_READ = _session_read()
 _SESSION_BY_ID_LOCKED = _SESSION_BY_ID.with_for_update(of=SessionRecord.__table__)
 # Core statements built once (Table, not the mapped class): no ORM bulk-DML machinery and no
 # cache key to compute per call. The SET clause / VALUES are the parameters' keys.
@@ -153,14 +189,17 @@ class SqlSessionRepository:
         conn = await self._s.connection()
         return await self._build(list(await conn.execute(q, params)))
 
-    async def _build(self, rows: list[Any]) -> list[Session]:
+    async def _build(self, rows: list[Any], parts: list[Any] | None = None) -> list[Session]:
+        """Sessions of `rows`; their votes and approvers are `parts`, or read here."""
         if not rows:
             return []
-        conn = await self._s.connection()
         ids = [r.session_id for r in rows]
         approvers: dict[str, list[tuple[int, str]]] = {i: [] for i in ids}
         votes: dict[str, list[tuple[int, Vote]]] = {i: [] for i in ids}
-        for x in await conn.execute(_VOTES_AND_APPROVERS, {"ids": ids}):
+        if parts is None:
+            conn = await self._s.connection()
+            parts = list(await conn.execute(_VOTES_AND_APPROVERS, {"ids": ids}))
+        for x in parts:
             if x.k == 1:
                 vote = vote_from_row(x)
                 key = f"{x.session_id}/{x.approver_id}"
@@ -258,9 +297,29 @@ class SqlSessionRepository:
 
     async def get(self, session_id: str, *, for_update: bool = False) -> Session | None:
         # Always read: a locked read must see the row as committed now.
-        q = _SESSION_BY_ID_LOCKED if for_update else _SESSION_BY_ID
-        sessions = await self._load(q, {"sid": session_id})
-        return sessions[0] if sessions else None
+        if for_update:
+            sessions = await self._load(_SESSION_BY_ID_LOCKED, {"sid": session_id})
+            return sessions[0] if sessions else None
+        conn = await self._s.connection()
+        rows = list(await conn.execute(_SESSION_READ, {"sid": session_id}))
+        if not rows:
+            return None
+        parts = [
+            _Part(
+                r.x_session_id,
+                r.x_k,
+                r.x_position,
+                r.x_approver_id,
+                r.x_decision,
+                r.x_comment,
+                r.x_vote_time,
+                r.x_signature,
+                r.x_mac,
+            )
+            for r in rows
+            if r.x_k is not None
+        ]
+        return (await self._build(rows[:1], parts))[0]
 
     async def get_for_vote(
         self, session_id: str, approver_id: str

@@ -36,6 +36,7 @@ from airlock_server.persistence.notifications import (
     plan_events,
     write_events,
 )
+from airlock_server.persistence.passkeys import SqlPasskeyRepository
 from airlock_server.persistence.seal import Sealer
 from airlock_server.persistence.sessions import SqlSessionRepository
 from airlock_server.persistence.settings import SqlSettingsRepository
@@ -110,8 +111,9 @@ class SqlUnitOfWork:
         self.activity: ports.ActivityRepository = SqlActivityRepository(s)
         self.events: ports.EventRepository = SqlEventRepository(s)
         self.notifications: ports.NotificationRepository = SqlNotificationRepository(
-            s, self._routing
+            s, self._routing, self._sealer
         )
+        self.passkeys: ports.PasskeyRepository = SqlPasskeyRepository(s)
         self._events = []
         return self
 
@@ -165,7 +167,7 @@ class SqlUnitOfWork:
             # Recipients are read before the log's lock, the rows written after it is taken.
             now = self._clock()
             notices = [notice_for(e) for e in self._events]
-            outbox = Outbox(self.session, self._routing, now)
+            outbox = Outbox(self.session, self._routing, now, self._sealer)
             planned = await plan_events(outbox, notices)
             events = await append_events(self.session, self._events, now, self._sealer)
             await write_events(outbox, notices, planned, events, now)

@@ -23,6 +23,7 @@ from airlock_server.domain.teams import (
     TeamStatus,
     TeamVersion,
 )
+from airlock_server.domain.webauthn import decode_passkey_key, is_passkey_key
 
 _KINDS = {
     PrincipalKind.ADMIN: common_pb2.PRINCIPAL_KIND_ADMIN,
@@ -151,9 +152,27 @@ def activity_kind_pb(a: Activity | None) -> team_pb2.ActivityKind.ValueType:
     return ACTIVITY_KINDS[a.kind] if a else team_pb2.ACTIVITY_KIND_UNSPECIFIED
 
 
+def passkey_pb(key: bytes | None) -> team_pb2.Passkey | None:
+    """The decoded passkey of an enrolled key that is one (None for an Ed25519 key)."""
+    if not key or not is_passkey_key(key):
+        return None
+    try:
+        p = decode_passkey_key(key)
+    except ValueError:
+        return None
+    return team_pb2.Passkey(
+        rp_id=p.rp_id,
+        origin=p.origin,
+        algorithm=p.alg,
+        credential_id=p.credential_id,
+        public_key_der=p.public_key_der,
+    )
+
+
 def _member_pb(m: TeamMember, activity: Mapping[str, Activity]) -> team_pb2.TeamApprover:
     last = activity.get(m.approver_id)
     return team_pb2.TeamApprover(
+        passkey=passkey_pb(m.public_key),
         approver_id=m.approver_id,
         invitation_state=_INVITATION_STATES[m.invitation_state],
         invitation_id=m.invitation_id,

@@ -19,6 +19,7 @@ from airlock_server.domain.sessions import (
     draft_digest,
 )
 from airlock_server.domain.vaults import GrantState, RestoreAccessGrant, Vault
+from airlock_server.domain.webauthn import decode_assertion, is_assertion
 from airlock_server.transport.convert import dur, principal_pb, ts
 
 S = session_pb2.Session
@@ -92,6 +93,21 @@ def execution_status(value: int) -> ExecutionStatus:
     return status
 
 
+def webauthn_pb(signature: bytes) -> session_pb2.WebAuthnAssertion | None:
+    """A passkey vote's assertion, decoded (None for an Ed25519 signature)."""
+    if not is_assertion(signature):
+        return None
+    try:
+        a = decode_assertion(signature)
+    except ValueError:
+        return None
+    return session_pb2.WebAuthnAssertion(
+        authenticator_data=a.authenticator_data,
+        client_data_json=a.client_data_json,
+        signature=a.signature,
+    )
+
+
 def vote_pb(v: Vote) -> session_pb2.Vote:
     return session_pb2.Vote(
         approver_id=v.approver_id,
@@ -99,6 +115,7 @@ def vote_pb(v: Vote) -> session_pb2.Vote:
         comment=v.comment,
         vote_time=ts(v.time),
         signature=v.signature,
+        webauthn=webauthn_pb(v.signature),
     )
 
 

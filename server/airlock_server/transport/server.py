@@ -27,6 +27,7 @@ from airlock.v1 import (
 from airlock_server.app.audit import AuditService
 from airlock_server.app.identity import IdentityService
 from airlock_server.app.notifications import NotificationService
+from airlock_server.app.passkeys import InvitationLinks
 from airlock_server.app.sessions import SessionService
 from airlock_server.app.teams import TeamService
 from airlock_server.app.vaults import VaultService
@@ -68,6 +69,8 @@ class UseCases:
     audit: AuditService
     # None: a server without the NotificationService (tests that wire a subset).
     notifications: NotificationService | None = None
+    # None: a server that issues no invitation links (tests that wire a subset).
+    links: InvitationLinks | None = None
 
 
 @dataclass
@@ -118,7 +121,9 @@ def build_server(
     identity_service_pb2_grpc.add_IdentityServiceServicer_to_server(
         IdentityServicer(app.identities), server
     )
-    team_service_pb2_grpc.add_TeamServiceServicer_to_server(TeamServicer(app.teams), server)
+    team_service_pb2_grpc.add_TeamServiceServicer_to_server(
+        TeamServicer(app.teams, app.links), server
+    )
     approver_service_pb2_grpc.add_ApproverServiceServicer_to_server(
         ApproverServicer(app.teams, app.sessions), server
     )

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from airlock.v1 import team_pb2, team_service_pb2_grpc
 from airlock.v1 import team_service_pb2 as pb
+from airlock_server.app.passkeys import InvitationLinks
 from airlock_server.app.teams import TeamService, TeamUpdate
-from airlock_server.domain.errors import InvalidArgument
+from airlock_server.domain.errors import InvalidArgument, Unimplemented
 from airlock_server.domain.team_changes import NewKey
 from airlock_server.domain.teams import Team, validate_team_spec
 from airlock_server.transport import convert
@@ -15,8 +16,9 @@ from airlock_server.transport.interceptors import Ctx, current_principal
 
 
 class TeamServicer(team_service_pb2_grpc.TeamServiceServicer):
-    def __init__(self, teams: TeamService) -> None:
+    def __init__(self, teams: TeamService, links: InvitationLinks | None = None) -> None:
         self._app = teams
+        self._links = links
 
     async def _teams_pb(self, teams: list[Team]) -> list[team_pb2.ApprovalTeam]:
         team_ids = [t.team_id for t in teams]
@@ -59,6 +61,18 @@ class TeamServicer(team_service_pb2_grpc.TeamServiceServicer):
         )
         return pb.ListApprovalTeamsResponse(
             teams=await self._teams_pb(list(page.items)), next_page_token=page.next_page_token
+        )
+
+    async def IssueInvitationLink(
+        self, request: pb.IssueInvitationLinkRequest, context: Ctx
+    ) -> pb.IssueInvitationLinkResponse:
+        if self._links is None:
+            raise Unimplemented("this server issues no invitation links")
+        issued = await self._links.issue(
+            current_principal(), request.invitation_id, request.request_id
+        )
+        return pb.IssueInvitationLinkResponse(
+            url=issued.url, token=issued.token, expire_time=convert.ts(issued.expire_time)
         )
 
     async def DeleteInactiveTeam(

@@ -1,4 +1,6 @@
-"""`airlock demo`: the whole recovery story of Airlock, run against a live server.
+"""The whole recovery story of Airlock, run against a live server (`airlock demo`, demo.py).
+
+It uses only the SDK, as any program would.
 
 Given an admin credential, it plays every part in turn: the admin registers three approvers and two
 accounts (the owner A and the recovery account R) and issues their credentials; creates a 2-of-3
@@ -90,6 +92,8 @@ class DemoSummary:
     revocation_session_id: str = ""
     revocation_state: str = ""
     steps: int = 0
+    # The approval portal: one-time invitation links of a team left for a person to answer.
+    portal_links: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -120,6 +124,7 @@ class DemoSummary:
             "revocationSessionId": self.revocation_session_id,
             "revocationState": self.revocation_state,
             "steps": self.steps,
+            "portalLinks": self.portal_links,
         }
 
 
@@ -195,7 +200,7 @@ class _Story:
         except AirlockError as exc:
             if exc.code not in _REFUSALS:
                 raise self.fail(f"{what}: expected a refusal, got {exc}") from exc
-            self.fact(f"{who} {what}", f"REFUSED {exc.code.name} {exc.reason}: {exc.message}")
+            self.fact(f"{who} {what}", f"REFUSED {exc}")
             self.summary.refusals.append(
                 {"attempt": what, "code": exc.code.name, "reason": exc.reason}
             )
@@ -660,6 +665,39 @@ async def _the_revocation(
     story.expect(not access.allowed, "R still has access after the revocation")
 
 
+async def _portal_links(story: _Story, out: TextIO) -> None:
+    """After the story: a team of two new approvers whose invitations a person answers in the
+    approval portal, with a passkey; their one-time links are printed (and only here)."""
+    s = story.summary
+    names = [f"portal-{name}-{s.suffix}" for name in ("pat", "quinn")]
+    for approver_id in names:
+        await story.call(
+            f"CreateApprover({approver_id})",
+            story.admin.create_approver(approver_id, approver_id, email=""),
+        )
+    team = await story.call(
+        "CreateApprovalTeam",
+        story.admin.create_team(f"portal-guardians-{s.suffix}", names, 2),
+    )
+    for member in team.approvers:
+        issued = await story.call(
+            "IssueInvitationLink", story.admin.issue_invitation_link(member.invitation_id)
+        )
+        if not issued.url:
+            out.write("\nThe server serves no approval portal (serve --portal-listen).\n")
+            return
+        s.portal_links[member.approver_id] = issued.url
+    base = next(iter(s.portal_links.values())).split("/invite/")[0]
+    out.write(
+        f"\nIn the approval portal, team portal-guardians-{s.suffix} waits for its approvers "
+        "(one-time links: open each in its own browser profile, accept with a passkey):\n"
+    )
+    for approver_id, url in s.portal_links.items():
+        out.write(f"    {approver_id}: {url}\n")
+    out.write(f"    then sign in at {base}/sign-in\n")
+    out.flush()
+
+
 async def run_demo(
     admin: AirlockClient, connect: Callable[[str], AirlockClient], out: TextIO
 ) -> DemoSummary:
@@ -668,6 +706,7 @@ async def run_demo(
     async with AsyncExitStack() as stack:
         story = _Story(admin, connect, out, stack)
         summary = await _play(story)
+        await _portal_links(story, out)
     out.write(
         f"\nThe story holds: {summary.steps} steps, session {summary.session_id} "
         f"{summary.session_state}, grant {summary.grant_id} AVAILABLE then "
