@@ -50,7 +50,7 @@ from airlock_server.domain.events import CALL_DENIED, Event, NewEvent, chain
 from airlock_server.domain.principals import SYSTEM, Principal, PrincipalKind
 from airlock_server.logs import configure_logging
 from airlock_server.persistence.db import create_engine, session_factory
-from airlock_server.persistence.event_log import event_row
+from airlock_server.persistence.event_log import event_row, log_appender_of
 from airlock_server.persistence.migrate import upgrade
 from airlock_server.persistence.models import EventRecord, EventSubjectRecord, LogHeadRecord
 from airlock_server.persistence.uow import SqlUnitOfWork
@@ -74,6 +74,7 @@ def _ms(values: list[float]) -> dict[str, float]:
 async def append_rate(url: str, conc: int, duration: float) -> dict[str, Any]:
     engine = create_engine(url, pool_size=max(conc, 5))
     sessions = session_factory(engine)
+    appender = log_appender_of(engine)  # one process's appends, as a server wires them
     latencies: list[float] = []
     errors = 0
     stop_at = time.perf_counter() + duration
@@ -84,7 +85,9 @@ async def append_rate(url: str, conc: int, duration: float) -> dict[str, Any]:
         while time.perf_counter() < stop_at:
             started = time.perf_counter()
             try:
-                async with SqlUnitOfWork(sessions, lambda: datetime.now(UTC)) as uow:
+                async with SqlUnitOfWork(
+                    sessions, lambda: datetime.now(UTC), log_appender=appender
+                ) as uow:
                     uow.record(_bench_event(n, i))
                     await uow.commit()
             except Exception:

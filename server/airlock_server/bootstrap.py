@@ -23,9 +23,15 @@ from airlock_server.channels.webhook import WebhookSender
 from airlock_server.config import Settings
 from airlock_server.domain.notifications import Channel, RetryPolicy, Routing
 from airlock_server.domain.webauthn import RelyingParty
+from airlock_server.persistence.activity import activity_writer_of
 from airlock_server.persistence.credential_watch import CredentialWatch
 from airlock_server.persistence.db import create_engine, session_factory
-from airlock_server.persistence.event_log import PgListenSignal, PollSignal, SqlEventLogReader
+from airlock_server.persistence.event_log import (
+    PgListenSignal,
+    PollSignal,
+    SqlEventLogReader,
+    log_appender_of,
+)
 from airlock_server.persistence.seal import Sealer
 from airlock_server.persistence.uow import SqlUnitOfWork
 from airlock_server.transport.server import UseCases
@@ -112,6 +118,11 @@ def wire(settings: Settings, log_key: LogKey | None = None) -> Wiring:
         signal = PollSignal(settings.events_poll_interval)
         committed = signal.committed
 
+    # PostgreSQL: approvers' activity is written after the vote's COMMIT, batched (the row of
+    # an approver was the hottest lock of a vote); SQLite writes it in the transaction.
+    activity_writer = activity_writer_of(engine)
+    log_appender = log_appender_of(engine)
+
     def uow(*, read_only: bool = False, one_statement: bool = False) -> UnitOfWork:
         return SqlUnitOfWork(
             sessions,
@@ -121,6 +132,8 @@ def wire(settings: Settings, log_key: LogKey | None = None) -> Wiring:
             on_commit=committed,
             sealer=sealer,
             routing=routing,
+            activity_writer=activity_writer,
+            log_appender=log_appender,
         )
 
     routing = routing_of(settings)

@@ -34,8 +34,14 @@ from airlock_server.app.sessions import SessionService
 from airlock_server.app.teams import TeamService
 from airlock_server.app.vaults import VaultService
 from airlock_server.domain.notifications import Routing
+from airlock_server.persistence.activity import activity_writer_of
 from airlock_server.persistence.db import create_engine, session_factory
-from airlock_server.persistence.event_log import PgListenSignal, PollSignal, SqlEventLogReader
+from airlock_server.persistence.event_log import (
+    PgListenSignal,
+    PollSignal,
+    SqlEventLogReader,
+    log_appender_of,
+)
 from airlock_server.persistence.seal import Sealer
 from airlock_server.persistence.uow import SqlUnitOfWork
 
@@ -157,6 +163,8 @@ def build_harness(
     engine = create_engine(url, pool_size=5)
     sessions = session_factory(engine)
     sealer = Sealer(log_key)
+    activity_writer = activity_writer_of(engine)
+    log_appender = log_appender_of(engine)
 
     def uow(*, read_only: bool = False, one_statement: bool = False) -> UnitOfWork:
         return SqlUnitOfWork(
@@ -166,6 +174,8 @@ def build_harness(
             one_statement=one_statement,
             sealer=sealer,
             routing=routing,
+            activity_writer=activity_writer,
+            log_appender=log_appender,
         )
 
     deps = Deps(uow=uow, clock=clock)

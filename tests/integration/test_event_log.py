@@ -6,7 +6,7 @@ import asyncio
 
 import asyncpg
 import pytest
-from integration.harness import POSTGRES_ONLY, Harness
+from integration.harness import POSTGRES_ONLY, Harness, HarnessFactory
 from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -79,24 +79,28 @@ async def test_postgres_refuses_truncate(app: Harness, admin: Principal) -> None
     assert await _snapshot(app) == before
 
 
-async def test_use_cases_write_a_gap_free_hash_chain(app: Harness, admin: Principal) -> None:
-    await _write_some_events(app, admin)
+async def _chain(app: Harness) -> list[EventRecord]:
+    """The log's events, checked: seq gap-free from 1, each hash exact and chained to the one
+    before, the head row on the last."""
     events = await _events(app)
-
     assert [e.seq for e in events] == list(range(1, len(events) + 1))
-    assert events[0].type == "server.bootstrapped"
     prev = GENESIS_HASH
     for e in events:
         assert e.prev_hash == prev, f"seq {e.seq} does not point at its predecessor"
         expected = event_hash(e.seq, e.time, e.type, e.actor, e.subjects, e.details, e.prev_hash)
         assert e.hash == expected, f"seq {e.seq} hash does not match its content"
         prev = e.hash
-
     async with AsyncSession(app.engine) as s:
         head = await s.get(LogHeadRecord, 1)
     assert head is not None
     assert (head.seq, head.hash) == (events[-1].seq, events[-1].hash)
+    return events
 
+
+async def test_use_cases_write_a_gap_free_hash_chain(app: Harness, admin: Principal) -> None:
+    await _write_some_events(app, admin)
+    events = await _chain(app)
+    assert events[0].type == "server.bootstrapped"
     types = [e.type for e in events]
     assert types.count("approver.created") == 3
     assert "account.registered" in types
@@ -104,6 +108,25 @@ async def test_use_cases_write_a_gap_free_hash_chain(app: Harness, admin: Princi
     # No secret in the log: events name credentials, never tokens or their hashes.
     for e in events:
         assert "token" not in str(e.details).lower()
+
+
+async def test_replicas_appending_in_turn_and_at_once_keep_one_chain(
+    harnesses: HarnessFactory, app: Harness, admin: Principal
+) -> None:
+    """PostgreSQL: each process appends after the head it committed last (LogAppender); a
+    replica's append in between makes that head stale, and the next append falls back to
+    reading the head, locked. Either way one chain, in commit order."""
+    other = harnesses()
+    for i in range(4):
+        await (app if i % 2 else other).identities.create_approver(admin, f"turn-{i}", "T", "", "")
+    await asyncio.gather(
+        *(
+            h.identities.create_approver(admin, f"once-{i}", "O", "", "")
+            for i, h in enumerate([app, other] * 4)
+        )
+    )
+    events = await _chain(app)
+    assert [e.type for e in events].count("approver.created") == 12
 
 
 async def test_a_failed_use_case_appends_nothing(app: Harness, admin: Principal) -> None:

@@ -114,9 +114,15 @@ class Claimed:
 
 class IdempotencyRepository(Protocol):
     async def claim(
-        self, scope: str, request_id: str, fingerprint: str, now: datetime
+        self,
+        scope: str,
+        request_id: str,
+        fingerprint: str,
+        now: datetime,
+        result: str | None = None,
     ) -> Claimed | None:
-        """Claim the key for this transaction; what an earlier call stored if there was one."""
+        """Claim the key for this transaction (with its `result` when known already); what an
+        earlier call stored if there was one."""
         ...
 
     async def complete(self, scope: str, request_id: str, result: str) -> None: ...

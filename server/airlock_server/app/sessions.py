@@ -635,7 +635,10 @@ class SessionService:
             # The session in hand is what was written; a replay reads it.
             return Done(session_id, await self.view(uow, written))
 
-        return await run_once(self._deps, caller, "Vote", request_id, act, self._read)
+        # Vote's result is the session id, known before the work: claimed with it (once).
+        return await run_once(
+            self._deps, caller, "Vote", request_id, act, self._read, known=session_id
+        )
 
     async def cancel_session(
         self, caller: Principal, session_id: str, request_id: str

@@ -228,10 +228,9 @@ class TeamService:
                 return TeamView(team, unsettled=True)
             return await extras(uow, team)
 
-        # The team is one statement (its versions and members joined); the share checked before
-        # it and the deletion and activity read after it need no common snapshot with it: no
-        # transaction around them (issue 11).
-        view = await transact(self._deps, read, one_statement=True)
+        # A snapshot transaction still: its 4 reads without one (autocommit) measured no
+        # cheaper in process (issue 11, docs/benchmarks.md round 4).
+        view = await transact(self._deps, read, read_only=True)
         if not view.unsettled:
             return view
 

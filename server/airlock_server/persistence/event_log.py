@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import functools
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -26,7 +26,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql import Executable
 
@@ -68,8 +68,46 @@ def event_row(e: Event) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class Head:
+    seq: int
+    hash: bytes
+    time: datetime
+
+
+class LogAppender:
+    """PostgreSQL, one per process: its appends one at a time, after the head it last wrote.
+
+    The head row's lock used to be taken by a `SELECT … FOR UPDATE` round trip, then held
+    across the Python chaining and signing, the append and COMMIT: three round trips and the
+    event loop's turns between them, while every other appender of every replica queued on
+    it (issue 11). This process knows the head it committed last (`head`): its next append
+    chains after it without reading it, and moves the head with a conditional UPDATE (seq and
+    hash as known) in the append's one statement, which takes the lock. One round trip fewer
+    under the lock; and the process's appenders queue on `lock` (in memory), not on the row.
+
+    If another replica appended meanwhile, the UPDATE matches no row and inserts nothing:
+    the append falls back to the locked read of the head (and its signature check), as
+    before. `head` is known only after a COMMIT that wrote it; a failed one forgets it.
+    """
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.head: Head | None = None
+
+
+def log_appender_of(engine: AsyncEngine) -> LogAppender | None:
+    """One per engine (process) on PostgreSQL; none on SQLite, whose transactions are one
+    writer's at a time anyway."""
+    return LogAppender() if engine.dialect.name == "postgresql" else None
+
+
 async def append_events(
-    session: AsyncSession, new: Sequence[NewEvent], now: datetime, sealer: Sealer | None = None
+    session: AsyncSession,
+    new: Sequence[NewEvent],
+    now: datetime,
+    sealer: Sealer | None = None,
+    known: Head | None = None,
 ) -> list[Event]:
     """Lock the head row, check it is ours, chain the events after it, sign and move the head.
 
@@ -92,6 +130,14 @@ async def append_events(
         # missed by it. A programming error, caught by any test of the use case.
         raise ValueError(f"event types {unknown} are not in EVENT_TYPES (domain/events.py)")
     sealer = sealer or _UNSEALED
+    postgres = session.get_bind().dialect.name == "postgresql"
+    if known is not None and postgres:
+        # The head this process committed last: ours, so chained after without a read.
+        events = _chained(known.seq, known.hash, known.time, new, now, sealer)
+        moved = await session.scalar(_pg_append(*_shape(events), True), _params(events, known))
+        if moved:
+            return events
+        # Another replica appended since: nothing was written; read the head, locked.
     head = (
         await session.execute(
             select(
@@ -105,41 +151,68 @@ async def append_events(
         raise RuntimeError("the event log has no head row; run `airlock-server migrate`")
     if not sealer.head_is_ours(head.seq, head.hash, head.time, head.signature):
         raise log_not_authentic(head.seq)
-    if head.time is not None and head.time > now:
-        now = head.time
-    events = chain(head.seq, head.hash, new, now)
+    events = _chained(head.seq, head.hash, head.time, new, now, sealer)
+    if postgres:
+        # One round trip under the lock: the inserts, the head and the notification (delivered
+        # at commit to every replica's listener, WatchEvents) as data-modifying CTEs.
+        await session.execute(_pg_append(*_shape(events), False), _params(events, None))
+        return events
+    last = events[-1]
+    await session.execute(insert(EventRecord), [event_row(e) for e in events])
+    subjects = _subject_rows(events)
+    if subjects:
+        await session.execute(insert(EventSubjectRecord), subjects)
+    await session.execute(
+        update(LogHeadRecord)
+        .where(LogHeadRecord.id == 1)
+        .values(seq=last.seq, hash=last.hash, time=last.time, signature=last.head_signature or None)
+    )
+    return events
+
+
+def _chained(
+    seq: int,
+    hash_: bytes,
+    time: datetime | None,
+    new: Sequence[NewEvent],
+    now: datetime,
+    sealer: Sealer,
+) -> list[Event]:
+    """The events chained after the head, the last one carrying the signed new head."""
+    if time is not None and time > now:
+        now = time
+    events = chain(seq, hash_, new, now)
     last = events[-1]
     signature = sealer.sign_head(last.seq, last.hash, last.time)
     if signature is not None:
-        last = events[-1] = replace(last, head_signature=signature)
-    rows = [event_row(e) for e in events]
-    subjects = [{"subject": s, "seq": e.seq} for e in events for s in event_subjects(e)]
-    move_head = (
-        update(LogHeadRecord)
-        .where(LogHeadRecord.id == 1)
-        .values(seq=last.seq, hash=last.hash, time=last.time, signature=signature)
-    )
-    if session.get_bind().dialect.name == "postgresql":
-        # One round trip under the lock: the inserts, the head and the notification (delivered
-        # at commit to every replica's listener, WatchEvents) as data-modifying CTEs.
-        params: dict[str, object] = {
-            "last_seq": str(last.seq),
-            "seq": last.seq,
-            "hash": last.hash,
-            "time": last.time,
-            "signature": signature,
-        }
-        for i, row in enumerate(rows):
-            params.update({f"e{i}_{k}": v for k, v in row.items()})
-        for i, row in enumerate(subjects):
-            params.update({f"s{i}_{k}": v for k, v in row.items()})
-        await session.execute(_pg_append(len(rows), len(subjects)), params)
-        return events
-    await session.execute(insert(EventRecord), rows)
-    if subjects:
-        await session.execute(insert(EventSubjectRecord), subjects)
-    await session.execute(move_head)
+        events[-1] = replace(last, head_signature=signature)
     return events
+
+
+def _subject_rows(events: Sequence[Event]) -> list[dict[str, Any]]:
+    return [{"subject": s, "seq": e.seq} for e in events for s in event_subjects(e)]
+
+
+def _shape(events: Sequence[Event]) -> tuple[int, int]:
+    return len(events), sum(len(event_subjects(e)) for e in events)
+
+
+def _params(events: Sequence[Event], known: Head | None) -> dict[str, object]:
+    last = events[-1]
+    params: dict[str, object] = {
+        "last_seq": str(last.seq),
+        "seq": last.seq,
+        "hash": last.hash,
+        "time": last.time,
+        "signature": last.head_signature or None,
+    }
+    if known is not None:
+        params.update(known_seq=known.seq, known_hash=known.hash)
+    for i, e in enumerate(events):
+        params.update({f"e{i}_{k}": v for k, v in event_row(e).items()})
+    for i, row in enumerate(_subject_rows(events)):
+        params.update({f"s{i}_{k}": v for k, v in row.items()})
+    return params
 
 
 _EVENT_COLUMNS = (
@@ -166,12 +239,15 @@ _SUBJECT_COLUMNS = ("subject", "seq")
 
 
 @functools.lru_cache(maxsize=256)
-def _pg_append(n_events: int, n_subjects: int) -> Executable:
+def _pg_append(n_events: int, n_subjects: int, conditional: bool) -> Executable:
     """The PostgreSQL append of n events with n subjects, built once per shape.
 
     Plain SQL text with typed parameters, not an insert() of several VALUES rows: SQLAlchemy
     cannot cache a multi-row VALUES construct and compiled it again on every append (≈ 1 ms
     of CPU); a text() statement is compiled once per shape and then served from the cache.
+
+    `conditional` (LogAppender): the head moves only from :known_seq/:known_hash, and the rows
+    are inserted only if it did; the statement answers how many head rows moved (0 or 1).
     """
     events = EventRecord.__table__.c
     subjects = EventSubjectRecord.__table__.c
@@ -181,6 +257,15 @@ def _pg_append(n_events: int, n_subjects: int) -> Executable:
         bindparam("time", type_=events["time"].type),
         bindparam("signature", type_=events["head_signature"].type),
     ]
+    # Unconditional: the head row is locked already (SELECT … FOR UPDATE).
+    moved, only_if = "", ""
+    if conditional:
+        binds += [
+            bindparam("known_seq", type_=events["seq"].type),
+            bindparam("known_hash", type_=events["hash"].type),
+        ]
+        moved = " AND seq = :known_seq AND hash = :known_hash RETURNING 1"
+        only_if = " WHERE EXISTS (SELECT FROM new_head)"
     rows = []
     for i in range(n_events):
         names = [f"e{i}_{c}" for c in _EVENT_COLUMNS]
@@ -189,10 +274,10 @@ def _pg_append(n_events: int, n_subjects: int) -> Executable:
         ]
         rows.append("(" + ", ".join(f":{n}" for n in names) + ")")
     sql = (
-        f"WITH new_events AS (INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) "
-        f"VALUES {', '.join(rows)}), "
-        "new_head AS (UPDATE log_head SET seq = :seq, hash = :hash, time = :time, "
-        "signature = :signature WHERE id = 1)"
+        "WITH new_head AS (UPDATE log_head SET seq = :seq, hash = :hash, time = :time, "
+        f"signature = :signature WHERE id = 1{moved}), "
+        f"new_events AS (INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) "
+        f"SELECT * FROM (VALUES {', '.join(rows)}) AS v{only_if})"
     )
     if n_subjects:
         rows = []
@@ -205,9 +290,12 @@ def _pg_append(n_events: int, n_subjects: int) -> Executable:
             rows.append("(" + ", ".join(f":{n}" for n in names) + ")")
         sql += (
             f", new_subjects AS (INSERT INTO event_subjects ({', '.join(_SUBJECT_COLUMNS)}) "
-            f"VALUES {', '.join(rows)})"
+            f"SELECT * FROM (VALUES {', '.join(rows)}) AS v{only_if})"
         )
-    sql += f" SELECT pg_notify('{NOTIFY_CHANNEL}', :last_seq)"
+    if conditional:
+        sql += f" SELECT count(pg_notify('{NOTIFY_CHANNEL}', :last_seq)) FROM new_head"
+    else:
+        sql += f" SELECT pg_notify('{NOTIFY_CHANNEL}', :last_seq)"
     binds.append(bindparam("last_seq", type_=String()))
     return text(sql).bindparams(*binds)
 

@@ -17,7 +17,12 @@ class SqlIdempotencyRepository:
         self._s = session
 
     async def claim(
-        self, scope: str, request_id: str, fingerprint: str, now: datetime
+        self,
+        scope: str,
+        request_id: str,
+        fingerprint: str,
+        now: datetime,
+        result: str | None = None,
     ) -> Claimed | None:
         # A racing twin blocks on this insert until the first commits, then sees its result.
         stmt = (
@@ -25,7 +30,7 @@ class SqlIdempotencyRepository:
             .values(
                 scope=scope,
                 request_id=request_id,
-                result=None,
+                result=result,
                 create_time=now,
                 fingerprint=fingerprint,
             )

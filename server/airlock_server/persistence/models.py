@@ -425,8 +425,9 @@ class TeamDeletionRecord(Base):
 class ApproverActivityRecord(Base):
     """An approver's last activity for a team (vote, baseline answer, invitation answer).
 
-    Written in the same transaction as the vote or the answer; only a later activity replaces
-    the stored one.
+    Written in the same transaction as the answer; a vote's on PostgreSQL just after its
+    commit, outside it (activity.ActivityWriter: no vote holds this hot row's lock).
+    Only a later activity replaces the stored one.
     """
 
     __tablename__ = "approver_activity"

@@ -15,7 +15,7 @@ from airlock_server.domain.errors import Conflict
 from airlock_server.domain.events import NewEvent
 from airlock_server.domain.notifications import Routing, notice_for
 from airlock_server.persistence.accounts import SqlAccountRepository
-from airlock_server.persistence.activity import SqlActivityRepository
+from airlock_server.persistence.activity import ActivityWriter, SqlActivityRepository
 from airlock_server.persistence.approvers import SqlApproverRepository
 from airlock_server.persistence.credentials import SqlCredentialRepository
 from airlock_server.persistence.db import (
@@ -26,7 +26,7 @@ from airlock_server.persistence.db import (
     is_outage,
     outage,
 )
-from airlock_server.persistence.event_log import append_events
+from airlock_server.persistence.event_log import Head, LogAppender, append_events
 from airlock_server.persistence.events import SqlEventRepository
 from airlock_server.persistence.grants import SqlGrantRepository
 from airlock_server.persistence.idempotency import SqlIdempotencyRepository
@@ -72,7 +72,15 @@ class SqlUnitOfWork:
         on_commit: Callable[[int], None] | None = None,
         sealer: Sealer | None = None,
         routing: Routing | None = None,
+        activity_writer: ActivityWriter | None = None,
+        log_appender: LogAppender | None = None,
     ) -> None:
+        # PostgreSQL: this process's appends, one at a time after the head it knows
+        # (event_log.LogAppender); None: each append reads the head, locked.
+        self._log_appender = log_appender
+        # PostgreSQL: approvers' activity is written after COMMIT, outside the transaction
+        # (activity.ActivityWriter); None: in it.
+        self._activity_writer = activity_writer
         self._on_commit = on_commit  # told the last seq appended, once committed
         self._sessions = sessions
         # The log key: signs each append's head, keys the rows' MACs (none when keyless).
@@ -108,7 +116,8 @@ class SqlUnitOfWork:
         self.vaults: ports.VaultRepository = SqlVaultRepository(s, self._sealer)
         self.grants: ports.GrantRepository = SqlGrantRepository(s, self._sealer)
         self.deletions: ports.TeamDeletionRepository = SqlTeamDeletionRepository(s, self._sealer)
-        self.activity: ports.ActivityRepository = SqlActivityRepository(s)
+        self._activity = SqlActivityRepository(s, self._activity_writer)
+        self.activity: ports.ActivityRepository = self._activity
         self.events: ports.EventRepository = SqlEventRepository(s)
         self.notifications: ports.NotificationRepository = SqlNotificationRepository(
             s, self._routing, self._sealer
@@ -161,6 +170,7 @@ class SqlUnitOfWork:
 
     async def commit(self) -> None:
         last = 0
+        committed = False
         if self._events:
             # The transactional outbox: each event's notifications are written in its
             # transaction, so a committed event always has them and a rolled-back one never.
@@ -169,13 +179,30 @@ class SqlUnitOfWork:
             notices = [notice_for(e) for e in self._events]
             outbox = Outbox(self.session, self._routing, now, self._sealer)
             planned = await plan_events(outbox, notices)
-            events = await append_events(self.session, self._events, now, self._sealer)
-            await write_events(outbox, notices, planned, events, now)
+            appender = self._log_appender
+            if appender is None:
+                events = await append_events(self.session, self._events, now, self._sealer)
+                await write_events(outbox, notices, planned, events, now)
+            else:
+                async with appender.lock:
+                    try:
+                        events = await append_events(
+                            self.session, self._events, now, self._sealer, appender.head
+                        )
+                        await write_events(outbox, notices, planned, events, now)
+                        await self.session.commit()
+                    except BaseException:
+                        appender.head = None  # the outcome may be unknown: read it next time
+                        raise
+                    appender.head = Head(events[-1].seq, events[-1].hash, events[-1].time)
+                committed = True
             last = events[-1].seq
             self._events = []
-        await self.session.commit()
+        if not committed:
+            await self.session.commit()
         if last and self._on_commit is not None:
             self._on_commit(last)
+        await self._activity.written()
 
     async def __aexit__(
         self,

@@ -29,8 +29,9 @@ from airlock_server.app.vaults import VaultService
 from airlock_server.domain.principals import Principal, PrincipalKind
 from airlock_server.domain.sessions import Session, VoteDecision, vote_digest
 from airlock_server.domain.teams import TeamSpec, key_proof_message
+from airlock_server.persistence.activity import activity_writer_of
 from airlock_server.persistence.db import create_engine, session_factory
-from airlock_server.persistence.event_log import PollSignal, SqlEventLogReader
+from airlock_server.persistence.event_log import PollSignal, SqlEventLogReader, log_appender_of
 from airlock_server.persistence.seal import Sealer
 from airlock_server.persistence.uow import SqlUnitOfWork
 
@@ -100,10 +101,18 @@ def wire(
     sessions = session_factory(engine)
 
     sealer = Sealer(log_key)
+    activity_writer = activity_writer_of(engine)
+    log_appender = log_appender_of(engine)
 
     def uow(*, read_only: bool = False, one_statement: bool = False) -> UnitOfWork:
         return SqlUnitOfWork(
-            sessions, clock, read_only=read_only, one_statement=one_statement, sealer=sealer
+            sessions,
+            clock,
+            read_only=read_only,
+            one_statement=one_statement,
+            sealer=sealer,
+            activity_writer=activity_writer,
+            log_appender=log_appender,
         )
 
     deps = Deps(uow=uow, clock=clock, region="eu-west-1")

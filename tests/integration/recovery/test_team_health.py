@@ -96,7 +96,7 @@ async def test_activity_ages_out_of_the_window(world: World) -> None:
     assert (await health(world, 120 * DAY)).status is HealthStatus.HEALTHY
 
 
-async def test_votes_record_activity_in_the_same_transaction(world: World) -> None:
+async def test_votes_record_activity_before_they_are_answered(world: World) -> None:
     world.clock.advance(100 * DAY)
     session_id = await generic_session(world)
     world.clock.advance(timedelta(minutes=5))
@@ -148,6 +148,27 @@ async def test_an_older_activity_never_replaces_a_later_one(world: World) -> Non
     async with world.app.deps.uow() as uow:
         stored = (await uow.activity.of_teams([world.team_id]))[world.team_id]["alice"]
     assert stored == Activity(ActivityKind.VOTED, now + DAY)
+
+
+async def test_activity_written_at_once_by_many_keeps_the_later(world: World) -> None:
+    """PostgreSQL writes activity after the vote's commit, batched (ActivityWriter): callers
+    racing on the same rows each get theirs stored or overtaken by a later one."""
+    now = world.clock.now
+
+    async def record(name: str, minutes: int) -> None:
+        async with world.app.deps.uow() as uow:
+            at = now + timedelta(minutes=minutes)
+            await uow.activity.record(world.team_id, name, Activity(ActivityKind.VOTED, at))
+            await uow.commit()
+
+    await asyncio.gather(
+        *(record(name, m) for m in (3, 1, 5, 2, 4) for name in ("alice", "bob", "carol"))
+    )
+    async with world.app.deps.uow() as uow:
+        stored = (await uow.activity.of_teams([world.team_id]))[world.team_id]
+    assert {name: a.time for name, a in stored.items()} == {
+        name: now + timedelta(minutes=5) for name in ("alice", "bob", "carol")
+    }
 
 
 async def test_a_disabled_identity_is_not_active(world: World) -> None:
