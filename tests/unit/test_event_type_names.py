@@ -1,5 +1,6 @@
-"""One list of event types: EVENT_TYPES, the table of docs/event-log.md and what the app layer
-records are the same set (tests/integration/test_event_types.py drives each of them)."""
+"""One list of event types: EVENT_TYPES, the table of docs/event-log.md and what the use cases
+record (the app layer and the domain's event constructors, *_events.py) are the same set
+(tests/integration/test_event_types.py drives each of them)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from airlock_server.domain.events import CALL_DENIED, EVENT_TYPES, family_types
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "event-log.md"
 APP = ROOT / "server" / "airlock_server" / "app"
+DOMAIN = ROOT / "server" / "airlock_server" / "domain"
 TYPE = re.compile(r"^([a-z]+)\.[a-z_]+\Z")
 
 
@@ -27,12 +29,12 @@ def documented_types() -> list[str]:
 
 
 def recorded_types() -> dict[str, set[str]]:
-    """String literals of the app layer shaped like an event type of a known family, with the
-    modules they appear in. A type of a new family shows up through the integration test,
-    which checks every appended type against EVENT_TYPES."""
+    """String literals of the app layer and the event constructors shaped like an event type
+    of a known family, with the modules they appear in. A type of a new family shows up
+    through the integration test, which checks every appended type against EVENT_TYPES."""
     families = {t.split(".")[0] for t in EVENT_TYPES}
     found: dict[str, set[str]] = {}
-    for module in sorted(APP.glob("*.py")):
+    for module in sorted([*APP.glob("*.py"), *DOMAIN.glob("*_events.py")]):
         for node in ast.walk(ast.parse(module.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Constant) and isinstance(node.value, str):
                 match = TYPE.match(node.value)
@@ -62,7 +64,7 @@ def test_the_app_layer_records_exactly_the_listed_types() -> None:
 def test_the_parsers_see_what_they_claim() -> None:
     """The checks above prove something only if the parsers find what is there."""
     assert "team.baseline_started" in documented_types()
-    assert recorded_types()["team.baseline_started"] == {"teams.py"}
+    assert recorded_types()["team.baseline_started"] == {"team_events.py"}
     # Field names and setting keys with a dot are not event types.
     assert "principal.kind" not in recorded_types()
     assert "checkpoint.seq" not in recorded_types()

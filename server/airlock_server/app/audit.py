@@ -25,15 +25,14 @@ from airlock_server.app.ports import EventLogReader, EventQuery, EventSignal, Un
 from airlock_server.app.signing import PUBLIC_KEY_BYTES, SIGNATURE_BYTES
 from airlock_server.domain.errors import FieldViolation, InvalidArgument, Reason
 from airlock_server.domain.events import (
-    CALL_DENIED,
     GENESIS_HASH,
     ChainVerifier,
     Checkpoint,
     Event,
     Finding,
-    NewEvent,
     Problem,
     SignedHeads,
+    call_denied,
     check_checkpoint,
     check_head,
     check_subjects,
@@ -126,14 +125,7 @@ class AuditService:
         rolled back. Method, code and reason only: never the request's payload."""
 
         async def work(uow: UnitOfWork) -> None:
-            uow.record(
-                NewEvent(
-                    CALL_DENIED,
-                    caller,
-                    bounded_subjects(subjects),
-                    {"method": method, "code": code, "reason": reason},
-                )
-            )
+            uow.record(call_denied(caller, method, code, reason, bounded_subjects(subjects)))
             await uow.commit()
 
         await transact(self._deps, work)

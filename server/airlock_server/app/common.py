@@ -1,4 +1,8 @@
-"""What every use case shares: its dependencies, the transaction runner, request ids."""
+"""What every use case shares: its dependencies, the transaction runner, request ids.
+
+A use case that changes something reads top to bottom: its caller checked (`require`), its
+input checked, then `run_once` with the work done the first time (`act`) and how its answer is
+read on a replay (`answer`): one transaction, idempotent on the request_id."""
 
 from __future__ import annotations
 
@@ -7,13 +11,14 @@ import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 from airlock_server.app.credential_cache import CredentialCache
 from airlock_server.app.ports import Clock, UnitOfWork, UnitOfWorkFactory
 from airlock_server.domain.errors import (
     REQUEST_ID_REUSED,
     Conflict,
+    DomainError,
     FieldViolation,
     InvalidArgument,
     StaleConnection,
@@ -54,6 +59,16 @@ class Deps:
     credentials: CredentialCache | None = None
 
 
+class RefuseAfter(Exception):
+    """Refuse the call with `error`, but first `write` down what the refusal found (an expired
+    session settled) in a transaction of its own: the refused one rolls back."""
+
+    def __init__(self, error: DomainError, write: Callable[[], Awaitable[object]]) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.write = write
+
+
 async def transact(
     deps: Deps,
     work: Callable[[UnitOfWork], Awaitable[T]],
@@ -65,6 +80,20 @@ async def transact(
     the database had closed the connection before the transaction sent anything (a restart).
 
     `read_only`, `one_statement`: see UnitOfWorkFactory."""
+    try:
+        return await _attempts(deps, work, read_only=read_only, one_statement=one_statement)
+    except RefuseAfter as refused:
+        await refused.write()
+        raise refused.error from None
+
+
+async def _attempts(
+    deps: Deps,
+    work: Callable[[UnitOfWork], Awaitable[T]],
+    *,
+    read_only: bool,
+    one_statement: bool,
+) -> T:
     stale = False
     for attempt in range(ATTEMPTS):
         try:
@@ -128,3 +157,46 @@ async def once(
     elif result != known:
         raise AssertionError(f"{method}: the result {result!r} is not the one claimed {known!r}")
     return result, False
+
+
+@dataclass(frozen=True)
+class Done(Generic[T]):
+    """What a use case's work did the first time: the key its request_id remembers, and the
+    answer itself when the work has it in hand (None: `answer` reads it by the key)."""
+
+    key: str
+    result: T | None = None
+
+
+async def run_once(
+    deps: Deps,
+    caller: Principal,
+    method: str,
+    request_id: str,
+    act: Callable[[UnitOfWork], Awaitable[Done[T]]],
+    answer: Callable[[UnitOfWork, str], Awaitable[T]],
+    *,
+    known: str | None = None,
+) -> T:
+    """One use case that changes something: one transaction (transact), idempotent on the
+    caller's request_id (once). `act` does the work, the first time only; the answer is the
+    one it had in hand, or `answer(uow, key)` (always on a replay). Commits after the answer.
+    `known`: the key when it is known before the work (see once)."""
+
+    async def work(uow: UnitOfWork) -> T:
+        done: Done[T] | None = None
+
+        async def first() -> str:
+            nonlocal done
+            done = await act(uow)
+            return done.key
+
+        key, _ = await once(uow, deps, caller, method, request_id, first, known)
+        if done is not None and done.result is not None:
+            result = done.result
+        else:
+            result = await answer(uow, key)
+        await uow.commit()
+        return result
+
+    return await transact(deps, work)

@@ -7,7 +7,7 @@ import secrets
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from airlock_server.app.common import Deps, once, transact
+from airlock_server.app.common import Deps, Done, run_once, transact
 from airlock_server.app.ports import UnitOfWork
 from airlock_server.app.sessions import SessionService
 from airlock_server.domain.errors import (
@@ -20,7 +20,6 @@ from airlock_server.domain.errors import (
     Reason,
     Unauthenticated,
 )
-from airlock_server.domain.events import NewEvent
 from airlock_server.domain.identities import (
     Account,
     Approver,
@@ -28,6 +27,14 @@ from airlock_server.domain.identities import (
     validate_account,
     validate_approver,
     validate_description,
+)
+from airlock_server.domain.identity_events import (
+    account_registered,
+    approver_created,
+    approver_disabled,
+    credential_issued,
+    credential_revoked,
+    server_bootstrapped,
 )
 from airlock_server.domain.paging import Page, decode_token, page_of, page_size
 from airlock_server.domain.principals import (
@@ -102,29 +109,20 @@ class IdentityService:
         require_admin(caller)
         validate_approver(approver_id, display_name, email)
 
-        async def work(uow: UnitOfWork) -> Approver:
-            async def create() -> str:
-                if await uow.approvers.get(approver_id) is not None:
-                    raise AlreadyExists("approver", approver_id)
-                approver = Approver(approver_id, display_name, email, True, self._deps.clock())
-                await uow.approvers.add(approver)
-                uow.record(
-                    NewEvent(
-                        "approver.created",
-                        caller,
-                        (f"approver:{approver_id}",),
-                        {"approver_id": approver_id},
-                    )
-                )
-                return approver_id
+        async def act(uow: UnitOfWork) -> Done[Approver]:
+            if await uow.approvers.get(approver_id) is not None:
+                raise AlreadyExists("approver", approver_id)
+            approver = Approver(approver_id, display_name, email, True, self._deps.clock())
+            await uow.approvers.add(approver)
+            uow.record(approver_created(caller, approver_id))
+            return Done(approver_id)
 
-            result, _ = await once(uow, self._deps, caller, "CreateApprover", request_id, create)
-            approver = await uow.approvers.get(result)
-            await uow.commit()
+        async def read(uow: UnitOfWork, approver_id: str) -> Approver:
+            approver = await uow.approvers.get(approver_id)
             assert approver is not None
             return approver
 
-        return await transact(self._deps, work)
+        return await run_once(self._deps, caller, "CreateApprover", request_id, act, read)
 
     async def _revoke_all(
         self, uow: UnitOfWork, caller: Principal, principal: Principal, now: datetime
@@ -136,14 +134,7 @@ class IdentityService:
             page = await uow.credentials.list_page(principal, None, "active", now, after, 100)
             for cred in page:
                 await uow.credentials.save(replace(cred, revoke_time=now))
-                uow.record(
-                    NewEvent(
-                        "credential.revoked",
-                        caller,
-                        (f"credential:{cred.credential_id}", str(principal)),
-                        {"credential_id": cred.credential_id},
-                    )
-                )
+                uow.record(credential_revoked(caller, cred.credential_id, principal))
                 revoked.append(cred.credential_id)
             if len(page) < 100:
                 return revoked
@@ -183,45 +174,28 @@ class IdentityService:
     ) -> Approver:
         require_admin(caller)
 
-        async def work(uow: UnitOfWork) -> Approver:
-            async def disable() -> str:
-                approver = await uow.approvers.get(approver_id)
-                if approver is None:
-                    raise NotFound("approver", approver_id)
-                if approver.enabled:
-                    now = self._deps.clock()
-                    await uow.approvers.save(replace(approver, enabled=False, disable_time=now))
-                    # At once: its credentials stop working and its votes stop counting.
-                    revoked = await self._revoke_all(
-                        uow, caller, Principal(PrincipalKind.APPROVER, approver_id), now
-                    )
-                    sessions = await self._sessions.exclude_approver(uow, approver_id, caller)
-                    uow.record(
-                        NewEvent(
-                            "approver.disabled",
-                            caller,
-                            (
-                                f"approver:{approver_id}",
-                                *(f"credential:{c}" for c in revoked),
-                                *(f"session:{sid}" for sid in sessions),
-                            ),
-                            {
-                                "approver_id": approver_id,
-                                "revoked_credential_ids": revoked,
-                                "excluded_from_session_ids": sessions,
-                            },
-                        )
-                    )
-                return approver_id
-
-            await once(uow, self._deps, caller, "DisableApprover", request_id, disable)
+        async def act(uow: UnitOfWork) -> Done[Approver]:
             approver = await uow.approvers.get(approver_id)
-            await uow.commit()
+            if approver is None:
+                raise NotFound("approver", approver_id)
+            if approver.enabled:
+                now = self._deps.clock()
+                await uow.approvers.save(replace(approver, enabled=False, disable_time=now))
+                # At once: its credentials stop working and its votes stop counting.
+                revoked = await self._revoke_all(
+                    uow, caller, Principal(PrincipalKind.APPROVER, approver_id), now
+                )
+                sessions = await self._sessions.exclude_approver(uow, approver_id, caller)
+                uow.record(approver_disabled(caller, approver_id, revoked, sessions))
+            return Done(approver_id)
+
+        async def read(uow: UnitOfWork, approver_id: str) -> Approver:
+            approver = await uow.approvers.get(approver_id)
             assert approver is not None
             return approver
 
         try:
-            return await transact(self._deps, work)
+            return await run_once(self._deps, caller, "DisableApprover", request_id, act, read)
         finally:
             # Before the answer (even a failed one: the commit may have happened), this
             # process stops accepting the approver's tokens; other replicas on the NOTIFY.
@@ -238,28 +212,19 @@ class IdentityService:
         require_admin(caller)
         validate_account(account_id, name)
 
-        async def work(uow: UnitOfWork) -> Account:
-            async def create() -> str:
-                if await uow.accounts.get(account_id) is not None:
-                    raise AlreadyExists("account", account_id)
-                await uow.accounts.add(Account(account_id, name, self._deps.clock()))
-                uow.record(
-                    NewEvent(
-                        "account.registered",
-                        caller,
-                        (f"account:{account_id}",),
-                        {"account_id": account_id, "name": name},
-                    )
-                )
-                return account_id
+        async def act(uow: UnitOfWork) -> Done[Account]:
+            if await uow.accounts.get(account_id) is not None:
+                raise AlreadyExists("account", account_id)
+            await uow.accounts.add(Account(account_id, name, self._deps.clock()))
+            uow.record(account_registered(caller, account_id, name))
+            return Done(account_id)
 
-            result, _ = await once(uow, self._deps, caller, "RegisterAccount", request_id, create)
-            account = await uow.accounts.get(result)
-            await uow.commit()
+        async def read(uow: UnitOfWork, account_id: str) -> Account:
+            account = await uow.accounts.get(account_id)
             assert account is not None
             return account
 
-        return await transact(self._deps, work)
+        return await run_once(self._deps, caller, "RegisterAccount", request_id, act, read)
 
     async def list_accounts(self, caller: Principal, size: int, token: str) -> Page[Account]:
         require(caller, PrincipalKind.ADMIN, PrincipalKind.AUDITOR)
@@ -291,38 +256,22 @@ class IdentityService:
         if expire_time is not None and expire_time <= now:
             raise InvalidArgument.field("expire_time", "must be in the future")
 
-        async def work(uow: UnitOfWork) -> IssuedCredential:
-            issued: IssuedCredential | None = None
+        async def act(uow: UnitOfWork) -> Done[IssuedCredential]:
+            await self._check_subject_exists(uow, principal)
+            issued = _new_credential(self._deps, principal, description, expire_time)
+            cred = issued.credential
+            await uow.credentials.add(cred, hash_token(issued.token))
+            uow.record(credential_issued(caller, cred.credential_id, principal))
+            return Done(cred.credential_id, issued)
 
-            async def issue() -> str:
-                nonlocal issued
-                await self._check_subject_exists(uow, principal)
-                issued = _new_credential(self._deps, principal, description, expire_time)
-                cred = issued.credential
-                await uow.credentials.add(cred, hash_token(issued.token))
-                uow.record(
-                    NewEvent(
-                        "credential.issued",
-                        caller,
-                        (f"credential:{cred.credential_id}", str(principal)),
-                        {"credential_id": cred.credential_id, "principal": str(principal)},
-                    )
-                )
-                return cred.credential_id
-
-            credential_id, _ = await once(
-                uow, self._deps, caller, "IssueCredential", request_id, issue
-            )
-            await uow.commit()
-            if issued is not None:
-                return issued
+        async def read(uow: UnitOfWork, credential_id: str) -> IssuedCredential:
             # A retry gets the first call's credential, but never its token again:
             # tokens exist only as hashes.
             first = await uow.credentials.get(credential_id)
             assert first is not None
             return IssuedCredential(first, "")
 
-        return await transact(self._deps, work)
+        return await run_once(self._deps, caller, "IssueCredential", request_id, act, read)
 
     @staticmethod
     async def _check_subject_exists(uow: UnitOfWork, principal: Principal) -> None:
@@ -347,31 +296,22 @@ class IdentityService:
     ) -> Credential:
         require_admin(caller)
 
-        async def work(uow: UnitOfWork) -> Credential:
-            async def revoke() -> str:
-                cred = await uow.credentials.get(credential_id)
-                if cred is None:
-                    raise NotFound("credential", credential_id)
-                if cred.revoke_time is None:
-                    await uow.credentials.save(replace(cred, revoke_time=self._deps.clock()))
-                    uow.record(
-                        NewEvent(
-                            "credential.revoked",
-                            caller,
-                            (f"credential:{credential_id}", str(cred.principal)),
-                            {"credential_id": credential_id},
-                        )
-                    )
-                return credential_id
-
-            await once(uow, self._deps, caller, "RevokeCredential", request_id, revoke)
+        async def act(uow: UnitOfWork) -> Done[Credential]:
             cred = await uow.credentials.get(credential_id)
-            await uow.commit()
+            if cred is None:
+                raise NotFound("credential", credential_id)
+            if cred.revoke_time is None:
+                await uow.credentials.save(replace(cred, revoke_time=self._deps.clock()))
+                uow.record(credential_revoked(caller, credential_id, cred.principal))
+            return Done(credential_id)
+
+        async def read(uow: UnitOfWork, credential_id: str) -> Credential:
+            cred = await uow.credentials.get(credential_id)
             assert cred is not None
             return cred
 
         try:
-            return await transact(self._deps, work)
+            return await run_once(self._deps, caller, "RevokeCredential", request_id, act, read)
         finally:
             # Before the answer, as in disable_approver.
             if self._deps.credentials is not None:
@@ -425,14 +365,7 @@ class IdentityService:
                     reason=Reason.ALREADY_BOOTSTRAPPED,
                 )
             await uow.credentials.add(issued.credential, hash_token(issued.token))
-            uow.record(
-                NewEvent(
-                    "server.bootstrapped",
-                    principal,
-                    (f"credential:{issued.credential.credential_id}",),
-                    {"credential_id": issued.credential.credential_id},
-                )
-            )
+            uow.record(server_bootstrapped(principal, issued.credential.credential_id))
             await uow.commit()
             return issued
 

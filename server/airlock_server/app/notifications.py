@@ -20,14 +20,13 @@ import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from urllib.parse import urlsplit
 
 import structlog
 
-from airlock_server.app.common import Deps, check_request_id, once, transact
+from airlock_server.app.common import Deps, Done, check_request_id, run_once, transact
 from airlock_server.app.ports import NotificationSender, UnitOfWork
 from airlock_server.domain.errors import InvalidArgument
-from airlock_server.domain.events import NewEvent, format_time
+from airlock_server.domain.notification_events import endpoint_changed, notification_dead
 from airlock_server.domain.notifications import (
     SECRET_PREFIX,
     Attempt,
@@ -48,7 +47,7 @@ from airlock_server.domain.notifications import (
     validate_url,
 )
 from airlock_server.domain.paging import Page, decode_token, page_of, page_size
-from airlock_server.domain.principals import SYSTEM, Principal, require_admin
+from airlock_server.domain.principals import Principal, require_admin
 
 log = structlog.get_logger("airlock.notifications")
 
@@ -69,23 +68,6 @@ class EndpointChange:
     body_format: BodyFormat | None = None
     kinds: tuple[str, ...] | None = None
     enabled: bool | None = None
-
-
-def _endpoint_event(kind: str, caller: Principal, e: Endpoint) -> NewEvent:
-    """Endpoint changes are security-relevant (where notifications go): logged with the URL's
-    host only (an incoming-webhook URL's path is often a credential) and never the secret."""
-    return NewEvent(
-        kind,
-        caller,
-        (f"endpoint:{e.endpoint_id}",),
-        {
-            "endpoint_id": e.endpoint_id,
-            "host": urlsplit(e.url).hostname or "",
-            "body_format": e.body_format.value,
-            "kinds": list(e.kinds),
-            "enabled": e.enabled,
-        },
-    )
 
 
 class NotificationService:
@@ -118,40 +100,39 @@ class NotificationService:
         validate_description(description)
         validate_kinds(kinds)
         check_request_id(request_id)
-        secret = ""
 
-        async def work(uow: UnitOfWork) -> tuple[Endpoint, str]:
-            nonlocal secret
-
-            async def create() -> str:
-                nonlocal secret
-                now = self._deps.clock()
-                endpoint = Endpoint(
-                    self._deps.new_id("ep"),
-                    url,
-                    description,
-                    body_format,
-                    tuple(dict.fromkeys(kinds)),
-                    enabled,
-                    1,
-                    now,
-                    now,
-                )
-                secret = new_secret()
-                await uow.notifications.add_endpoint(endpoint, secret)
-                uow.record(_endpoint_event("notification.endpoint_created", caller, endpoint))
-                return endpoint.endpoint_id
-
-            endpoint_id, replayed = await once(
-                uow, self._deps, caller, "CreateEndpoint", request_id, create
+        async def act(uow: UnitOfWork) -> Done[tuple[Endpoint, str]]:
+            now = self._deps.clock()
+            endpoint = Endpoint(
+                self._deps.new_id("ep"),
+                url,
+                description,
+                body_format,
+                tuple(dict.fromkeys(kinds)),
+                enabled,
+                1,
+                now,
+                now,
             )
-            endpoint = await uow.notifications.get_endpoint(endpoint_id)
-            if endpoint is None:
-                raise endpoint_not_found(endpoint_id)
-            await uow.commit()
-            return endpoint, "" if replayed else secret
+            secret = new_secret()
+            await uow.notifications.add_endpoint(endpoint, secret)
+            uow.record(endpoint_changed("notification.endpoint_created", caller, endpoint))
+            return Done(
+                endpoint.endpoint_id, (await self._endpoint(uow, endpoint.endpoint_id), secret)
+            )
 
-        return await transact(self._deps, work)
+        async def read(uow: UnitOfWork, endpoint_id: str) -> tuple[Endpoint, str]:
+            # A retry gets the endpoint, never its secret again.
+            return await self._endpoint(uow, endpoint_id), ""
+
+        return await run_once(self._deps, caller, "CreateEndpoint", request_id, act, read)
+
+    @staticmethod
+    async def _endpoint(uow: UnitOfWork, endpoint_id: str) -> Endpoint:
+        endpoint = await uow.notifications.get_endpoint(endpoint_id)
+        if endpoint is None:
+            raise endpoint_not_found(endpoint_id)
+        return endpoint
 
     async def get_endpoint(self, caller: Principal, endpoint_id: str) -> Endpoint:
         require_admin(caller)
@@ -207,7 +188,7 @@ class NotificationService:
                 update_time=self._deps.clock(),
             )
             await uow.notifications.save_endpoint(after)
-            uow.record(_endpoint_event("notification.endpoint_updated", caller, after))
+            uow.record(endpoint_changed("notification.endpoint_updated", caller, after))
             await uow.commit()
             return after
 
@@ -222,7 +203,7 @@ class NotificationService:
                 raise endpoint_not_found(endpoint_id)
             check_etag(before, etag)
             await uow.notifications.delete_endpoint(endpoint_id)
-            uow.record(_endpoint_event("notification.endpoint_deleted", caller, before))
+            uow.record(endpoint_changed("notification.endpoint_deleted", caller, before))
             await uow.commit()
 
         await transact(self._deps, work)
@@ -232,28 +213,25 @@ class NotificationService:
         require_admin(caller)
         check_request_id(request_id)
 
-        async def work(uow: UnitOfWork) -> str:
-            async def create() -> str:
-                endpoint = await uow.notifications.get_endpoint(endpoint_id)
-                if endpoint is None:
-                    raise endpoint_not_found(endpoint_id)
-                if not endpoint.enabled:
-                    raise endpoint_disabled(endpoint_id)
-                now = self._deps.clock()
-                return await uow.notifications.add_test(
-                    endpoint_id,
-                    {"endpoint_id": endpoint_id, "actor": str(caller)},
-                    f"test:{self._deps.new_id('t')}",
-                    now,
-                )
-
-            notification_id, _ = await once(
-                uow, self._deps, caller, "SendTestNotification", request_id, create
+        async def act(uow: UnitOfWork) -> Done[str]:
+            endpoint = await uow.notifications.get_endpoint(endpoint_id)
+            if endpoint is None:
+                raise endpoint_not_found(endpoint_id)
+            if not endpoint.enabled:
+                raise endpoint_disabled(endpoint_id)
+            now = self._deps.clock()
+            notification_id = await uow.notifications.add_test(
+                endpoint_id,
+                {"endpoint_id": endpoint_id, "actor": str(caller)},
+                f"test:{self._deps.new_id('t')}",
+                now,
             )
-            await uow.commit()
+            return Done(notification_id)
+
+        async def read(uow: UnitOfWork, notification_id: str) -> str:
             return notification_id
 
-        return await transact(self._deps, work)
+        return await run_once(self._deps, caller, "SendTestNotification", request_id, act, read)
 
     async def list_deliveries(
         self,
@@ -416,22 +394,7 @@ class Dispatcher:
                 return None  # the lease ran out; the dispatcher that holds it now records
             if state is DeliveryState.DEAD and out.kind != "notification.dead":
                 # An alert of its own, to the admins; a dead alert raises no further one.
-                uow.record(
-                    NewEvent(
-                        "notification.dead",
-                        SYSTEM,
-                        (f"notification:{out.notification_id}",),
-                        {
-                            "notification_id": out.notification_id,
-                            "kind": out.kind,
-                            "channel": out.channel.value,
-                            "endpoint_id": out.target if out.channel is Channel.WEBHOOK else "",
-                            "attempts": attempt.number,
-                            "first_time": format_time(out.create_time),
-                            "error": attempt.error,
-                        },
-                    )
-                )
+                uow.record(notification_dead(out, attempt))
             await uow.commit()
             return state
 

@@ -39,7 +39,7 @@ from webauthn.helpers.structs import (
 )
 
 from airlock_server.app import passkey_uses, signing
-from airlock_server.app.common import Deps, once, transact
+from airlock_server.app.common import Deps, Done, run_once, transact
 from airlock_server.app.ports import UnitOfWork
 from airlock_server.app.sessions import SessionService, SessionView
 from airlock_server.app.teams import InvitationView, TeamService, settle_team
@@ -51,10 +51,10 @@ from airlock_server.domain.errors import (
     PermissionDenied,
     Reason,
 )
-from airlock_server.domain.events import NewEvent
 from airlock_server.domain.principals import Principal, PrincipalKind, require, require_admin
 from airlock_server.domain.sessions import VoteDecision, vote_digest
 from airlock_server.domain.team_changes import invitable_version
+from airlock_server.domain.team_events import invitation_link_issued
 from airlock_server.domain.teams import InvitationState, Team, TeamMember, TeamState, TeamVersion
 from airlock_server.domain.webauthn import (
     EDDSA,
@@ -189,51 +189,31 @@ class InvitationLinks:
         require_admin(caller)
         token = secrets.token_urlsafe(32)
 
-        async def work(uow: UnitOfWork) -> IssuedLink:
-            expire: list[datetime] = []
-
-            async def create() -> str:
-                now = self._deps.clock()
-                found = await _invitation(uow, invitation_id, now)
-                if found is None:
-                    raise NotFound("invitation", invitation_id)
-                shown, version, member = found
-                if member.invitation_state is not InvitationState.PENDING:
-                    raise FailedPrecondition(
-                        f"invitation {invitation_id} is {member.invitation_state.value}",
-                        reason=Reason.INVITATION_ALREADY_ANSWERED,
-                        metadata={"invitationId": invitation_id},
-                    )
-                _require_open(shown, version.version)
-                await uow.passkeys.add_link(InvitationLink(token_digest(token), invitation_id, now))
-                uow.record(
-                    NewEvent(
-                        "invitation.link_issued",
-                        caller,
-                        (f"team:{shown.team_id}", f"approver:{member.approver_id}"),
-                        {
-                            "invitation_id": invitation_id,
-                            "approver_id": member.approver_id,
-                            "version": version.version,
-                        },
-                    )
+        async def act(uow: UnitOfWork) -> Done[IssuedLink]:
+            now = self._deps.clock()
+            found = await _invitation(uow, invitation_id, now)
+            if found is None:
+                raise NotFound("invitation", invitation_id)
+            shown, version, member = found
+            if member.invitation_state is not InvitationState.PENDING:
+                raise FailedPrecondition(
+                    f"invitation {invitation_id} is {member.invitation_state.value}",
+                    reason=Reason.INVITATION_ALREADY_ANSWERED,
+                    metadata={"invitationId": invitation_id},
                 )
-                expire.append(version.invitation_expire_time)
-                return invitation_id
-
-            _, replayed = await once(
-                uow, self._deps, caller, "IssueInvitationLink", request_id, create
-            )
-            await uow.commit()
-            if replayed:
-                # The first call found it; invitations are never deleted.
-                again = await _invitation(uow, invitation_id, self._deps.clock())
-                assert again is not None
-                return IssuedLink("", "", again[1].invitation_expire_time)
+            _require_open(shown, version.version)
+            await uow.passkeys.add_link(InvitationLink(token_digest(token), invitation_id, now))
+            uow.record(invitation_link_issued(caller, shown.team_id, member, version.version))
             url = invite_url(self._portal_url, token) if self._portal_url else ""
-            return IssuedLink(token, url, expire[0])
+            return Done(invitation_id, IssuedLink(token, url, version.invitation_expire_time))
 
-        return await transact(self._deps, work)
+        async def read(uow: UnitOfWork, invitation_id: str) -> IssuedLink:
+            # The first call found it; invitations are never deleted.
+            again = await _invitation(uow, invitation_id, self._deps.clock())
+            assert again is not None
+            return IssuedLink("", "", again[1].invitation_expire_time)
+
+        return await run_once(self._deps, caller, "IssueInvitationLink", request_id, act, read)
 
 
 async def _invitation(

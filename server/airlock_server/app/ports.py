@@ -19,6 +19,7 @@ from airlock_server.domain.notifications import (
     Notice,
     Outgoing,
 )
+from airlock_server.domain.paging import TimeCursor as TimeCursor
 from airlock_server.domain.principals import Principal
 from airlock_server.domain.sessions import Session, SessionKind, SessionState
 from airlock_server.domain.team_changes import TeamDeletion
@@ -156,10 +157,6 @@ class SessionQuery:
     visible_approver: str = ""
     visible_requester: Principal | None = None
     awaiting_vote_of: str = ""
-
-
-# Page cursors of time-ordered lists: (create_time, id), newest first.
-TimeCursor = tuple[datetime, str]
 
 
 class SessionRepository(Protocol):

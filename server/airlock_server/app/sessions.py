@@ -1,21 +1,22 @@
-"""Approval sessions: generic guarded operations, votes, cancellation, expiry and the effects.
+"""Approval sessions: generic guarded operations, votes, cancellation and expiry.
 
 A session's effect (a grant made AVAILABLE, an association changed, a grant revoked) happens in
 the same transaction as the state change that causes it, whoever causes it: the last vote, a
-cancellation, the expiry sweeper or a read that finds the session expired.
+cancellation, the expiry sweeper or a read that finds the session expired. Each kind's effect
+lives beside what it changes (app/vaults.py, app/teams.py); `effects()` is the table.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
+import functools
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TypeVar
 
 from airlock_server.app import passkey_uses, signing
-from airlock_server.app.common import Deps, once, transact
+from airlock_server.app.common import Deps, Done, RefuseAfter, run_once, transact
 from airlock_server.app.feed import EventFeed, SharedReads, finished_read
 from airlock_server.app.ports import (
     EventLogReader,
@@ -34,9 +35,9 @@ from airlock_server.domain.errors import (
     PermissionDenied,
     Reason,
 )
-from airlock_server.domain.events import Event, NewEvent, format_time
+from airlock_server.domain.events import Event
 from airlock_server.domain.health import Activity, activity_of_vote
-from airlock_server.domain.paging import Page, decode_token, encode_token, page_size
+from airlock_server.domain.paging import Page, decode_cursor, decode_token, page_size, time_page
 from airlock_server.domain.principals import (
     SYSTEM,
     Principal,
@@ -50,6 +51,16 @@ from airlock_server.domain.proofs import (
     no_log_key_for_proofs,
     require_approved,
 )
+from airlock_server.domain.session_events import (
+    session_completed,
+    session_created,
+    session_ended,
+    session_executed,
+    vote_cast,
+)
+
+# Re-exported: tests name a session's subject through this module.
+from airlock_server.domain.session_events import session_subject as session_subject
 from airlock_server.domain.sessions import (
     ExecutionStatus,
     Session,
@@ -61,7 +72,6 @@ from airlock_server.domain.sessions import (
     cancel,
     cast_vote,
     complete,
-    draft_digest,
     exclude_approver,
     new_session,
     not_session_approver,
@@ -69,26 +79,7 @@ from airlock_server.domain.sessions import (
     settle_expired,
     vote_digest,
 )
-from airlock_server.domain.team_changes import (
-    apply_approved_update,
-    approve_deletion,
-    fail_deletion,
-    fail_update,
-    same_draft,
-)
-from airlock_server.domain.teams import InvitationState, Team, TeamState, TeamStatus
-from airlock_server.domain.vaults import (
-    GrantState,
-    RestoreAccessGrant,
-    apply_association_change,
-    approve_grant,
-    drop_association_change,
-    drop_revoke,
-    end_with_team,
-    fail_grant,
-    on_team_deleted,
-    revoke,
-)
+from airlock_server.domain.teams import InvitationState, Team, TeamState
 from airlock_server.domain.webauthn import is_passkey_key
 
 T = TypeVar("T")
@@ -102,21 +93,6 @@ WATCH_INTERVAL = 0.5
 EXPIRY_GRACE = 0.05
 
 
-def grant_event(kind: str, grant: RestoreAccessGrant, session_id: str) -> NewEvent:
-    """A grant moved because a session decided it: Airlock acting on the outcome."""
-    return NewEvent(
-        kind,
-        SYSTEM,
-        (f"grant:{grant.grant_id}", grant.vault_arn, f"account:{grant.account_id}"),
-        {"grant_id": grant.grant_id, "session_id": session_id, "state": grant.state.value},
-    )
-
-
-def comment_digest(comment: str) -> str:
-    """Events name a comment by its SHA-256: the log proves it without carrying its body."""
-    return hashlib.sha256(comment.encode("utf-8")).hexdigest()
-
-
 @dataclass(frozen=True)
 class SessionView:
     """A session with its team's name, as the API shows it."""
@@ -125,71 +101,21 @@ class SessionView:
     team_name: str
 
 
-class _SettleThenRaise(Exception):
-    """The session expired under a call: write the expiry down, then refuse the call."""
-
-    def __init__(self, session_id: str, error: DomainError) -> None:
-        super().__init__(error.message)
-        self.session_id = session_id
-        self.error = error
+# What a session's end does to the thing it is about (a grant, a vault's team, the team itself),
+# in the transaction that ends it: given the session just become final, the session to save
+# (executed, when the effect ran). Each lives beside what it changes.
+Effect = Callable[["SessionService", UnitOfWork, Session], Awaitable[Session]]
 
 
-def session_subject(session_id: str) -> str:
-    return f"session:{session_id}"
+@functools.cache
+def effects() -> Mapping[SessionKind, Effect]:
+    """The table from a session kind to its effect; a kind without one (GENERIC) has none.
+    Read at the first session's end, not at import: those modules open their sessions
+    through this one."""
+    from airlock_server.app.teams import TEAM_EFFECTS
+    from airlock_server.app.vaults import VAULT_EFFECTS
 
-
-def encode_cursor(t: datetime, key: str) -> str:
-    return f"{format_time(t)}|{key}"
-
-
-def decode_cursor(cursor: str | None) -> TimeCursor | None:
-    if cursor is None:
-        return None
-    raw_time, sep, key = cursor.partition("|")
-    try:
-        if not sep:
-            raise ValueError(cursor)
-        t = datetime.strptime(raw_time, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
-    except ValueError as exc:
-        raise InvalidArgument.field("page_token", "not a page token this service issued") from exc
-    return t, key
-
-
-def time_page(
-    rows: Sequence[T],
-    limit: int,
-    key: Callable[[T], tuple[datetime, str]],
-    query: Mapping[str, object],
-) -> Page[T]:
-    if len(rows) <= limit:
-        return Page(tuple(rows))
-    items = tuple(rows[:limit])
-    return Page(items, encode_token(encode_cursor(*key(items[-1])), query))
-
-
-def _event_details(s: Session) -> dict[str, object]:
-    return {
-        "session_id": s.session_id,
-        "kind": s.kind.value,
-        "team_id": s.team_id,
-        "team_version": s.team_version,
-        "action": s.action,
-        "protected_resource": s.protected_resource,
-        "state": s.state.value,
-        "status": s.status.value,
-        "approvals": s.approval_count,
-        "rejections": s.rejection_count,
-    }
-
-
-_FINAL_EVENTS = {
-    SessionStatus.APPROVED: "session.approved",
-    SessionStatus.REJECTED: "session.rejected",
-    SessionStatus.EXPIRED: "session.expired",
-    SessionStatus.CANCELLED_BY_USER: "session.cancelled",
-    SessionStatus.CONFIGURATION_CHANGED: "session.cancelled",
-    SessionStatus.TEAM_DELETED: "session.cancelled",
-}
+    return {**TEAM_EFFECTS, **VAULT_EFFECTS}
 
 
 def can_see(caller: Principal, session: Session, vault_owner: str | None) -> bool:
@@ -228,19 +154,12 @@ class SessionService:
         self._watch_reads: SharedReads[tuple[str, str, int], SessionView] = SharedReads()
         self._anchor = anchor  # signs the proofs' log checkpoints; None: no proofs
 
-    # --- running use cases ---------------------------------------------------------------
+    # --- loading ------------------------------------------------------------------------
 
-    async def _run(self, work: Callable[[UnitOfWork], Awaitable[T]]) -> T:
-        try:
-            return await transact(self._deps, work)
-        except _SettleThenRaise as expired:
-            await self.settle(expired.session_id)
-            raise expired.error from None
-
-    @staticmethod
-    def _expiry_guard(session_id: str, error: DomainError) -> Exception:
+    def _expiry_guard(self, session_id: str, error: DomainError) -> Exception:
+        """A call refused because the session expired writes the expiry down first."""
         if error.reason == Reason.SESSION_EXPIRED:
-            return _SettleThenRaise(session_id, error)
+            return RefuseAfter(error, lambda: self.settle(session_id))
         return error
 
     async def _load(
@@ -274,6 +193,9 @@ class SessionService:
 
     async def view(self, uow: UnitOfWork, session: Session) -> SessionView:
         return (await self.views(uow, [session]))[0]
+
+    async def _read(self, uow: UnitOfWork, session_id: str) -> SessionView:
+        return await self.view(uow, await self._load(uow, session_id))
 
     # --- opening sessions (also for the vault use cases) ---------------------------------
 
@@ -337,25 +259,7 @@ class SessionService:
             draft=draft,
         )
         await uow.sessions.add(session)
-        uow.record(
-            NewEvent(
-                "session.created",
-                requester,
-                (session_subject(session.session_id), f"team:{team.team_id}", protected_resource),
-                {
-                    **_event_details(session),
-                    "min_approvals": session.min_approvals,
-                    "approver_ids": list(session.approver_ids),
-                    "expire_time": format_time(session.expire_time),
-                    "comment_sha256": comment_digest(session.comment),
-                    **(
-                        {"draft_sha256": draft_digest(session.draft)}
-                        if session.draft is not None
-                        else {}
-                    ),
-                },
-            )
-        )
+        uow.record(session_created(session))
         return session
 
     # --- outcomes and their effects -----------------------------------------------------
@@ -365,194 +269,25 @@ class SessionService:
     ) -> Session:
         """Save `after`; if it just became final, record it and run its effect, same tx."""
         if after.is_final and not before.is_final:
-            uow.record(
-                NewEvent(
-                    _FINAL_EVENTS[after.status],
-                    actor,
-                    (session_subject(after.session_id), after.protected_resource),
-                    {**_event_details(after), "message": after.status_message},
-                )
-            )
+            uow.record(session_ended(after, actor))
             after = await self._apply_effect(uow, after)
         await uow.sessions.save(after)
         return after
 
-    async def _executed(self, uow: UnitOfWork, s: Session, ok: bool, message: str) -> Session:
+    def now(self) -> datetime:
+        return self._deps.clock()
+
+    async def executed(self, uow: UnitOfWork, s: Session, ok: bool, message: str) -> Session:
         now = self._deps.clock()
         done = complete(
             s, ExecutionStatus.EXECUTED if ok else ExecutionStatus.FAILED, now, message[:256]
         )
-        uow.record(
-            NewEvent(
-                "session.executed" if ok else "session.execution_failed",
-                SYSTEM,
-                (session_subject(s.session_id), s.protected_resource),
-                {"session_id": s.session_id, "message": done.execution_message},
-            )
-        )
+        uow.record(session_executed(done, ok))
         return done
 
     async def _apply_effect(self, uow: UnitOfWork, s: Session) -> Session:
-        now = self._deps.clock()
-        approved = s.state is SessionState.APPROVED
-        outcome = f"the session {s.session_id} ended {s.state.value} ({s.status.value})"
-        if s.kind is SessionKind.RESTORE_ACCESS:
-            grant = await uow.grants.by_session(s.session_id, for_update=True)
-            if grant is None or grant.session_id != s.session_id:
-                return s
-            if approved:
-                grant = approve_grant(grant, now)
-                kind = "grant.available"
-            else:
-                grant = fail_grant(grant, outcome, now)
-                kind = "grant.failed"
-            await uow.grants.save(grant)
-            uow.record(grant_event(kind, grant, s.session_id))
-            if approved:
-                return await self._executed(
-                    uow, s, True, f"restore access grant {grant.grant_id} is AVAILABLE"
-                )
-            return s
-        if s.kind is SessionKind.REVOKE_RESTORE_ACCESS:
-            grant = await uow.grants.by_session(s.session_id, for_update=True)
-            if grant is None or grant.revoke_session_id != s.session_id:
-                if approved:
-                    return await self._executed(uow, s, False, "the grant has no such revocation")
-                return s
-            grant = (
-                revoke(grant, s.session_id, now)
-                if approved
-                else drop_revoke(grant, s.session_id, now)
-            )
-            await uow.grants.save(grant)
-            kind = "grant.revoked" if approved else "grant.revoke_dropped"
-            uow.record(grant_event(kind, grant, s.session_id))
-            if approved:
-                return await self._executed(
-                    uow, s, True, f"restore access grant {grant.grant_id} is REVOKED"
-                )
-            return s
-        if s.kind in (SessionKind.ASSOCIATE_TEAM, SessionKind.DISASSOCIATE_TEAM):
-            vault = await uow.vaults.get(s.protected_resource, for_update=True)
-            pending = vault.pending_association if vault else None
-            if vault is None or pending is None or pending.session_id != s.session_id:
-                if approved:
-                    return await self._executed(uow, s, False, "the vault has no such change")
-                return s
-            # What associate checked may have changed while the session was pending: the
-            # target must still be ACTIVE and shared with the vault's account.
-            refusal = ""
-            if approved and pending.team_id is not None:
-                target = await uow.teams.get(pending.team_id)
-                owner = Principal(PrincipalKind.ACCOUNT, vault.account_id)
-                if target is None or target.state is not TeamState.ACTIVE:
-                    refusal = f"team {pending.team_id} is no longer ACTIVE"
-                elif await uow.shares.get(pending.team_id, owner) is None:
-                    refusal = (
-                        f"team {pending.team_id} is no longer shared with account "
-                        f"{vault.account_id}"
-                    )
-            target_ok = not refusal
-            if approved and target_ok:
-                changed = apply_association_change(vault, s.session_id, now)
-            else:
-                changed = drop_association_change(vault, s.session_id, now)
-            await uow.vaults.save(changed)
-            uow.record(
-                NewEvent(
-                    "vault.association_changed"
-                    if approved and target_ok
-                    else "vault.association_change_dropped",
-                    SYSTEM,
-                    (vault.vault_arn, session_subject(s.session_id)),
-                    {
-                        "vault_arn": vault.vault_arn,
-                        "session_id": s.session_id,
-                        "previous_team_id": vault.team_id or "",
-                        "team_id": changed.team_id or "",
-                    },
-                )
-            )
-            if approved:
-                message = (
-                    f"the vault's team is now {changed.team_id or 'none'}"
-                    if target_ok
-                    else f"{refusal}; the vault kept its team"
-                )
-                return await self._executed(uow, s, target_ok, message)
-            return s
-        if s.kind is SessionKind.TEAM_UPDATE:
-            return await self._team_update_outcome(uow, s, approved)
-        if s.kind is SessionKind.TEAM_DELETION:
-            return await self._team_deletion_outcome(uow, s, approved)
-        if s.kind is SessionKind.BASELINE and approved:
-            return await self._executed(uow, s, True, "baseline answered")
-        return s
-
-    # --- a team that guards itself: the effects of its update and deletion sessions -------
-
-    async def _team_update_outcome(self, uow: UnitOfWork, s: Session, approved: bool) -> Session:
-        now = self._deps.clock()
-        team = await uow.teams.get(s.team_id, for_update=True)
-        if (
-            team is None
-            or team.update_session_id != s.session_id
-            or team.status is not TeamStatus.UPDATE_PENDING_APPROVAL
-        ):
-            if approved:
-                return await self._executed(uow, s, False, "the team has no such pending update")
-            return s
-        if not approved:
-            failed = fail_update(team, s.status, now)
-            await uow.teams.save(failed)
-            team_event(uow, "team.update_failed", failed, session_id=s.session_id)
-            return s
-        if s.draft is None or not same_draft(s.draft, team):
-            # The team approved what its approvers were shown, and only that.
-            failed = fail_update(team, s.status, now)
-            await uow.teams.save(failed)
-            team_event(uow, "team.update_failed", failed, session_id=s.session_id)
-            return await self._executed(
-                uow, s, False, "the team's draft is not the one its approvers voted on"
-            )
-        changed = apply_approved_update(team, now)
-        await uow.teams.save(changed)
-        team_event(uow, "team.update_approved", changed, session_id=s.session_id)
-        if changed.pending is not None:
-            for m in changed.pending.members:
-                if m.invitation_state is InvitationState.PENDING:
-                    uow.record(
-                        NewEvent(
-                            "invitation.sent",
-                            SYSTEM,
-                            (f"team:{team.team_id}", f"approver:{m.approver_id}"),
-                            {
-                                "invitation_id": m.invitation_id,
-                                "approver_id": m.approver_id,
-                                "version": changed.pending.version,
-                            },
-                        )
-                    )
-        if changed.current.version != team.current.version:
-            await self.supersede(uow, team, changed, exclude=s.session_id)
-            message = f"version {changed.current.version} is in force"
-        else:
-            message = f"version {changed.current.version + 1} waits for its new approvers"
-        return await self._executed(uow, s, True, message)
-
-    async def supersede(
-        self, uow: UnitOfWork, before: Team, after: Team, *, exclude: str = ""
-    ) -> None:
-        """A new version took force: record it and end the old version's pending sessions
-        CANCELLED / CONFIGURATION_CHANGED, with their undo effects, in the same transaction."""
-        team_event(uow, "team.updated", after, previous_version=before.current.version)
-        await self.end_pending_of_team(
-            uow,
-            after.team_id,
-            SessionStatus.CONFIGURATION_CHANGED,
-            below_version=after.current.version,
-            exclude=exclude,
-        )
+        effect = effects().get(s.kind)
+        return s if effect is None else await effect(self, uow, s)
 
     async def end_pending_of_team(
         self,
@@ -577,92 +312,6 @@ class SessionService:
             await self.store_outcome(uow, before, after, SYSTEM)
             ended += 1
         return ended
-
-    async def _team_deletion_outcome(self, uow: UnitOfWork, s: Session, approved: bool) -> Session:
-        now = self._deps.clock()
-        deletion = await uow.deletions.get(s.session_id, for_update=True)
-        team = await uow.teams.get(s.team_id, for_update=True)
-        if (
-            deletion is None
-            or team is None
-            or team.status is not TeamStatus.DELETE_PENDING_APPROVAL
-        ):
-            if approved:
-                return await self._executed(uow, s, False, "the team has no such deletion")
-            return s
-        if not approved:
-            failed = fail_deletion(team, s.status, now)
-            await uow.teams.save(failed)
-            team_event(uow, "team.deletion_failed", failed, session_id=s.session_id)
-            return s
-        changed, deletion = approve_deletion(team, deletion, now)
-        done = changed.state is TeamState.DELETED
-        await uow.teams.save(changed)
-        await uow.deletions.save(deletion, done=done)
-        team_event(
-            uow,
-            "team.deletion_approved",
-            changed,
-            session_id=s.session_id,
-            pending_window_days=deletion.pending_window_days,
-            complete_time=format_time(deletion.complete_time or now),
-        )
-        if done:
-            await self.end_team(uow, changed, exclude=s.session_id)
-            return await self._executed(uow, s, True, "the team is DELETED")
-        return await self._executed(
-            uow, s, True, f"the team is DELETING for {deletion.pending_window_days} days"
-        )
-
-    async def end_team(self, uow: UnitOfWork, team: Team, *, exclude: str = "") -> None:
-        """The team is DELETED: its pending sessions end CANCELLED / TEAM_DELETED, its vault
-        associations end and the AVAILABLE grants of the vaults it guarded are REVOKED."""
-        now = self._deps.clock()
-        team_id = team.team_id
-        team_event(uow, "team.deleted", team)
-        await self.end_pending_of_team(uow, team_id, SessionStatus.TEAM_DELETED, exclude=exclude)
-        for vault_arn in await uow.vaults.of_team(team_id):
-            vault = await uow.vaults.get(vault_arn, for_update=True)
-            if vault is None:
-                continue
-            guarded = vault.team_id == team_id
-            changed = on_team_deleted(vault, team_id, now)
-            if changed is not vault:
-                await uow.vaults.save(changed)
-                uow.record(
-                    NewEvent(
-                        "vault.team_removed",
-                        SYSTEM,
-                        (vault_arn, f"team:{team_id}"),
-                        {
-                            "vault_arn": vault_arn,
-                            "team_id": team_id,
-                            "vault_team_id": changed.team_id or "",
-                        },
-                    )
-                )
-            if not guarded:
-                continue
-            for grant_id in await uow.grants.open_of_vaults([vault_arn]):
-                grant = await uow.grants.get(grant_id, for_update=True)
-                if grant is None:
-                    continue
-                ended = end_with_team(grant, now)
-                if ended is grant:
-                    continue
-                await uow.grants.save(ended)
-                uow.record(
-                    NewEvent(
-                        "grant.revoked" if ended.state is GrantState.REVOKED else "grant.failed",
-                        SYSTEM,
-                        (f"grant:{grant_id}", vault_arn, f"account:{grant.account_id}"),
-                        {
-                            "grant_id": grant_id,
-                            "team_id": team_id,
-                            "state": ended.state.value,
-                        },
-                    )
-                )
 
     async def exclude_approver(
         self, uow: UnitOfWork, approver_id: str, actor: Principal
@@ -716,33 +365,27 @@ class SessionService:
     ) -> SessionView:
         require(caller, PrincipalKind.SERVICE)
 
-        async def work(uow: UnitOfWork) -> SessionView:
-            async def create() -> str:
-                team = await uow.teams.get(team_id)
-                if team is None or team.state is TeamState.DELETED:
-                    raise missing_or_denied(
-                        caller, NotFound("approval team", team_id), _not_shared(team_id, caller)
-                    )
-                if await uow.shares.get(team_id, caller) is None:
-                    raise _not_shared(team_id, caller)
-                session = await self.open_session(
-                    uow,
-                    kind=SessionKind.GENERIC,
-                    team=team,
-                    requester=caller,
-                    protected_resource=protected_resource,
-                    comment=comment,
-                    metadata=metadata,
-                    action=action,
+        async def act(uow: UnitOfWork) -> Done[SessionView]:
+            team = await uow.teams.get(team_id)
+            if team is None or team.state is TeamState.DELETED:
+                raise missing_or_denied(
+                    caller, NotFound("approval team", team_id), _not_shared(team_id, caller)
                 )
-                return session.session_id
+            if await uow.shares.get(team_id, caller) is None:
+                raise _not_shared(team_id, caller)
+            session = await self.open_session(
+                uow,
+                kind=SessionKind.GENERIC,
+                team=team,
+                requester=caller,
+                protected_resource=protected_resource,
+                comment=comment,
+                metadata=metadata,
+                action=action,
+            )
+            return Done(session.session_id)
 
-            session_id, _ = await once(uow, self._deps, caller, "StartSession", request_id, create)
-            view = await self.view(uow, await self._load(uow, session_id))
-            await uow.commit()
-            return view
-
-        return await self._run(work)
+        return await run_once(self._deps, caller, "StartSession", request_id, act, self._read)
 
     async def complete_session(
         self,
@@ -754,35 +397,18 @@ class SessionService:
     ) -> SessionView:
         require(caller, PrincipalKind.SERVICE)
 
-        async def work(uow: UnitOfWork) -> SessionView:
-            async def report() -> str:
-                before = await self._load(
-                    uow, session_id, for_update=True, caller=caller, denied=_not_starter(session_id)
-                )
-                if before.requester != caller or before.kind is not SessionKind.GENERIC:
-                    raise _not_starter(session_id)
-                after = complete(before, execution_status, self._deps.clock(), message)
-                await uow.sessions.save(after)
-                uow.record(
-                    NewEvent(
-                        "session.completed",
-                        caller,
-                        (session_subject(session_id), after.protected_resource),
-                        {
-                            "session_id": session_id,
-                            "execution_status": after.execution_status.value,
-                            "message": after.execution_message,
-                        },
-                    )
-                )
-                return session_id
+        async def act(uow: UnitOfWork) -> Done[SessionView]:
+            before = await self._load(
+                uow, session_id, for_update=True, caller=caller, denied=_not_starter(session_id)
+            )
+            if before.requester != caller or before.kind is not SessionKind.GENERIC:
+                raise _not_starter(session_id)
+            after = complete(before, execution_status, self._deps.clock(), message)
+            await uow.sessions.save(after)
+            uow.record(session_completed(after, caller))
+            return Done(session_id)
 
-            await once(uow, self._deps, caller, "CompleteSession", request_id, report)
-            view = await self.view(uow, await self._load(uow, session_id))
-            await uow.commit()
-            return view
-
-        return await self._run(work)
+        return await run_once(self._deps, caller, "CompleteSession", request_id, act, self._read)
 
     # --- reading -------------------------------------------------------------------------
 
@@ -904,16 +530,17 @@ class SessionService:
 
     async def watch(self, caller: Principal, session_id: str) -> AsyncGenerator[SessionView, None]:
         """The session now and after every change, until it is final (and executed)."""
-        if self._feed is None:
-            async for view in self._poll_session(caller, session_id):
-                yield view
-            return
         # Every change to a session appends an event naming it: the watcher reads the session
         # again only when the process's feed hands it one (or at its expiry, or the slow
         # safety interval). Subscribed before the first read, so no change falls between.
+        # Without a feed, the watcher reads the session at each of those bounds (it polls).
         subject = session_subject(session_id)
-        subscription = await self._feed.subscribe(
-            lambda e: subject in e.subjects or e.details.get("session_id") == session_id
+        subscription = (
+            await self._feed.subscribe(
+                lambda e: subject in e.subjects or e.details.get("session_id") == session_id
+            )
+            if self._feed is not None
+            else None
         )
         try:
             last: SessionView | None = None
@@ -926,36 +553,27 @@ class SessionService:
                 s = view.session
                 if s.is_final and s.execution_status is not ExecutionStatus.PENDING:
                     return
+                if subscription is None:
+                    await asyncio.sleep(self._until_expiry(s))
+                    continue
                 arrived = await subscription.next(self._until_expiry(s))
                 woken_by = arrived[-1].seq if arrived else None
         finally:
-            subscription.close()
+            if subscription is not None:
+                subscription.close()
 
     async def _watch_read(
         self, caller: Principal, session_id: str, woken_by: int | None
     ) -> SessionView:
         """The session for a watcher. Woken by event `woken_by`, it shares the read of the
         caller's other watchers woken by that event (a read started after that event was
-        handed out, so it sees it); otherwise (the first read, an expiry) a read of its own."""
+        handed out, so it sees it); otherwise (the first read, an expiry, a poll) a read of
+        its own."""
         if woken_by is None:
             return await finished_read(self.get_session(caller, session_id))
         return await self._watch_reads.read(
             (session_id, str(caller), woken_by), lambda: self.get_session(caller, session_id)
         )
-
-    async def _poll_session(
-        self, caller: Principal, session_id: str
-    ) -> AsyncGenerator[SessionView, None]:
-        last: SessionView | None = None
-        while True:
-            view = await self.get_session(caller, session_id)
-            if view != last:
-                yield view
-                last = view
-            s = view.session
-            if s.is_final and s.execution_status is not ExecutionStatus.PENDING:
-                return
-            await asyncio.sleep(self._until_expiry(s))
 
     def _until_expiry(self, s: Session) -> float:
         within = self._watch_interval
@@ -980,93 +598,67 @@ class SessionService:
         """`channel`: where the vote came from when not the API ("portal"), for the event."""
         require(caller, PrincipalKind.APPROVER)
 
-        async def work(uow: UnitOfWork) -> SessionView:
-            written: Session | None = None
-
-            async def cast() -> str:
-                nonlocal written
-                # The session, locked, and the voter's enrolled key: one read.
-                found = await uow.sessions.get_for_vote(session_id, caller.subject)
-                if found is None:
-                    raise missing_or_denied(
-                        caller,
-                        NotFound("session", session_id),
-                        not_session_approver(session_id, caller.subject),
-                    )
-                before, key = found
-                now = self._deps.clock()
-                try:
-                    after = cast_vote(before, caller.subject, decision, comment, signature, now)
-                except DomainError as err:
-                    raise self._expiry_guard(session_id, err) from None
-                if not signature:
-                    raise InvalidArgument.field(
-                        "signature", "required: an Ed25519 signature over the vote digest"
-                    )
-                if key is None:
-                    raise FailedPrecondition(
-                        f"approver {caller.subject!r} enrolled no key in team version "
-                        f"{before.team_version}",
-                        reason=Reason.NO_KEY_ENROLLED,
-                        metadata={"sessionId": session_id},
-                    )
-                signing.verify(key, signature, vote_digest(before, decision), "signature")
-                if is_passkey_key(key):
-                    await passkey_uses.count_vote(uow, key, signature, caller.subject, now)
-                uow.record(
-                    NewEvent(
-                        "vote.cast",
-                        caller,
-                        (session_subject(session_id), f"approver:{caller.subject}"),
-                        {
-                            "session_id": session_id,
-                            "approver_id": caller.subject,
-                            "decision": decision.value,
-                            "comment_sha256": comment_digest(comment),
-                            "signature": signature.hex(),
-                            **({"channel": channel} if channel else {}),
-                        },
-                    )
+        async def act(uow: UnitOfWork) -> Done[SessionView]:
+            # The session, locked, and the voter's enrolled key: one read.
+            found = await uow.sessions.get_for_vote(session_id, caller.subject)
+            if found is None:
+                raise missing_or_denied(
+                    caller,
+                    NotFound("session", session_id),
+                    not_session_approver(session_id, caller.subject),
                 )
-                written = await self.store_outcome(uow, before, after, caller)
-                await uow.activity.record(
-                    before.team_id, caller.subject, Activity(activity_of_vote(before.kind), now)
+            before, key = found
+            now = self._deps.clock()
+            try:
+                after = cast_vote(before, caller.subject, decision, comment, signature, now)
+            except DomainError as err:
+                raise self._expiry_guard(session_id, err) from None
+            if not signature:
+                raise InvalidArgument.field(
+                    "signature", "required: an Ed25519 signature over the vote digest"
                 )
-                return session_id
-
-            await once(uow, self._deps, caller, "Vote", request_id, cast, known=session_id)
+            if key is None:
+                raise FailedPrecondition(
+                    f"approver {caller.subject!r} enrolled no key in team version "
+                    f"{before.team_version}",
+                    reason=Reason.NO_KEY_ENROLLED,
+                    metadata={"sessionId": session_id},
+                )
+            signing.verify(key, signature, vote_digest(before, decision), "signature")
+            if is_passkey_key(key):
+                await passkey_uses.count_vote(uow, key, signature, caller.subject, now)
+            uow.record(vote_cast(caller, session_id, decision, comment, signature, channel))
+            written = await self.store_outcome(uow, before, after, caller)
+            await uow.activity.record(
+                before.team_id, caller.subject, Activity(activity_of_vote(before.kind), now)
+            )
             # The session in hand is what was written; a replay reads it.
-            view = await self.view(uow, written or await self._load(uow, session_id))
-            await uow.commit()
-            return view
+            return Done(session_id, await self.view(uow, written))
 
-        return await self._run(work)
+        # Vote's result is the session id, known before the work: claimed with it (once).
+        return await run_once(
+            self._deps, caller, "Vote", request_id, act, self._read, known=session_id
+        )
 
     async def cancel_session(
         self, caller: Principal, session_id: str, request_id: str
     ) -> SessionView:
-        async def work(uow: UnitOfWork) -> SessionView:
-            async def stop() -> str:
-                before = await self._load(
-                    uow,
-                    session_id,
-                    for_update=True,
-                    caller=caller,
-                    denied=not_session_requester(session_id),
-                )
-                try:
-                    after = cancel(before, caller, self._deps.clock())
-                except DomainError as err:
-                    raise self._expiry_guard(session_id, err) from None
-                await self.store_outcome(uow, before, after, caller)
-                return session_id
+        async def act(uow: UnitOfWork) -> Done[SessionView]:
+            before = await self._load(
+                uow,
+                session_id,
+                for_update=True,
+                caller=caller,
+                denied=not_session_requester(session_id),
+            )
+            try:
+                after = cancel(before, caller, self._deps.clock())
+            except DomainError as err:
+                raise self._expiry_guard(session_id, err) from None
+            await self.store_outcome(uow, before, after, caller)
+            return Done(session_id)
 
-            await once(uow, self._deps, caller, "CancelSession", request_id, stop)
-            view = await self.view(uow, await self._load(uow, session_id))
-            await uow.commit()
-            return view
-
-        return await self._run(work)
+        return await run_once(self._deps, caller, "CancelSession", request_id, act, self._read)
 
     # --- background ----------------------------------------------------------------------
 
@@ -1097,23 +689,6 @@ class SessionService:
             return settled
 
         return await transact(self._deps, work)
-
-
-def team_event(uow: UnitOfWork, kind: str, team: Team, **details: object) -> None:
-    uow.record(
-        NewEvent(
-            kind,
-            SYSTEM,
-            (f"team:{team.team_id}",),
-            {
-                "team_id": team.team_id,
-                "state": team.state.value,
-                "status": team.status.value,
-                "version": team.current.version,
-                **details,
-            },
-        )
-    )
 
 
 def _not_visible(session_id: str) -> PermissionDenied:

@@ -7,9 +7,10 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from airlock_server.app import signing
-from airlock_server.app.common import Deps, once, transact
+from airlock_server.app.common import Deps, Done, run_once, transact
 from airlock_server.app.ports import UnitOfWork
-from airlock_server.app.sessions import SessionService, SessionView, team_event
+from airlock_server.app.sessions import Effect, SessionService, SessionView
+from airlock_server.app.vaults import end_team_guard
 from airlock_server.domain.errors import (
     APPROVER_DISABLED,
     AlreadyExists,
@@ -21,7 +22,6 @@ from airlock_server.domain.errors import (
     PermissionDenied,
     Reason,
 )
-from airlock_server.domain.events import NewEvent
 from airlock_server.domain.health import (
     Activity,
     ActivityKind,
@@ -40,18 +40,47 @@ from airlock_server.domain.principals import (
     require_admin,
     validate_principal,
 )
-from airlock_server.domain.sessions import KeyChange, SessionKind, draft_digest
+from airlock_server.domain.sessions import (
+    Session,
+    SessionKind,
+    SessionState,
+    SessionStatus,
+)
 from airlock_server.domain.team_changes import (
     NewKey,
     TeamDeletion,
+    apply_approved_update,
+    approve_deletion,
     deletion_due,
+    fail_deletion,
+    fail_update,
     finish_deletion,
     invitable_version,
     key_change_message,
+    same_draft,
     settle_update_activation,
     start_deletion,
     start_update,
     team_draft,
+)
+from airlock_server.domain.team_events import (
+    activation_decided,
+    baseline_started,
+    deletion_approved,
+    deletion_failed,
+    deletion_requested,
+    inactive_team_deleted,
+    invitation_answered,
+    invitation_sent,
+    team_created,
+    team_deleted,
+    team_shared,
+    team_unshared,
+    team_updated,
+    update_activation_failed,
+    update_approved,
+    update_failed,
+    update_requested,
 )
 from airlock_server.domain.teams import (
     InvitationState,
@@ -118,10 +147,6 @@ class TeamUpdate:
         )
 
 
-def team_subject(team_id: str) -> str:
-    return f"team:{team_id}"
-
-
 def settle_team(team: Team, now: datetime) -> Team:
     """What a read sees: a new team's or an approved draft's activation, decided."""
     return settle_update_activation(settle_new_team(team, now), now)
@@ -149,19 +174,7 @@ class TeamService:
         if settled is team:
             return team
         await uow.teams.save(settled)
-        kind = "team.activated" if settled.state is TeamState.ACTIVE else "team.activation_failed"
-        uow.record(
-            NewEvent(
-                kind,
-                SYSTEM,
-                (team_subject(team.team_id),),
-                {
-                    "team_id": team.team_id,
-                    "version": settled.current.version,
-                    "status": settled.status.value,
-                },
-            )
-        )
+        uow.record(activation_decided(team, settled, settled.state is TeamState.ACTIVE))
         return settled
 
     async def _settle_update(self, uow: UnitOfWork, team: Team) -> Team:
@@ -170,14 +183,10 @@ class TeamService:
             return team
         await uow.teams.save(settled)
         if settled.current.version != team.current.version:
-            await self._sessions.supersede(uow, team, settled)
+            await supersede(self._sessions, uow, team, settled)
         else:
-            team_event(
-                uow,
-                "team.update_activation_failed",
-                settled,
-                draft_version=team.pending.version if team.pending else 0,
-            )
+            draft_version = team.pending.version if team.pending else 0
+            uow.record(update_activation_failed(settled, draft_version))
         return settled
 
     async def _visible(self, uow: UnitOfWork, caller: Principal, team_id: str) -> Team:
@@ -266,133 +275,91 @@ class TeamService:
     async def create_team(self, caller: Principal, spec: TeamSpec, request_id: str) -> Team:
         require_admin(caller)
 
-        async def work(uow: UnitOfWork) -> Team:
-            created: Team | None = None
-
-            async def create() -> str:
-                nonlocal created
-                if await uow.teams.get_by_name(spec.name) is not None:
-                    raise AlreadyExists("approval team", spec.name)
-                approvers = await uow.approvers.get_many(spec.approver_ids)
-                violations = [
-                    FieldViolation(f"approver_ids[{i}]", f"approver {a!r} does not exist")
-                    for i, a in enumerate(spec.approver_ids)
-                    if a not in approvers
-                ] + [
-                    FieldViolation(f"approver_ids[{i}]", f"approver {a!r} is disabled")
-                    for i, a in enumerate(spec.approver_ids)
-                    if a in approvers and not approvers[a].enabled
-                ]
-                if violations:
-                    raise InvalidArgument(violations)
-                now = self._deps.clock()
-                team_id = self._deps.new_id("team")
-                version = TeamVersion(
-                    version=1,
-                    description=spec.description,
-                    min_approvals=spec.min_approvals,
-                    session_ttl=spec.session_ttl,
-                    invitation_ttl=spec.invitation_ttl,
-                    members=tuple(
-                        TeamMember(a, self._deps.new_id("inv"), InvitationState.PENDING)
-                        for a in spec.approver_ids
-                    ),
-                    create_time=now,
-                    invitation_expire_time=now + spec.invitation_ttl,
-                )
-                team = Team(
-                    team_id=team_id,
-                    arn=f"arn:aws:mpa:{self._deps.region}::approval-team/{team_id}",
-                    name=spec.name,
-                    state=TeamState.PENDING,
-                    status=TeamStatus.PENDING_ACTIVATION,
-                    status_message="waiting for every approver to accept the invitation",
-                    current=version,
-                    revision=1,
-                    create_time=now,
-                    update_time=now,
-                )
-                await uow.teams.add(team)
-                uow.record(
-                    NewEvent(
-                        "team.created",
-                        caller,
-                        (team_subject(team_id), *(f"approver:{a}" for a in spec.approver_ids)),
-                        {
-                            "team_id": team_id,
-                            "name": spec.name,
-                            "version": 1,
-                            "min_approvals": spec.min_approvals,
-                            "approver_ids": list(spec.approver_ids),
-                        },
-                    )
-                )
-                for m in version.members:
-                    uow.record(
-                        NewEvent(
-                            "invitation.sent",
-                            caller,
-                            (team_subject(team_id), f"approver:{m.approver_id}"),
-                            {
-                                "invitation_id": m.invitation_id,
-                                "approver_id": m.approver_id,
-                                "version": 1,
-                            },
-                        )
-                    )
-                created = team
-                return team_id
-
-            team_id, _ = await once(
-                uow, self._deps, caller, "CreateApprovalTeam", request_id, create
+        async def act(uow: UnitOfWork) -> Done[Team]:
+            if await uow.teams.get_by_name(spec.name) is not None:
+                raise AlreadyExists("approval team", spec.name)
+            approvers = await uow.approvers.get_many(spec.approver_ids)
+            violations = [
+                FieldViolation(f"approver_ids[{i}]", f"approver {a!r} does not exist")
+                for i, a in enumerate(spec.approver_ids)
+                if a not in approvers
+            ] + [
+                FieldViolation(f"approver_ids[{i}]", f"approver {a!r} is disabled")
+                for i, a in enumerate(spec.approver_ids)
+                if a in approvers and not approvers[a].enabled
+            ]
+            if violations:
+                raise InvalidArgument(violations)
+            now = self._deps.clock()
+            team_id = self._deps.new_id("team")
+            version = TeamVersion(
+                version=1,
+                description=spec.description,
+                min_approvals=spec.min_approvals,
+                session_ttl=spec.session_ttl,
+                invitation_ttl=spec.invitation_ttl,
+                members=tuple(
+                    TeamMember(a, self._deps.new_id("inv"), InvitationState.PENDING)
+                    for a in spec.approver_ids
+                ),
+                create_time=now,
+                invitation_expire_time=now + spec.invitation_ttl,
             )
+            team = Team(
+                team_id=team_id,
+                arn=f"arn:aws:mpa:{self._deps.region}::approval-team/{team_id}",
+                name=spec.name,
+                state=TeamState.PENDING,
+                status=TeamStatus.PENDING_ACTIVATION,
+                status_message="waiting for every approver to accept the invitation",
+                current=version,
+                revision=1,
+                create_time=now,
+                update_time=now,
+            )
+            await uow.teams.add(team)
+            uow.record(team_created(caller, team))
+            for m in version.members:
+                uow.record(invitation_sent(caller, team_id, m, 1))
             # The team in hand is what was written; a replay reads the first call's team.
-            team = created if created is not None else await self._load(uow, team_id)
-            await uow.commit()
-            return team
+            return Done(team_id, team)
 
-        return await transact(self._deps, work)
+        async def read(uow: UnitOfWork, team_id: str) -> Team:
+            return await self._load(uow, team_id)
+
+        return await run_once(self._deps, caller, "CreateApprovalTeam", request_id, act, read)
 
     async def delete_inactive_team(self, caller: Principal, team_id: str, request_id: str) -> Team:
         require_admin(caller)
 
-        async def work(uow: UnitOfWork) -> Team:
-            async def delete() -> str:
-                team = await self._settle(uow, await self._load(uow, team_id, for_update=True))
-                if team.state not in (TeamState.PENDING, TeamState.INACTIVE):
-                    raise FailedPrecondition(
-                        f"the team is {team.state.value}; only a PENDING or INACTIVE team is "
-                        "deleted without approval (use StartTeamDeletion)",
-                        reason=Reason.TEAM_NOT_INACTIVE,
-                        metadata={"teamId": team_id, "state": team.state.value},
-                    )
-                now = self._deps.clock()
-                deleted = replace(
-                    team,
-                    state=transition(team.state, TeamState.DELETED),
-                    status=TeamStatus.DELETED,
-                    status_message="deleted while inactive",
-                    revision=team.revision + 1,
-                    update_time=now,
+        async def act(uow: UnitOfWork) -> Done[Team]:
+            team = await self._settle(uow, await self._load(uow, team_id, for_update=True))
+            if team.state not in (TeamState.PENDING, TeamState.INACTIVE):
+                raise FailedPrecondition(
+                    f"the team is {team.state.value}; only a PENDING or INACTIVE team is "
+                    "deleted without approval (use StartTeamDeletion)",
+                    reason=Reason.TEAM_NOT_INACTIVE,
+                    metadata={"teamId": team_id, "state": team.state.value},
                 )
-                await uow.teams.save(deleted)
-                uow.record(
-                    NewEvent(
-                        "team.deleted",
-                        caller,
-                        (team_subject(team_id),),
-                        {"team_id": team_id, "previous_state": team.state.value},
-                    )
-                )
-                return team_id
+            now = self._deps.clock()
+            deleted = replace(
+                team,
+                state=transition(team.state, TeamState.DELETED),
+                status=TeamStatus.DELETED,
+                status_message="deleted while inactive",
+                revision=team.revision + 1,
+                update_time=now,
+            )
+            await uow.teams.save(deleted)
+            uow.record(inactive_team_deleted(caller, team_id, team.state.value))
+            return Done(team_id)
 
-            await once(uow, self._deps, caller, "DeleteInactiveTeam", request_id, delete)
+        async def read(uow: UnitOfWork, team_id: str) -> Team:
             team = await uow.teams.get(team_id)
-            await uow.commit()
             assert team is not None
             return team
 
-        return await transact(self._deps, work)
+        return await run_once(self._deps, caller, "DeleteInactiveTeam", request_id, act, read)
 
     # --- a team that guards itself: updates and deletion -------------------------------
 
@@ -426,87 +393,60 @@ class TeamService:
         for i, k in enumerate(update.new_keys):
             signing.check_public_key(k.public_key, f"new_keys[{i}].public_key")
 
-        async def work(uow: UnitOfWork) -> tuple[Team, SessionView]:
-            async def create() -> str:
-                team = await self._settle(uow, await self._load(uow, team_id, for_update=True))
-                self._check_etag(team, etag)
-                current = team.current
-                approver_ids = (
-                    update.approver_ids if update.approver_ids is not None else current.approver_ids
-                )
-                session_id = self._deps.new_id("ses")
-                changed = start_update(
-                    team,
-                    description=(
-                        update.description
-                        if update.description is not None
-                        else current.description
-                    ),
-                    approver_ids=approver_ids,
-                    min_approvals=(
-                        update.min_approvals
-                        if update.min_approvals is not None
-                        else current.min_approvals
-                    ),
-                    session_ttl=update.session_ttl or current.session_ttl,
-                    invitation_ttl=update.invitation_ttl or current.invitation_ttl,
-                    session_id=session_id,
-                    now=self._deps.clock(),
-                    new_invitation_id=lambda: self._deps.new_id("inv"),
-                    reenroll_approver_ids=update.reenroll_approver_ids,
-                    new_keys=update.new_keys,
-                )
-                await self._check_approvers(uow, tuple(approver_ids))
-                _check_vouchers(team, update.new_keys)
-                draft = changed.pending
-                assert draft is not None
-                shown = team_draft(team, draft, update.new_keys)
-                await self._sessions.open_session(
-                    uow,
-                    kind=SessionKind.TEAM_UPDATE,
-                    team=team,
-                    requester=caller,
-                    protected_resource=team.arn,
-                    metadata={"draft_version": str(draft.version)},
-                    session_id=session_id,
-                    draft=shown,
-                )
-                await uow.teams.save(changed)
-                uow.record(
-                    NewEvent(
-                        "team.update_requested",
-                        caller,
-                        (team_subject(team_id), *(f"approver:{a}" for a in draft.approver_ids)),
-                        {
-                            "team_id": team_id,
-                            "session_id": session_id,
-                            "version": current.version,
-                            "draft_version": draft.version,
-                            "min_approvals": draft.min_approvals,
-                            "approver_ids": list(draft.approver_ids),
-                            "reenroll_approver_ids": list(update.reenroll_approver_ids),
-                            "draft_sha256": draft_digest(shown),
-                            # Every key change the draft asks for, named (docs/signed-votes.md).
-                            "new_keys": [
-                                {
-                                    "approver_id": m.approver_id,
-                                    "public_key": m.public_key.hex(),
-                                    "signed_by_current_key": m.signed_by_current_key,
-                                }
-                                for m in shown.members
-                                if m.public_key is not None and m.change is not KeyChange.KEEPS_KEY
-                            ],
-                        },
-                    )
-                )
-                return session_id
-
-            session_id, _ = await once(
-                uow, self._deps, caller, "UpdateApprovalTeam", request_id, create
+        async def act(uow: UnitOfWork) -> Done[tuple[Team, SessionView]]:
+            team = await self._settle(uow, await self._load(uow, team_id, for_update=True))
+            self._check_etag(team, etag)
+            current = team.current
+            approver_ids = (
+                update.approver_ids if update.approver_ids is not None else current.approver_ids
             )
+            session_id = self._deps.new_id("ses")
+            changed = start_update(
+                team,
+                description=(
+                    update.description if update.description is not None else current.description
+                ),
+                approver_ids=approver_ids,
+                min_approvals=(
+                    update.min_approvals
+                    if update.min_approvals is not None
+                    else current.min_approvals
+                ),
+                session_ttl=update.session_ttl or current.session_ttl,
+                invitation_ttl=update.invitation_ttl or current.invitation_ttl,
+                session_id=session_id,
+                now=self._deps.clock(),
+                new_invitation_id=lambda: self._deps.new_id("inv"),
+                reenroll_approver_ids=update.reenroll_approver_ids,
+                new_keys=update.new_keys,
+            )
+            await self._check_approvers(uow, tuple(approver_ids))
+            _check_vouchers(team, update.new_keys)
+            draft = changed.pending
+            assert draft is not None
+            shown = team_draft(team, draft, update.new_keys)
+            await self._sessions.open_session(
+                uow,
+                kind=SessionKind.TEAM_UPDATE,
+                team=team,
+                requester=caller,
+                protected_resource=team.arn,
+                metadata={"draft_version": str(draft.version)},
+                session_id=session_id,
+                draft=shown,
+            )
+            await uow.teams.save(changed)
+            uow.record(
+                update_requested(
+                    caller, team, draft, shown, session_id, update.reenroll_approver_ids
+                )
+            )
+            return Done(session_id)
+
+        async def read(uow: UnitOfWork, session_id: str) -> tuple[Team, SessionView]:
             return await self._team_and_session(uow, team_id, session_id)
 
-        return await transact(self._deps, work)
+        return await run_once(self._deps, caller, "UpdateApprovalTeam", request_id, act, read)
 
     async def _team_and_session(
         self, uow: UnitOfWork, team_id: str, session_id: str
@@ -515,9 +455,7 @@ class TeamService:
         session = await uow.sessions.get(session_id)
         if team is None or session is None:
             raise NotFound("session", session_id)
-        view = await self._sessions.view(uow, session)
-        await uow.commit()
-        return team, view
+        return team, await self._sessions.view(uow, session)
 
     async def start_team_deletion(
         self,
@@ -531,48 +469,34 @@ class TeamService:
         (DELETE_PENDING_APPROVAL)."""
         require_admin(caller)
 
-        async def work(uow: UnitOfWork) -> tuple[Team, SessionView]:
-            async def create() -> str:
-                team = await self._settle(uow, await self._load(uow, team_id, for_update=True))
-                self._check_etag(team, etag)
-                session_id = self._deps.new_id("ses")
-                changed, deletion = start_deletion(
-                    team,
-                    pending_window_days=pending_window_days,
-                    session_id=session_id,
-                    now=self._deps.clock(),
-                )
-                await self._sessions.open_session(
-                    uow,
-                    kind=SessionKind.TEAM_DELETION,
-                    team=team,
-                    requester=caller,
-                    protected_resource=team.arn,
-                    metadata={"pending_window_days": str(pending_window_days)},
-                    session_id=session_id,
-                )
-                await uow.teams.save(changed)
-                await uow.deletions.add(deletion)
-                uow.record(
-                    NewEvent(
-                        "team.deletion_requested",
-                        caller,
-                        (team_subject(team_id),),
-                        {
-                            "team_id": team_id,
-                            "session_id": session_id,
-                            "pending_window_days": pending_window_days,
-                        },
-                    )
-                )
-                return session_id
-
-            session_id, _ = await once(
-                uow, self._deps, caller, "StartTeamDeletion", request_id, create
+        async def act(uow: UnitOfWork) -> Done[tuple[Team, SessionView]]:
+            team = await self._settle(uow, await self._load(uow, team_id, for_update=True))
+            self._check_etag(team, etag)
+            session_id = self._deps.new_id("ses")
+            changed, deletion = start_deletion(
+                team,
+                pending_window_days=pending_window_days,
+                session_id=session_id,
+                now=self._deps.clock(),
             )
+            await self._sessions.open_session(
+                uow,
+                kind=SessionKind.TEAM_DELETION,
+                team=team,
+                requester=caller,
+                protected_resource=team.arn,
+                metadata={"pending_window_days": str(pending_window_days)},
+                session_id=session_id,
+            )
+            await uow.teams.save(changed)
+            await uow.deletions.add(deletion)
+            uow.record(deletion_requested(caller, team_id, session_id, pending_window_days))
+            return Done(session_id)
+
+        async def read(uow: UnitOfWork, session_id: str) -> tuple[Team, SessionView]:
             return await self._team_and_session(uow, team_id, session_id)
 
-        return await transact(self._deps, work)
+        return await run_once(self._deps, caller, "StartTeamDeletion", request_id, act, read)
 
     async def deletions_of(self, team_ids: list[str]) -> dict[str, TeamDeletion]:
         """Each team's latest deletion request (for the API's deletion fields)."""
@@ -601,7 +525,7 @@ class TeamService:
                 gone = finish_deletion(team, deletion, now)
                 await uow.teams.save(gone)
                 await uow.deletions.save(deletion, done=True)
-                await self._sessions.end_team(uow, gone)
+                await end_team(self._sessions, uow, gone)
                 deleted += 1
             await uow.commit()
             return deleted
@@ -675,53 +599,36 @@ class TeamService:
         number asked). It has no effect; it completes when all answered or expires."""
         require_admin(caller)
 
-        async def work(uow: UnitOfWork) -> SessionView:
-            async def create() -> str:
-                team = await self._settle(uow, await self._load(uow, team_id, for_update=True))
-                if team.state is not TeamState.ACTIVE:
-                    raise FailedPrecondition(
-                        f"approval team {team_id} is {team.state.value}; only an ACTIVE team "
-                        "runs a baseline",
-                        reason=Reason.TEAM_NOT_ACTIVE,
-                        metadata={"teamId": team_id, "state": team.state.value},
-                    )
-                asked = baseline_approvers(team.current, approver_ids)
-                session = await self._sessions.open_session(
-                    uow,
-                    kind=SessionKind.BASELINE,
-                    team=team,
-                    requester=caller,
-                    protected_resource=team.arn,
-                    comment=comment,
-                    approver_ids=asked,
-                    min_approvals=len(asked),
+        async def act(uow: UnitOfWork) -> Done[SessionView]:
+            team = await self._settle(uow, await self._load(uow, team_id, for_update=True))
+            if team.state is not TeamState.ACTIVE:
+                raise FailedPrecondition(
+                    f"approval team {team_id} is {team.state.value}; only an ACTIVE team "
+                    "runs a baseline",
+                    reason=Reason.TEAM_NOT_ACTIVE,
+                    metadata={"teamId": team_id, "state": team.state.value},
                 )
-                uow.record(
-                    NewEvent(
-                        "team.baseline_started",
-                        caller,
-                        (team_subject(team_id), f"session:{session.session_id}"),
-                        {
-                            "team_id": team_id,
-                            "session_id": session.session_id,
-                            "version": team.current.version,
-                            "approver_ids": list(asked),
-                        },
-                    )
-                )
-                return session.session_id
-
-            session_id, _ = await once(
-                uow, self._deps, caller, "StartTeamBaseline", request_id, create
+            asked = baseline_approvers(team.current, approver_ids)
+            session = await self._sessions.open_session(
+                uow,
+                kind=SessionKind.BASELINE,
+                team=team,
+                requester=caller,
+                protected_resource=team.arn,
+                comment=comment,
+                approver_ids=asked,
+                min_approvals=len(asked),
             )
+            uow.record(baseline_started(caller, team, session.session_id, asked))
+            return Done(session.session_id)
+
+        async def read(uow: UnitOfWork, session_id: str) -> SessionView:
             session = await uow.sessions.get(session_id)
             if session is None:
                 raise NotFound("session", session_id)
-            view = await self._sessions.view(uow, session)
-            await uow.commit()
-            return view
+            return await self._sessions.view(uow, session)
 
-        return await transact(self._deps, work)
+        return await run_once(self._deps, caller, "StartTeamBaseline", request_id, act, read)
 
     # --- shares --------------------------------------------------------------------------
 
@@ -739,36 +646,27 @@ class TeamService:
         require_admin(caller)
         principal = self._share_principal(kind, subject)
 
-        async def work(uow: UnitOfWork) -> TeamShare:
-            async def add() -> str:
-                team = await self._load(uow, team_id, for_update=True)
-                if team.state is TeamState.DELETING:
-                    raise FailedPrecondition(
-                        "the team is DELETING and takes no new shares",
-                        reason=Reason.TEAM_DELETING,
-                        metadata={"teamId": team_id, "state": team.state.value},
-                    )
-                if kind is PrincipalKind.ACCOUNT and await uow.accounts.get(subject) is None:
-                    raise NotFound("account", subject)
-                share = TeamShare(team_id, kind.value, subject, self._deps.clock())
-                if await uow.shares.add(share):
-                    uow.record(
-                        NewEvent(
-                            "team.shared",
-                            caller,
-                            (team_subject(team_id), str(principal)),
-                            {"team_id": team_id, "principal": str(principal)},
-                        )
-                    )
-                return team_id
+        async def act(uow: UnitOfWork) -> Done[TeamShare]:
+            team = await self._load(uow, team_id, for_update=True)
+            if team.state is TeamState.DELETING:
+                raise FailedPrecondition(
+                    "the team is DELETING and takes no new shares",
+                    reason=Reason.TEAM_DELETING,
+                    metadata={"teamId": team_id, "state": team.state.value},
+                )
+            if kind is PrincipalKind.ACCOUNT and await uow.accounts.get(subject) is None:
+                raise NotFound("account", subject)
+            share = TeamShare(team_id, kind.value, subject, self._deps.clock())
+            if await uow.shares.add(share):
+                uow.record(team_shared(caller, team_id, principal))
+            return Done(team_id)
 
-            await once(uow, self._deps, caller, "ShareTeam", request_id, add)
+        async def read(uow: UnitOfWork, team_id: str) -> TeamShare:
             found = await uow.shares.get(team_id, principal)
-            await uow.commit()
             assert found is not None
             return found
 
-        return await transact(self._deps, work)
+        return await run_once(self._deps, caller, "ShareTeam", request_id, act, read)
 
     async def unshare(
         self, caller: Principal, team_id: str, kind: PrincipalKind, subject: str, request_id: str
@@ -776,26 +674,17 @@ class TeamService:
         require_admin(caller)
         principal = self._share_principal(kind, subject)
 
-        async def work(uow: UnitOfWork) -> TeamShare:
-            async def remove() -> str:
-                await self._load(uow, team_id, for_update=True)
-                if not await uow.shares.remove(team_id, principal):
-                    raise NotFound("team share", f"{team_id}/{principal}")
-                uow.record(
-                    NewEvent(
-                        "team.unshared",
-                        caller,
-                        (team_subject(team_id), str(principal)),
-                        {"team_id": team_id, "principal": str(principal)},
-                    )
-                )
-                return team_id
+        async def act(uow: UnitOfWork) -> Done[TeamShare]:
+            await self._load(uow, team_id, for_update=True)
+            if not await uow.shares.remove(team_id, principal):
+                raise NotFound("team share", f"{team_id}/{principal}")
+            uow.record(team_unshared(caller, team_id, principal))
+            return Done(team_id)
 
-            await once(uow, self._deps, caller, "UnshareTeam", request_id, remove)
-            await uow.commit()
+        async def read(uow: UnitOfWork, team_id: str) -> TeamShare:
             return TeamShare(team_id, kind.value, subject, self._deps.clock())
 
-        return await transact(self._deps, work)
+        return await run_once(self._deps, caller, "UnshareTeam", request_id, act, read)
 
     async def list_shares(
         self, caller: Principal, team_id: str, size: int, token: str
@@ -875,96 +764,82 @@ class TeamService:
         if passkey is not None and (passkey.public_key != public_key or not accept):
             raise ValueError("a passkey is the key of an acceptance")
 
-        async def work(uow: UnitOfWork) -> InvitationView:
-            written: Team | None = None
-
-            async def answer() -> str:
-                nonlocal written
-                team = await uow.teams.find_by_invitation(invitation_id, for_update=True)
-                if team is None:
-                    # An invitation id does not name its approver: an unknown one answers
-                    # what another approver's invitation answers.
-                    raise missing_or_denied(
-                        caller, NotFound("invitation", invitation_id), _not_addressee(invitation_id)
-                    )
-                version = _version_of(team, invitation_id)
-                member = next(m for m in version.members if m.invitation_id == invitation_id)
-                if member.approver_id != caller.subject:
-                    raise _not_addressee(invitation_id)
-                identity = await uow.approvers.get(caller.subject)
-                if identity is None or not identity.enabled:
-                    raise FailedPrecondition(
-                        f"approver {caller.subject!r} is disabled and answers no invitation",
-                        reason=APPROVER_DISABLED,
-                        metadata={"approverId": caller.subject},
-                    )
-                team = await self._settle(uow, team)
-                open_version = invitable_version(team)
-                if open_version is None or open_version.version != version.version:
-                    raise FailedPrecondition(
-                        f"the team is {team.state.value} ({team.status.value}); this "
-                        "invitation is closed",
-                        reason=Reason.INVITATION_CLOSED,
-                        metadata={"teamId": team.team_id, "state": team.state.value},
-                    )
-                now = self._deps.clock()
-                # A draft's re-enrolled approver replaces the key it holds in the version in
-                # force (None for a new approver, and for a team's first version).
-                in_force = team.current.member(caller.subject) if team.pending else None
-                answered = respond(
-                    open_version,
-                    invitation_id,
-                    accept,
-                    public_key or None,
-                    now,
-                    replaced_key=in_force.public_key if in_force else None,
+        async def act(uow: UnitOfWork) -> Done[InvitationView]:
+            team = await uow.teams.find_by_invitation(invitation_id, for_update=True)
+            if team is None:
+                # An invitation id does not name its approver: an unknown one answers
+                # what another approver's invitation answers.
+                raise missing_or_denied(
+                    caller, NotFound("invitation", invitation_id), _not_addressee(invitation_id)
                 )
-                if team.state is TeamState.PENDING:
-                    team = replace(team, current=answered)
-                else:
-                    team = replace(team, pending=answered)
-                team = replace(team, revision=team.revision + 1, update_time=now)
-                await uow.teams.save(team)
-                # Whatever answered it, the invitation's one-time link is spent.
-                await uow.passkeys.spend_links(invitation_id, now)
-                if passkey is not None:
-                    await uow.passkeys.add(passkey)
-                await uow.activity.record(
-                    team.team_id,
-                    caller.subject,
-                    Activity(ActivityKind.RESPONDED_TO_INVITATION, now),
-                )
-                uow.record(
-                    NewEvent(
-                        "invitation.accepted" if accept else "invitation.declined",
-                        caller,
-                        (team_subject(team.team_id), f"approver:{caller.subject}"),
-                        {
-                            "invitation_id": invitation_id,
-                            "version": answered.version,
-                            **({"public_key": public_key.hex()} if accept else {}),
-                            **(
-                                {"replaced_key": in_force.public_key.hex()}
-                                if accept and in_force is not None and in_force.public_key
-                                else {}
-                            ),
-                            **({"channel": channel} if channel else {}),
-                        },
-                    )
-                )
-                written = await self._settle(uow, team)
-                return invitation_id
-
-            await once(uow, self._deps, caller, "RespondToInvitation", request_id, answer)
-            # The team in hand is what was written; a replay reads it.
-            team = written or await uow.teams.find_by_invitation(invitation_id)
-            assert team is not None
             version = _version_of(team, invitation_id)
             member = next(m for m in version.members if m.invitation_id == invitation_id)
-            await uow.commit()
-            return InvitationView(team, version, member)
+            if member.approver_id != caller.subject:
+                raise _not_addressee(invitation_id)
+            identity = await uow.approvers.get(caller.subject)
+            if identity is None or not identity.enabled:
+                raise FailedPrecondition(
+                    f"approver {caller.subject!r} is disabled and answers no invitation",
+                    reason=APPROVER_DISABLED,
+                    metadata={"approverId": caller.subject},
+                )
+            team = await self._settle(uow, team)
+            open_version = invitable_version(team)
+            if open_version is None or open_version.version != version.version:
+                raise FailedPrecondition(
+                    f"the team is {team.state.value} ({team.status.value}); this "
+                    "invitation is closed",
+                    reason=Reason.INVITATION_CLOSED,
+                    metadata={"teamId": team.team_id, "state": team.state.value},
+                )
+            now = self._deps.clock()
+            # A draft's re-enrolled approver replaces the key it holds in the version in
+            # force (None for a new approver, and for a team's first version).
+            in_force = team.current.member(caller.subject) if team.pending else None
+            answered = respond(
+                open_version,
+                invitation_id,
+                accept,
+                public_key or None,
+                now,
+                replaced_key=in_force.public_key if in_force else None,
+            )
+            if team.state is TeamState.PENDING:
+                team = replace(team, current=answered)
+            else:
+                team = replace(team, pending=answered)
+            team = replace(team, revision=team.revision + 1, update_time=now)
+            await uow.teams.save(team)
+            # Whatever answered it, the invitation's one-time link is spent.
+            await uow.passkeys.spend_links(invitation_id, now)
+            if passkey is not None:
+                await uow.passkeys.add(passkey)
+            await uow.activity.record(
+                team.team_id,
+                caller.subject,
+                Activity(ActivityKind.RESPONDED_TO_INVITATION, now),
+            )
+            uow.record(
+                invitation_answered(
+                    caller,
+                    team.team_id,
+                    invitation_id,
+                    answered.version,
+                    public_key if accept else None,
+                    in_force.public_key if in_force is not None else None,
+                    channel,
+                )
+            )
+            # The team in hand is what was written; a replay reads it.
+            written = await self._settle(uow, team)
+            return Done(invitation_id, _invitation_view(written, invitation_id))
 
-        return await transact(self._deps, work)
+        async def read(uow: UnitOfWork, invitation_id: str) -> InvitationView:
+            team = await uow.teams.find_by_invitation(invitation_id)
+            assert team is not None
+            return _invitation_view(team, invitation_id)
+
+        return await run_once(self._deps, caller, "RespondToInvitation", request_id, act, read)
 
     # --- background ----------------------------------------------------------------------
 
@@ -982,6 +857,12 @@ class TeamService:
             return settled
 
         return await transact(self._deps, work)
+
+
+def _invitation_view(team: Team, invitation_id: str) -> InvitationView:
+    version = _version_of(team, invitation_id)
+    member = next(m for m in version.members if m.invitation_id == invitation_id)
+    return InvitationView(team, version, member)
 
 
 def _check_vouchers(team: Team, new_keys: tuple[NewKey, ...]) -> None:
@@ -1017,3 +898,119 @@ def _version_of(team: Team, invitation_id: str) -> TeamVersion:
         if version and any(m.invitation_id == invitation_id for m in version.members):
             return version
     raise NotFound("invitation", invitation_id)
+
+
+# --- the effects of a team's own sessions, run by SessionService when one ends --------------
+
+
+async def _team_update_effect(sessions: SessionService, uow: UnitOfWork, s: Session) -> Session:
+    """The team's update decided: its draft applied (or failed), its old sessions ended."""
+    now = sessions.now()
+    approved = s.state is SessionState.APPROVED
+    team = await uow.teams.get(s.team_id, for_update=True)
+    if (
+        team is None
+        or team.update_session_id != s.session_id
+        or team.status is not TeamStatus.UPDATE_PENDING_APPROVAL
+    ):
+        if approved:
+            return await sessions.executed(uow, s, False, "the team has no such pending update")
+        return s
+    if not approved:
+        failed = fail_update(team, s.status, now)
+        await uow.teams.save(failed)
+        uow.record(update_failed(failed, s.session_id))
+        return s
+    if s.draft is None or not same_draft(s.draft, team):
+        # The team approved what its approvers were shown, and only that.
+        failed = fail_update(team, s.status, now)
+        await uow.teams.save(failed)
+        uow.record(update_failed(failed, s.session_id))
+        return await sessions.executed(
+            uow, s, False, "the team's draft is not the one its approvers voted on"
+        )
+    changed = apply_approved_update(team, now)
+    await uow.teams.save(changed)
+    uow.record(update_approved(changed, s.session_id))
+    if changed.pending is not None:
+        for m in changed.pending.members:
+            if m.invitation_state is InvitationState.PENDING:
+                uow.record(invitation_sent(SYSTEM, team.team_id, m, changed.pending.version))
+    if changed.current.version != team.current.version:
+        await supersede(sessions, uow, team, changed, exclude=s.session_id)
+        message = f"version {changed.current.version} is in force"
+    else:
+        message = f"version {changed.current.version + 1} waits for its new approvers"
+    return await sessions.executed(uow, s, True, message)
+
+
+async def supersede(
+    sessions: SessionService, uow: UnitOfWork, before: Team, after: Team, *, exclude: str = ""
+) -> None:
+    """A new version took force: record it and end the old version's pending sessions
+    CANCELLED / CONFIGURATION_CHANGED, with their undo effects, in the same transaction."""
+    uow.record(team_updated(after, before.current.version))
+    await sessions.end_pending_of_team(
+        uow,
+        after.team_id,
+        SessionStatus.CONFIGURATION_CHANGED,
+        below_version=after.current.version,
+        exclude=exclude,
+    )
+
+
+async def _team_deletion_effect(sessions: SessionService, uow: UnitOfWork, s: Session) -> Session:
+    """The team's deletion decided: DELETING (or DELETED at once), or back to what it was."""
+    now = sessions.now()
+    approved = s.state is SessionState.APPROVED
+    deletion = await uow.deletions.get(s.session_id, for_update=True)
+    team = await uow.teams.get(s.team_id, for_update=True)
+    if deletion is None or team is None or team.status is not TeamStatus.DELETE_PENDING_APPROVAL:
+        if approved:
+            return await sessions.executed(uow, s, False, "the team has no such deletion")
+        return s
+    if not approved:
+        failed = fail_deletion(team, s.status, now)
+        await uow.teams.save(failed)
+        uow.record(deletion_failed(failed, s.session_id))
+        return s
+    changed, deletion = approve_deletion(team, deletion, now)
+    done = changed.state is TeamState.DELETED
+    await uow.teams.save(changed)
+    await uow.deletions.save(deletion, done=done)
+    complete_time = deletion.complete_time or now
+    uow.record(
+        deletion_approved(changed, s.session_id, deletion.pending_window_days, complete_time)
+    )
+    if done:
+        await end_team(sessions, uow, changed, exclude=s.session_id)
+        return await sessions.executed(uow, s, True, "the team is DELETED")
+    return await sessions.executed(
+        uow, s, True, f"the team is DELETING for {deletion.pending_window_days} days"
+    )
+
+
+async def end_team(
+    sessions: SessionService, uow: UnitOfWork, team: Team, *, exclude: str = ""
+) -> None:
+    """The team is DELETED: its pending sessions end CANCELLED / TEAM_DELETED, its vault
+    associations end and the AVAILABLE grants of the vaults it guarded are REVOKED."""
+    now = sessions.now()
+    team_id = team.team_id
+    uow.record(team_deleted(team))
+    await sessions.end_pending_of_team(uow, team_id, SessionStatus.TEAM_DELETED, exclude=exclude)
+    await end_team_guard(uow, team_id, now)
+
+
+async def _baseline_effect(sessions: SessionService, uow: UnitOfWork, s: Session) -> Session:
+    """A baseline changes nothing: approved, it has been answered."""
+    if s.state is SessionState.APPROVED:
+        return await sessions.executed(uow, s, True, "baseline answered")
+    return s
+
+
+TEAM_EFFECTS: Mapping[SessionKind, Effect] = {
+    SessionKind.TEAM_UPDATE: _team_update_effect,
+    SessionKind.TEAM_DELETION: _team_deletion_effect,
+    SessionKind.BASELINE: _baseline_effect,
+}

@@ -1,25 +1,20 @@
 """Vaults, their team association and restore access: the use cases.
 
 Every change after a vault's first association is a session voted by the team that guards the
-vault now; its effect is applied by the session use cases when the session ends. While another
-account's restore access is open the owner can neither change the guard nor revoke that access
-(domain.vaults.require_guard_unfrozen, require_owner_may_revoke).
+vault now; its effect (VAULT_EFFECTS, at the end of this module) runs when the session ends.
+While another account's restore access is open the owner can neither change the guard nor revoke
+that access (domain.vaults.require_guard_unfrozen, require_owner_may_revoke).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 
-from airlock_server.app.common import Deps, once, transact
+from airlock_server.app.common import Deps, Done, run_once, transact
 from airlock_server.app.ports import UnitOfWork
-from airlock_server.app.sessions import (
-    SessionService,
-    SessionView,
-    decode_cursor,
-    session_subject,
-    time_page,
-)
+from airlock_server.app.sessions import Effect, SessionService, SessionView
 from airlock_server.domain.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -28,8 +23,14 @@ from airlock_server.domain.errors import (
     PermissionDenied,
     Reason,
 )
-from airlock_server.domain.events import NewEvent
-from airlock_server.domain.paging import Page, decode_token, page_of, page_size
+from airlock_server.domain.paging import (
+    Page,
+    decode_cursor,
+    decode_token,
+    page_of,
+    page_size,
+    time_page,
+)
 from airlock_server.domain.principals import (
     ACCOUNT_ID,
     SYSTEM,
@@ -38,17 +39,41 @@ from airlock_server.domain.principals import (
     missing_or_denied,
     require,
 )
-from airlock_server.domain.sessions import SessionKind, settle_expired, validate_comment
+from airlock_server.domain.sessions import (
+    Session,
+    SessionKind,
+    SessionState,
+    settle_expired,
+    validate_comment,
+)
 from airlock_server.domain.teams import Team, TeamState
+from airlock_server.domain.vault_events import (
+    association_change_decided,
+    association_change_requested,
+    grant_decided,
+    grant_ended_with_team,
+    grant_requested,
+    grant_revoke_requested,
+    team_associated,
+    team_removed,
+    vault_created,
+)
 from airlock_server.domain.vaults import (
     AssociationPath,
     GrantState,
     RestoreAccessGrant,
     Vault,
+    apply_association_change,
+    approve_grant,
     associate_now,
+    drop_association_change,
+    drop_revoke,
+    end_with_team,
+    fail_grant,
     is_recovery,
     new_grant,
     new_vault,
+    on_team_deleted,
     parse_vault_arn,
     plan_association,
     plan_disassociation,
@@ -58,6 +83,7 @@ from airlock_server.domain.vaults import (
     require_no_open_grant,
     require_owner_may_revoke,
     require_team_can_guard,
+    revoke,
     validate_restore_request,
 )
 
@@ -213,6 +239,15 @@ class VaultService:
             grants = await uow.grants.open_of_vault(vault.vault_arn)
         require_guard_unfrozen(vault, grants)
 
+    async def _association(
+        self, uow: UnitOfWork, vault_arn: str, session_id: str
+    ) -> AssociationChange:
+        """The vault after an association call, and its session if the change waits for one."""
+        vault = await self._vault(uow, vault_arn)
+        return AssociationChange(
+            vault, await self._session_view(uow, session_id) if session_id else None
+        )
+
     async def _session_view(self, uow: UnitOfWork, session_id: str) -> SessionView:
         session = await uow.sessions.get(session_id)
         if session is None:
@@ -248,33 +283,16 @@ class VaultService:
             now=self._deps.clock(),
         )
 
-        async def work(uow: UnitOfWork) -> Vault:
-            async def create() -> str:
-                if await uow.vaults.get(vault.vault_arn) is not None:
-                    raise AlreadyExists("vault", vault.vault_arn)
-                if await uow.accounts.get(caller.subject) is None:
-                    raise NotFound("account", caller.subject)
-                await uow.vaults.add(vault)
-                uow.record(
-                    NewEvent(
-                        "vault.created",
-                        caller,
-                        (vault.vault_arn, f"account:{vault.account_id}"),
-                        {
-                            "vault_arn": vault.vault_arn,
-                            "min_retention_days": vault.min_retention_days,
-                            "max_retention_days": vault.max_retention_days,
-                        },
-                    )
-                )
-                return vault.vault_arn
+        async def act(uow: UnitOfWork) -> Done[Vault]:
+            if await uow.vaults.get(vault.vault_arn) is not None:
+                raise AlreadyExists("vault", vault.vault_arn)
+            if await uow.accounts.get(caller.subject) is None:
+                raise NotFound("account", caller.subject)
+            await uow.vaults.add(vault)
+            uow.record(vault_created(caller, vault))
+            return Done(vault.vault_arn)
 
-            arn, _ = await once(uow, self._deps, caller, "CreateVault", request_id, create)
-            created = await self._vault(uow, arn)
-            await uow.commit()
-            return created
-
-        return await transact(self._deps, work)
+        return await run_once(self._deps, caller, "CreateVault", request_id, act, self._vault)
 
     async def get_vault(self, caller: Principal, vault_arn: str) -> Vault:
         async def work(uow: UnitOfWork) -> Vault:
@@ -317,65 +335,42 @@ class VaultService:
         if not team_id:
             raise InvalidArgument.field("team_id", "required")
 
-        async def work(uow: UnitOfWork) -> AssociationChange:
-            async def change() -> str:
-                vault = await self._owned_vault(uow, caller, vault_arn)
-                # Shared first: an unknown team answers what a team not shared does.
-                await self._require_shared(uow, team_id, vault.account_id)
-                team = await self._team(uow, team_id)
-                require_team_can_guard(team)
-                await self._require_guard_unfrozen(uow, vault)
-                now = self._deps.clock()
-                if plan_association(vault, team_id) is AssociationPath.IMMEDIATE:
-                    await uow.vaults.save(associate_now(vault, team_id, now))
-                    uow.record(
-                        NewEvent(
-                            "vault.team_associated",
-                            caller,
-                            (vault_arn, f"team:{team_id}"),
-                            {"vault_arn": vault_arn, "team_id": team_id},
-                        )
-                    )
-                    return ""
-                current = await self._guarding_team(uow, vault)
-                session = await self._sessions.open_session(
-                    uow,
-                    kind=SessionKind.ASSOCIATE_TEAM,
-                    team=current,
-                    requester=caller,
-                    protected_resource=vault_arn,
-                    comment=comment,
-                    metadata={"team_id": team_id, "previous_team_id": current.team_id},
-                )
-                await uow.vaults.save(
-                    request_association_change(vault, team_id, session.session_id, now)
-                )
-                uow.record(
-                    NewEvent(
-                        "vault.association_change_requested",
-                        caller,
-                        (vault_arn, f"team:{team_id}", session_subject(session.session_id)),
-                        {
-                            "vault_arn": vault_arn,
-                            "team_id": team_id,
-                            "previous_team_id": current.team_id,
-                            "session_id": session.session_id,
-                        },
-                    )
-                )
-                return session.session_id
-
-            session_id, _ = await once(
-                uow, self._deps, caller, "AssociateApprovalTeam", request_id, change
+        async def act(uow: UnitOfWork) -> Done[AssociationChange]:
+            vault = await self._owned_vault(uow, caller, vault_arn)
+            # Shared first: an unknown team answers what a team not shared does.
+            await self._require_shared(uow, team_id, vault.account_id)
+            team = await self._team(uow, team_id)
+            require_team_can_guard(team)
+            await self._require_guard_unfrozen(uow, vault)
+            now = self._deps.clock()
+            if plan_association(vault, team_id) is AssociationPath.IMMEDIATE:
+                await uow.vaults.save(associate_now(vault, team_id, now))
+                uow.record(team_associated(caller, vault_arn, team_id))
+                return Done("")
+            current = await self._guarding_team(uow, vault)
+            session = await self._sessions.open_session(
+                uow,
+                kind=SessionKind.ASSOCIATE_TEAM,
+                team=current,
+                requester=caller,
+                protected_resource=vault_arn,
+                comment=comment,
+                metadata={"team_id": team_id, "previous_team_id": current.team_id},
             )
-            result = AssociationChange(
-                await self._vault(uow, vault_arn),
-                await self._session_view(uow, session_id) if session_id else None,
+            await uow.vaults.save(
+                request_association_change(vault, team_id, session.session_id, now)
             )
-            await uow.commit()
-            return result
+            uow.record(
+                association_change_requested(
+                    caller, vault_arn, team_id, current.team_id, session.session_id
+                )
+            )
+            return Done(session.session_id)
 
-        return await transact(self._deps, work)
+        async def read(uow: UnitOfWork, session_id: str) -> AssociationChange:
+            return await self._association(uow, vault_arn, session_id)
+
+        return await run_once(self._deps, caller, "AssociateApprovalTeam", request_id, act, read)
 
     async def disassociate(
         self, caller: Principal, vault_arn: str, comment: str, request_id: str
@@ -383,50 +378,33 @@ class VaultService:
         require(caller, PrincipalKind.ACCOUNT)
         validate_comment(comment)
 
-        async def work(uow: UnitOfWork) -> AssociationChange:
-            async def change() -> str:
-                vault = await self._owned_vault(uow, caller, vault_arn)
-                plan_disassociation(vault)
-                await self._require_guard_unfrozen(uow, vault)
-                current = await self._guarding_team(uow, vault)
-                session = await self._sessions.open_session(
-                    uow,
-                    kind=SessionKind.DISASSOCIATE_TEAM,
-                    team=current,
-                    requester=caller,
-                    protected_resource=vault_arn,
-                    comment=comment,
-                    metadata={"previous_team_id": current.team_id},
-                )
-                now = self._deps.clock()
-                await uow.vaults.save(
-                    request_association_change(vault, None, session.session_id, now)
-                )
-                uow.record(
-                    NewEvent(
-                        "vault.association_change_requested",
-                        caller,
-                        (vault_arn, session_subject(session.session_id)),
-                        {
-                            "vault_arn": vault_arn,
-                            "team_id": "",
-                            "previous_team_id": current.team_id,
-                            "session_id": session.session_id,
-                        },
-                    )
-                )
-                return session.session_id
-
-            session_id, _ = await once(
-                uow, self._deps, caller, "DisassociateApprovalTeam", request_id, change
+        async def act(uow: UnitOfWork) -> Done[AssociationChange]:
+            vault = await self._owned_vault(uow, caller, vault_arn)
+            plan_disassociation(vault)
+            await self._require_guard_unfrozen(uow, vault)
+            current = await self._guarding_team(uow, vault)
+            session = await self._sessions.open_session(
+                uow,
+                kind=SessionKind.DISASSOCIATE_TEAM,
+                team=current,
+                requester=caller,
+                protected_resource=vault_arn,
+                comment=comment,
+                metadata={"previous_team_id": current.team_id},
             )
-            result = AssociationChange(
-                await self._vault(uow, vault_arn), await self._session_view(uow, session_id)
+            now = self._deps.clock()
+            await uow.vaults.save(request_association_change(vault, None, session.session_id, now))
+            uow.record(
+                association_change_requested(
+                    caller, vault_arn, "", current.team_id, session.session_id
+                )
             )
-            await uow.commit()
-            return result
+            return Done(session.session_id)
 
-        return await transact(self._deps, work)
+        async def read(uow: UnitOfWork, session_id: str) -> AssociationChange:
+            return await self._association(uow, vault_arn, session_id)
+
+        return await run_once(self._deps, caller, "DisassociateApprovalTeam", request_id, act, read)
 
     # --- restore access ------------------------------------------------------------------
 
@@ -441,80 +419,56 @@ class VaultService:
         require(caller, PrincipalKind.ACCOUNT)
         validate_restore_request(restore_vault_name, comment)
 
-        async def work(uow: UnitOfWork) -> GrantChange:
-            written: GrantChange | None = None
-
-            async def request() -> str:
-                nonlocal written
-                # The vault's row lock serializes requests of one (vault, account).
-                vault = await self._vault(
-                    uow, vault_arn, for_update=True, caller=caller, denied=_not_visible(vault_arn)
-                )
-                # An account that may not see the vault learns nothing of its team (or lack
-                # of one): it gets what an unknown ARN gets.
-                if not await self._sees_vault(uow, caller, vault):
-                    raise _not_visible(vault_arn)
-                team = await self._guarding_team(uow, vault)
-                await self._require_shared(uow, team.team_id, caller.subject)
-                require_no_open_grant(
-                    await uow.grants.open_for(vault_arn, caller.subject), vault_arn, caller.subject
-                )
-                now = self._deps.clock()
-                grant_id, session_id = self._deps.new_id("rag"), self._deps.new_id("ses")
-                grant = new_grant(
-                    grant_id=grant_id,
-                    vault=vault,
-                    account_id=caller.subject,
-                    restore_vault_name=restore_vault_name,
-                    session_id=session_id,
-                    comment=comment,
-                    now=now,
-                )
-                session = await self._sessions.open_session(
-                    uow,
-                    kind=SessionKind.RESTORE_ACCESS,
-                    team=team,
-                    requester=caller,
-                    protected_resource=vault_arn,
-                    comment=comment,
-                    metadata={
-                        "grant_id": grant_id,
-                        "restore_vault_name": grant.restore_vault_name,
-                        "restore_vault_arn": grant.restore_vault_arn,
-                    },
-                    session_id=session_id,
-                )
-                await uow.grants.add(grant)
-                uow.record(
-                    NewEvent(
-                        "grant.requested",
-                        caller,
-                        (f"grant:{grant_id}", vault_arn, session_subject(session_id)),
-                        {
-                            "grant_id": grant_id,
-                            "vault_arn": vault_arn,
-                            "account_id": caller.subject,
-                            "restore_vault_arn": grant.restore_vault_arn,
-                            "session_id": session_id,
-                        },
-                    )
-                )
-                written = GrantChange(grant, SessionView(session, team.name))
-                return grant_id
-
-            grant_id, _ = await once(
-                uow, self._deps, caller, "RequestRestoreAccess", request_id, request
+        async def act(uow: UnitOfWork) -> Done[GrantChange]:
+            # The vault's row lock serializes requests of one (vault, account).
+            vault = await self._vault(
+                uow, vault_arn, for_update=True, caller=caller, denied=_not_visible(vault_arn)
             )
+            # An account that may not see the vault learns nothing of its team (or lack
+            # of one): it gets what an unknown ARN gets.
+            if not await self._sees_vault(uow, caller, vault):
+                raise _not_visible(vault_arn)
+            team = await self._guarding_team(uow, vault)
+            await self._require_shared(uow, team.team_id, caller.subject)
+            require_no_open_grant(
+                await uow.grants.open_for(vault_arn, caller.subject), vault_arn, caller.subject
+            )
+            now = self._deps.clock()
+            grant_id, session_id = self._deps.new_id("rag"), self._deps.new_id("ses")
+            grant = new_grant(
+                grant_id=grant_id,
+                vault=vault,
+                account_id=caller.subject,
+                restore_vault_name=restore_vault_name,
+                session_id=session_id,
+                comment=comment,
+                now=now,
+            )
+            session = await self._sessions.open_session(
+                uow,
+                kind=SessionKind.RESTORE_ACCESS,
+                team=team,
+                requester=caller,
+                protected_resource=vault_arn,
+                comment=comment,
+                metadata={
+                    "grant_id": grant_id,
+                    "restore_vault_name": grant.restore_vault_name,
+                    "restore_vault_arn": grant.restore_vault_arn,
+                },
+                session_id=session_id,
+            )
+            await uow.grants.add(grant)
+            uow.record(grant_requested(caller, grant))
             # The grant and session in hand are what was written; a replay reads them.
-            result = written
-            if result is None:
-                grant = await uow.grants.get(grant_id)
-                assert grant is not None
-                result = GrantChange(grant, await self._session_view(uow, grant.session_id))
-            await uow.commit()
-            return result
+            return Done(grant_id, GrantChange(grant, SessionView(session, team.name)))
 
-        return await transact(self._deps, work)
+        async def read(uow: UnitOfWork, grant_id: str) -> GrantChange:
+            grant = await uow.grants.get(grant_id)
+            assert grant is not None
+            return GrantChange(grant, await self._session_view(uow, grant.session_id))
+
+        return await run_once(self._deps, caller, "RequestRestoreAccess", request_id, act, read)
 
     async def list_restore_access(
         self,
@@ -553,58 +507,46 @@ class VaultService:
         require(caller, PrincipalKind.ACCOUNT, PrincipalKind.ADMIN)
         validate_comment(comment)
 
-        async def work(uow: UnitOfWork) -> GrantChange:
-            async def start() -> str:
-                found = await uow.grants.get(grant_id)
-                if found is None:
-                    raise missing_or_denied(
-                        caller,
-                        NotFound("restore access grant", grant_id),
-                        _not_grant_owner(grant_id, caller),
-                    )
-                # Vault first, then grant: the order every use case takes these locks in.
-                vault = await self._vault(uow, found.vault_arn, for_update=True)
-                if not (caller.is_admin or caller.is_account(vault.account_id)):
-                    raise _not_grant_owner(grant_id, caller)
-                grant = await uow.grants.get(grant_id, for_update=True)
-                assert grant is not None
-                if not caller.is_admin:
-                    require_owner_may_revoke(vault, grant)
-                team = await self._guarding_team(uow, vault)
-                session_id = self._deps.new_id("ses")
-                now = self._deps.clock()
-                revoking = request_revoke(grant, session_id, now)
-                await self._sessions.open_session(
-                    uow,
-                    kind=SessionKind.REVOKE_RESTORE_ACCESS,
-                    team=team,
-                    requester=caller,
-                    protected_resource=vault.vault_arn,
-                    comment=comment,
-                    metadata={"grant_id": grant_id, "account_id": grant.account_id},
-                    session_id=session_id,
+        async def act(uow: UnitOfWork) -> Done[GrantChange]:
+            found = await uow.grants.get(grant_id)
+            if found is None:
+                raise missing_or_denied(
+                    caller,
+                    NotFound("restore access grant", grant_id),
+                    _not_grant_owner(grant_id, caller),
                 )
-                await uow.grants.save(revoking)
-                uow.record(
-                    NewEvent(
-                        "grant.revoke_requested",
-                        caller,
-                        (f"grant:{grant_id}", vault.vault_arn, session_subject(session_id)),
-                        {"grant_id": grant_id, "session_id": session_id},
-                    )
-                )
-                return session_id
-
-            session_id, _ = await once(
-                uow, self._deps, caller, "RevokeRestoreAccess", request_id, start
+            # Vault first, then grant: the order every use case takes these locks in.
+            vault = await self._vault(uow, found.vault_arn, for_update=True)
+            if not (caller.is_admin or caller.is_account(vault.account_id)):
+                raise _not_grant_owner(grant_id, caller)
+            grant = await uow.grants.get(grant_id, for_update=True)
+            assert grant is not None
+            if not caller.is_admin:
+                require_owner_may_revoke(vault, grant)
+            team = await self._guarding_team(uow, vault)
+            session_id = self._deps.new_id("ses")
+            now = self._deps.clock()
+            revoking = request_revoke(grant, session_id, now)
+            await self._sessions.open_session(
+                uow,
+                kind=SessionKind.REVOKE_RESTORE_ACCESS,
+                team=team,
+                requester=caller,
+                protected_resource=vault.vault_arn,
+                comment=comment,
+                metadata={"grant_id": grant_id, "account_id": grant.account_id},
+                session_id=session_id,
             )
+            await uow.grants.save(revoking)
+            uow.record(grant_revoke_requested(caller, grant_id, vault.vault_arn, session_id))
+            return Done(session_id)
+
+        async def read(uow: UnitOfWork, session_id: str) -> GrantChange:
             grant = await uow.grants.get(grant_id)
             assert grant is not None
-            result = GrantChange(grant, await self._session_view(uow, session_id))
-            await uow.commit()
-            return result
+            return GrantChange(grant, await self._session_view(uow, session_id))
 
-        return await transact(self._deps, work)
+        return await run_once(self._deps, caller, "RevokeRestoreAccess", request_id, act, read)
 
     async def check_access(
         self, caller: Principal, vault_arn: str, account_id: str
@@ -633,3 +575,120 @@ class VaultService:
         # The vault (it exists, whose it is) and its grants need no common snapshot: the answer
         # is the grants' as of their read (issue 11: 2 statements instead of 4).
         return await transact(self._deps, work, one_statement=True)
+
+
+# --- the effects of the vault's sessions, run by SessionService when one ends ----------------
+
+
+async def _restore_access_effect(sessions: SessionService, uow: UnitOfWork, s: Session) -> Session:
+    """The request decided: the grant is AVAILABLE, or FAILED with the session's outcome."""
+    now = sessions.now()
+    approved = s.state is SessionState.APPROVED
+    grant = await uow.grants.by_session(s.session_id, for_update=True)
+    if grant is None or grant.session_id != s.session_id:
+        return s
+    if approved:
+        grant = approve_grant(grant, now)
+        kind = "grant.available"
+    else:
+        outcome = f"the session {s.session_id} ended {s.state.value} ({s.status.value})"
+        grant = fail_grant(grant, outcome, now)
+        kind = "grant.failed"
+    await uow.grants.save(grant)
+    uow.record(grant_decided(kind, grant, s.session_id))
+    if approved:
+        return await sessions.executed(
+            uow, s, True, f"restore access grant {grant.grant_id} is AVAILABLE"
+        )
+    return s
+
+
+async def _revoke_effect(sessions: SessionService, uow: UnitOfWork, s: Session) -> Session:
+    """The revocation decided: the grant is REVOKED, or keeps its access."""
+    now = sessions.now()
+    approved = s.state is SessionState.APPROVED
+    grant = await uow.grants.by_session(s.session_id, for_update=True)
+    if grant is None or grant.revoke_session_id != s.session_id:
+        if approved:
+            return await sessions.executed(uow, s, False, "the grant has no such revocation")
+        return s
+    grant = revoke(grant, s.session_id, now) if approved else drop_revoke(grant, s.session_id, now)
+    await uow.grants.save(grant)
+    kind = "grant.revoked" if approved else "grant.revoke_dropped"
+    uow.record(grant_decided(kind, grant, s.session_id))
+    if approved:
+        return await sessions.executed(
+            uow, s, True, f"restore access grant {grant.grant_id} is REVOKED"
+        )
+    return s
+
+
+async def _association_effect(sessions: SessionService, uow: UnitOfWork, s: Session) -> Session:
+    """The change of the vault's team decided: applied if its target may still guard the
+    vault, dropped otherwise."""
+    now = sessions.now()
+    approved = s.state is SessionState.APPROVED
+    vault = await uow.vaults.get(s.protected_resource, for_update=True)
+    pending = vault.pending_association if vault else None
+    if vault is None or pending is None or pending.session_id != s.session_id:
+        if approved:
+            return await sessions.executed(uow, s, False, "the vault has no such change")
+        return s
+    # What associate checked may have changed while the session was pending: the
+    # target must still be ACTIVE and shared with the vault's account.
+    refusal = ""
+    if approved and pending.team_id is not None:
+        target = await uow.teams.get(pending.team_id)
+        owner = Principal(PrincipalKind.ACCOUNT, vault.account_id)
+        if target is None or target.state is not TeamState.ACTIVE:
+            refusal = f"team {pending.team_id} is no longer ACTIVE"
+        elif await uow.shares.get(pending.team_id, owner) is None:
+            refusal = f"team {pending.team_id} is no longer shared with account {vault.account_id}"
+    target_ok = not refusal
+    if approved and target_ok:
+        changed = apply_association_change(vault, s.session_id, now)
+    else:
+        changed = drop_association_change(vault, s.session_id, now)
+    await uow.vaults.save(changed)
+    uow.record(association_change_decided(vault, changed, s.session_id, approved and target_ok))
+    if approved:
+        message = (
+            f"the vault's team is now {changed.team_id or 'none'}"
+            if target_ok
+            else f"{refusal}; the vault kept its team"
+        )
+        return await sessions.executed(uow, s, target_ok, message)
+    return s
+
+
+VAULT_EFFECTS: Mapping[SessionKind, Effect] = {
+    SessionKind.RESTORE_ACCESS: _restore_access_effect,
+    SessionKind.REVOKE_RESTORE_ACCESS: _revoke_effect,
+    SessionKind.ASSOCIATE_TEAM: _association_effect,
+    SessionKind.DISASSOCIATE_TEAM: _association_effect,
+}
+
+
+async def end_team_guard(uow: UnitOfWork, team_id: str, now: datetime) -> None:
+    """The team is DELETED: its vault associations end, and the open grants of the vaults it
+    guarded end with it (AVAILABLE ones REVOKED)."""
+    for vault_arn in await uow.vaults.of_team(team_id):
+        vault = await uow.vaults.get(vault_arn, for_update=True)
+        if vault is None:
+            continue
+        guarded = vault.team_id == team_id
+        changed = on_team_deleted(vault, team_id, now)
+        if changed is not vault:
+            await uow.vaults.save(changed)
+            uow.record(team_removed(changed, team_id))
+        if not guarded:
+            continue
+        for grant_id in await uow.grants.open_of_vaults([vault_arn]):
+            grant = await uow.grants.get(grant_id, for_update=True)
+            if grant is None:
+                continue
+            ended = end_with_team(grant, now)
+            if ended is grant:
+                continue
+            await uow.grants.save(ended)
+            uow.record(grant_ended_with_team(ended, team_id))

@@ -115,9 +115,19 @@ def chain(head_seq: int, head_hash: bytes, new: Sequence[NewEvent], time: dateti
 
 CALL_DENIED = "call.denied"
 
-# Every type a use case appends, in the order of docs/event-log.md's table. The app layer spells
-# them where it records them; tests/unit/test_event_type_names.py holds the app, this list and
-# the docs' table together, and tests/integration/test_event_types.py drives each of them.
+
+def call_denied(
+    caller: Principal, method: str, code: str, reason: str, subjects: tuple[str, ...]
+) -> NewEvent:
+    """A refused call: method, code and reason only, never the request's payload."""
+    return NewEvent(
+        CALL_DENIED, caller, subjects, {"method": method, "code": code, "reason": reason}
+    )
+
+
+# Every type a use case appends, in the order of docs/event-log.md's table. Each is spelled in its
+# constructor (the domain's *_events modules); tests/unit/test_event_type_names.py holds them,
+# this list and the docs' table together, and tests/integration/test_event_types.py drives each.
 # A closed set: the log refuses any other at append (persistence/event_log.py), so a family
 # filter ("team.") can be expanded to its members and each served by the (type, seq) index,
 # instead of a prefix scan of the log.

@@ -1,4 +1,5 @@
-"""Opaque page tokens (AIP-158), bound to the query that produced them."""
+"""Opaque page tokens (AIP-158), bound to the query that produced them, and the cursors they
+carry: a key, or a time and a key for lists in time order."""
 
 from __future__ import annotations
 
@@ -7,11 +8,16 @@ import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Generic, TypeVar
 
 from airlock_server.domain.errors import InvalidArgument
+from airlock_server.domain.events import format_time
 
 T = TypeVar("T")
+
+# Page cursors of time-ordered lists: (create_time, id), newest first.
+TimeCursor = tuple[datetime, str]
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
@@ -66,3 +72,33 @@ def page_of(
         return Page(tuple(rows))
     items = tuple(rows[:limit])
     return Page(items, encode_token(key(items[-1]), query))
+
+
+def encode_cursor(t: datetime, key: str) -> str:
+    return f"{format_time(t)}|{key}"
+
+
+def decode_cursor(cursor: str | None) -> TimeCursor | None:
+    if cursor is None:
+        return None
+    raw_time, sep, key = cursor.partition("|")
+    try:
+        if not sep:
+            raise ValueError(cursor)
+        t = datetime.strptime(raw_time, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    except ValueError as exc:
+        raise InvalidArgument.field("page_token", "not a page token this service issued") from exc
+    return t, key
+
+
+def time_page(
+    rows: Sequence[T],
+    limit: int,
+    key: Callable[[T], TimeCursor],
+    query: Mapping[str, object],
+) -> Page[T]:
+    """page_of for rows in time order: the token carries the last item's (time, key)."""
+    if len(rows) <= limit:
+        return Page(tuple(rows))
+    items = tuple(rows[:limit])
+    return Page(items, encode_token(encode_cursor(*key(items[-1])), query))
