@@ -9,9 +9,10 @@ against a real server, tests/unit/test_authorization_doc.py fails when the doc d
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
+
+from generated_doc import write_or_check
 
 REPO = Path(__file__).resolve().parent.parent
 DOC = REPO / "docs" / "authorization.md"
@@ -98,32 +99,17 @@ def render() -> str:
             )
             target = row.target or "—"
             out.append(f"| {row.rpc} | {target} | {cells} |\n")
-        notes = [r for r in rows if r.note or r.pending]
+        notes = [r for r in rows if r.note]
         if notes:
             out.append("\n")
             for row in notes:
-                text = row.note
-                if row.pending:
-                    text = (
-                        f"{text}; " if text else ""
-                    ) + f"the intended rule, implemented by {row.pending}"
                 where = f" — {row.target}" if row.target else ""
-                out.append(f"- {row.rpc}{where}: {text}.\n")
+                out.append(f"- {row.rpc}{where}: {row.note}.\n")
     return "".join(out)
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 if the doc is stale")
-    args = parser.parse_args()
-    text = render()
-    if args.check:
-        if not DOC.exists() or DOC.read_text(encoding="utf-8") != text:
-            print(f"{DOC.relative_to(REPO)} is stale: run scripts/authorization_doc.py")
-            return 1
-        return 0
-    DOC.write_text(text, encoding="utf-8")
-    return 0
+    return write_or_check(__doc__.splitlines()[0], DOC, render)
 
 
 if __name__ == "__main__":

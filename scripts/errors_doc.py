@@ -10,11 +10,12 @@ reasons with exactly these codes, and that docs/errors.md is this script's outpu
 
 from __future__ import annotations
 
-import argparse
 import re
 import sys
 from pathlib import Path
 from typing import NamedTuple
+
+from generated_doc import write_or_check
 
 REPO = Path(__file__).resolve().parent.parent
 PROTO = REPO / "proto" / "airlock" / "v1" / "errors.proto"
@@ -116,19 +117,7 @@ def render(entries: list[Entry] | None = None) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 if the doc is stale")
-    args = parser.parse_args()
-    text = render()
-    if args.check:
-        if DOC.read_text(encoding="utf-8") != text:
-            print("docs/errors.md is stale; run: python scripts/errors_doc.py")
-            return 1
-        print("docs/errors.md is up to date")
-        return 0
-    DOC.write_text(text, encoding="utf-8")
-    print(f"wrote {DOC.relative_to(REPO)}")
-    return 0
+    return write_or_check(__doc__.splitlines()[0], DOC, render)
 
 
 if __name__ == "__main__":

@@ -8,13 +8,13 @@ from datetime import timedelta
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from airlock_server.app.audit import AuditService, LogKey
-from airlock_server.app.common import Deps
+from airlock_server.app.common import Deps, utcnow
 from airlock_server.app.credential_cache import CredentialCache
 from airlock_server.app.feed import EventFeed
 from airlock_server.app.identity import IdentityService
 from airlock_server.app.notifications import Dispatcher, DispatchSettings, NotificationService
 from airlock_server.app.passkeys import InvitationLinks, PortalService
-from airlock_server.app.ports import NotificationSender, UnitOfWork
+from airlock_server.app.ports import Clock, NotificationSender, UnitOfWork
 from airlock_server.app.sessions import SessionService
 from airlock_server.app.teams import TeamService
 from airlock_server.app.vaults import VaultService
@@ -101,7 +101,15 @@ def dispatcher_of(deps: Deps, settings: Settings) -> tuple[Dispatcher, WebhookSe
     return Dispatcher(deps, senders, dispatch), webhooks
 
 
-def wire(settings: Settings, log_key: LogKey | None = None) -> Wiring:
+def wire(
+    settings: Settings,
+    log_key: LogKey | None = None,
+    *,
+    clock: Clock = utcnow,
+    routing: Routing | None = None,
+) -> Wiring:
+    """The use cases on the database of `settings`. Tests pass their own `clock`, and the
+    `routing` of notices that the settings would otherwise give (routing_of)."""
     engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
     sessions = session_factory(engine)
     # The log key signs every append's head and keys the rows' MACs: the database is not
@@ -136,13 +144,13 @@ def wire(settings: Settings, log_key: LogKey | None = None) -> Wiring:
             log_appender=log_appender,
         )
 
-    routing = routing_of(settings)
+    routing = routing or routing_of(settings)
 
     # SQLite: one process, which drops what it revokes itself. PostgreSQL: replicas, so the
     # cache waits for the LISTEN connection that tells it what others changed.
     credentials = CredentialCache(live=not postgres)
     watch = CredentialWatch(settings.database_url, credentials) if postgres else None
-    deps = Deps(uow=uow, region=settings.region, credentials=credentials)
+    deps = Deps(uow=uow, clock=clock, region=settings.region, credentials=credentials)
     log = SqlEventLogReader(sessions)
     # One follower of the log per process (WatchEvents, WatchSession): it waits on the
     # signal, and reads again after `poll` at the latest (a lost notification, SQLite's

@@ -67,9 +67,7 @@ class Row:
     """One RPC aimed at one object of the world.
 
     `ok`: who gets OK. Everyone else with a credential gets PERMISSION_DENIED unless `other`
-    names another answer; no credential is always UNAUTHENTICATED. `pending` names the issue
-    that implements the RPC when this branch does not yet (the test expects those cells to
-    fail until then).
+    names another answer; no credential is always UNAUTHENTICATED.
     """
 
     service: str
@@ -79,7 +77,6 @@ class Row:
     note: str = ""
     other: tuple[tuple[str, str], ...] = ()
     mutates: bool = False
-    pending: str = ""
     stream: bool = False
     answers: dict[str, str] = field(init=False, compare=False, repr=False)
 

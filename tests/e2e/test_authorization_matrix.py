@@ -90,7 +90,6 @@ NAMED_BY_METADATA = {
     name.split("_")[0] + "".join(w.title() for w in name.split("_")[1:]): prefix
     for name, prefix in NAMED_BY_FIELD.items()
 }
-PENDING_REASON = "AuditService arrives with issue 4"
 ACTIVE = team_pb2.ApprovalTeam.STATE_ACTIVE
 
 
@@ -757,11 +756,7 @@ def matrix(server: ServerProcess) -> Iterator[Matrix]:
 def _cells() -> Iterator[Any]:
     for row in ROWS:
         for who in KEYS:
-            marks = []
-            if row.pending and who in CREDENTIALED:
-                # UNIMPLEMENTED on this branch, for every credential (the refusals too).
-                marks.append(pytest.mark.xfail(strict=True, reason=PENDING_REASON))
-            yield pytest.param(row, who, marks=marks, id=f"{row.id}-{who}")
+            yield pytest.param(row, who, id=f"{row.id}-{who}")
 
 
 def test_the_builders_match_the_table() -> None:

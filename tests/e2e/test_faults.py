@@ -13,7 +13,7 @@ in flight when the fault strikes:
   through it resumes where it was.
 
 A vote answered UNAVAILABLE is sent again with its request_id, as a client does: the answer is
-then its first outcome. Afterwards the invariants of tests/e2e/test_replica_races.py hold (every
+then its first outcome. Afterwards the invariants of tests/e2e/replicas.py hold (every
 acknowledged vote stored exactly once and no other, one final state and one grant per approved
 session, gap-free seq, the hash chain recomputed and VerifyLog intact) and no client saw INTERNAL
 or UNKNOWN. The figures (outage to first successful call, codes seen meanwhile) are printed for
@@ -38,18 +38,17 @@ import grpc
 import pytest
 import pytest_asyncio
 from e2e.pg_cluster import PG_BIN, PgCluster, pg_cluster
-from e2e.test_replica_races import (  # the fixture `world` builds the team on `cluster` here
+from e2e.replicas import (
     BIN,
     REPLICAS,
     Cluster,
     Outcomes,
-    Replica,
     World,
-    _check,
-    _env,
-    _server_command,
-    _start,
-    world,
+    check_invariants,
+    replicas_on,
+    server_env,
+    start_replica,
+    team_world,
 )
 from google.protobuf import json_format
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -60,8 +59,6 @@ from airlock_cli.sessions import outcome_exit_code
 from airlock_client import AirlockClient, AirlockError, RetryPolicy
 
 pytestmark = [pytest.mark.postgres, pytest.mark.asyncio, pytest.mark.timeout(600)]
-
-__all__ = ["world"]  # a fixture, used by name
 
 log = logging.getLogger("airlock.tests.faults")
 
@@ -91,20 +88,14 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultCluster]:
     directory = tmp_path_factory.mktemp("faults")
     with pg_cluster() as pg:
         url = pg.create_database("airlock")
-        _server_command(url, "migrate")
-        token_file = directory / "admin.token"
-        key_file = str(directory / "log-key.pem")
-        _server_command(
-            url, "--log-key-file", key_file, "bootstrap", "--admin-token-file", str(token_file)
-        )
-        replicas: list[Replica] = []
-        try:
-            for index in range(REPLICAS):
-                replicas.append(_start(url, directory, index))
-            yield FaultCluster(url, token_file.read_text().strip(), replicas, directory, pg)
-        finally:
-            codes = [r.stop() for r in replicas]
-        assert codes == [0] * REPLICAS, "\n".join(r.log()[-3000:] for r in replicas)
+        with replicas_on(url, directory) as (token, replicas):
+            yield FaultCluster(url, token, replicas, directory, pg)
+
+
+@pytest_asyncio.fixture
+async def world(cluster: FaultCluster) -> AsyncIterator[World]:
+    async with team_world(cluster) as built:
+        yield built
 
 
 # --- votes, health, a prober, the CLI ---------------------------------------------------------
@@ -274,7 +265,7 @@ def _watch(target: str, token_file: Path, session_id: str) -> subprocess.Popen[s
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=_env(),
+        env=server_env(),
     )
 
 
@@ -296,7 +287,7 @@ def _tail(target: str, token_file: Path, from_seq: int) -> Tail:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env=_env(),
+            env=server_env(),
         )
     )
 
@@ -380,7 +371,7 @@ async def test_votes_ride_through_a_postgresql_restart(world: World, auditor: Au
     assert last["state"] in ("STATE_APPROVED", "STATE_FAILED"), last
     final = json_format.ParseDict(last, session_pb2.Session())
     assert watch.returncode == outcome_exit_code(final), watch_err
-    await _check(world, session_ids, _outcomes(ballots))
+    await check_invariants(world, session_ids, _outcomes(ballots))
     # The tail printed every event from where it began, each once, through the outage.
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), seqs
     assert "INTERNAL" not in err, err
@@ -419,7 +410,7 @@ async def test_votes_survive_kill_9_of_a_replica(world: World, auditor: Auditor)
         victim.process.wait(timeout=BOUND)
         # A new replica on the same port: its clients (and the tail) reconnect to it.
         cluster.replicas[victim_index] = await asyncio.to_thread(
-            _start, cluster.url, cluster.directory, REPLICAS + 1, victim.target
+            start_replica, cluster.url, cluster.directory, REPLICAS + 1, victim.target
         )
         back = time.monotonic()
         await voting
@@ -428,7 +419,7 @@ async def test_votes_survive_kill_9_of_a_replica(world: World, auditor: Auditor)
     finally:
         seqs, err = tail.stop()
     _assert_answers(ballots)
-    await _check(world, session_ids, _outcomes(ballots))
+    await check_invariants(world, session_ids, _outcomes(ballots))
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), seqs
     assert "INTERNAL" not in err, err
     log.info(
@@ -464,7 +455,7 @@ async def test_votes_ride_through_pg_ctl_restart_fast(world: World, auditor: Aud
     finally:
         probing.cancel()
     _assert_answers(ballots)
-    await _check(world, session_ids, _outcomes(ballots))
+    await check_invariants(world, session_ids, _outcomes(ballots))
     first_ok = prober.first_ok_after(restarted)
     during = prober.codes_between(began, first_ok) - {"OK"}
     assert not during & SERVER_ERRORS, during

@@ -1,5 +1,5 @@
 """Test helpers shared by every suite: a database of the test's own on SQLite or PostgreSQL,
-and the use cases wired on it with a clock the test moves.
+and the server's own wiring on it with a clock the test moves.
 
 Import it as `from integration.harness import ...` (tests/ is on sys.path through its conftest;
 a module named `conftest` is ambiguous, since several directories have one). The fixtures built
@@ -29,21 +29,13 @@ from airlock_server.app.audit import AuditService, LogKey
 from airlock_server.app.common import Deps
 from airlock_server.app.identity import IdentityService
 from airlock_server.app.notifications import NotificationService
-from airlock_server.app.ports import UnitOfWork
 from airlock_server.app.sessions import SessionService
 from airlock_server.app.teams import TeamService
 from airlock_server.app.vaults import VaultService
+from airlock_server.bootstrap import Wiring, wire
+from airlock_server.config import Settings
 from airlock_server.domain.notifications import Routing
-from airlock_server.persistence.activity import activity_writer_of
-from airlock_server.persistence.db import create_engine, session_factory
-from airlock_server.persistence.event_log import (
-    PgListenSignal,
-    PollSignal,
-    SqlEventLogReader,
-    log_appender_of,
-)
-from airlock_server.persistence.seal import Sealer
-from airlock_server.persistence.uow import SqlUnitOfWork
+from airlock_server.persistence.event_log import PgListenSignal, PollSignal
 
 POSTGRES_SERVER = os.environ.get(
     "AIRLOCK_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -123,80 +115,104 @@ class FakeClock:
 
 @dataclass
 class Harness:
-    """The app on one database: the use cases, a clock to move, and raw SQL for checks."""
+    """The server's own wiring (bootstrap.wire) on one database, with a clock the test moves,
+    and raw SQL for checks."""
 
     url: str
-    engine: AsyncEngine
     clock: FakeClock
-    deps: Deps
-    identities: IdentityService
-    teams: TeamService
-    sessions: SessionService
-    vaults: VaultService
-    audit: AuditService
-    signal: PgListenSignal | PollSignal
-    notifications: NotificationService
+    wiring: Wiring
+
+    @property
+    def engine(self) -> AsyncEngine:
+        return self.wiring.engine
+
+    @property
+    def deps(self) -> Deps:
+        return self.wiring.deps
+
+    @property
+    def identities(self) -> IdentityService:
+        return self.wiring.app.identities
+
+    @property
+    def teams(self) -> TeamService:
+        return self.wiring.app.teams
+
+    @property
+    def sessions(self) -> SessionService:
+        return self.wiring.app.sessions
+
+    @property
+    def vaults(self) -> VaultService:
+        return self.wiring.app.vaults
+
+    @property
+    def audit(self) -> AuditService:
+        return self.wiring.app.audit
+
+    @property
+    def notifications(self) -> NotificationService:
+        return self.wiring.notifications
+
+    @property
+    def signal(self) -> PgListenSignal | PollSignal:
+        return self.wiring.signal
 
     @property
     def backend(self) -> str:
         return self.engine.dialect.name
 
-    async def count(self, table: str) -> int:
+    async def count(self, table: str, where: str = "") -> int:
         async with self.engine.connect() as conn:
-            value = await conn.scalar(text(f"SELECT count(*) FROM {table}"))
+            value = await conn.scalar(
+                text(f"SELECT count(*) FROM {table}" + (f" WHERE {where}" if where else ""))
+            )
         return int(value or 0)
 
     async def counts(self, *tables: str) -> dict[str, int]:
         return {t: await self.count(t) for t in tables}
 
+    async def snapshot(self) -> dict[str, object]:
+        """What a refused call must leave as it was."""
+        out: dict[str, object] = {}
+        async with self.engine.connect() as conn:
+            for table, order in (
+                ("sessions", "session_id"),
+                ("votes", "session_id, approver_id"),
+                ("vaults", "vault_arn"),
+                ("restore_access_grants", "grant_id"),
+            ):
+                rows = await conn.execute(text(f"SELECT * FROM {table} ORDER BY {order}"))
+                out[table] = [tuple(r) for r in rows]
+            out["events"] = await conn.scalar(text("SELECT count(*) FROM events"))
+        return out
+
     async def close(self) -> None:
-        await self.signal.close()
-        await self.engine.dispose()
+        await self.wiring.close()
 
 
 def build_harness(
-    url: str, clock: FakeClock, log_key: LogKey | None = None, *, routing: Routing | None = None
+    url: str,
+    clock: FakeClock,
+    log_key: LogKey | None = None,
+    *,
+    routing: Routing | None = None,
+    region: str = Settings.region,
+    poll: float = 0.05,
+    watch_poll: float = 2.0,
 ) -> Harness:
-    """What bootstrap.wire() builds, with the test's own clock; with `log_key`, appends are
-    signed and rows MACed with it, as a server with a key file (docs/threat-model.md);
-    `routing`: where email notifications go (by default none, webhooks only)."""
-    engine = create_engine(url, pool_size=5)
-    sessions = session_factory(engine)
-    sealer = Sealer(log_key)
-    activity_writer = activity_writer_of(engine)
-    log_appender = log_appender_of(engine)
-
-    def uow(*, read_only: bool = False, one_statement: bool = False) -> UnitOfWork:
-        return SqlUnitOfWork(
-            sessions,
-            clock,
-            read_only=read_only,
-            one_statement=one_statement,
-            sealer=sealer,
-            routing=routing,
-            activity_writer=activity_writer,
-            log_appender=log_appender,
-        )
-
-    deps = Deps(uow=uow, clock=clock)
-    signal: PgListenSignal | PollSignal = (
-        PgListenSignal(url) if engine.dialect.name == "postgresql" else PollSignal(0.05)
+    """bootstrap.wire() with the test's own clock; with `log_key`, appends are signed and rows
+    MACed with it, as a server with a key file (docs/threat-model.md); `routing`: where email
+    notifications go (by default none, webhooks only); `poll` (SQLite's) and `watch_poll`
+    (the safety poll): how soon watchers see what others committed."""
+    settings = Settings(
+        database_url=url,
+        db_pool_size=5,
+        region=region,
+        events_poll_interval=poll,
+        events_safety_poll=watch_poll,
     )
-    log = SqlEventLogReader(sessions)
-    sessions_app = SessionService(deps, 2.0, log=log, signal=signal)
-    return Harness(
-        url,
-        engine,
-        clock,
-        deps,
-        IdentityService(deps),
-        TeamService(deps),
-        sessions_app,
-        VaultService(deps, sessions_app),
-        AuditService(deps, log, signal, log_key, watch_poll=2.0),
-        signal,
-        NotificationService(deps),
-    )
+    return Harness(url, clock, wire(settings, log_key, clock=clock, routing=routing))
 
 
 @dataclass

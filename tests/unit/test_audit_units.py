@@ -20,7 +20,7 @@ from airlock_server.domain.events import (
     type_matches,
 )
 from airlock_server.domain.principals import SYSTEM
-from airlock_server.transport.interceptors import denied_subjects
+from airlock_server.transport.refusals import denied_subjects
 
 T0 = datetime(2025, 1, 2, tzinfo=UTC)
 

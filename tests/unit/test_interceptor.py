@@ -22,7 +22,8 @@ from airlock.v1 import vault_service_pb2, vault_service_pb2_grpc
 from airlock_server.app.identity import Caller, IdentityService
 from airlock_server.domain.errors import InvalidArgument, NotFound, Unauthenticated
 from airlock_server.domain.principals import Principal, PrincipalKind
-from airlock_server.transport.interceptors import RpcInterceptor, current_principal
+from airlock_server.transport.authentication import current_principal
+from airlock_server.transport.interceptors import RpcInterceptor
 
 GOOD = "alk_good-token-0123456789abcdefghijklmnopqrstuvwxyz"
 APPROVER = "alk_approver-token-0123456789abcdefghijklmnopqrstuv"

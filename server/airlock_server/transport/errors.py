@@ -81,3 +81,16 @@ def internal_status() -> status_pb2.Status:
         message="internal error; the server logged the details",
         details=[_pack(error_details_pb2.ErrorInfo(reason=Reason.INTERNAL, domain=DOMAIN))],
     )
+
+
+def domain_error_of(method: str, error: Exception) -> e.DomainError | None:
+    """What a handler's exception answers: a DomainError itself; a NotImplementedError (a
+    generated base servicer's method) UNIMPLEMENTED; anything else None, a bug (INTERNAL)."""
+    if isinstance(error, e.DomainError):
+        return error
+    if isinstance(error, NotImplementedError):
+        return e.Unimplemented(
+            f"{method} is part of the contract but not implemented by this server yet",
+            metadata={"method": method},
+        )
+    return None

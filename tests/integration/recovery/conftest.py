@@ -6,17 +6,25 @@ from collections.abc import AsyncIterator
 
 import pytest_asyncio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from recovery_world import APPROVERS, OWNER, RECOVERY, STRANGER, Clock, World, wire  # type: ignore[import-not-found]
+from integration.harness import FakeClock
+from integration.recovery.recovery_world import (
+    APPROVERS,
+    OWNER,
+    RECOVERY,
+    STRANGER,
+    World,
+    replica,
+)
 
 from airlock_server.app.audit import LogKey
 
 
 @pytest_asyncio.fixture
 async def world(database_url: str) -> AsyncIterator[World]:
-    clock = Clock()
+    clock = FakeClock()
     # A server with a log key, as bootstrap makes one: without it there are no approval proofs.
     log_key = LogKey(Ed25519PrivateKey.generate())
-    app = wire(database_url, clock, log_key=log_key)
+    app = replica(database_url, clock, log_key)
     issued = await app.identities.bootstrap_admin()
     admin = (await app.identities.authenticate(issued.token)).principal
     keys = {name: Ed25519PrivateKey.generate() for name in (*APPROVERS, "dave", "erin")}
@@ -33,4 +41,4 @@ async def world(database_url: str) -> AsyncIterator[World]:
         yield w
     finally:
         for wiring in w.wirings:
-            await wiring.engine.dispose()
+            await wiring.close()

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from recovery_world import World, rehash  # type: ignore[import-not-found]
+from integration.recovery.recovery_world import World, rehash
 
 from airlock_client import keys
 from airlock_client.proof import _timestamp_session, checkpoint_message, verify_proof

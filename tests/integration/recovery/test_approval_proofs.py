@@ -13,7 +13,7 @@ import json
 from typing import Any
 
 import pytest
-from recovery_world import World, rehash  # type: ignore[import-not-found]
+from integration.recovery.recovery_world import World, rehash
 
 from airlock_client.proof import PROOF_FORMAT, verify_proof
 from airlock_server.domain.errors import FailedPrecondition, NotFound, PermissionDenied

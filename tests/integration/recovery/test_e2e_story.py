@@ -18,7 +18,7 @@ import pytest
 import pytest_asyncio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from google.rpc import error_details_pb2, status_pb2
-from recovery_world import raw_key  # type: ignore[import-not-found]
+from integration.recovery.recovery_world import raw_key
 
 from airlock.v1 import (
     approver_service_pb2,

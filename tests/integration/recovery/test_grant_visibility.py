@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from recovery_world import OWNER, RECOVERY, World  # type: ignore[import-not-found]
+from integration.recovery.recovery_world import OWNER, RECOVERY, World
 
 from airlock_server.domain.errors import InvalidArgument
 from airlock_server.domain.principals import Principal, PrincipalKind

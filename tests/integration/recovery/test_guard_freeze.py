@@ -13,7 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from recovery_world import RECOVERY, World  # type: ignore[import-not-found]
+from integration.recovery.recovery_world import RECOVERY, World
 from sqlalchemy import select
 
 from airlock_server.app.sessions import session_subject

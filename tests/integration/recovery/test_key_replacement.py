@@ -8,7 +8,7 @@ import json
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from recovery_world import World, raw_key  # type: ignore[import-not-found]
+from integration.recovery.recovery_world import World, raw_key
 from sqlalchemy import text
 
 from airlock_client.proof import verify_proof

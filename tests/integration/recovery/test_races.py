@@ -13,7 +13,8 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from recovery_world import RECOVERY, Wiring, World  # type: ignore[import-not-found]
+from integration.harness import Harness
+from integration.recovery.recovery_world import RECOVERY, World
 from sqlalchemy import text
 
 from airlock_server.domain.errors import FailedPrecondition
@@ -32,7 +33,7 @@ def backend(request: pytest.FixtureRequest) -> str:
     return value
 
 
-async def _setup(world: World) -> tuple[list[Wiring], list[str]]:
+async def _setup(world: World) -> tuple[list[Harness], list[str]]:
     team = await world.make_team("race", MEMBERS, m=M)
     await world.share(team, world.owner)
     await world.share(team, world.recovery)
@@ -154,7 +155,7 @@ async def test_votes_race_expiry(world: World) -> None:
             await world.vote(name, session_id, VoteDecision.APPROVE, app=rng.choice(replicas))
         assert err.value.reason in ("SESSION_EXPIRED", "SESSION_NOT_PENDING")
 
-    async def sweep(replica: Wiring) -> None:
+    async def sweep(replica: Harness) -> None:
         swept.append(await replica.sessions.sweep_expired_sessions())
 
     async def read(session_id: str) -> None:

@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 import pytest
-from recovery_world import OWNER, RECOVERY, World  # type: ignore[import-not-found]
+from integration.recovery.recovery_world import OWNER, RECOVERY, World
 
 from airlock_server.app.ports import SessionQuery
 from airlock_server.domain.errors import (

@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from integration.recovery.recovery_world import World
 from integration.tamper import change_one_byte, drop_guards
-from recovery_world import World  # type: ignore[import-not-found]
 from sqlalchemy import text
 
 from airlock_client.proof import verify_proof

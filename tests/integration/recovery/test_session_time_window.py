@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 
 import pytest
 import pytest_asyncio
-from recovery_world import OWNER, RECOVERY, World  # type: ignore[import-not-found]
+from integration.recovery.recovery_world import OWNER, RECOVERY, World
 
 from airlock_client import AirlockClient
 from airlock_server.app.audit import AuditService

@@ -8,7 +8,7 @@ import grpc
 import pytest
 from google.protobuf import field_mask_pb2
 from google.rpc import error_details_pb2, status_pb2
-from recovery_world import RECOVERY, World, raw_key  # type: ignore[import-not-found]
+from integration.recovery.recovery_world import RECOVERY, World, raw_key
 from sqlalchemy import text
 
 from airlock.v1 import team_pb2, team_service_pb2, team_service_pb2_grpc

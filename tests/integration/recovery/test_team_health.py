@@ -8,7 +8,8 @@ from datetime import timedelta
 
 import pytest
 from alembic import command
-from recovery_world import Wiring, World  # type: ignore[import-not-found]
+from integration.harness import Harness
+from integration.recovery.recovery_world import World
 from sqlalchemy import text
 
 from airlock_server.app.ports import SessionQuery
@@ -37,7 +38,7 @@ DAY = timedelta(days=1)
 
 
 async def health(
-    world: World, window: timedelta | None = None, app: Wiring | None = None
+    world: World, window: timedelta | None = None, app: Harness | None = None
 ) -> TeamHealth:
     app = app or world.app
     found: TeamHealth = await app.teams.get_team_health(world.admin, world.team_id, window)

@@ -7,10 +7,11 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from recovery_world import World, raw_key  # type: ignore[import-not-found]
+from integration.recovery.recovery_world import World, raw_key
 from sqlalchemy import text
 
 from airlock_server.app.teams import TeamUpdate
@@ -290,7 +291,9 @@ async def test_a_disabled_approver_stops_at_once(world: World) -> None:
     subjects, details = disabled[0]
     assert f"credential:{cred.credential.credential_id}" in subjects
     assert details["revoked_credential_ids"] == [cred.credential.credential_id]
-    assert sorted(details["excluded_from_session_ids"]) == sorted([counted, doomed])  # type: ignore[call-overload]
+    excluded = details["excluded_from_session_ids"]
+    assert isinstance(excluded, list)
+    assert sorted(excluded) == sorted([counted, doomed])
     assert invitation.invitation_state is InvitationState.PENDING
 
 
@@ -321,14 +324,17 @@ async def test_a_generic_session_cannot_pass_for_airlocks_own(world: World, acti
 # --- 8. proofs: pinned keys, relabelled kinds, enrollments ------------------------------------
 
 
-async def _proof(world: World) -> dict[str, object]:
+async def _proof(world: World) -> dict[str, Any]:
     view = await world.app.sessions.start_session(
         world.service, world.team_id, "deploy", "svc/prod", {}, "", ""
     )
     sid = view.session.session_id
     await world.vote("alice", sid)
     await world.vote("bob", sid)
-    return json.loads(await world.app.sessions.export_approval_proof(world.admin, sid))  # type: ignore[no-any-return]
+    proof: dict[str, Any] = json.loads(
+        await world.app.sessions.export_approval_proof(world.admin, sid)
+    )
+    return proof
 
 
 async def test_a_proof_needs_pinned_approver_keys(world: World) -> None:
@@ -347,7 +353,7 @@ async def test_a_generic_proof_relabelled_restore_access_is_not_valid(world: Wor
     from airlock_client.proof import verify_proof
 
     proof = await _proof(world)
-    proof["session"]["kind"] = "RESTORE_ACCESS"  # type: ignore[index]
+    proof["session"]["kind"] = "RESTORE_ACCESS"
     assert world.log_key is not None
     verdict = verify_proof(json.dumps(proof), world.log_key.public_key, approver_keys=world.pins())
     assert verdict.verdict == "NOT VALID"
@@ -365,27 +371,27 @@ async def test_an_enrollment_after_the_session_or_a_second_acceptance_is_not_val
     from airlock_client.proof import _check_enrollments
 
     proof = await _proof(world)
-    events = {e["seq"]: e for e in proof["events"]}  # type: ignore[attr-defined]
+    events = {e["seq"]: e for e in proof["events"]}
     created = next(s for s, e in events.items() if e["type"] == "session.created")
     accepted = {
         e["details"]["invitation_id"]: s
         for s, e in events.items()
         if e["type"] == "invitation.accepted"
     }
-    members = {a["approver_id"]: bytes.fromhex(a["public_key"]) for a in proof["team"]["approvers"]}  # type: ignore[index]
+    members = {a["approver_id"]: bytes.fromhex(a["public_key"]) for a in proof["team"]["approvers"]}
     alice_seq = next(
         s
         for s, e in events.items()
         if e["type"] == "invitation.accepted" and "approver:alice" in e["subjects"]
     )
     problems: list[str] = []
-    _check_enrollments(None, events, proof["session"], members, ["alice"], problems)  # type: ignore[arg-type]
+    _check_enrollments(None, events, proof["session"], members, ["alice"], problems)
     assert problems == []
     # The enrollment moved after session.created.
     late = dict(events)
     late[created + 1000] = {**events[alice_seq], "seq": created + 1000}
     del late[alice_seq]
-    _check_enrollments(None, late, proof["session"], members, ["alice"], problems)  # type: ignore[arg-type]
+    _check_enrollments(None, late, proof["session"], members, ["alice"], problems)
     assert any("is not before the session" in p for p in problems)
     # Alice's invitation accepted before, by another acceptance event: hers is not the first.
     problems.clear()
@@ -397,5 +403,5 @@ async def test_an_enrollment_after_the_session_or_a_second_acceptance_is_not_val
         "seq": alice_seq - 1,
         "details": {**events[bob_seq]["details"], "invitation_id": alice_invitation},
     }
-    _check_enrollments(None, twice, proof["session"], members, ["alice"], problems)  # type: ignore[arg-type]
+    _check_enrollments(None, twice, proof["session"], members, ["alice"], problems)
     assert any("not the first acceptance of invitation" in p for p in problems)

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 import pytest
-from recovery_world import OWNER, STRANGER, World  # type: ignore[import-not-found]
+from integration.recovery.recovery_world import OWNER, STRANGER, World
 
 from airlock_server.domain.errors import DomainError, NotFound, PermissionDenied
 from airlock_server.domain.principals import Principal, PrincipalKind

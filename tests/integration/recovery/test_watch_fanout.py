@@ -8,7 +8,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from recovery_world import World  # type: ignore[import-not-found]
+from integration.recovery.recovery_world import World
 from sqlalchemy import event
 
 from airlock_server.app.feed import EventFeed

@@ -9,7 +9,7 @@ from airlock_server.app.teams import TeamService
 from airlock_server.domain.errors import InvalidArgument
 from airlock_server.transport import convert
 from airlock_server.transport import convert_recovery as cr
-from airlock_server.transport.interceptors import Ctx, current_principal
+from airlock_server.transport.authentication import Ctx, current_principal
 
 
 class ApproverServicer(approver_service_pb2_grpc.ApproverServiceServicer):

@@ -8,7 +8,7 @@ from airlock.v1 import audit_service_pb2 as pb
 from airlock.v1 import audit_service_pb2_grpc
 from airlock_server.app.audit import AuditService
 from airlock_server.transport import convert_audit as ca
-from airlock_server.transport.interceptors import Ctx, current_principal
+from airlock_server.transport.authentication import Ctx, current_principal
 
 
 class AuditServicer(audit_service_pb2_grpc.AuditServiceServicer):

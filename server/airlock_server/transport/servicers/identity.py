@@ -9,7 +9,7 @@ from airlock_server.app.identity import IdentityService
 from airlock_server.domain.errors import InvalidArgument
 from airlock_server.domain.principals import Principal
 from airlock_server.transport import convert
-from airlock_server.transport.interceptors import Ctx, current_caller, current_principal
+from airlock_server.transport.authentication import Ctx, current_caller, current_principal
 
 _CREDENTIAL_STATES = {
     identity_pb2.Credential.STATE_ACTIVE: "active",

@@ -6,7 +6,7 @@ from airlock.v1 import notification_service_pb2 as pb
 from airlock.v1 import notification_service_pb2_grpc
 from airlock_server.app.notifications import NotificationService
 from airlock_server.transport import convert_notifications as convert
-from airlock_server.transport.interceptors import Ctx, current_principal
+from airlock_server.transport.authentication import Ctx, current_principal
 
 
 class NotificationServicer(notification_service_pb2_grpc.NotificationServiceServicer):

@@ -11,7 +11,7 @@ from airlock_server.app.sessions import SessionService
 from airlock_server.domain.proofs import PROOF_FORMAT
 from airlock_server.transport import convert
 from airlock_server.transport import convert_recovery as cr
-from airlock_server.transport.interceptors import Ctx, current_principal
+from airlock_server.transport.authentication import Ctx, current_principal
 
 
 class SessionServicer(session_service_pb2_grpc.SessionServiceServicer):

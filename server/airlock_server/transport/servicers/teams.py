@@ -11,8 +11,8 @@ from airlock_server.domain.team_changes import NewKey
 from airlock_server.domain.teams import Team, validate_team_spec
 from airlock_server.transport import convert
 from airlock_server.transport import convert_recovery as cr
+from airlock_server.transport.authentication import Ctx, current_principal
 from airlock_server.transport.convert_health import team_health_pb
-from airlock_server.transport.interceptors import Ctx, current_principal
 
 
 class TeamServicer(team_service_pb2_grpc.TeamServiceServicer):

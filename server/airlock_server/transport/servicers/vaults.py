@@ -6,7 +6,7 @@ from airlock.v1 import vault_service_pb2 as pb
 from airlock.v1 import vault_service_pb2_grpc
 from airlock_server.app.vaults import VaultService
 from airlock_server.transport import convert_recovery as cr
-from airlock_server.transport.interceptors import Ctx, current_principal
+from airlock_server.transport.authentication import Ctx, current_principal
 
 
 class VaultServicer(vault_service_pb2_grpc.VaultServiceServicer):
