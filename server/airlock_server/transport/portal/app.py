@@ -255,6 +255,19 @@ class Portal:
             return self._error(request, err, json_answer=_wants_json(request))
         return visit, caller
 
+    async def _signed_post(
+        self, request: Request, method: str, subjects: tuple[str, ...]
+    ) -> Principal | Response:
+        """A script's POST by a signed-in approver: the visit's approver, then its CSRF header."""
+        signed = await self._signed_in(request)
+        if isinstance(signed, Response):
+            return signed
+        _, caller = signed
+        _, refused = await self._check_post(
+            request, method, request.headers.get("x-csrf-token"), subjects
+        )
+        return refused or caller
+
     async def _run(
         self,
         request: Request,
@@ -459,18 +472,12 @@ class Portal:
     async def vote_options(self, request: Request) -> Response:
         session_id = request.path_params["session_id"]
         subjects = (f"session:{session_id}",)
-        signed = await self._signed_in(request)
-        if isinstance(signed, Response):
-            return signed
-        _, caller = signed
-        _, refused = await self._check_post(
-            request, "VoteOptions", request.headers.get("x-csrf-token"), subjects
-        )
-        if refused:
-            return refused
+        caller = await self._signed_post(request, "VoteOptions", subjects)
+        if isinstance(caller, Response):
+            return caller
 
         async def work() -> Response:
-            body = await request.json()
+            body = await _json_object(request)
             decision = _decision(body.get("decision"))
             options = await self.d.portal.vote_options(caller, session_id, decision)
             return JSONResponse(json.loads(options))
@@ -480,23 +487,12 @@ class Portal:
     async def vote(self, request: Request) -> Response:
         session_id = request.path_params["session_id"]
         subjects = (f"session:{session_id}",)
-        signed = await self._signed_in(request)
-        if isinstance(signed, Response):
-            return signed
-        _, caller = signed
-        _, refused = await self._check_post(
-            request, "VoteOnSession", request.headers.get("x-csrf-token"), subjects
-        )
-        if refused:
-            return refused
+        caller = await self._signed_post(request, "VoteOnSession", subjects)
+        if isinstance(caller, Response):
+            return caller
 
         async def work() -> Response:
-            try:
-                body = await request.json()
-            except ValueError:
-                raise InvalidArgument.field("body", "a JSON object") from None
-            if not isinstance(body, dict):
-                raise InvalidArgument.field("body", "a JSON object")
+            body = await _json_object(request)
             decision = _decision(body.get("decision"))
             comment = str(body.get("comment") or "")
             credential = json.dumps(body.get("credential"))
@@ -595,6 +591,16 @@ def _wants_json(request: Request) -> bool:
 def _field(form: Any, name: str) -> str | None:
     value = form.get(name)
     return value if isinstance(value, str) else None
+
+
+async def _json_object(request: Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError:
+        raise InvalidArgument.field("body", "a JSON object") from None
+    if not isinstance(body, dict):
+        raise InvalidArgument.field("body", "a JSON object")
+    return body
 
 
 def _decision(value: object) -> VoteDecision:
