@@ -268,6 +268,19 @@ class Portal:
         )
         return refused or caller
 
+    async def _as_approver(
+        self,
+        request: Request,
+        method: str,
+        work: Callable[[Visit, Principal], Awaitable[Response]],
+    ) -> Response:
+        """A page for the signed-in approver: `work` with the visit and its approver."""
+        signed = await self._signed_in(request)
+        if isinstance(signed, Response):
+            return signed
+        visit, caller = signed
+        return await self._run(request, method, caller, (), lambda: work(visit, caller))
+
     async def _run(
         self,
         request: Request,
@@ -420,28 +433,18 @@ class Portal:
         return shown
 
     async def requests_page(self, request: Request) -> Response:
-        signed = await self._signed_in(request)
-        if isinstance(signed, Response):
-            return signed
-        visit, caller = signed
-
-        async def work() -> Response:
+        async def work(visit: Visit, caller: Principal) -> Response:
             items = await self._pending(caller)
             return self.page(request, "requests.html", visit=visit, title="Requests", items=items)
 
-        return await self._run(request, "ListAssignedSessions", caller, (), work)
+        return await self._as_approver(request, "ListAssignedSessions", work)
 
     async def requests_fragment(self, request: Request) -> Response:
-        signed = await self._signed_in(request)
-        if isinstance(signed, Response):
-            return signed
-        visit, caller = signed
-
-        async def work() -> Response:
+        async def work(visit: Visit, caller: Principal) -> Response:
             items = await self._pending(caller)
             return self.page(request, "_requests.html", visit=visit, items=items)
 
-        return await self._run(request, "ListAssignedSessions", caller, (), work)
+        return await self._as_approver(request, "ListAssignedSessions", work)
 
     async def events(self, request: Request) -> Response:
         """Server-sent events: `changed` whenever the log records anything about a session or
@@ -515,12 +518,7 @@ class Portal:
     # --- history and teams ----------------------------------------------------------------
 
     async def history(self, request: Request) -> Response:
-        signed = await self._signed_in(request)
-        if isinstance(signed, Response):
-            return signed
-        visit, caller = signed
-
-        async def work() -> Response:
+        async def work(visit: Visit, caller: Principal) -> Response:
             page = await self.d.sessions.list_assigned(caller, None, False, 100, "")
             votes = []
             for view in page.items:
@@ -539,15 +537,10 @@ class Portal:
                     )
             return self.page(request, "history.html", visit=visit, title="History", votes=votes)
 
-        return await self._run(request, "ListAssignedSessions", caller, (), work)
+        return await self._as_approver(request, "ListAssignedSessions", work)
 
     async def teams(self, request: Request) -> Response:
-        signed = await self._signed_in(request)
-        if isinstance(signed, Response):
-            return signed
-        visit, caller = signed
-
-        async def work() -> Response:
+        async def work(visit: Visit, caller: Principal) -> Response:
             page = await self.d.teams.list_invitations(caller, None, "", 100, "")
             seen: dict[str, dict[str, Any]] = {}
             for inv in page.items:
@@ -558,7 +551,7 @@ class Portal:
                 request, "teams.html", visit=visit, title="Teams", teams=list(seen.values())
             )
 
-        return await self._run(request, "ListInvitations", caller, (), work)
+        return await self._as_approver(request, "ListInvitations", work)
 
 
 # --- helpers ----------------------------------------------------------------------------------
