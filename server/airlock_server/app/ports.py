@@ -200,6 +200,15 @@ class SessionRepository(Protocol):
         """Write the session's state and insert its votes that are not stored yet."""
         ...
 
+    def defer_saves(self) -> None:
+        """Hold the session UPDATEs of the following saves, to send them together at flush()
+        or before this repository's next read or write, whichever comes first."""
+        ...
+
+    async def flush(self) -> None:
+        """Send the held saves (one statement) and stop holding them."""
+        ...
+
     async def list_page(
         self, query: SessionQuery, now: datetime, after: TimeCursor | None, limit: int
     ) -> list[Session]:
@@ -248,6 +257,17 @@ class GrantRepository(Protocol):
     ) -> RestoreAccessGrant | None:
         """The grant that `session_id` requests or revokes."""
         ...
+
+    async def lock_by_sessions(self, session_ids: Sequence[str]) -> None:
+        """Read (locked) the grants these sessions request or revoke, in one statement:
+        by_session() of them then answers without a read."""
+        ...
+
+    def defer_saves(self) -> None:
+        """As SessionRepository.defer_saves."""
+        ...
+
+    async def flush(self) -> None: ...
 
     async def list_page(
         self,

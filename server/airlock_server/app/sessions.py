@@ -714,9 +714,16 @@ class SessionService:
                 or (request_scope(c[0].caller, "Vote"), c[0].request_id) in claimed
             ]
             await uow.sessions.add_votes([after for _, _, after in checked])
-            written = [
-                await self._store_vote(uow, b, before, after) for b, before, after in checked
-            ]
+            # The deciding votes' effects: their grants read in one statement, the sessions'
+            # and grants' UPDATEs sent together (a read in an effect sends them first).
+            deciding = [after.session_id for _, _, after in checked if after.is_final]
+            if deciding:
+                await uow.grants.lock_by_sessions(deciding)
+            uow.sessions.defer_saves()
+            uow.grants.defer_saves()
+            written = [await self._store_vote(uow, b, bef, aft) for b, bef, aft in checked]
+            await uow.sessions.flush()
+            await uow.grants.flush()
             await uow.activity.record_many(
                 [
                     (before.team_id, b.caller.subject, Activity(activity_of_vote(before.kind), now))

@@ -202,9 +202,35 @@ class SqlSessionRepository:
         # Team names never change: the ones read joined with sessions are shared with the
         # transaction's team repository, whose names() then needs no read for them.
         self._names = {} if names is None else names
+        # While saves are deferred (defer_saves), the session UPDATEs not sent yet, by id.
+        self._deferring = False
+        self._unsent: dict[str, dict[str, Any]] = {}
+
+    def defer_saves(self) -> None:
+        self._deferring = True
+
+    async def flush(self) -> None:
+        self._deferring = False
+        await self._send()
+
+    async def _send(self) -> None:
+        if self._unsent:
+            updates, self._unsent = list(self._unsent.values()), {}
+            conn = await self._s.connection()
+            await conn.execute(_SESSION_UPDATE, updates)  # one executemany
+
+    async def _conn(self) -> Any:
+        """The connection, every deferred save sent first: whatever this repository reads or
+        writes next sees them."""
+        await self._send()
+        return await self._s.connection()
+
+    async def _scalars(self, q: Any) -> Any:
+        await self._send()
+        return await self._s.scalars(q)
 
     async def _load(self, q: Any, params: dict[str, Any] | None = None) -> list[Session]:
-        conn = await self._s.connection()
+        conn = await self._conn()
         return await self._build(list(await conn.execute(q, params)))
 
     async def _build(self, rows: list[Any], parts: list[Any] | None = None) -> list[Session]:
@@ -215,7 +241,7 @@ class SqlSessionRepository:
         approvers: dict[str, list[tuple[int, str]]] = {i: [] for i in ids}
         votes: dict[str, list[tuple[int, Vote]]] = {i: [] for i in ids}
         if parts is None:
-            conn = await self._s.connection()
+            conn = await self._conn()
             parts = list(await conn.execute(_VOTES_AND_APPROVERS[conn.dialect.name], {"ids": ids}))
         for x in parts:
             if x.k == 1:
@@ -259,6 +285,7 @@ class SqlSessionRepository:
         }
 
     async def add(self, session: Session) -> None:
+        await self._send()
         await self._s.execute(
             insert(SessionRecord).values(
                 session_id=session.session_id,
@@ -313,7 +340,7 @@ class SqlSessionRepository:
         rows = self._new_vote_rows(session, stored)
         if rows:
             # A second vote of one approver fails here (primary key), whatever the app did.
-            conn = await self._s.connection()
+            conn = await self._conn()
             await conn.execute(_VOTE_INSERT, rows)
 
     async def get(self, session_id: str, *, for_update: bool = False) -> Session | None:
@@ -321,7 +348,7 @@ class SqlSessionRepository:
         if for_update:
             sessions = await self._load(_SESSION_BY_ID_LOCKED, {"sid": session_id})
             return sessions[0] if sessions else None
-        conn = await self._s.connection()
+        conn = await self._conn()
         rows = list(await conn.execute(_SESSION_READ, {"sid": session_id}))
         if not rows:
             return None
@@ -350,7 +377,7 @@ class SqlSessionRepository:
     async def lock_for_votes(
         self, voters: Mapping[str, str]
     ) -> dict[str, tuple[Session, bytes | None]]:
-        conn = await self._s.connection()
+        conn = await self._conn()
         params = {"ids": list(voters), "voters": sorted(set(voters.values()))}
         rows = list(await conn.execute(_SESSIONS_AND_KEYS_LOCKED[conn.dialect.name], params))
         first: dict[str, Any] = {}
@@ -383,7 +410,7 @@ class SqlSessionRepository:
     async def add_votes(self, sessions: Sequence[Session]) -> None:
         rows = [row for s in sessions for row in self._new_vote_rows(s, self._stored(s))]
         if rows:
-            conn = await self._s.connection()
+            conn = await self._conn()
             await conn.execute(_VOTE_INSERT, rows)
         for s in sessions:
             known = self._known.get(s.session_id)
@@ -400,13 +427,16 @@ class SqlSessionRepository:
         values = self._values(session)
         known = self._known.get(session.session_id)
         if known is None or known[0] != values:
-            conn = await self._s.connection()
-            await conn.execute(_SESSION_UPDATE, {"sid": session.session_id, **values})
+            if self._deferring:
+                self._unsent[session.session_id] = {"sid": session.session_id, **values}
+            else:
+                conn = await self._conn()
+                await conn.execute(_SESSION_UPDATE, {"sid": session.session_id, **values})
         if known is not None:
             stored = known[1]
         else:
             stored = set(
-                await self._s.scalars(
+                await self._scalars(
                     select(VoteRecord.approver_id).where(
                         VoteRecord.session_id == session.session_id
                     )
@@ -502,11 +532,11 @@ class SqlSessionRepository:
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
-        return list(await self._s.scalars(q))
+        return list(await self._scalars(q))
 
     async def pending_summary(self) -> tuple[int, datetime | None]:
         row = (
-            await self._s.execute(
+            await (await self._conn()).execute(
                 select(func.count(), func.min(SessionRecord.create_time)).where(
                     SessionRecord.state == SessionState.PENDING.value
                 )
@@ -523,4 +553,4 @@ class SqlSessionRepository:
             )
             .order_by(SessionRecord.session_id)
         )
-        return list(await self._s.scalars(q))
+        return list(await self._scalars(q))
