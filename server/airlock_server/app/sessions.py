@@ -615,17 +615,14 @@ class SessionService:
         require(caller, PrincipalKind.APPROVER)
         check_request_id(request_id)
         fingerprint = request_fingerprint.get()
-        answer = await self._ballots.cast(
-            Ballot(
-                caller, session_id, decision, comment, signature, request_id, fingerprint, channel
-            )
+        ballot: Ballot[SessionView] = Ballot(
+            caller, session_id, decision, comment, signature, request_id, fingerprint, channel
         )
+        answer = await self._ballots.cast(ballot)
         if isinstance(answer, Refused):
             raise answer.error
         if answer is ALONE:
-            return await self._vote_alone(
-                caller, session_id, decision, comment, signature, request_id, channel
-            )
+            return await self._vote_alone(ballot)
         assert isinstance(answer, SessionView)
         return answer
 
@@ -736,17 +733,9 @@ class SessionService:
         for b, view in answers:
             b.answer.set_result(view)
 
-    async def _vote_alone(
-        self,
-        caller: Principal,
-        session_id: str,
-        decision: VoteDecision,
-        comment: str,
-        signature: bytes,
-        request_id: str,
-        channel: str,
-    ) -> SessionView:
+    async def _vote_alone(self, b: Ballot[SessionView]) -> SessionView:
         """A vote in a transaction of its own."""
+        caller, session_id, signature = b.caller, b.session_id, b.signature
 
         async def act(uow: UnitOfWork) -> Done[SessionView]:
             # The session, locked, and the voter's enrolled key: one read.
@@ -761,14 +750,13 @@ class SessionService:
             now = self._deps.clock()
             try:
                 after, key = self._checked_vote(
-                    before, enrolled, caller.subject, decision, comment, signature, now
+                    before, enrolled, caller.subject, b.decision, b.comment, signature, now
                 )
             except DomainError as err:
                 raise self._expiry_guard(session_id, err) from None
             if is_passkey_key(key):
                 await passkey_uses.count_vote(uow, key, signature, caller.subject, now)
-            uow.record(vote_cast(caller, session_id, decision, comment, signature, channel))
-            written = await self.store_outcome(uow, before, after, caller)
+            written = await self._store_vote(uow, b, before, after)
             await uow.activity.record(
                 before.team_id, caller.subject, Activity(activity_of_vote(before.kind), now)
             )
@@ -777,7 +765,7 @@ class SessionService:
 
         # Vote's result is the session id, known before the work: claimed with it (once).
         return await run_once(
-            self._deps, caller, "Vote", request_id, act, self._read, known=session_id
+            self._deps, caller, "Vote", b.request_id, act, self._read, known=session_id
         )
 
     async def cancel_session(

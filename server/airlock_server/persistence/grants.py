@@ -12,6 +12,7 @@ from sqlalchemy.sql import ColumnElement
 
 from airlock_server.app.ports import TimeCursor
 from airlock_server.domain.vaults import OPEN_GRANT_STATES, GrantState, RestoreAccessGrant
+from airlock_server.persistence.held import HeldUpdates
 from airlock_server.persistence.mappers import GRANTS, check, grant_fields, grant_from_row
 from airlock_server.persistence.models import RestoreAccessGrantRecord, VaultRecord
 from airlock_server.persistence.queries import after_cursor
@@ -48,24 +49,17 @@ class SqlGrantRepository:
         # Grants read by lock_by_sessions (locked: only this transaction changes them), by the
         # session id that requests or revokes them; None: that session has none.
         self._of_session: dict[str, RestoreAccessGrant | None] = {}
-        # While saves are deferred (defer_saves), the grant UPDATEs not sent yet, by id.
-        self._deferring = False
-        self._unsent: dict[str, dict[str, Any]] = {}
+        self._held = HeldUpdates(session, _GRANT_UPDATE)
 
     def defer_saves(self) -> None:
-        self._deferring = True
+        self._held.holding = True
 
     async def flush(self) -> None:
-        self._deferring = False
-        await self._conn()
+        await self._held.flush()
 
     async def _conn(self) -> Any:
-        """The connection, every deferred save sent first (one executemany)."""
-        conn = await self._s.connection()
-        if self._unsent:
-            updates, self._unsent = list(self._unsent.values()), {}
-            await conn.execute(_GRANT_UPDATE, updates)
-        return conn
+        """The connection, every held save sent first."""
+        return await self._held.send()
 
     async def lock_by_sessions(self, session_ids: Sequence[str]) -> None:
         ids = [i for i in session_ids if i not in self._of_session]
@@ -136,8 +130,7 @@ class SqlGrantRepository:
                 self._of_session[sid] = grant
             elif held is not None and held.grant_id == grant.grant_id:
                 self._of_session[sid] = None
-        if self._deferring:
-            self._unsent[grant.grant_id] = update
+        if self._held.hold(grant.grant_id, update):
             return
         conn = await self._conn()
         await conn.execute(_GRANT_UPDATE, update)

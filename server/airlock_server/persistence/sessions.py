@@ -30,6 +30,7 @@ from sqlalchemy.sql import ColumnElement
 from airlock_server.app.ports import SessionQuery, TimeCursor
 from airlock_server.domain.principals import PrincipalKind
 from airlock_server.domain.sessions import Session, SessionState, Vote
+from airlock_server.persistence.held import HeldUpdates
 from airlock_server.persistence.mappers import (
     SESSIONS,
     VOTES,
@@ -217,31 +218,21 @@ class SqlSessionRepository:
         # Team names never change: the ones read joined with sessions are shared with the
         # transaction's team repository, whose names() then needs no read for them.
         self._names = {} if names is None else names
-        # While saves are deferred (defer_saves), the session UPDATEs not sent yet, by id.
-        self._deferring = False
-        self._unsent: dict[str, dict[str, Any]] = {}
+        self._held = HeldUpdates(session, _SESSION_UPDATE)
 
     def defer_saves(self) -> None:
-        self._deferring = True
+        self._held.holding = True
 
     async def flush(self) -> None:
-        self._deferring = False
-        await self._send()
-
-    async def _send(self) -> None:
-        if self._unsent:
-            updates, self._unsent = list(self._unsent.values()), {}
-            conn = await self._s.connection()
-            await conn.execute(_SESSION_UPDATE, updates)  # one executemany
+        await self._held.flush()
 
     async def _conn(self) -> Any:
-        """The connection, every deferred save sent first: whatever this repository reads or
+        """The connection, every held save sent first: whatever this repository reads or
         writes next sees them."""
-        await self._send()
-        return await self._s.connection()
+        return await self._held.send()
 
     async def _scalars(self, q: Any) -> Any:
-        await self._send()
+        await self._held.send()
         return await self._s.scalars(q)
 
     async def _load(self, q: Any, params: dict[str, Any] | None = None) -> list[Session]:
@@ -300,7 +291,7 @@ class SqlSessionRepository:
         }
 
     async def add(self, session: Session) -> None:
-        await self._send()
+        await self._held.send()
         await self._s.execute(
             insert(SessionRecord).values(
                 session_id=session.session_id,
@@ -442,12 +433,10 @@ class SqlSessionRepository:
         row = _row(session)
         known = self._known.get(session.session_id)
         if known is None or known[0] != row:
-            values = self._values(session)
-            if self._deferring:
-                self._unsent[session.session_id] = {"sid": session.session_id, **values}
-            else:
+            update = {"sid": session.session_id, **self._values(session)}
+            if not self._held.hold(session.session_id, update):
                 conn = await self._conn()
-                await conn.execute(_SESSION_UPDATE, {"sid": session.session_id, **values})
+                await conn.execute(_SESSION_UPDATE, update)
         if known is not None:
             stored = known[1]
         else:
