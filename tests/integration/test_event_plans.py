@@ -32,24 +32,17 @@ PAGE = 51  # ListEvents asks for its page size + 1
 MAX_ROWS_READ = 12 * PAGE
 
 
+# One event in 1,000 each: the rare type, family and actor kind of the filters below.
+RARE = {
+    0: ("team.created", Principal(PrincipalKind.ADMIN, "ops")),
+    1: ("team.activated", SYSTEM),
+    2: ("call.denied", Principal(PrincipalKind.AUDITOR, "au")),
+}
+COMMON = ("vote.cast", "vote.cast", "session.created", "session.approved", "grant.requested")
+
+
 def _new(i: int) -> NewEvent:
-    """The mix of bench/events.py: vote.cast 40 %, session.* 40 %, grant.requested 20 %, and
-    0.1 % each of team.created (by an admin), team.activated (by the system) and call.denied
-    (by an auditor)."""
-    r = i % 1000
-    actor, type_ = Principal(PrincipalKind.APPROVER, f"a-{i % 20}"), "grant.requested"
-    if r == 0:
-        type_, actor = "team.created", Principal(PrincipalKind.ADMIN, "ops")
-    elif r == 1:
-        type_, actor = "team.activated", SYSTEM
-    elif r == 2:
-        type_, actor = "call.denied", Principal(PrincipalKind.AUDITOR, f"au-{i % 3}")
-    elif r < 400:
-        type_ = "vote.cast"
-    elif r < 600:
-        type_ = "session.created"
-    elif r < 800:
-        type_ = "session.approved"
+    type_, actor = RARE.get(i % 1000, (COMMON[i % 5], Principal(PrincipalKind.APPROVER, "a")))
     return NewEvent(type_, actor, (f"session:s-{i // 5}", f"team:t-{i % 50}"), {"i": i})
 
 
