@@ -122,9 +122,9 @@ def _page(
     before the monotone rule (migration 0006), with their times checked row by row; otherwise
     a time range is turned into its seq range by two probes of ix_events_time_seq.
     """
-    # The seq the page walks in order: event_subjects' for a subject, so the planner may walk
-    # pk_event_subjects in order and fetch each event by its key; it may also merge that range
-    # with pk_events', so the bounds are set on both columns (the join implies neither).
+    # The seq the page walks in order: event_subjects' for a subject, so that the plan walks
+    # pk_event_subjects in order and fetches each event by its key. The bounds are set on both
+    # tables' seq (the join implies neither), so whichever the planner ranges is bounded.
     seq = EventSubjectRecord.seq if subject else EventRecord.seq
     stmt = select(*_COLUMNS)
     if subject:
@@ -175,7 +175,8 @@ def _like_prefix(prefix: str) -> str:
 class SqlEventLogReader:
     """Reads committed events. A read of one statement runs without a transaction around it
     (autocommit: one statement is one snapshot), sparing PostgreSQL's BEGIN and ROLLBACK round
-    trips; a filtered page on PostgreSQL is a transaction of its own, for its SET LOCAL."""
+    trips; a filtered page on PostgreSQL is a transaction of its own, for its planning settings
+    (_PAGE_PLANNING, local to that transaction)."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
@@ -195,9 +196,9 @@ class SqlEventLogReader:
                 await s.connection(execution_options=options)
             yield s
 
-    async def _all(self, stmt: Select[Any], params: dict[str, object] | None = None) -> list[Event]:
+    async def _all(self, stmt: Select[Any]) -> list[Event]:
         async with self._reading() as s:
-            return [to_event(r) for r in await s.execute(stmt, params)]
+            return [to_event(r) for r in await s.execute(stmt)]
 
     @read_retried
     async def list_page(self, query: EventQuery, after_seq: int, limit: int) -> list[Event]:
