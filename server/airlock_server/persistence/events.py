@@ -116,11 +116,11 @@ def _page(
 ) -> Select[Any]:
     """A page of events with seq >= :first, ascending, at most :limit, built once per shape.
 
-    `type_`: "" (any), "=" (:type), "family" (:family, the part before the '.' of a filter
-    with one '.', at its end) or "like" (:type_like, a prefix of several parts: a scan, which
-    no type of the log matches). `prefix`: the page reads seq < :stop, the events stamped
-    before the monotone rule (migration 0006), with their times checked row by row; otherwise
-    a time range is turned into its seq range by two probes of ix_events_time_seq.
+    `type_`: "" (any), "=" (:type) or "family" (a filter ending with '.': :family, its part
+    before the first '.', and :type_like, the whole prefix). `prefix`: the page reads
+    seq < :stop, the events stamped before the monotone rule (migration 0006), with their times
+    checked row by row; otherwise a time range is turned into its seq range by two probes of
+    ix_events_time_seq.
     """
     # The seq the page walks in order: event_subjects' for a subject, so that the plan walks
     # pk_event_subjects in order and fetches each event by its key. The bounds are set on both
@@ -147,14 +147,12 @@ def _page(
     if type_ == "=":
         stmt = stmt.where(EventRecord.type == bindparam("type"))
     elif type_ == "family":
-        # The family's part is "team" for "team."; a type without any '.' has itself as its
-        # part, and is not of the family "team." even when it is "team".
+        # The range of the filter's first part ("team" of "team." or of "team.update."), each
+        # type matched by the whole prefix (a type without '.' has itself as its first part).
         stmt = stmt.where(
             EventFamily(EventRecord.type) == bindparam("family"),
-            EventRecord.type != bindparam("family"),
+            EventRecord.type.like(bindparam("type_like"), escape="/"),
         )
-    elif type_ == "like":
-        stmt = stmt.where(EventRecord.type.like(bindparam("type_like"), escape="/"))
     if actor:
         stmt = stmt.where(EventRecord.actor == bindparam("actor"))
     if kind:
@@ -218,10 +216,10 @@ class SqlEventLogReader:
             type_ = ""
         elif not query.type.endswith("."):
             type_, params["type"] = "=", query.type
-        elif query.type.count(".") == 1:
-            type_, params["family"] = "family", query.type[:-1]
         else:
-            type_, params["type_like"] = "like", _like_prefix(query.type)
+            type_ = "family"
+            params["family"] = query.type.split(".", 1)[0]
+            params["type_like"] = _like_prefix(query.type)
         start, end = query.start_time is not None, query.end_time is not None
         first = after_seq + 1
 
