@@ -50,9 +50,11 @@ from airlock_server.domain.events import CALL_DENIED, Event, NewEvent, chain
 from airlock_server.domain.principals import SYSTEM, Principal, PrincipalKind
 from airlock_server.logs import configure_logging
 from airlock_server.persistence.db import create_engine, session_factory
-from airlock_server.persistence.event_log import event_row, log_appender_of
+from airlock_server.persistence.event_log import event_row
 from airlock_server.persistence.migrate import upgrade
 from airlock_server.persistence.models import EventRecord, EventSubjectRecord, LogHeadRecord
+from airlock_server.persistence.seal import Sealer
+from airlock_server.persistence.sequencer import Sequencer
 from airlock_server.persistence.uow import SqlUnitOfWork
 from airlock_server.transport.server import build_server
 
@@ -74,7 +76,9 @@ def _ms(values: list[float]) -> dict[str, float]:
 async def append_rate(url: str, conc: int, duration: float) -> dict[str, Any]:
     engine = create_engine(url, pool_size=max(conc, 5))
     sessions = session_factory(engine)
-    appender = log_appender_of(engine)  # one process's appends, as a server wires them
+    # PostgreSQL: events committed unsequenced, this process's sequencer gives them seq, as a
+    # server wires it (bootstrap.wire).
+    sequencer = Sequencer(url, Sealer()) if engine.dialect.name == "postgresql" else None
     latencies: list[float] = []
     errors = 0
     stop_at = time.perf_counter() + duration
@@ -86,7 +90,7 @@ async def append_rate(url: str, conc: int, duration: float) -> dict[str, Any]:
             started = time.perf_counter()
             try:
                 async with SqlUnitOfWork(
-                    sessions, lambda: datetime.now(UTC), log_appender=appender
+                    sessions, lambda: datetime.now(UTC), sequencer=sequencer
                 ) as uow:
                     uow.record(_bench_event(n, i))
                     await uow.commit()
@@ -96,14 +100,20 @@ async def append_rate(url: str, conc: int, duration: float) -> dict[str, Any]:
             latencies.append(time.perf_counter() - started)
             i += 1
 
-    began = time.perf_counter()
+    began, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(worker(n) for n in range(conc)))
-    elapsed = time.perf_counter() - began
+    elapsed, cpu = time.perf_counter() - began, time.process_time() - cpu
+    batches = sequencer.batches if sequencer is not None else 0
+    if sequencer is not None:
+        await sequencer.close()
     await engine.dispose()
     return {
         "conc": conc,
         "events_per_s": round(len(latencies) / elapsed, 1),
         "errors": errors,
+        # This process's CPU (the use cases and, on PostgreSQL, the sequencer) per event.
+        "cpu_ms_per_event": round(cpu * 1000 / max(len(latencies), 1), 2),
+        "sequencer_batches": batches,
         **_ms(latencies),
     }
 
