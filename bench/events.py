@@ -6,8 +6,10 @@
 One process, on a migrated database of its own (run.py makes and drops it):
 
 1. append: C coroutines (c=1, 16, 64), each a closed loop of one transaction that records
-   one event through the server's own unit of work (SqlUnitOfWork: head-row lock, chain,
-   insert, pg_notify), for `--duration` s: events/s and commit p50/p99.
+   one event through the server's own unit of work (SqlUnitOfWork; SQLite: head-row lock,
+   chain, insert; PostgreSQL: the event committed unsequenced, then the commit waits for this
+   process's sequencer to give it seq, as a server is wired), for `--duration` s: events/s,
+   commit p50/p99, this process's CPU per event and the sequencer's batches.
 2. fill: the log is grown to 10,000 and then 100,000 events by a direct bulk insert of a
    valid chain (domain `chain()` hashes, executemany in chunks; the guarding triggers only
    refuse UPDATE/DELETE, so nothing is dropped) - many cheap use-case writes would take
@@ -339,7 +341,8 @@ def table(results: list[dict[str, Any]]) -> str:
         for a in res["append"]:
             lines.append(
                 f"{b:<9} append c={a['conc']:<3} {a['events_per_s']:>9} events/s  "
-                f"p50 {a['p50_ms']} ms  p99 {a['p99_ms']} ms  errors {a['errors']}"
+                f"p50 {a['p50_ms']} ms  p99 {a['p99_ms']} ms  errors {a['errors']}  "
+                f"cpu {a['cpu_ms_per_event']} ms/event  batches {a['sequencer_batches']}"
             )
         keys = [k for k in res["reads"][0] if isinstance(res["reads"][0][k], dict)]
         head = f"{b:<9} {'p50 / p99 ms':<26}" + "".join(

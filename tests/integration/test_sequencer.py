@@ -147,7 +147,8 @@ async def test_a_killed_sequencer_connection_is_taken_over(
     try:
         killed = await killer.fetchval(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype = 'advisory' "
-            "AND ((classid::bigint << 32) | objid::bigint) = $1",
+            "AND ((classid::bigint << 32) | objid::bigint) = $1 AND granted "
+            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
             SEQUENCER_LOCK,
         )
     finally:

@@ -376,6 +376,8 @@ def _write_params(
 
 
 def _authentic(sealer: Sealer, r: Row[Any]) -> bool:
+    if not sealer.keyed:
+        return True  # a keyless server trusts its database
     fields = _fields(r.txn, r.position, r.time, r.type, r.actor, r.subjects, r.details, r.notice)
     if sealer.authentic(TABLE, str(r.id), fields, r.mac):
         return True
