@@ -180,6 +180,19 @@ def bench_backend(backend: str, work: Path, args: argparse.Namespace) -> dict[st
     return _bench_backend(backend, url, f"sqlite:///{work / 'reference.db'}", work, args)
 
 
+@contextmanager
+def airlock_serving(env: dict[str, str], work: Path) -> Iterator[tuple[Server, Path]]:
+    """One `airlock-server serve` on the migrated, bootstrapped database of `env` (loopback,
+    its log in work/server.log): the server and the file holding the admin token."""
+    token_file = migrate_and_bootstrap(env, work)
+    ready = work / "ready"
+    argv = [AIRLOCK, "--log-format", "json", "serve", "--listen", "127.0.0.1:0"]
+    with started(
+        "airlock", [*argv, "--ready-file", str(ready)], ready, work / "server.log", env
+    ) as server:
+        yield server, token_file
+
+
 def migrate_and_bootstrap(env: dict[str, str], work: Path) -> Path:
     """Migrate the database of `env` and bootstrap it; the file holding the admin token."""
     subprocess.run([AIRLOCK, "migrate"], env=env, check=True, capture_output=True, timeout=120)

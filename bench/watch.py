@@ -33,11 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 # The sibling scripts, by path (bench/ is no package): the same helpers as bench/run.py.
 from loadgen import _vote, bearer, cmd_recovery_setup, cmd_vaults, percentile  # type: ignore[import-not-found]
 from run import (  # type: ignore[import-not-found]
-    AIRLOCK,
+    airlock_serving,
     log,
-    migrate_and_bootstrap,
     postgres_database,
-    started,
 )
 
 from airlock.v1 import (
@@ -148,12 +146,7 @@ def _bench(url: str, work: Path, args: argparse.Namespace) -> dict[str, Any]:
     }
     if os.environ.get("PYTHONPATH"):
         env["PYTHONPATH"] = os.environ["PYTHONPATH"]  # an A/B against another checkout
-    token_file = migrate_and_bootstrap(env, work)
-    ready = work / "ready"
-    argv = [AIRLOCK, "--log-format", "json", "serve", "--listen", "127.0.0.1:0"]
-    with started(
-        "airlock", [*argv, "--ready-file", str(ready)], ready, work / "server.log", env
-    ) as server:
+    with airlock_serving(env, work) as (server, token_file):
         target = f"127.0.0.1:{server.port}"
         result: dict[str, Any] = asyncio.run(
             measure(target, token_file.read_text().strip(), work, args)

@@ -29,6 +29,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql import Executable
+from sqlalchemy.sql.elements import BindParameter
 
 from airlock_server.app.ports import EventQuery
 from airlock_server.domain.events import (
@@ -196,6 +197,19 @@ def event_subjects(e: Event) -> list[str]:
 _SUBJECT_COLUMNS = ("subject", "seq")
 
 
+def values_of(
+    prefix: str, n: int, columns: Sequence[str], table: Any
+) -> tuple[list[BindParameter[Any]], str]:
+    """n rows of typed parameters (`{prefix}{i}_{column}`) for a VALUES list, and its text."""
+    binds: list[BindParameter[Any]] = []
+    rows = []
+    for i in range(n):
+        names = [f"{prefix}{i}_{c}" for c in columns]
+        binds += [bindparam(n, type_=table[c].type) for n, c in zip(names, columns, strict=True)]
+        rows.append("(" + ", ".join(f":{n}" for n in names) + ")")
+    return binds, ", ".join(rows)
+
+
 @functools.lru_cache(maxsize=256)
 def _pg_append(n_events: int, n_subjects: int) -> Executable:
     """The PostgreSQL append of n events with n subjects, built once per shape.
@@ -213,31 +227,19 @@ def _pg_append(n_events: int, n_subjects: int) -> Executable:
         bindparam("signature", type_=events["head_signature"].type),
     ]
     # The head row is locked already (SELECT … FOR UPDATE).
-    rows = []
-    for i in range(n_events):
-        names = [f"e{i}_{c}" for c in _EVENT_COLUMNS]
-        binds += [
-            bindparam(n, type_=events[c].type) for n, c in zip(names, _EVENT_COLUMNS, strict=True)
-        ]
-        rows.append("(" + ", ".join(f":{n}" for n in names) + ")")
+    event_binds, values = values_of("e", n_events, _EVENT_COLUMNS, events)
+    binds += event_binds
     sql = (
         "WITH new_head AS (UPDATE log_head SET seq = :seq, hash = :hash, time = :time, "
         "signature = :signature WHERE id = 1), "
-        f"new_events AS (INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) "
-        f"VALUES {', '.join(rows)})"
+        f"new_events AS (INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) VALUES {values})"
     )
     if n_subjects:
-        rows = []
-        for i in range(n_subjects):
-            names = [f"s{i}_{c}" for c in _SUBJECT_COLUMNS]
-            binds += [
-                bindparam(n, type_=subjects[c].type)
-                for n, c in zip(names, _SUBJECT_COLUMNS, strict=True)
-            ]
-            rows.append("(" + ", ".join(f":{n}" for n in names) + ")")
+        subject_binds, values = values_of("s", n_subjects, _SUBJECT_COLUMNS, subjects)
+        binds += subject_binds
         sql += (
             f", new_subjects AS (INSERT INTO event_subjects ({', '.join(_SUBJECT_COLUMNS)}) "
-            f"VALUES {', '.join(rows)})"
+            f"VALUES {values})"
         )
     sql += f" SELECT pg_notify('{NOTIFY_CHANNEL}', :last_seq)"
     binds.append(bindparam("last_seq", type_=String()))

@@ -55,7 +55,7 @@ from airlock_server.domain.events import EVENT_TYPES, Event, NewEvent, event_has
 from airlock_server.domain.integrity import RowField, log_not_authentic
 from airlock_server.domain.notifications import Channel
 from airlock_server.persistence.db import create_engine, is_outage
-from airlock_server.persistence.event_log import NOTIFY_CHANNEL, event_subjects
+from airlock_server.persistence.event_log import NOTIFY_CHANNEL, event_subjects, values_of
 from airlock_server.persistence.models import LogHeadRecord, UnsequencedEventRecord, UTCDateTime
 from airlock_server.persistence.notifications import notification_rows
 from airlock_server.persistence.seal import Sealer
@@ -173,20 +173,11 @@ _QUEUE_COLUMNS = (
 def _enqueue_statement(n: int) -> Executable:
     """The insert of n unsequenced events and the read of the head, one statement, built once
     per n (plain SQL text: see event_log._pg_append)."""
-    columns = UnsequencedEventRecord.__table__.c
     head = LogHeadRecord.__table__.c
-    binds = []
-    rows = []
-    for i in range(n):
-        names = [f"e{i}_{c}" for c in _QUEUE_COLUMNS]
-        binds += [
-            bindparam(name, type_=columns[c].type)
-            for name, c in zip(names, _QUEUE_COLUMNS, strict=True)
-        ]
-        rows.append("(" + ", ".join(f":{name}" for name in names) + ")")
+    binds, values = values_of("e", n, _QUEUE_COLUMNS, UnsequencedEventRecord.__table__.c)
     sql = (
         f"WITH q AS (INSERT INTO {TABLE} ({', '.join(_QUEUE_COLUMNS)}) "
-        f"VALUES {', '.join(rows)} RETURNING id) "
+        f"VALUES {values} RETURNING id) "
         "SELECT seq, hash, time, signature, ARRAY(SELECT id FROM q ORDER BY id) AS ids "
         "FROM log_head WHERE id = 1"
     )
