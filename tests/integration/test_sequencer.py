@@ -19,9 +19,11 @@ from airlock_server.app.audit import LogKey
 from airlock_server.app.ports import EventQuery
 from airlock_server.domain.events import CALL_DENIED, NewEvent
 from airlock_server.domain.principals import Principal, PrincipalKind
+from airlock_server.persistence.db import session_factory
 from airlock_server.persistence.models import UnsequencedEventRecord
 from airlock_server.persistence.seal import Sealer
 from airlock_server.persistence.sequencer import SEQUENCER_LOCK, enqueue, sequence_batch
+from airlock_server.persistence.vouch import seal_database
 
 pytestmark = pytest.mark.asyncio
 
@@ -206,3 +208,22 @@ async def test_notifications_and_events_of_a_use_case_are_there_when_it_answers(
         assert [e.details.get("approver_id") for e in page.items][-1] == f"n-{i}"
     assert await app.count("unsequenced_events") == 0
     await _verified(app)
+
+
+@pytest.mark.parametrize("backend", POSTGRES_ONLY)
+async def test_seal_vouches_for_rows_left_unsequenced(harnesses: HarnessFactory) -> None:
+    """Rows a keyless server committed and never sequenced carry no MAC: `seal` (the operator
+    vouching for the database as it stands) MACs them, and the keyed server sequences them."""
+    keyless = harnesses()
+    issued = await keyless.identities.bootstrap_admin()
+    admin = (await keyless.identities.authenticate(issued.token)).principal
+    await keyless.close()  # its sequencer stops: nobody sequences what follows
+    await _queued(keyless, Sealer(), "before-the-key")
+    key = LogKey(Ed25519PrivateKey.generate())
+    sealed = await seal_database(session_factory(keyless.engine), Sealer(key))
+    assert sealed.finding is None
+    keyed = harnesses(key)
+    await keyed.identities.create_approver(admin, "after-seal", "A", "", "")
+    assert await _reasons(keyed) == ["before-the-key"]
+    verified = await keyed.audit.verify_log(AUDITOR, 0, 0, None)
+    assert verified.ok, verified.finding

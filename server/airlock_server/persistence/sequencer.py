@@ -366,11 +366,15 @@ def _write_params(
     }
 
 
+def unsequenced_fields(r: Any) -> list[RowField]:
+    """The fields an unsequenced row's MAC covers, from a row of the table."""
+    return _fields(r.txn, r.position, r.time, r.type, r.actor, r.subjects, r.details, r.notice)
+
+
 def _authentic(sealer: Sealer, r: Row[Any]) -> bool:
     if not sealer.keyed:
         return True  # a keyless server trusts its database
-    fields = _fields(r.txn, r.position, r.time, r.type, r.actor, r.subjects, r.details, r.notice)
-    if sealer.authentic(TABLE, str(r.id), fields, r.mac):
+    if sealer.authentic(TABLE, str(r.id), unsequenced_fields(r), r.mac):
         return True
     # Left where it is, never signed: not ours (a forgery, or a replica with another key).
     log.error("events.unsequenced_not_authentic", id=r.id)
