@@ -55,9 +55,12 @@ class Wiring:
     sequencer: Sequencer | None = None
 
     def start(self) -> None:
-        """In the serving loop: the credential cache is used once the watch is listening."""
+        """In the serving loop: the credential cache is used once the watch is listening; the
+        sequencer bids for its lock."""
         if self.credential_watch is not None:
             self.credential_watch.start()
+        if self.sequencer is not None:
+            self.sequencer.start()
 
     async def close(self) -> None:
         if self.credential_watch is not None:

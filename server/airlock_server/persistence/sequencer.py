@@ -277,7 +277,8 @@ async def sequence_batch(
     conn: AsyncConnection | AsyncSession, sealer: Sealer, limit: int = BATCH
 ) -> Batch | None:
     """One batch: two statements, in the caller's transaction or each its own (autocommit).
-    None when nothing was waiting, or when another sequencer moved the head meanwhile."""
+    None when nothing was waiting; an empty batch when another sequencer moved the head
+    meanwhile (nothing written: try again)."""
     rows = list((await conn.execute(_HEAD_AND_QUEUE, {"limit": limit})).all())
     if not rows:
         raise RuntimeError("the event log has no head row; run `airlock-server migrate`")
@@ -315,7 +316,7 @@ async def sequence_batch(
     removed = copies + [r.id for r in todo]
     moved = await conn.scalar(_WRITE, _write_params(todo, events, head, removed))
     if not moved:
-        return None
+        return Batch([], [])  # another sequencer's batch came first: nothing written
     return Batch(removed, events)
 
 
@@ -466,6 +467,11 @@ class Sequencer:
         if pending:
             log.warning("events.sequencing_late", waiting=len(pending), after_s=WAIT_FOR_SEQ)
 
+    def start(self) -> None:
+        """In the serving loop: bid for the lock now (rows a dead process left committed are
+        sequenced without waiting for a commit here)."""
+        self._start()
+
     def _start(self) -> None:
         if self._closed or (self._thread is not None and self._thread.is_alive()):
             return
@@ -589,7 +595,7 @@ class Sequencer:
         except IntegrityError:
             # A copy of a sequenced row inserted between the check and the insert: next batch.
             return None
-        if batch is not None:
+        if batch is not None and batch.ids:
             self.batches += 1
             self._tell(batch.ids)
         return batch
@@ -628,7 +634,8 @@ async def sequence_pending(session: AsyncSession, sealer: Sealer, ids: Sequence[
     """Without a Sequencer (a unit of work wired by hand): sequence in batches, in the
     session's own transactions, until the given rows are in the log."""
     wanted = set(ids)
-    while wanted:
+    give_up = time.monotonic() + WAIT_FOR_SEQ
+    while wanted and time.monotonic() < give_up:
         try:
             batch = await sequence_batch(session, sealer)
             await session.commit()
