@@ -4,17 +4,19 @@ A use case's transaction does not touch the log's head: its events are inserted 
 `unsequenced_events` (one statement, MACed rows, with their planned notifications) and commit
 with the rest of its work, in parallel with every other request. One sequencer per database
 (a session advisory lock; any replica's takes over when the holder's connection dies) then,
-in batches, in one transaction each: locks the head row (and checks the log key signed it),
-takes the committed unsequenced events in id order, checks their MACs, gives them seq,
-prev_hash and hash after the head (time never decreasing along seq), signs the head after
-each transaction's last event and the batch's, inserts the events, their subject rows and
-their notifications, deletes what it sequenced, moves the head and notifies `airlock_events`.
+in batches of two statements: reads the head (and checks the log key signed it) and the oldest
+committed unsequenced events in id order; checks their MACs, gives them seq, prev_hash and hash
+after the head (time never decreasing along seq), signs the head after each transaction's last
+event and the batch's; then, in one statement (atomic on its own), moves the head from the head
+it read, inserts the events, their subject rows and their notifications, deletes what it
+sequenced and notifies `airlock_events`.
 
 Order: a use case inserts its events as the last statement before its COMMIT, so a
 transaction that read what another committed inserts after it, and its ids are larger: id
 order never puts an event before one it depends on, and the sequencer only ever sees committed
-rows, in one batch or the next. `seq` is gap-free: only the holder of the head row's lock
-gives seq, in the batch's transaction.
+rows, in one batch or the next. `seq` is gap-free and the chain has no fork: a batch writes
+only if the head is still the one it chained after (the head row's lock, taken by that
+statement, orders two sequencers that race).
 
 A use case's commit waits until its events are sequenced (`Sequencer.expect`): what a caller
 reads after an answer (ListEvents, a proof, the notifications) holds its events, as when it
@@ -127,7 +129,7 @@ async def enqueue(
 
     The same statement reads the head (unlocked): one the log key did not sign refuses the use
     case (FAILED_PRECONDITION LOG_NOT_AUTHENTIC, nothing committed), as an append did; the
-    sequencer checks it again, locked."""
+    sequencer checks it again before every batch."""
     unknown = sorted({e.type for e in new}.difference(EVENT_TYPES))
     if unknown:
         # A family filter is served from the closed set of types (as append_events).
@@ -137,7 +139,13 @@ async def enqueue(
     for position, (e, notice) in enumerate(zip(new, notices, strict=True)):
         actor = str(e.actor)
         details = dict(e.details)
-        fields = _fields(txn, position, now, e.type, actor, e.subjects, details, notice)
+        mac = (
+            sealer.mac(
+                TABLE, _fields(txn, position, now, e.type, actor, e.subjects, details, notice)
+            )
+            if sealer.keyed
+            else None
+        )
         row = {
             "txn": txn,
             "position": position,
@@ -147,7 +155,7 @@ async def enqueue(
             "subjects": list(e.subjects),
             "details": details,
             "notice": notice,
-            "mac": sealer.mac(TABLE, fields),
+            "mac": mac,
         }
         params.update({f"e{position}_{k}": v for k, v in row.items()})
     found = (await session.execute(_enqueue_statement(len(new)), params)).one()
