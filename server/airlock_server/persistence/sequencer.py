@@ -132,7 +132,7 @@ async def enqueue(
     sequencer checks it again before every batch."""
     unknown = sorted({e.type for e in new}.difference(EVENT_TYPES))
     if unknown:
-        # A family filter is served from the closed set of types (as append_events).
+        # The log's types are a closed set (docs/event-log.md), as append_events checks.
         raise ValueError(f"event types {unknown} are not in EVENT_TYPES (domain/events.py)")
     txn = secrets.token_bytes(16)
     params: dict[str, object] = {}
