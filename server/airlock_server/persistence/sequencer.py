@@ -465,6 +465,7 @@ class Sequencer:
         with self._lock:
             self._committed.update(i for i in ids if i in self._waiters)
             self._told = False
+        self._main = asyncio.get_running_loop()  # where the waiters' futures live
         self._start()
         self._poke()
 
