@@ -103,7 +103,7 @@ async def append_events(
     subjects = _subject_rows(events)
     if subjects:
         await session.execute(_INSERT_SUBJECTS, subjects)
-    await session.execute(_MOVE_HEAD, _head_params(events))
+    await session.execute(_MOVE_HEAD, head_params(events))
     return events
 
 
@@ -128,7 +128,8 @@ _MOVE_HEAD = (
 )
 
 
-def _head_params(events: Sequence[Event]) -> dict[str, object]:
+def head_params(events: Sequence[Event]) -> dict[str, object]:
+    """The head after the events, as the appends' statements bind it."""
     last = events[-1]
     return {
         "head_seq": last.seq,
@@ -164,7 +165,7 @@ def _subject_rows(events: Sequence[Event]) -> list[dict[str, Any]]:
 def _pg_params(events: Sequence[Event]) -> dict[str, object]:
     subjects = _subject_rows(events)
     return {
-        **_head_params(events),
+        **head_params(events),
         "last_seq": str(events[-1].seq),
         "seqs": [e.seq for e in events],
         "times": [e.time for e in events],

@@ -55,7 +55,7 @@ from airlock_server.domain.events import EVENT_TYPES, Event, NewEvent, event_has
 from airlock_server.domain.integrity import RowField, log_not_authentic
 from airlock_server.domain.notifications import Channel
 from airlock_server.persistence.db import create_engine, is_outage
-from airlock_server.persistence.event_log import NOTIFY_CHANNEL, event_subjects
+from airlock_server.persistence.event_log import NOTIFY_CHANNEL, event_subjects, head_params
 from airlock_server.persistence.models import LogHeadRecord, UnsequencedEventRecord, UTCDateTime
 from airlock_server.persistence.notifications import notification_rows
 from airlock_server.persistence.seal import Sealer
@@ -253,8 +253,9 @@ _WRITE = text(
     # One statement, so atomic without a transaction around it: the head moves only from the
     # head read (another sequencer's batch in between makes it write nothing), and the events,
     # their subject rows and notifications are inserted and the rows deleted only if it did.
-    "WITH new_head AS (UPDATE log_head SET seq = :seq, hash = :hash, time = :time, "
-    "signature = :signature WHERE id = 1 AND seq = :known_seq AND hash = :known_hash "
+    "WITH new_head AS (UPDATE log_head SET seq = :head_seq, hash = :head_hash, "
+    "time = :head_time, signature = :head_signature "
+    "WHERE id = 1 AND seq = :known_seq AND hash = :known_hash "
     "RETURNING 1), "
     "new_events AS (INSERT INTO events (seq, time, type, actor, subjects, details, prev_hash, "
     "hash, head_signature, origin) SELECT (e->>'seq')::bigint, (e->>'time')::timestamptz, "
@@ -276,9 +277,9 @@ _WRITE = text(
     f"gone AS (DELETE FROM {TABLE} WHERE id = ANY(:removed) AND EXISTS (SELECT FROM new_head)) "
     f"SELECT count(pg_notify('{NOTIFY_CHANNEL}', :last_seq)) FROM new_head"
 ).bindparams(
-    bindparam("time", type_=UTCDateTime()),
-    bindparam("hash", type_=LargeBinary()),
-    bindparam("signature", type_=LargeBinary()),
+    bindparam("head_time", type_=UTCDateTime()),
+    bindparam("head_hash", type_=LargeBinary()),
+    bindparam("head_signature", type_=LargeBinary()),
     bindparam("known_hash", type_=LargeBinary()),
     bindparam("removed", type_=postgresql.ARRAY(BigInteger())),
 )
@@ -352,10 +353,7 @@ def _write_params(
                 )
     last = events[-1]
     return {
-        "seq": last.seq,
-        "hash": last.hash,
-        "time": last.time,
-        "signature": last.head_signature or None,
+        **head_params(events),
         "known_seq": head.head_seq,
         "known_hash": head.head_hash,
         "events": json.dumps(
