@@ -32,6 +32,7 @@ from airlock_server.persistence.event_log import (
     SqlEventLogReader,
     log_appender_of,
 )
+from airlock_server.persistence.hot_reads import hot_reads_of
 from airlock_server.persistence.seal import Sealer
 from airlock_server.persistence.uow import SqlUnitOfWork
 from airlock_server.transport.server import UseCases
@@ -150,7 +151,13 @@ def wire(
     # cache waits for the LISTEN connection that tells it what others changed.
     credentials = CredentialCache(live=not postgres)
     watch = CredentialWatch(settings.database_url, credentials) if postgres else None
-    deps = Deps(uow=uow, clock=clock, region=settings.region, credentials=credentials)
+    deps = Deps(
+        uow=uow,
+        clock=clock,
+        region=settings.region,
+        credentials=credentials,
+        reads=hot_reads_of(engine, sealer),
+    )
     log = SqlEventLogReader(sessions)
     # One follower of the log per process (WatchEvents, WatchSession): it waits on the
     # signal, and reads again after `poll` at the latest (a lost notification, SQLite's
@@ -183,5 +190,14 @@ def wire(
         else None
     )
     return Wiring(
-        engine, deps, app, signal, feed, dispatcher, webhooks, notifications, watch, portal
+        engine,
+        deps,
+        app,
+        signal,
+        feed,
+        dispatcher,
+        webhooks,
+        notifications,
+        watch,
+        portal,
     )
