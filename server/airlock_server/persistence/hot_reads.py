@@ -15,7 +15,7 @@ fails loudly. SQLite keeps the ordinary unit of work (one connection, no gain to
 from __future__ import annotations
 
 from collections import namedtuple
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any, cast
 
@@ -108,16 +108,32 @@ class _Prepared:
             dict[str, Callable[[Any], Any]], dict(self.compiled._bind_processors)
         )
         self.row_types: dict[tuple[str, ...], Callable[..., Any]] = {}
+        # A list fixed in the statement (`state IN (...)`) expands the same way every time:
+        # expanded once, the caller's values put in on each call.
+        self._lists = frozenset(b.key for b in self.compiled.post_compile_params)
+        self._expanded: tuple[str, tuple[str, ...], dict[str, Any], dict[str, Any]] | None = None
 
     def bound(self, params: dict[str, Any] | None) -> tuple[str, list[Any]]:
         if self.expanding:
-            state = self.compiled.construct_expanded_state(params)
-            values, names, sql = state.parameters, state.positiontup or (), state.statement
-            processors: dict[str, Callable[[Any], Any]] = dict(state.processors)
+            given = params or {}
+            fixed = not (self._lists & given.keys())
+            expanded = self._expanded if fixed else None
+            if expanded is None:
+                state = self.compiled.construct_expanded_state(params)
+                expanded = (
+                    state.statement,
+                    tuple(state.positiontup or ()),
+                    dict(state.parameters),
+                    dict(state.processors),
+                )
+                if fixed:
+                    self._expanded = expanded
+            sql, names, literals, processors = expanded
+            values: Mapping[str, Any] = {**literals, **given}
         else:
             values = self.compiled.construct_params(params)
             names, sql, processors = self.names, self.sql, self.processors
-        args = []
+        args: list[Any] = []
         for name in names:
             value = values[name]
             process = processors.get(name)
