@@ -8,40 +8,49 @@ One process, on a migrated database of its own (run.py makes and drops it):
 1. append: C coroutines (c=1, 16, 64), each a closed loop of one transaction that records
    one event through the server's own unit of work (SqlUnitOfWork: head-row lock, chain,
    insert, pg_notify), for `--duration` s: events/s and commit p50/p99.
-2. fill: the log is grown to 10,000 and then 100,000 events by a direct bulk insert of a
-   valid chain (domain `chain()` hashes, executemany in chunks; the guarding triggers only
-   refuse UPDATE/DELETE, so nothing is dropped) - many cheap use-case writes would take
-   minutes and measure nothing new. Each event is 100 µs after the one before (time never
-   decreases along seq, as append_events keeps it). The mix: vote.cast 39.7 %,
-   session.created 20 %, session.approved 20 %, grant.requested 20 %, and 0.1 % each of
-   team.created and team.activated (by admin:ops and system: the rare family team.) and of
-   call.denied by auditor:au-<i mod 3> (the rare actor kind); subjects session:s-<i/5> and
-   team:t-<i mod 50>; other actors approver:a-<i mod 20>.
-3. at each size, through a real grpc.aio server (build_server on the server's wiring, in this
-   process, loopback) and the SDK's stubs, `--reps` calls each, sequentially:
-   ListEvents first page (50, no filter), filtered pages (type=vote.cast, type=team.created,
-   family session., rare family team., actor kind auditor, subject team:t-7,
-   after_seq=head-100, a time range from the middle of the log to its head, the rare family
-   within that range), WatchEvents(after_seq=head-50) until those 50 arrive, and the
-   live latency of WatchEvents (an event appended by a second engine, as another replica
-   would, until the stream yields it).
+2. fill: a log of each size (10,000 and 100,000 events), each in a database of its own next
+   to the run's (dropped after), by a direct bulk insert of a valid chain (domain `chain()`
+   hashes, executemany in chunks; the guarding triggers only refuse UPDATE/DELETE, so nothing
+   is dropped) - many cheap use-case writes would take minutes and measure nothing new - then,
+   on PostgreSQL, VACUUM ANALYZE (as autovacuum leaves a log that grew over months). Each
+   event is 100 µs after the one before (time never decreases along seq, as append_events
+   keeps it). The mix: vote.cast 39.7 %, session.created 20 %, session.approved 20 %,
+   grant.requested 20 %, and 0.1 % each of team.created and team.activated (by admin:ops and
+   system: the rare family team.) and of call.denied by auditor:au-<i mod 3> (the rare actor
+   kind); subjects session:s-<i/5> and team:t-<i mod 50>; other actors approver:a-<i mod 20>.
+3. reads, through a real grpc.aio server per log (build_server on the server's wiring, its
+   credential cache on as `serve` has it, in this process, loopback) and the SDK's stubs,
+   `--reps` calls each, one at a time, taking turns between the logs (so every size meets the
+   same load of the machine): ListEvents first page (no filter), filtered pages
+   (type=vote.cast, type=team.created, family session., rare family team., actor kind
+   auditor, subject team:t-7, after_seq=head-100, a time range from the middle of the log to
+   its head, the rare family within that range), each a full page of the same size at every
+   size of the log (50, or fewer when the smallest log has fewer matches: the `page`
+   column); WatchEvents(after_seq=head-50) until those 50 arrive, and the live latency of
+   WatchEvents (an event appended by a second engine, as another replica would, until the
+   stream yields it). `p50 x`: the p50 at the largest log over the p50 at the smallest.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import statistics
 import sys
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import insert, select, update
+from sqlalchemy.engine import make_url
 
 from airlock.v1 import audit_service_pb2, audit_service_pb2_grpc, common_pb2
 from airlock_server.bootstrap import wire
@@ -49,7 +58,7 @@ from airlock_server.config import Settings
 from airlock_server.domain.events import CALL_DENIED, Event, NewEvent, chain
 from airlock_server.domain.principals import SYSTEM, Principal, PrincipalKind
 from airlock_server.logs import configure_logging
-from airlock_server.persistence.db import create_engine, session_factory
+from airlock_server.persistence.db import create_engine, normalize_url, session_factory
 from airlock_server.persistence.event_log import event_row, log_appender_of
 from airlock_server.persistence.migrate import upgrade
 from airlock_server.persistence.models import EventRecord, EventSubjectRecord, LogHeadRecord
@@ -181,22 +190,15 @@ async def fill_to(url: str, target: int) -> float:
                     .values(seq=events[-1].seq, hash=events[-1].hash, time=events[-1].time)
                 )
         if engine.dialect.name == "postgresql":
-            async with engine.begin() as conn:
-                await conn.exec_driver_sql("ANALYZE events")
-                await conn.exec_driver_sql("ANALYZE event_subjects")
+            # A log that grew over months has been vacuumed and analyzed by autovacuum; one
+            # filled in seconds would be, during the reads that follow, on the same cores.
+            async with engine.connect() as conn:
+                auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                await auto.exec_driver_sql("VACUUM ANALYZE events")
+                await auto.exec_driver_sql("VACUUM ANALYZE event_subjects")
     finally:
         await engine.dispose()
     return time.perf_counter() - began
-
-
-async def _timed(reps: int, call: Any) -> dict[str, float]:
-    await call()  # warm
-    times = []
-    for _ in range(reps):
-        started = time.perf_counter()
-        await call()
-        times.append(time.perf_counter() - started)
-    return _ms(times)
 
 
 async def window(url: str, head: int) -> tuple[datetime, datetime]:
@@ -217,47 +219,166 @@ async def window(url: str, head: int) -> tuple[datetime, datetime]:
     return start, end
 
 
-async def reads(
-    url: str, token: str, head: int, reps: int, span: tuple[datetime, datetime]
-) -> dict[str, Any]:
-    wiring = wire(Settings(database_url=url, events_poll_interval=0.05))
-    served = build_server(wiring.app, "127.0.0.1:0")
-    await served.server.start()
-    out: dict[str, Any] = {"events": head}
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{served.port}") as channel:
-            stub = audit_service_pb2_grpc.AuditServiceStub(channel)
-            md = (("authorization", f"Bearer {token}"),)
+PAGE = 50
 
-            def lister(**kw: Any) -> Any:
+
+@dataclass
+class Log:
+    """One log of the reads, in a database of its own, and an admin's token on it."""
+
+    url: str
+    token: str
+    head: int
+    span: tuple[datetime, datetime]
+    fill_s: float
+
+
+def _remove(files: list[Path]) -> None:
+    for f in files:
+        for extra in ("", "-wal", "-shm"):
+            Path(f"{f}{extra}").unlink(missing_ok=True)
+
+
+@contextlib.asynccontextmanager
+async def side_by_side(backend: str, url: str, sizes: list[int]) -> AsyncIterator[list[str]]:
+    """A database per log size next to the run's (same server, or same directory), dropped
+    after: the reads alternate between them, so every size meets the same load of the machine
+    (a log that grows in place is read at each size in turn, minutes apart)."""
+    made: list[str] = []
+    if backend == "postgres":
+        u = make_url(normalize_url(url))
+        admin = u.set(drivername="postgresql", database="postgres").render_as_string(False)
+
+        async def sql(statement: str) -> None:
+            con = await asyncpg.connect(admin)
+            try:
+                await con.execute(statement)
+            finally:
+                await con.close()
+
+        try:
+            for size in sizes:
+                name = f"{u.database}_{size}"
+                await sql(f'CREATE DATABASE "{name}"')
+                made.append(u.set(database=name).render_as_string(False))
+            yield made
+        finally:
+            for each in made:
+                await sql(f'DROP DATABASE IF EXISTS "{make_url(each).database}" WITH (FORCE)')
+    else:
+        path = Path(str(make_url(url).database))
+        files = [path.with_name(f"{path.stem}_{size}{path.suffix}") for size in sizes]
+        try:
+            yield [f"sqlite:///{f}" for f in files]
+        finally:
+            _remove(files)
+
+
+async def prepared_log(url: str, size: int) -> Log:
+    await upgrade(url)
+    wiring = wire(Settings(database_url=url))
+    try:
+        token = (await wiring.app.identities.bootstrap_admin()).token
+    finally:
+        await wiring.close()
+    took = await fill_to(url, size)
+    engine = create_engine(url, pool_size=1)
+    async with session_factory(engine)() as s:
+        head = int(await s.scalar(select(LogHeadRecord.seq)) or 0)
+    await engine.dispose()
+    return Log(url, token, head, await window(url, head), round(took, 1))
+
+
+def _filters(log: Log) -> dict[str, dict[str, Any]]:
+    """ListEvents' filters, by name: the same on every log, bounds from its own head."""
+    start, end = Timestamp(), Timestamp()
+    start.FromDatetime(log.span[0])
+    end.FromDatetime(log.span[1])
+    auditors = common_pb2.Principal(kind=common_pb2.PRINCIPAL_KIND_AUDITOR)
+    return {
+        "list_first_page": {},
+        "list_type_common": {"type": "vote.cast"},
+        "list_type_rare": {"type": "team.created"},
+        "list_family": {"type": "session."},
+        "list_family_rare": {"type": "team."},
+        "list_actor_kind_rare": {"actor": auditors},
+        "list_subject": {"subject": "team:t-7"},
+        "list_after_seq_late": {"after_seq": log.head - 100},
+        "list_time_range": {"start_time": start, "end_time": end},
+        "list_time_range_family_rare": {"start_time": start, "end_time": end, "type": "team."},
+    }
+
+
+Call = Callable[[], Awaitable[None]]
+
+
+async def _alternating(reps: int, calls: list[Call]) -> list[dict[str, float]]:
+    """Each call `reps` times after one to warm, the calls taking turns: p50/p99 of each."""
+    for call in calls:
+        await call()
+    times: list[list[float]] = [[] for _ in calls]
+    for _ in range(reps):
+        for took, call in zip(times, calls, strict=True):
+            started = time.perf_counter()
+            await call()
+            took.append(time.perf_counter() - started)
+    return [_ms(t) for t in times]
+
+
+async def reads(logs: list[Log], reps: int) -> list[dict[str, Any]]:
+    """Through a real grpc.aio server per log (each on the server's wiring, in this process),
+    the SDK's stubs, one call at a time, taking turns between the logs.
+
+    Each filter's page size is fixed on the first (smallest) log and kept for the larger
+    ones, so that every size does the same work: PAGE, or fewer when the smallest log has
+    fewer matches (a rare type's 8 events at 10,000 against a page of 50 at 100,000 would
+    measure 42 more events converted and sent, not the log's size)."""
+    outs: list[dict[str, Any]] = [{"events": log.head, "fill_s": log.fill_s} for log in logs]
+    async with contextlib.AsyncExitStack() as stack:
+        stubs = []
+        for log in logs:
+            wiring = wire(Settings(database_url=log.url, events_poll_interval=0.05))
+            stack.push_async_callback(wiring.close)
+            wiring.start()  # as `serve` does: the credential cache is on once its watch listens
+            served = build_server(wiring.app, "127.0.0.1:0")
+            await served.server.start()
+            stack.push_async_callback(served.server.stop, None)
+            channel = grpc.aio.insecure_channel(f"127.0.0.1:{served.port}")
+            stack.push_async_callback(channel.close)
+            stubs.append(audit_service_pb2_grpc.AuditServiceStub(channel))
+
+        def md(log: Log) -> tuple[tuple[str, str], ...]:
+            return (("authorization", f"Bearer {log.token}"),)
+
+        for name in _filters(logs[0]):
+            first = _filters(logs[0])[name]
+            r = await stubs[0].ListEvents(
+                audit_service_pb2.ListEventsRequest(page_size=PAGE, **first), metadata=md(logs[0])
+            )
+            page = PAGE if r.next_page_token else max(1, len(r.events) - 1)
+
+            def lister(log: Log, stub: Any, kw: dict[str, Any], page: int = page) -> Call:
+                request = audit_service_pb2.ListEventsRequest(page_size=page, **kw)
+
                 async def call() -> None:
-                    r = await stub.ListEvents(
-                        audit_service_pb2.ListEventsRequest(page_size=50, **kw), metadata=md
-                    )
-                    assert r.events, kw
+                    r = await stub.ListEvents(request, metadata=md(log))
+                    # A full page, and more after it: the same work at every size.
+                    assert len(r.events) == page, (kw, len(r.events))
+                    assert r.next_page_token, kw
 
                 return call
 
-            out["list_first_page"] = await _timed(reps, lister())
-            out["list_type_common"] = await _timed(reps, lister(type="vote.cast"))
-            out["list_type_rare"] = await _timed(reps, lister(type="team.created"))
-            out["list_family"] = await _timed(reps, lister(type="session."))
-            out["list_family_rare"] = await _timed(reps, lister(type="team."))
-            auditors = common_pb2.Principal(kind=common_pb2.PRINCIPAL_KIND_AUDITOR)
-            out["list_actor_kind_rare"] = await _timed(reps, lister(actor=auditors))
-            out["list_subject"] = await _timed(reps, lister(subject="team:t-7"))
-            out["list_after_seq_late"] = await _timed(reps, lister(after_seq=head - 100))
-            start, end = Timestamp(), Timestamp()
-            start.FromDatetime(span[0])
-            end.FromDatetime(span[1])
-            out["list_time_range"] = await _timed(reps, lister(start_time=start, end_time=end))
-            out["list_time_range_family_rare"] = await _timed(
-                reps, lister(start_time=start, end_time=end, type="team.")
-            )
+            calls = [
+                lister(log, stub, _filters(log)[name])
+                for log, stub in zip(logs, stubs, strict=True)
+            ]
+            for out, figures in zip(outs, await _alternating(reps, calls), strict=True):
+                out[name] = {**figures, "page": page}
 
+        def watcher(log: Log, stub: Any) -> Call:
             async def watch_late() -> None:
                 call = stub.WatchEvents(
-                    audit_service_pb2.WatchEventsRequest(after_seq=head - 50), metadata=md
+                    audit_service_pb2.WatchEventsRequest(after_seq=log.head - 50), metadata=md(log)
                 )
                 got = 0
                 async for _ in call:
@@ -266,59 +387,60 @@ async def reads(
                         break
                 call.cancel()
 
-            out["watch_from_late_seq_50"] = await _timed(max(reps // 4, 5), watch_late)
+            return watch_late
 
-            # Live: a second engine appends (another replica); the stream yields it.
-            other = create_engine(url, pool_size=1)
-            other_sessions = session_factory(other)
-            live: list[float] = []
+        calls = [watcher(log, stub) for log, stub in zip(logs, stubs, strict=True)]
+        for out, figures in zip(outs, await _alternating(max(reps // 4, 5), calls), strict=True):
+            out["watch_from_late_seq_50"] = figures
+
+        # Live: a second engine appends (another replica); the stream yields it.
+        live: list[list[float]] = [[] for _ in logs]
+        streams = []
+        for log, stub in zip(logs, stubs, strict=True):
+            other = create_engine(log.url, pool_size=1)
+            stack.push_async_callback(other.dispose)
             call = stub.WatchEvents(
-                audit_service_pb2.WatchEventsRequest(after_seq=head), metadata=md
+                audit_service_pb2.WatchEventsRequest(after_seq=log.head), metadata=md(log)
             )
-            stream = call.__aiter__()
-            try:
-                for i in range(20):
-                    started = time.perf_counter()
-                    async with SqlUnitOfWork(other_sessions, lambda: datetime.now(UTC)) as uow:
-                        uow.record(_bench_event(-1, i))
-                        await uow.commit()
-                    msg = await asyncio.wait_for(stream.__anext__(), 30)
-                    assert msg.event.type == CALL_DENIED
-                    assert msg.event.actor.subject == "bench"
-                    live.append(time.perf_counter() - started)
-            finally:
-                call.cancel()
-                await other.dispose()
-            out["watch_live_latency"] = _ms(live)
-    finally:
-        await served.server.stop(None)
-        await wiring.close()
-    return out
+            stack.callback(call.cancel)
+            streams.append((session_factory(other), call.__aiter__()))
+        for i in range(20):
+            for took, (sessions, stream) in zip(live, streams, strict=True):
+                started = time.perf_counter()
+                async with SqlUnitOfWork(sessions, lambda: datetime.now(UTC)) as uow:
+                    uow.record(_bench_event(-1, i))
+                    await uow.commit()
+                msg = await asyncio.wait_for(stream.__anext__(), 30)
+                assert msg.event.type == CALL_DENIED
+                assert msg.event.actor.subject == "bench"
+                took.append(time.perf_counter() - started)
+        for out, took in zip(outs, live, strict=True):
+            out["watch_live_latency"] = _ms(took)
+    return outs
 
 
 async def run(backend: str, url: str, args: argparse.Namespace) -> dict[str, Any]:
     await upgrade(url)
-    wiring = wire(Settings(database_url=url))
-    try:
-        issued = await wiring.app.identities.bootstrap_admin()
-    finally:
-        await wiring.close()
     result: dict[str, Any] = {"backend": backend, "append": [], "reads": []}
     for conc in args.append_conc:
         r = await append_rate(url, conc, args.duration)
         print(f"{backend}: append c={conc}: {r}", file=sys.stderr)
         result["append"].append(r)
-    for size in args.sizes:
-        took = await fill_to(url, size)
-        print(f"{backend}: filled to {size} events in {took:.1f} s", file=sys.stderr)
-        engine = create_engine(url, pool_size=1)
-        async with session_factory(engine)() as s:
-            head = int(await s.scalar(select(LogHeadRecord.seq)) or 0)
-        await engine.dispose()
-        r = await reads(url, issued.token, head, args.reps, await window(url, head))
-        r["fill_s"] = round(took, 1)
-        print(f"{backend}: reads at {head}: {json.dumps(r)}", file=sys.stderr)
-        result["reads"].append(r)
+    async with side_by_side(backend, url, args.sizes) as urls:
+        logs = []
+        for size, log_url in zip(args.sizes, urls, strict=True):
+            logs.append(await prepared_log(log_url, size))
+            print(f"{backend}: filled to {size} events in {logs[-1].fill_s} s", file=sys.stderr)
+        result["reads"] = await reads(logs, args.reps)
+    for r in result["reads"]:
+        print(f"{backend}: reads at {r['events']}: {json.dumps(r)}", file=sys.stderr)
+    first, last = result["reads"][0], result["reads"][-1]
+    # p50 at the largest log over p50 at the smallest, per read: flat is 1 (issue 11: <= 1.2).
+    result["p50_growth"] = {
+        k: round(last[k]["p50_ms"] / first[k]["p50_ms"], 2)
+        for k in first
+        if isinstance(first[k], dict) and first[k]["p50_ms"]
+    }
     return result
 
 
@@ -332,14 +454,16 @@ def table(results: list[dict[str, Any]]) -> str:
                 f"p50 {a['p50_ms']} ms  p99 {a['p99_ms']} ms  errors {a['errors']}"
             )
         keys = [k for k in res["reads"][0] if isinstance(res["reads"][0][k], dict)]
-        head = f"{b:<9} {'p50 / p99 ms':<26}" + "".join(
+        head = f"{b:<9} {'p50 / p99 ms':<28}{'page':>5}" + "".join(
             f"{str(r['events']) + ' events':>22}" for r in res["reads"]
         )
-        lines.append(head)
+        lines.append(head + ("   p50 x" if len(res["reads"]) > 1 else ""))
+        growth = res.get("p50_growth", {})
         for k in keys:
             lines.append(
-                f"{'':<9} {k:<26}"
+                f"{'':<9} {k:<28}{res['reads'][0][k].get('page', ''):>5}"
                 + "".join(f"{r[k]['p50_ms']:>12} / {r[k]['p99_ms']:<7}" for r in res["reads"])
+                + (f"{growth[k]:>8}" if k in growth else "")
             )
     return "\n".join(lines)
 

@@ -26,12 +26,8 @@ from airlock_server.domain.webauthn import RelyingParty
 from airlock_server.persistence.activity import activity_writer_of
 from airlock_server.persistence.credential_watch import CredentialWatch
 from airlock_server.persistence.db import create_engine, session_factory
-from airlock_server.persistence.event_log import (
-    PgListenSignal,
-    PollSignal,
-    SqlEventLogReader,
-    log_appender_of,
-)
+from airlock_server.persistence.event_log import PgListenSignal, PollSignal, log_appender_of
+from airlock_server.persistence.events import SqlEventLogReader
 from airlock_server.persistence.hot_reads import hot_reads_of
 from airlock_server.persistence.seal import Sealer
 from airlock_server.persistence.uow import SqlUnitOfWork

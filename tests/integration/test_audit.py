@@ -34,7 +34,8 @@ from airlock_server.domain.errors import FailedPrecondition, InvalidArgument, Pe
 from airlock_server.domain.events import Checkpoint, Event, Problem
 from airlock_server.domain.principals import Principal, PrincipalKind
 from airlock_server.persistence.db import session_factory
-from airlock_server.persistence.event_log import PgListenSignal, SqlEventLogReader
+from airlock_server.persistence.event_log import PgListenSignal
+from airlock_server.persistence.events import SqlEventLogReader
 from airlock_server.transport.server import UseCases, build_server
 
 pytestmark = pytest.mark.asyncio

@@ -17,7 +17,7 @@ from airlock_server.app.ports import EventQuery
 from airlock_server.domain.events import Event, NewEvent, family_types, type_matches
 from airlock_server.domain.principals import SYSTEM, Principal, PrincipalKind
 from airlock_server.persistence.db import create_engine, session_factory
-from airlock_server.persistence.event_log import SqlEventLogReader
+from airlock_server.persistence.events import SqlEventLogReader
 from airlock_server.persistence.migrate import upgrade
 from airlock_server.persistence.models import ActorKind, EventRecord, LogHeadRecord
 

@@ -21,7 +21,7 @@ from airlock_server.bootstrap import Wiring, wire
 from airlock_server.config import Settings
 from airlock_server.domain.errors import Unauthenticated, Unavailable
 from airlock_server.persistence.db import create_engine, reachable, reading, session_factory
-from airlock_server.persistence.event_log import SqlEventLogReader
+from airlock_server.persistence.events import SqlEventLogReader
 
 pytestmark = pytest.mark.asyncio
 

@@ -128,9 +128,7 @@ def call_denied(
 # Every type a use case appends, in the order of docs/event-log.md's table. Each is spelled in its
 # constructor (the domain's *_events modules); tests/unit/test_event_type_names.py holds them,
 # this list and the docs' table together, and tests/integration/test_event_types.py drives each.
-# A closed set: the log refuses any other at append (persistence/event_log.py), so a family
-# filter ("team.") can be expanded to its members and each served by the (type, seq) index,
-# instead of a prefix scan of the log.
+# A closed set: the log refuses any other at append (persistence/event_log.py).
 EVENT_TYPES: tuple[str, ...] = (
     "server.bootstrapped",
     "approver.created",

@@ -13,37 +13,26 @@ from typing import Any
 import asyncpg
 import structlog
 from sqlalchemy import (
-    ColumnElement,
-    ScalarSelect,
-    Select,
     String,
     bindparam,
-    func,
     insert,
     select,
     text,
-    union_all,
     update,
 )
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
-from sqlalchemy.orm import aliased
+from sqlalchemy.engine import Row, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.sql import Executable
 
-from airlock_server.app.ports import EventQuery
 from airlock_server.domain.events import (
     EVENT_TYPES,
     GENESIS_HASH,
-    Checkpoint,
     Event,
     NewEvent,
     chain,
-    family_types,
 )
 from airlock_server.domain.integrity import log_not_authentic
-from airlock_server.persistence.db import read_retried, reading
 from airlock_server.persistence.models import (
-    ActorKind,
     EventRecord,
     EventSubjectRecord,
     LogHeadRecord,
@@ -126,8 +115,8 @@ async def append_events(
     """
     unknown = sorted({e.type for e in new}.difference(EVENT_TYPES))
     if unknown:
-        # A family filter is served from the closed set of types: an unlisted one would be
-        # missed by it. A programming error, caught by any test of the use case.
+        # The log's types are a closed set (docs/event-log.md). A programming error, caught by
+        # any test of the use case.
         raise ValueError(f"event types {unknown} are not in EVENT_TYPES (domain/events.py)")
     sealer = sealer or _UNSEALED
     postgres = session.get_bind().dialect.name == "postgresql"
@@ -303,105 +292,11 @@ def _pg_append(n_events: int, n_subjects: int, conditional: bool) -> Executable:
 GENESIS = {"id": 1, "seq": 0, "hash": GENESIS_HASH}
 
 
-def _first_seq_at(name: str) -> ScalarSelect[int]:
-    """The first seq after :ordered_after with time >= :name (NULL if none): one probe of
-    ix_events_time_seq (it steps over the older events of the unordered prefix, if any)."""
-    t = bindparam(name, type_=EventRecord.__table__.c["time"].type)
-    return (
-        select(EventRecord.seq)
-        .where(EventRecord.time >= t, EventRecord.seq > bindparam("ordered_after"))
-        .order_by(EventRecord.time, EventRecord.seq)
-        .limit(1)
-        .scalar_subquery()
-    )
-
-
-@functools.lru_cache(maxsize=4)
-def _seq_bounds(start: bool, end: bool) -> Executable:
-    """[first seq at or after :start_time, first seq at or after :end_time), as asked, among
-    the events after :ordered_after."""
-    bounds = [_first_seq_at(n) for n, asked in (("start_time", start), ("end_time", end)) if asked]
-    return select(*bounds)
-
-
-_ORDERED_AFTER = select(LogHeadRecord.time_ordered_after).where(LogHeadRecord.id == 1)
-
-
-@functools.lru_cache(maxsize=256)
-def _page(
-    type_: str, subject: bool, actor: bool, kind: bool, start: bool, end: bool, stop: bool
-) -> Select[Any]:
-    """A page of events with seq in [:first, :stop), ascending, at most :limit, built once per
-    shape (as _pg_append; a family's statement has a branch per type). `type_`: "" (any),
-    "=" (:type), "like" (:type_like) or a family with known types ("team.").
-
-    A family is its known types (EVENT_TYPES), one ordered range of (type, seq) each, at most
-    :limit rows from each, merged by seq: a rare family reads about :limit index rows, not the
-    log until :limit matches.
-    """
-    if type_ in ("", "=", "like"):
-        only = {
-            "": None,
-            "=": EventRecord.type == bindparam("type"),
-            "like": EventRecord.type.like(bindparam("type_like"), escape="/"),
-        }[type_]
-        return _matching(only, subject, actor, kind, start, end, stop)
-    branches = [
-        select(_matching(EventRecord.type == t, subject, actor, kind, start, end, stop).subquery())
-        for t in family_types(type_)
-    ]
-    merged = aliased(EventRecord, union_all(*branches).subquery())
-    return select(merged).order_by(merged.seq).limit(bindparam("limit"))
-
-
-def _matching(
-    type_: ColumnElement[bool] | None,
-    subject: bool,
-    actor: bool,
-    kind: bool,
-    start: bool,
-    end: bool,
-    stop: bool,
-) -> Select[Any]:
-    """Every filter but the type's (given as `type_`), in seq order, at most :limit.
-
-    Each is served by an index whose second column is seq (pk_events, ix_events_type_seq,
-    ix_events_actor_seq, ix_events_actor_kind_seq, pk_event_subjects), so the seq bounds are
-    bounds of the index range.
-    """
-    stmt = select(EventRecord).where(EventRecord.seq >= bindparam("first"))
-    if stop:
-        stmt = stmt.where(EventRecord.seq < bindparam("stop"))
-    if subject:
-        stmt = stmt.join(
-            EventSubjectRecord,
-            (EventSubjectRecord.seq == EventRecord.seq)
-            & (EventSubjectRecord.subject == bindparam("subject")),
-        )
-    if type_ is not None:
-        stmt = stmt.where(type_)
-    if actor:
-        stmt = stmt.where(EventRecord.actor == bindparam("actor"))
-    if kind:
-        stmt = stmt.where(ActorKind(EventRecord.actor) == bindparam("actor_kind"))
-    # Also checked row by row: the seq bounds already imply it for events appended under the
-    # monotone rule (migration 0006 on); for older ones it keeps every event returned in range.
-    time_type = EventRecord.__table__.c["time"].type
-    if start:
-        stmt = stmt.where(EventRecord.time >= bindparam("start_time", type_=time_type))
-    if end:
-        stmt = stmt.where(EventRecord.time < bindparam("end_time", type_=time_type))
-    return stmt.order_by(EventRecord.seq).limit(bindparam("limit"))
-
-
-def _like_prefix(prefix: str) -> str:
-    return prefix.replace("/", "//").replace("%", "/%").replace("_", "/_") + "%"
-
-
 log = structlog.get_logger("airlock.events")
 
 
-def to_event(r: EventRecord) -> Event:
+def to_event(r: EventRecord | Row[Any]) -> Event:
+    """An event of its row: the mapped record, or a row of the events table's columns."""
     return Event(
         r.seq,
         r.time,
@@ -413,144 +308,6 @@ def to_event(r: EventRecord) -> Event:
         r.hash,
         r.head_signature or b"",
     )
-
-
-class SqlEventLogReader:
-    """Reads committed events, each call in a short read-only transaction of its own."""
-
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
-        self._sessions = sessions
-
-    async def _all(self, stmt: Select[Any]) -> list[Event]:
-        async with reading(self._sessions) as s:
-            return [to_event(r) for r in await s.scalars(stmt)]
-
-    @read_retried
-    async def list_page(self, query: EventQuery, after_seq: int, limit: int) -> list[Event]:
-        """Every filter is an ordered index range of seq with a LIMIT, so a page costs the same
-        whatever the size of the log (docs/benchmarks.md, "The event log")."""
-        params: dict[str, object] = {
-            name: value
-            for name, value in (
-                ("limit", limit),
-                ("subject", query.subject),
-                ("actor", query.actor),
-                ("actor_kind", query.actor_kind),
-                ("start_time", query.start_time),
-                ("end_time", query.end_time),
-            )
-            if value
-        }
-        if not query.type:
-            type_ = ""
-        elif not query.type.endswith("."):
-            type_, params["type"] = "=", query.type
-        elif family_types(query.type):
-            type_ = query.type
-        else:
-            type_, params["type_like"] = "like", _like_prefix(query.type)
-        start, end = query.start_time is not None, query.end_time is not None
-        first, stop = after_seq + 1, None
-
-        def page(bounded: bool) -> Select[Any]:
-            return _page(
-                type_,
-                bool(query.subject),
-                bool(query.actor),
-                bool(query.actor_kind),
-                start,
-                end,
-                bounded,
-            )
-
-        older: list[Event] = []
-        async with reading(self._sessions) as s:
-            # No filter: the pk_events range whatever the values (WatchEvents, first pages).
-            filtered = bool(type_) or len(params) > 1
-            if filtered and s.get_bind().dialect.name == "postgresql":
-                # asyncpg prepares statements, and after five runs PostgreSQL may keep a generic
-                # plan, made without the values: it then scans pk_events for a rare type or
-                # actor (or each type of a family) until `limit` rows match, in proportion to
-                # the log. Plan each filtered page for its own values instead.
-                await s.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
-            if start or end:
-                # time never decreases along seq (append_events), so the time range is the seq
-                # range [first seq at or after start, first seq at or after end) -- except in
-                # the prefix stamped before that rule (migration 0006), read row by row first.
-                ordered_after = int(await s.scalar(_ORDERED_AFTER) or 0)
-                if first <= ordered_after:
-                    params.update(first=first, stop=ordered_after + 1)
-                    older = [to_event(r) for r in await s.scalars(page(True), params)]
-                    if len(older) >= limit:
-                        return older
-                    params["limit"] = limit - len(older)
-                    first = ordered_after + 1
-                    del params["stop"]
-                params["ordered_after"] = ordered_after
-                found = list((await s.execute(_seq_bounds(start, end), params)).one())
-                if start:
-                    at_start = found.pop(0)
-                    if at_start is None:
-                        return older
-                    first = max(first, int(at_start))
-                if end and found[0] is not None:
-                    stop = params["stop"] = int(found[0])
-                    if first >= stop:
-                        return older
-            params["first"] = first
-            return older + [to_event(r) for r in await s.scalars(page(stop is not None), params)]
-
-    @read_retried
-    async def range(self, from_seq: int, to_seq: int, limit: int) -> list[Event]:
-        stmt = select(EventRecord).where(EventRecord.seq >= from_seq)
-        if to_seq:
-            stmt = stmt.where(EventRecord.seq <= to_seq)
-        return await self._all(stmt.order_by(EventRecord.seq).limit(limit))
-
-    @read_retried
-    async def subject_rows(self, from_seq: int, to_seq: int) -> list[tuple[str, int]]:
-        async with reading(self._sessions) as s:
-            rows = await s.execute(
-                select(EventSubjectRecord.subject, EventSubjectRecord.seq).where(
-                    EventSubjectRecord.seq >= from_seq, EventSubjectRecord.seq <= to_seq
-                )
-            )
-            return [(str(subject), int(seq)) for subject, seq in rows]
-
-    @read_retried
-    async def get(self, seq: int) -> Event | None:
-        found = await self._all(select(EventRecord).where(EventRecord.seq == seq))
-        return found[0] if found else None
-
-    @read_retried
-    async def last(self) -> Event | None:
-        async with reading(self._sessions) as s:
-            top = await s.scalar(select(func.max(EventRecord.seq)))
-        return await self.get(int(top)) if top is not None else None
-
-    @read_retried
-    async def head(self) -> Checkpoint | None:
-        """The head row as a checkpoint: its seq, hash, time and signature (None at genesis)."""
-        async with reading(self._sessions) as s:
-            row = (
-                await s.execute(
-                    select(
-                        LogHeadRecord.seq,
-                        LogHeadRecord.hash,
-                        LogHeadRecord.time,
-                        LogHeadRecord.signature,
-                    ).where(LogHeadRecord.id == 1)
-                )
-            ).first()
-        if row is None or row.time is None or not row.seq:
-            return None
-        return Checkpoint(int(row.seq), bytes(row.hash), row.time, bytes(row.signature or b""))
-
-    @read_retried
-    async def head_seq(self) -> int:
-        async with reading(self._sessions) as s:
-            value = await s.scalar(select(LogHeadRecord.seq).where(LogHeadRecord.id == 1))
-        return int(value or 0)
 
 
 class PollSignal:

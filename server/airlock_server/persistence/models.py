@@ -195,34 +195,51 @@ class SettingRecord(Base):
     value: Mapped[str] = mapped_column(Text)
 
 
-class ActorKind(FunctionElement[str]):
-    """The kind of an actor string: the part before the first ':' ("auditor" of
-    "auditor:ann"), or all of it ("system"). Spelled identically in the expression index
-    ix_events_actor_kind_seq and in queries, with the ':' as a literal: both databases use an
-    expression index only for an expression that matches it, and a bound ':' does not."""
+class _FirstPart(FunctionElement[str]):
+    """The part of a string before the first `separator`, or all of it. Spelled identically in
+    an expression index and in the queries, with the separator as a literal: both databases use
+    an expression index only for an expression that matches it, and a bound one does not."""
 
-    name = "actor_kind"
     type = String()
     inherit_cache = True
+    separator = ""
 
 
-@compiles(ActorKind, "postgresql")
-def _actor_kind_pg(element: ActorKind, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"split_part({compiler.process(element.clauses, **kw)}, ':', 1)"
+@compiles(_FirstPart, "postgresql")
+def _first_part_pg(element: _FirstPart, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"split_part({compiler.process(element.clauses, **kw)}, '{element.separator}', 1)"
 
 
-@compiles(ActorKind, "sqlite")
-def _actor_kind_sqlite(element: ActorKind, compiler: SQLCompiler, **kw: Any) -> str:
-    actor = compiler.process(element.clauses, **kw)
-    return f"substr({actor}, 1, instr({actor} || ':', ':') - 1)"
+@compiles(_FirstPart, "sqlite")
+def _first_part_sqlite(element: _FirstPart, compiler: SQLCompiler, **kw: Any) -> str:
+    value, sep = compiler.process(element.clauses, **kw), element.separator
+    return f"substr({value}, 1, instr({value} || '{sep}', '{sep}') - 1)"
+
+
+class ActorKind(_FirstPart):
+    """The kind of an actor string: "auditor" of "auditor:ann", or all of it ("system"); the
+    expression of ix_events_actor_kind_seq (migration 0006)."""
+
+    name = "actor_kind"
+    inherit_cache = True
+    separator = ":"
+
+
+class EventFamily(_FirstPart):
+    """The family of an event type: "team" of "team.created"; the expression of
+    ix_events_family_seq (migration 0014), which serves a family filter ("team.")."""
+
+    name = "event_family"
+    inherit_cache = True
+    separator = "."
 
 
 class EventRecord(Base):
     """The append-only log. A migration's triggers refuse UPDATE and DELETE."""
 
     __tablename__ = "events"
-    # ListEvents filters: an ordered range of (type, seq), (actor, seq), (actor kind, seq) or
-    # (time, seq) serves a page or its bounds (persistence/event_log.py).
+    # ListEvents filters: an ordered range of (type, seq), (type family, seq), (actor, seq),
+    # (actor kind, seq) or (time, seq) serves a page or its bounds (persistence/events.py).
     __table_args__ = (
         Index("ix_events_type_seq", "type", "seq"),
         Index("ix_events_actor_seq", "actor", "seq"),
@@ -243,6 +260,7 @@ class EventRecord(Base):
 
 
 Index("ix_events_actor_kind_seq", ActorKind(EventRecord.__table__.c.actor), EventRecord.seq)
+Index("ix_events_family_seq", EventFamily(EventRecord.__table__.c.type), EventRecord.seq)
 
 
 class EventSubjectRecord(Base):

@@ -590,7 +590,8 @@ async def test_watch_wakes_on_notify_not_on_the_safety_interval(world: World) ->
 
     from airlock_server.app.sessions import SessionService
     from airlock_server.persistence.db import session_factory
-    from airlock_server.persistence.event_log import PgListenSignal, SqlEventLogReader
+    from airlock_server.persistence.event_log import PgListenSignal
+    from airlock_server.persistence.events import SqlEventLogReader
 
     signal = PgListenSignal(world.url)
     watching = SessionService(

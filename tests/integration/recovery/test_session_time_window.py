@@ -16,7 +16,8 @@ from airlock_client import AirlockClient
 from airlock_server.app.audit import AuditService
 from airlock_server.domain.principals import Principal
 from airlock_server.persistence.db import session_factory
-from airlock_server.persistence.event_log import PollSignal, SqlEventLogReader
+from airlock_server.persistence.event_log import PollSignal
+from airlock_server.persistence.events import SqlEventLogReader
 from airlock_server.transport.server import UseCases, build_server
 
 pytestmark = pytest.mark.asyncio

@@ -31,7 +31,8 @@ from airlock_server.domain.sessions import (
 from airlock_server.domain.teams import InvitationState, TeamState, TeamStatus, key_proof_message
 from airlock_server.domain.vaults import GrantState
 from airlock_server.persistence.db import session_factory
-from airlock_server.persistence.event_log import PollSignal, SqlEventLogReader
+from airlock_server.persistence.event_log import PollSignal
+from airlock_server.persistence.events import SqlEventLogReader
 from airlock_server.transport import convert
 from airlock_server.transport.server import UseCases, build_server
 

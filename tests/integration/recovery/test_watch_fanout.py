@@ -15,7 +15,8 @@ from airlock_server.app.feed import EventFeed
 from airlock_server.app.sessions import SessionService
 from airlock_server.domain.sessions import SessionState
 from airlock_server.persistence.db import session_factory
-from airlock_server.persistence.event_log import PollSignal, SqlEventLogReader
+from airlock_server.persistence.event_log import PollSignal
+from airlock_server.persistence.events import SqlEventLogReader
 
 pytestmark = pytest.mark.asyncio
 
