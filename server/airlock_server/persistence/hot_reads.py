@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections import namedtuple
 from collections.abc import Callable, Mapping
-from types import TracebackType
 from typing import Any, cast
 
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
@@ -228,7 +227,7 @@ class HotReadUnit:
             try:
                 await d.run(d.con.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"))
             except BaseException:
-                await self.__aexit__(None, None, None)
+                await self.__aexit__()
                 raise
             d.sent = False  # BEGIN alone read nothing: a retry is still safe
         s = cast(AsyncSession, d)
@@ -259,18 +258,14 @@ class HotReadUnit:
     async def commit(self) -> None:
         raise RuntimeError("a hot read commits nothing")
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
+        exc = exc_info[1] if len(exc_info) > 1 else None
         lent, d = self._lent, self._session
         self._lent = self._session = None
         if lent is None or d is None:
             return
         dead = d.dead
-        if dead is None and exc is not None and not isinstance(exc, Exception):
+        if dead is None and isinstance(exc, BaseException) and not isinstance(exc, Exception):
             dead = exc  # cancelled mid-statement: the connection is in doubt
         if self._snapshot and dead is None:
             try:
