@@ -64,11 +64,20 @@ class ReadPool:
     async def acquire(self) -> PoolProxiedConnection:
         return await greenlet_spawn(self._pool.connect)
 
-    def release(self, lent: PoolProxiedConnection, *, dead: BaseException | None = None) -> None:
-        """Back to the pool; `dead`: the error that found it closed, and the pool's older
-        connections with it (as SQLAlchemy does on a disconnect: they died together)."""
+    def release(
+        self,
+        lent: PoolProxiedConnection,
+        *,
+        dead: BaseException | None = None,
+        in_doubt: bool = False,
+    ) -> None:
+        """Back to the pool. `dead`: the error that found it closed; the pool's older
+        connections go with it (as SQLAlchemy does on a disconnect: they died together).
+        `in_doubt`: a statement was cut short (the call cancelled); this one alone is closed."""
         if dead is not None:
             self._pool._invalidate(lent, dead)
+        elif in_doubt:
+            lent.invalidate()
         lent.close()
 
 
@@ -175,6 +184,8 @@ class DriverSession:
         self.con = con
         self.sent = False
         self.dead: BaseException | None = None
+        # A statement under way: still True after it, the call was cancelled in the middle.
+        self.in_doubt = False
 
     async def connection(self, **_options: Any) -> DriverSession:
         return self
@@ -190,15 +201,18 @@ class DriverSession:
         return prepared.rows(records)
 
     async def run(self, call: Any) -> Any:
+        self.in_doubt = True
         try:
             result = await call
         except Exception as error:
+            self.in_doubt = False
             if not (is_outage(error) or self.con.is_closed()):
                 raise
             self.dead = error
             if not self.sent:
                 raise StaleConnection() from error
             raise Unavailable() from error
+        self.in_doubt = False
         self.sent = True
         return result
 
@@ -258,21 +272,23 @@ class HotReadUnit:
     async def commit(self) -> None:
         raise RuntimeError("a hot read commits nothing")
 
-    async def __aexit__(self, *exc_info: object) -> None:
-        exc = exc_info[1] if len(exc_info) > 1 else None
+    async def __aexit__(self, *_exc_info: object) -> None:
         lent, d = self._lent, self._session
         self._lent = self._session = None
         if lent is None or d is None:
             return
-        dead = d.dead
-        if dead is None and isinstance(exc, BaseException) and not isinstance(exc, Exception):
-            dead = exc  # cancelled mid-statement: the connection is in doubt
-        if self._snapshot and dead is None:
-            try:
-                await d.con.execute("ROLLBACK")
-            except Exception as error:
-                dead = error
-        self._pool.release(lent, dead=dead)
+        in_doubt = d.in_doubt
+        if not self._snapshot or d.dead is not None or in_doubt:
+            self._pool.release(lent, dead=d.dead, in_doubt=in_doubt)
+            return
+        ended = False
+        try:
+            await d.con.execute("ROLLBACK")
+            ended = True
+        except Exception:
+            pass  # what was read stands; the connection is not lent again
+        finally:
+            self._pool.release(lent, in_doubt=not ended)
 
 
 def hot_reads_of(engine: AsyncEngine, sealer: Sealer) -> ports.UnitOfWorkFactory | None:
