@@ -14,7 +14,7 @@ fails loudly. SQLite keeps the ordinary unit of work (one connection, no gain to
 
 from __future__ import annotations
 
-from collections import namedtuple
+from collections import OrderedDict, namedtuple
 from collections.abc import Callable, Mapping
 from typing import Any, cast
 
@@ -46,8 +46,8 @@ from airlock_server.persistence.team_deletions import SqlTeamDeletionRepository
 from airlock_server.persistence.teams import SqlTeamRepository
 from airlock_server.persistence.vaults import SqlVaultRepository
 
-# Statements compiled, by identity: the hot reads' are prebuilt, so this stays small; a read
-# that builds its statement per call is compiled per call beyond it (correct, just slower).
+# Statements compiled, by identity, the least recently used dropped beyond this: the hot reads'
+# are prebuilt and stay; one built per call (a rare read) is compiled each time.
 _COMPILED_MAX = 256
 
 _DIALECT = asyncpg_dialect()  # type: ignore[no-untyped-call]
@@ -158,16 +158,17 @@ class _Prepared:
         return _Rows(row(*r) for r in records)
 
 
-_compiled: dict[int, _Prepared] = {}
+_compiled: OrderedDict[int, _Prepared] = OrderedDict()
 
 
 def _prepared(statement: Any) -> _Prepared:
     found = _compiled.get(id(statement))
     if found is not None and found.statement is statement:
+        _compiled.move_to_end(id(statement))
         return found
-    prepared = _Prepared(statement)
-    if len(_compiled) < _COMPILED_MAX:
-        _compiled[id(statement)] = prepared
+    prepared = _compiled[id(statement)] = _Prepared(statement)
+    while len(_compiled) > _COMPILED_MAX:
+        _compiled.popitem(last=False)  # least recently used: a statement built per call
     return prepared
 
 
