@@ -6,8 +6,10 @@
 One process, on a migrated database of its own (run.py makes and drops it):
 
 1. append: C coroutines (c=1, 16, 64), each a closed loop of one transaction that records
-   one event through the server's own unit of work (SqlUnitOfWork: head-row lock, chain,
-   insert, pg_notify), for `--duration` s: events/s and commit p50/p99.
+   one event through the server's own unit of work (SqlUnitOfWork; SQLite: head-row lock,
+   chain, insert; PostgreSQL: the event committed unsequenced, then the commit waits for this
+   process's sequencer to give it seq, as a server is wired), for `--duration` s: events/s,
+   commit p50/p99, this process's CPU per event and the sequencer's batches.
 2. fill: a log of each size (10,000 and 100,000 events), each in a database of its own next
    to the run's (dropped after), by a direct bulk insert of a valid chain (domain `chain()`
    hashes, executemany in chunks; the guarding triggers only refuse UPDATE/DELETE, so nothing
@@ -59,9 +61,11 @@ from airlock_server.domain.events import CALL_DENIED, Event, NewEvent, chain
 from airlock_server.domain.principals import SYSTEM, Principal, PrincipalKind
 from airlock_server.logs import configure_logging
 from airlock_server.persistence.db import create_engine, normalize_url, session_factory
-from airlock_server.persistence.event_log import event_row, log_appender_of
+from airlock_server.persistence.event_log import event_row
 from airlock_server.persistence.migrate import upgrade
 from airlock_server.persistence.models import EventRecord, EventSubjectRecord, LogHeadRecord
+from airlock_server.persistence.seal import Sealer
+from airlock_server.persistence.sequencer import Sequencer
 from airlock_server.persistence.uow import SqlUnitOfWork
 from airlock_server.transport.server import build_server
 
@@ -83,7 +87,9 @@ def _ms(values: list[float]) -> dict[str, float]:
 async def append_rate(url: str, conc: int, duration: float) -> dict[str, Any]:
     engine = create_engine(url, pool_size=max(conc, 5))
     sessions = session_factory(engine)
-    appender = log_appender_of(engine)  # one process's appends, as a server wires them
+    # PostgreSQL: events committed unsequenced, this process's sequencer gives them seq, as a
+    # server wires it (bootstrap.wire).
+    sequencer = Sequencer(url, Sealer()) if engine.dialect.name == "postgresql" else None
     latencies: list[float] = []
     errors = 0
     stop_at = time.perf_counter() + duration
@@ -95,7 +101,7 @@ async def append_rate(url: str, conc: int, duration: float) -> dict[str, Any]:
             started = time.perf_counter()
             try:
                 async with SqlUnitOfWork(
-                    sessions, lambda: datetime.now(UTC), log_appender=appender
+                    sessions, lambda: datetime.now(UTC), sequencer=sequencer
                 ) as uow:
                     uow.record(_bench_event(n, i))
                     await uow.commit()
@@ -105,14 +111,20 @@ async def append_rate(url: str, conc: int, duration: float) -> dict[str, Any]:
             latencies.append(time.perf_counter() - started)
             i += 1
 
-    began = time.perf_counter()
+    began, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(worker(n) for n in range(conc)))
-    elapsed = time.perf_counter() - began
+    elapsed, cpu = time.perf_counter() - began, time.process_time() - cpu
+    batches = sequencer.batches if sequencer is not None else 0
+    if sequencer is not None:
+        await sequencer.close()
     await engine.dispose()
     return {
         "conc": conc,
         "events_per_s": round(len(latencies) / elapsed, 1),
         "errors": errors,
+        # This process's CPU (the use cases and, on PostgreSQL, the sequencer) per event.
+        "cpu_ms_per_event": round(cpu * 1000 / max(len(latencies), 1), 2),
+        "sequencer_batches": batches,
         **_ms(latencies),
     }
 
@@ -451,7 +463,8 @@ def table(results: list[dict[str, Any]]) -> str:
         for a in res["append"]:
             lines.append(
                 f"{b:<9} append c={a['conc']:<3} {a['events_per_s']:>9} events/s  "
-                f"p50 {a['p50_ms']} ms  p99 {a['p99_ms']} ms  errors {a['errors']}"
+                f"p50 {a['p50_ms']} ms  p99 {a['p99_ms']} ms  errors {a['errors']}  "
+                f"cpu {a['cpu_ms_per_event']} ms/event  batches {a['sequencer_batches']}"
             )
         keys = [k for k in res["reads"][0] if isinstance(res["reads"][0][k], dict)]
         head = f"{b:<9} {'p50 / p99 ms':<28}{'page':>5}" + "".join(

@@ -30,8 +30,11 @@ round-robin so that drift hits every scenario alike:
   events             (issue 4) bench/events.py on a database of its own: the append rate of
                      events at c=1/16/64, and ListEvents (first page, filtered pages) and
                      WatchEvents (from a late seq; live) with 10,000 and 100,000 events
+  watch              (issue 11) bench/watch.py on a database and server of its own: the time
+                     from a Vote's answer to its WatchSession subscribers' message carrying it
 
-`--scenarios echo,get,session,check,flow,vote,events` picks them (default all but events;
+`--scenarios echo,get,session,check,flow,vote,events,watch` picks them (default all but events
+and watch;
 `vote` means vote + restore; the reference always runs with the others and echo with the
 reads, for the ratios; `events` alone runs no server process).
 
@@ -175,6 +178,19 @@ def bench_backend(backend: str, work: Path, args: argparse.Namespace) -> dict[st
             return _bench_backend(backend, url, url, work, args)
     url = f"sqlite:///{work / 'airlock.db'}"
     return _bench_backend(backend, url, f"sqlite:///{work / 'reference.db'}", work, args)
+
+
+@contextmanager
+def airlock_serving(env: dict[str, str], work: Path) -> Iterator[tuple[Server, Path]]:
+    """One `airlock-server serve` on the migrated, bootstrapped database of `env` (loopback,
+    its log in work/server.log): the server and the file holding the admin token."""
+    token_file = migrate_and_bootstrap(env, work)
+    ready = work / "ready"
+    argv = [AIRLOCK, "--log-format", "json", "serve", "--listen", "127.0.0.1:0"]
+    with started(
+        "airlock", [*argv, "--ready-file", str(ready)], ready, work / "server.log", env
+    ) as server:
+        yield server, token_file
 
 
 def migrate_and_bootstrap(env: dict[str, str], work: Path) -> Path:
@@ -539,6 +555,17 @@ def add_ratios(result: dict[str, Any]) -> None:
         s["judged_against"] = "echo" if s["mode"] in READS else "ref"
 
 
+def bench_watch(backend: str, work: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """bench/watch.py in its own process (its own database and server)."""
+    out = work / "watch.json"
+    argv = [PY, str(HERE / "watch.py"), "--backends", backend, "--out", str(out)]
+    log(f"{backend}: watch scenario")
+    done = subprocess.run(argv, check=True, timeout=900, stdout=subprocess.PIPE, text=True)
+    result: dict[str, Any] = json.loads(out.read_text())[0]
+    result["table"] = done.stdout.rstrip()
+    return result
+
+
 def bench_events(backend: str, work: Path, args: argparse.Namespace) -> dict[str, Any]:
     """bench/events.py in its own process, on a database of its own."""
     out = work / "events.json"
@@ -634,9 +661,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--scenarios",
         default="echo,get,session,check,flow,vote",
-        help="comma list of echo,get,session,check,flow,vote,events (vote = vote drain + "
-        "restore flow; events = bench/events.py); ref always runs with the RPC scenarios, echo "
-        "with the reads",
+        help="comma list of echo,get,session,check,flow,vote,events,watch (vote = vote drain + "
+        "restore flow; events = bench/events.py; watch = bench/watch.py); ref always runs with "
+        "the RPC scenarios, echo with the reads",
     )
     p.add_argument("--events-sizes", default="10000,100000", help="events: log sizes")
     p.add_argument("--events-reps", type=int, default=100, help="events: calls per read")
@@ -662,15 +689,26 @@ def main(argv: list[str] | None = None) -> int:
     args.vote_conc = [int(x) for x in args.vote_conc.split(",")]
     args.scenarios = args.scenarios.split(",")
     want_events = "events" in args.scenarios
-    unknown = set(args.scenarios) - {"echo", "get", "session", "check", "flow", "vote", "events"}
+    want_watch = "watch" in args.scenarios
+    unknown = set(args.scenarios) - {
+        "echo",
+        "get",
+        "session",
+        "check",
+        "flow",
+        "vote",
+        "events",
+        "watch",
+    }
     if unknown:
         p.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
     args.log_levels = args.log_levels.split(",")
-    backends = args.backends.split(",")
+    # "postgresql" is the database's name too: the same backend.
+    backends = ["postgres" if b == "postgresql" else b for b in args.backends.split(",")]
     started_at = datetime.now(UTC)
     results: list[dict[str, Any]] = []
     events_results: list[dict[str, Any]] = []
-    rpc_scenarios = [s for s in args.scenarios if s != "events"]
+    rpc_scenarios = [s for s in args.scenarios if s not in ("events", "watch")]
     for backend in backends:
         work = Path(tempfile.mkdtemp(prefix=f"airlock-bench-{backend}-"))
         try:
@@ -681,6 +719,8 @@ def main(argv: list[str] | None = None) -> int:
                 results.append(res)
             if want_events:
                 events_results.append(bench_events(backend, work, args))
+            if want_watch:
+                events_results.append(bench_watch(backend, work, args))
         finally:
             if args.keep:
                 log(f"kept {work}")

@@ -45,14 +45,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 # The sibling scripts, by path (bench/ is no package): the same helpers as bench/run.py.
 from loadgen import bearer, percentile  # type: ignore[import-not-found]
 from run import (  # type: ignore[import-not-found]
-    AIRLOCK,
     HERE,
     PY,
+    airlock_serving,
     log,
-    migrate_and_bootstrap,
     postgres_database,
     run_json,
-    started,
     stop,
 )
 
@@ -284,13 +282,8 @@ def _bench(backend: str, url: str, work: Path, args: argparse.Namespace) -> dict
         "AIRLOCK_LOG_LEVEL": "warning",
         "AIRLOCK_MAX_STREAMS_PER_PRINCIPAL": str(args.streams + 10),
     }
-    token_file = migrate_and_bootstrap(env, work)
-    admin_token = token_file.read_text().strip()
-    ready = work / "ready"
-    argv = [AIRLOCK, "--log-format", "json", "serve", "--listen", "127.0.0.1:0"]
-    with started(
-        "airlock", [*argv, "--ready-file", str(ready)], ready, work / "server.log", env
-    ) as server:
+    with airlock_serving(env, work) as (server, token_file):
+        admin_token = token_file.read_text().strip()
         target = f"127.0.0.1:{server.port}"
         rs = run_json(
             [PY, str(HERE / "loadgen.py"), "recovery-setup", "--target", target,

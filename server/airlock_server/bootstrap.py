@@ -26,10 +26,11 @@ from airlock_server.domain.webauthn import RelyingParty
 from airlock_server.persistence.activity import activity_writer_of
 from airlock_server.persistence.credential_watch import CredentialWatch
 from airlock_server.persistence.db import create_engine, session_factory
-from airlock_server.persistence.event_log import PgListenSignal, PollSignal, log_appender_of
+from airlock_server.persistence.event_log import PgListenSignal, PollSignal
 from airlock_server.persistence.events import SqlEventLogReader
 from airlock_server.persistence.hot_reads import hot_reads_of
 from airlock_server.persistence.seal import Sealer
+from airlock_server.persistence.sequencer import Sequencer
 from airlock_server.persistence.uow import SqlUnitOfWork
 from airlock_server.transport.server import UseCases
 
@@ -48,16 +49,23 @@ class Wiring:
     credential_watch: CredentialWatch | None = None
     # The approval portal's use cases (passkeys); None without AIRLOCK_PORTAL_ORIGIN.
     portal: PortalService | None = None
+    # PostgreSQL: what gives committed events their seq (persistence/sequencer.py).
+    sequencer: Sequencer | None = None
 
     def start(self) -> None:
-        """In the serving loop: the credential cache is used once the watch is listening."""
+        """In the serving loop: the credential cache is used once the watch is listening; the
+        sequencer bids for its lock."""
         if self.credential_watch is not None:
             self.credential_watch.start()
+        if self.sequencer is not None:
+            self.sequencer.start()
 
     async def close(self) -> None:
         if self.credential_watch is not None:
             await self.credential_watch.close()
         await self.webhooks.close()
+        if self.sequencer is not None:
+            await self.sequencer.close()
         await self.signal.close()
         await self.feed.close()
         await self.engine.dispose()
@@ -126,7 +134,9 @@ def wire(
     # PostgreSQL: approvers' activity is written after the vote's COMMIT, batched (the row of
     # an approver was the hottest lock of a vote); SQLite writes it in the transaction.
     activity_writer = activity_writer_of(engine)
-    log_appender = log_appender_of(engine)
+    # PostgreSQL: use cases commit their events unsequenced; one sequencer per database (this
+    # process's while it holds the lock) gives them seq, in batches.
+    sequencer = Sequencer(settings.database_url, sealer) if postgres else None
 
     def uow(*, read_only: bool = False, one_statement: bool = False) -> UnitOfWork:
         return SqlUnitOfWork(
@@ -138,7 +148,7 @@ def wire(
             sealer=sealer,
             routing=routing,
             activity_writer=activity_writer,
-            log_appender=log_appender,
+            sequencer=sequencer,
         )
 
     routing = routing or routing_of(settings)
@@ -196,4 +206,5 @@ def wire(
         notifications,
         watch,
         portal,
+        sequencer,
     )

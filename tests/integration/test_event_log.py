@@ -113,9 +113,8 @@ async def test_use_cases_write_a_gap_free_hash_chain(app: Harness, admin: Princi
 async def test_replicas_appending_in_turn_and_at_once_keep_one_chain(
     harnesses: HarnessFactory, app: Harness, admin: Principal
 ) -> None:
-    """PostgreSQL: each process appends after the head it committed last (LogAppender); a
-    replica's append in between makes that head stale, and the next append falls back to
-    reading the head, locked. Either way one chain, in commit order."""
+    """PostgreSQL: two processes on one database, one of them the sequencer (the other waits
+    for its batches); in turn and at once, one chain, in commit order."""
     other = harnesses()
     for i in range(4):
         await (app if i % 2 else other).identities.create_approver(admin, f"turn-{i}", "T", "", "")

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import functools
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -21,8 +21,9 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Row, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import Executable
+from sqlalchemy.sql.elements import BindParameter
 
 from airlock_server.domain.events import (
     EVENT_TYPES,
@@ -57,48 +58,15 @@ def event_row(e: Event) -> dict[str, Any]:
     }
 
 
-@dataclass(frozen=True)
-class Head:
-    seq: int
-    hash: bytes
-    time: datetime
-
-
-class LogAppender:
-    """PostgreSQL, one per process: its appends one at a time, after the head it last wrote.
-
-    The head row's lock used to be taken by a `SELECT … FOR UPDATE` round trip, then held
-    across the Python chaining and signing, the append and COMMIT: three round trips and the
-    event loop's turns between them, while every other appender of every replica queued on
-    it (issue 11). This process knows the head it committed last (`head`): its next append
-    chains after it without reading it, and moves the head with a conditional UPDATE (seq and
-    hash as known) in the append's one statement, which takes the lock. One round trip fewer
-    under the lock; and the process's appenders queue on `lock` (in memory), not on the row.
-
-    If another replica appended meanwhile, the UPDATE matches no row and inserts nothing:
-    the append falls back to the locked read of the head (and its signature check), as
-    before. `head` is known only after a COMMIT that wrote it; a failed one forgets it.
-    """
-
-    def __init__(self) -> None:
-        self.lock = asyncio.Lock()
-        self.head: Head | None = None
-
-
-def log_appender_of(engine: AsyncEngine) -> LogAppender | None:
-    """One per engine (process) on PostgreSQL; none on SQLite, whose transactions are one
-    writer's at a time anyway."""
-    return LogAppender() if engine.dialect.name == "postgresql" else None
-
-
 async def append_events(
     session: AsyncSession,
     new: Sequence[NewEvent],
     now: datetime,
     sealer: Sealer | None = None,
-    known: Head | None = None,
 ) -> list[Event]:
     """Lock the head row, check it is ours, chain the events after it, sign and move the head.
+    SQLite's append, in the use case's transaction (one writer at a time anyway); PostgreSQL's
+    use cases commit their events unsequenced instead (persistence/sequencer.py).
 
     With a log key (`sealer.keyed`) the head row must carry this key's signature (or be the
     genesis): a head someone else wrote is refused (FAILED_PRECONDITION LOG_NOT_AUTHENTIC), so
@@ -120,13 +88,6 @@ async def append_events(
         raise ValueError(f"event types {unknown} are not in EVENT_TYPES (domain/events.py)")
     sealer = sealer or _UNSEALED
     postgres = session.get_bind().dialect.name == "postgresql"
-    if known is not None and postgres:
-        # The head this process committed last: ours, so chained after without a read.
-        events = _chained(known.seq, known.hash, known.time, new, now, sealer)
-        moved = await session.scalar(_pg_append(*_shape(events), True), _params(events, known))
-        if moved:
-            return events
-        # Another replica appended since: nothing was written; read the head, locked.
     head = (
         await session.execute(
             select(
@@ -144,7 +105,7 @@ async def append_events(
     if postgres:
         # One round trip under the lock: the inserts, the head and the notification (delivered
         # at commit to every replica's listener, WatchEvents) as data-modifying CTEs.
-        await session.execute(_pg_append(*_shape(events), False), _params(events, None))
+        await session.execute(_pg_append(*_shape(events)), _params(events))
         return events
     last = events[-1]
     await session.execute(insert(EventRecord), [event_row(e) for e in events])
@@ -186,7 +147,7 @@ def _shape(events: Sequence[Event]) -> tuple[int, int]:
     return len(events), sum(len(event_subjects(e)) for e in events)
 
 
-def _params(events: Sequence[Event], known: Head | None) -> dict[str, object]:
+def _params(events: Sequence[Event]) -> dict[str, object]:
     last = events[-1]
     params: dict[str, object] = {
         "last_seq": str(last.seq),
@@ -195,8 +156,6 @@ def _params(events: Sequence[Event], known: Head | None) -> dict[str, object]:
         "time": last.time,
         "signature": last.head_signature or None,
     }
-    if known is not None:
-        params.update(known_seq=known.seq, known_hash=known.hash)
     for i, e in enumerate(events):
         params.update({f"e{i}_{k}": v for k, v in event_row(e).items()})
     for i, row in enumerate(_subject_rows(events)):
@@ -227,16 +186,26 @@ def event_subjects(e: Event) -> list[str]:
 _SUBJECT_COLUMNS = ("subject", "seq")
 
 
+def values_of(
+    prefix: str, n: int, columns: Sequence[str], table: Any
+) -> tuple[list[BindParameter[Any]], str]:
+    """n rows of typed parameters (`{prefix}{i}_{column}`) for a VALUES list, and its text."""
+    binds: list[BindParameter[Any]] = []
+    rows = []
+    for i in range(n):
+        names = [f"{prefix}{i}_{c}" for c in columns]
+        binds += [bindparam(n, type_=table[c].type) for n, c in zip(names, columns, strict=True)]
+        rows.append("(" + ", ".join(f":{n}" for n in names) + ")")
+    return binds, ", ".join(rows)
+
+
 @functools.lru_cache(maxsize=256)
-def _pg_append(n_events: int, n_subjects: int, conditional: bool) -> Executable:
+def _pg_append(n_events: int, n_subjects: int) -> Executable:
     """The PostgreSQL append of n events with n subjects, built once per shape.
 
     Plain SQL text with typed parameters, not an insert() of several VALUES rows: SQLAlchemy
     cannot cache a multi-row VALUES construct and compiled it again on every append (≈ 1 ms
     of CPU); a text() statement is compiled once per shape and then served from the cache.
-
-    `conditional` (LogAppender): the head moves only from :known_seq/:known_hash, and the rows
-    are inserted only if it did; the statement answers how many head rows moved (0 or 1).
     """
     events = EventRecord.__table__.c
     subjects = EventSubjectRecord.__table__.c
@@ -246,45 +215,22 @@ def _pg_append(n_events: int, n_subjects: int, conditional: bool) -> Executable:
         bindparam("time", type_=events["time"].type),
         bindparam("signature", type_=events["head_signature"].type),
     ]
-    # Unconditional: the head row is locked already (SELECT … FOR UPDATE).
-    moved, only_if = "", ""
-    if conditional:
-        binds += [
-            bindparam("known_seq", type_=events["seq"].type),
-            bindparam("known_hash", type_=events["hash"].type),
-        ]
-        moved = " AND seq = :known_seq AND hash = :known_hash RETURNING 1"
-        only_if = " WHERE EXISTS (SELECT FROM new_head)"
-    rows = []
-    for i in range(n_events):
-        names = [f"e{i}_{c}" for c in _EVENT_COLUMNS]
-        binds += [
-            bindparam(n, type_=events[c].type) for n, c in zip(names, _EVENT_COLUMNS, strict=True)
-        ]
-        rows.append("(" + ", ".join(f":{n}" for n in names) + ")")
+    # The head row is locked already (SELECT … FOR UPDATE).
+    event_binds, values = values_of("e", n_events, _EVENT_COLUMNS, events)
+    binds += event_binds
     sql = (
         "WITH new_head AS (UPDATE log_head SET seq = :seq, hash = :hash, time = :time, "
-        f"signature = :signature WHERE id = 1{moved}), "
-        f"new_events AS (INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) "
-        f"SELECT * FROM (VALUES {', '.join(rows)}) AS v{only_if})"
+        "signature = :signature WHERE id = 1), "
+        f"new_events AS (INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) VALUES {values})"
     )
     if n_subjects:
-        rows = []
-        for i in range(n_subjects):
-            names = [f"s{i}_{c}" for c in _SUBJECT_COLUMNS]
-            binds += [
-                bindparam(n, type_=subjects[c].type)
-                for n, c in zip(names, _SUBJECT_COLUMNS, strict=True)
-            ]
-            rows.append("(" + ", ".join(f":{n}" for n in names) + ")")
+        subject_binds, values = values_of("s", n_subjects, _SUBJECT_COLUMNS, subjects)
+        binds += subject_binds
         sql += (
             f", new_subjects AS (INSERT INTO event_subjects ({', '.join(_SUBJECT_COLUMNS)}) "
-            f"SELECT * FROM (VALUES {', '.join(rows)}) AS v{only_if})"
+            f"VALUES {values})"
         )
-    if conditional:
-        sql += f" SELECT count(pg_notify('{NOTIFY_CHANNEL}', :last_seq)) FROM new_head"
-    else:
-        sql += f" SELECT pg_notify('{NOTIFY_CHANNEL}', :last_seq)"
+    sql += f" SELECT pg_notify('{NOTIFY_CHANNEL}', :last_seq)"
     binds.append(bindparam("last_seq", type_=String()))
     return text(sql).bindparams(*binds)
 

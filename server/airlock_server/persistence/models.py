@@ -257,9 +257,13 @@ class EventRecord(Base):
     # On the last event of each transaction of a keyed server: the log key's signature of the
     # head it made (the checkpoint message with this event's seq, hash and time).
     head_signature: Mapped[bytes | None] = mapped_column(LargeBinary(64))
+    # PostgreSQL: the unsequenced event it was (its transaction's nonce and its position in
+    # it, UnsequencedEventRecord): unique, so a copy of a sequenced one is never sequenced again.
+    origin: Mapped[bytes | None] = mapped_column(LargeBinary(20))
 
 
 Index("ix_events_actor_kind_seq", ActorKind(EventRecord.__table__.c.actor), EventRecord.seq)
+Index("ix_events_origin", EventRecord.__table__.c.origin, unique=True)
 Index("ix_events_family_seq", EventFamily(EventRecord.__table__.c.type), EventRecord.seq)
 
 
@@ -272,6 +276,29 @@ class EventSubjectRecord(Base):
     seq: Mapped[int] = mapped_column(
         BigInteger, ForeignKey("events.seq"), primary_key=True, autoincrement=False
     )
+
+
+class UnsequencedEventRecord(Base):
+    """PostgreSQL: an event committed by its use case and not yet in the log. The sequencer
+    (persistence/sequencer.py) gives each its seq and hashes, in id order, and deletes it in
+    the same transaction. Rows are MACed: the sequencer signs heads over them."""
+
+    __tablename__ = "unsequenced_events"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    # The transaction's random nonce and the event's place in it: the event's `origin`.
+    txn: Mapped[bytes] = mapped_column(LargeBinary(16))
+    position: Mapped[int] = mapped_column(Integer)
+    time: Mapped[datetime]
+    type: Mapped[str] = mapped_column(String(64))
+    actor: Mapped[str] = mapped_column(String(96))
+    subjects: Mapped[list[str]] = mapped_column(JSON)
+    details: Mapped[dict[str, Any]]
+    # Its notice's planned notifications ({"kind", "targets": [[channel, target, data]]}),
+    # written by the sequencer with the event's seq; NULL when nobody is told.
+    notice: Mapped[dict[str, Any] | None]
+    # HMAC by the log key over the row (domain/integrity.py); NULL on a keyless server.
+    mac: Mapped[bytes | None] = mapped_column(LargeBinary(32))
 
 
 class LogHeadRecord(Base):

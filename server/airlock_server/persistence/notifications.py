@@ -190,27 +190,39 @@ class Outbox:
     ) -> int:
         """Insert one notification per target; `cause` makes the dedupe key (an event's seq, a
         reminder's session and step), so a second writer of the same cause adds nothing."""
-        rows = [
-            {
-                "notification_id": new_notification_id(),
-                "dedupe_key": f"{cause}:{channel.value}:{target}",
-                "kind": kind,
-                "channel": channel.value,
-                "target": target,
-                "event_seq": event_seq,
-                "data": {**data, **({"event_seq": event_seq} if event_seq else {})},
-                "state": DeliveryState.PENDING.value,
-                "attempts": 0,
-                "next_attempt_time": now,
-                "lease": None,
-                "create_time": now,
-                "deliver_time": None,
-            }
-            for channel, target, data in planned
-        ]
+        rows = notification_rows(planned, kind, cause, event_seq, now)
         if rows:
             await self._s.execute(_insert_ignoring_duplicates(self._s, NotificationRecord), rows)
         return len(rows)
+
+
+def notification_rows(
+    planned: Sequence[tuple[Channel, str, dict[str, Any]]],
+    kind: str,
+    cause: str,
+    event_seq: int | None,
+    now: datetime,
+) -> list[dict[str, Any]]:
+    """The notifications table's rows of one cause (Outbox.write; the sequencer's, with the
+    seq it gave the event)."""
+    return [
+        {
+            "notification_id": new_notification_id(),
+            "dedupe_key": f"{cause}:{channel.value}:{target}",
+            "kind": kind,
+            "channel": channel.value,
+            "target": target,
+            "event_seq": event_seq,
+            "data": {**data, **({"event_seq": event_seq} if event_seq else {})},
+            "state": DeliveryState.PENDING.value,
+            "attempts": 0,
+            "next_attempt_time": now,
+            "lease": None,
+            "create_time": now,
+            "deliver_time": None,
+        }
+        for channel, target, data in planned
+    ]
 
 
 async def plan_events(

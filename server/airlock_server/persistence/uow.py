@@ -26,7 +26,7 @@ from airlock_server.persistence.db import (
     is_outage,
     outage,
 )
-from airlock_server.persistence.event_log import Head, LogAppender, append_events
+from airlock_server.persistence.event_log import append_events
 from airlock_server.persistence.events import SqlEventRepository
 from airlock_server.persistence.grants import SqlGrantRepository
 from airlock_server.persistence.idempotency import SqlIdempotencyRepository
@@ -38,6 +38,12 @@ from airlock_server.persistence.notifications import (
 )
 from airlock_server.persistence.passkeys import SqlPasskeyRepository
 from airlock_server.persistence.seal import Sealer
+from airlock_server.persistence.sequencer import (
+    Sequencer,
+    enqueue,
+    planned_notice,
+    sequence_pending,
+)
 from airlock_server.persistence.sessions import SqlSessionRepository
 from airlock_server.persistence.settings import SqlSettingsRepository
 from airlock_server.persistence.shares import SqlShareRepository
@@ -73,11 +79,12 @@ class SqlUnitOfWork:
         sealer: Sealer | None = None,
         routing: Routing | None = None,
         activity_writer: ActivityWriter | None = None,
-        log_appender: LogAppender | None = None,
+        sequencer: Sequencer | None = None,
     ) -> None:
-        # PostgreSQL: this process's appends, one at a time after the head it knows
-        # (event_log.LogAppender); None: each append reads the head, locked.
-        self._log_appender = log_appender
+        # PostgreSQL: events are committed unsequenced, and this process's sequencer (or the
+        # one of another replica) gives them seq (persistence/sequencer.py); None: the unit of
+        # work sequences them itself after its COMMIT.
+        self._sequencer = sequencer
         # PostgreSQL: approvers' activity is written after COMMIT, outside the transaction
         # (activity.ActivityWriter); None: in it.
         self._activity_writer = activity_writer
@@ -172,37 +179,50 @@ class SqlUnitOfWork:
         last = 0
         committed = False
         if self._events:
-            # The transactional outbox: each event's notifications are written in its
-            # transaction, so a committed event always has them and a rolled-back one never.
-            # Recipients are read before the log's lock, the rows written after it is taken.
+            # The transactional outbox: each event's notifications are planned in its
+            # transaction (recipients read), so a committed event always has them and a
+            # rolled-back one never.
             now = self._clock()
             notices = [notice_for(e) for e in self._events]
             outbox = Outbox(self.session, self._routing, now, self._sealer)
             planned = await plan_events(outbox, notices)
-            appender = self._log_appender
-            if appender is None:
+            if self.session.get_bind().dialect.name == "postgresql":
+                # No lock on the log's head: the events are committed unsequenced, with their
+                # planned notifications, which the sequencer writes with their seq.
+                queued = [
+                    planned_notice(n.kind, p) if n is not None and p else None
+                    for n, p in zip(notices, planned, strict=True)
+                ]
+                ids = await enqueue(self.session, self._events, now, self._sealer, queued)
+                await self._commit_queued(ids)
+                committed = True
+            else:
                 events = await append_events(self.session, self._events, now, self._sealer)
                 await write_events(outbox, notices, planned, events, now)
-            else:
-                async with appender.lock:
-                    try:
-                        events = await append_events(
-                            self.session, self._events, now, self._sealer, appender.head
-                        )
-                        await write_events(outbox, notices, planned, events, now)
-                        await self.session.commit()
-                    except BaseException:
-                        appender.head = None  # the outcome may be unknown: read it next time
-                        raise
-                    appender.head = Head(events[-1].seq, events[-1].hash, events[-1].time)
-                committed = True
-            last = events[-1].seq
+                last = events[-1].seq
             self._events = []
         if not committed:
             await self.session.commit()
         if last and self._on_commit is not None:
             self._on_commit(last)
         await self._activity.written()
+
+    async def _commit_queued(self, ids: list[int]) -> None:
+        """COMMIT, then wait until the events are in the log (what the caller reads after
+        the answer holds them)."""
+        sequencer = self._sequencer
+        if sequencer is None:
+            await self.session.commit()
+            await sequence_pending(self.session, self._sealer, ids)
+            return
+        waiting = sequencer.expect(ids)
+        try:
+            await self.session.commit()
+        except BaseException:
+            sequencer.forget(ids)
+            raise
+        sequencer.committed(ids)
+        await sequencer.wait(waiting)
 
     async def __aexit__(
         self,

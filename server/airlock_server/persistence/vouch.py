@@ -63,10 +63,13 @@ from airlock_server.persistence.models import (
     TeamRecord,
     TeamShareRecord,
     TeamVersionRecord,
+    UnsequencedEventRecord,
     VaultRecord,
     VoteRecord,
 )
 from airlock_server.persistence.seal import Sealer
+from airlock_server.persistence.sequencer import TABLE as UNSEQUENCED
+from airlock_server.persistence.sequencer import unsequenced_fields
 from airlock_server.persistence.sessions import SqlSessionRepository
 
 BATCH = 2000
@@ -116,6 +119,8 @@ MACED_TABLES = (
     GRANTS,
     VAULTS,
     SESSIONS,
+    # Events committed and not yet sequenced (PostgreSQL): the sequencer signs only MACed ones.
+    UNSEQUENCED,
 )
 
 
@@ -156,6 +161,7 @@ _PLAIN: dict[str, tuple[type[Any], Any, tuple[str, ...]]] = {
         lambda r: vault_fields(vault_from_row(r)),
         ("vault_arn",),
     ),
+    UNSEQUENCED: (UnsequencedEventRecord, unsequenced_fields, ("id",)),
 }
 
 
