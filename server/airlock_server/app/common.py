@@ -122,6 +122,11 @@ def check_request_id(request_id: str) -> None:
         raise InvalidArgument.field("request_id", f"at most {MAX_REQUEST_ID} characters")
 
 
+def request_scope(principal: Principal, method: str) -> str:
+    """Whose request_ids a key is among: the caller's, for one method."""
+    return f"{principal}:{method}"
+
+
 async def once(
     uow: UnitOfWork,
     deps: Deps,
@@ -143,7 +148,7 @@ async def once(
     check_request_id(request_id)
     if not request_id:
         return await create(), False
-    scope = f"{principal}:{method}"
+    scope = request_scope(principal, method)
     fingerprint = request_fingerprint.get()
     earlier = await uow.idempotency.claim(scope, request_id, fingerprint, deps.clock(), known)
     if earlier is not None:

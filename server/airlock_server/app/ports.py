@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -128,6 +128,16 @@ class Claimed:
     fingerprint: str | None
 
 
+@dataclass(frozen=True)
+class Claim:
+    """A request_id to claim with its result known already (see IdempotencyRepository)."""
+
+    scope: str
+    request_id: str
+    fingerprint: str
+    result: str
+
+
 class IdempotencyRepository(Protocol):
     async def claim(
         self,
@@ -142,6 +152,11 @@ class IdempotencyRepository(Protocol):
         ...
 
     async def complete(self, scope: str, request_id: str, result: str) -> None: ...
+
+    async def claim_many(self, claims: Sequence[Claim], now: datetime) -> set[tuple[str, str]]:
+        """Claim the keys that no call claimed before, each with its result; the (scope,
+        request_id) of those claimed now. A key claimed before is left as it is."""
+        ...
 
 
 class SettingsRepository(Protocol):
@@ -185,8 +200,29 @@ class SessionRepository(Protocol):
         enrolled in its team version (None: none), read together."""
         ...
 
+    async def lock_for_votes(
+        self, voters: Mapping[str, str]
+    ) -> dict[str, tuple[Session, bytes | None]]:
+        """For each session id of `voters`, the session, locked as get(for_update=True), and
+        the public key its voter (`voters[session_id]`) enrolled in its team version (None:
+        none); sessions not found are left out. One read, whatever their number."""
+        ...
+
+    async def add_votes(self, sessions: Sequence[Session]) -> None:
+        """Insert the votes of these sessions (read in this transaction) not stored yet."""
+        ...
+
     async def save(self, session: Session) -> None:
         """Write the session's state and insert its votes that are not stored yet."""
+        ...
+
+    def defer_saves(self) -> None:
+        """Hold the session UPDATEs of the following saves, to send them together at flush()
+        or before this repository's next read or write, whichever comes first."""
+        ...
+
+    async def flush(self) -> None:
+        """Send the held saves (one statement) and stop holding them."""
         ...
 
     async def list_page(
@@ -245,6 +281,17 @@ class GrantRepository(Protocol):
         """The grant that `session_id` requests or revokes."""
         ...
 
+    async def lock_by_sessions(self, session_ids: Sequence[str]) -> None:
+        """Read (locked) the grants these sessions request or revoke, in one statement:
+        by_session() of them then answers without a read."""
+        ...
+
+    def defer_saves(self) -> None:
+        """As SessionRepository.defer_saves."""
+        ...
+
+    async def flush(self) -> None: ...
+
     async def list_page(
         self,
         vault_arn: str,
@@ -285,6 +332,10 @@ class EventRepository(Protocol):
 class ActivityRepository(Protocol):
     async def record(self, team_id: str, approver_id: str, activity: Activity) -> None:
         """Store the approver's activity for the team unless a later one is stored."""
+        ...
+
+    async def record_many(self, entries: Sequence[tuple[str, str, Activity]]) -> None:
+        """record() of each (team_id, approver_id, activity), in one statement."""
         ...
 
     async def of_teams(self, team_ids: Sequence[str]) -> dict[str, dict[str, Activity]]:

@@ -16,9 +16,20 @@ from datetime import datetime
 from typing import TypeVar
 
 from airlock_server.app import passkey_uses, signing
-from airlock_server.app.common import Deps, Done, RefuseAfter, run_once, transact
+from airlock_server.app.ballots import ALONE, Ballot, Ballots, Refused
+from airlock_server.app.common import (
+    Deps,
+    Done,
+    RefuseAfter,
+    check_request_id,
+    request_fingerprint,
+    request_scope,
+    run_once,
+    transact,
+)
 from airlock_server.app.feed import EventFeed, SharedReads, finished_read
 from airlock_server.app.ports import (
+    Claim,
     EventLogReader,
     EventSignal,
     LogAnchor,
@@ -153,6 +164,8 @@ class SessionService:
         # caller may see is checked in the read).
         self._watch_reads: SharedReads[tuple[str, str, int], SessionView] = SharedReads()
         self._anchor = anchor  # signs the proofs' log checkpoints; None: no proofs
+        # This process's votes, written a batch per transaction (app/ballots.py).
+        self._ballots: Ballots[SessionView] = Ballots(self._cast_batch)
 
     # --- loading ------------------------------------------------------------------------
 
@@ -595,8 +608,134 @@ class SessionService:
         *,
         channel: str = "",
     ) -> SessionView:
-        """`channel`: where the vote came from when not the API ("portal"), for the event."""
+        """`channel`: where the vote came from when not the API ("portal"), for the event.
+
+        Cast with the other votes this process receives meanwhile, in one transaction
+        (_cast_batch); alone when the batch says so (_vote_alone)."""
         require(caller, PrincipalKind.APPROVER)
+        check_request_id(request_id)
+        fingerprint = request_fingerprint.get()
+        ballot: Ballot[SessionView] = Ballot(
+            caller, session_id, decision, comment, signature, request_id, fingerprint, channel
+        )
+        answer = await self._ballots.cast(ballot)
+        if isinstance(answer, Refused):
+            raise answer.error
+        if answer is ALONE:
+            return await self._vote_alone(ballot)
+        assert isinstance(answer, SessionView)
+        return answer
+
+    def _checked_vote(
+        self,
+        before: Session,
+        key: bytes | None,
+        voter: str,
+        decision: VoteDecision,
+        comment: str,
+        signature: bytes,
+        now: datetime,
+    ) -> tuple[Session, bytes]:
+        """The session with the vote cast, its signature checked against the voter's enrolled
+        key (returned with it); or the DomainError that refuses it."""
+        after = cast_vote(before, voter, decision, comment, signature, now)
+        if not signature:
+            raise InvalidArgument.field(
+                "signature", "required: an Ed25519 signature over the vote digest"
+            )
+        if key is None:
+            raise FailedPrecondition(
+                f"approver {voter!r} enrolled no key in team version {before.team_version}",
+                reason=Reason.NO_KEY_ENROLLED,
+                metadata={"sessionId": before.session_id},
+            )
+        signing.verify(key, signature, vote_digest(before, decision), "signature")
+        return after, key
+
+    async def _store_vote(
+        self, uow: UnitOfWork, b: Ballot[SessionView], before: Session, after: Session
+    ) -> Session:
+        """A checked vote's event and outcome (the deciding vote's effect), as written."""
+        uow.record(vote_cast(b.caller, b.session_id, b.decision, b.comment, b.signature, b.channel))
+        return await self.store_outcome(uow, before, after, b.caller)
+
+    async def _cast_batch(self, ballots: list[Ballot[SessionView]]) -> None:
+        """One transaction for the votes of `ballots` (one per session and request_id): the
+        sessions locked and read together, every vote checked before anything is written,
+        the request_ids claimed and the votes inserted by one statement each, each vote's
+        event and outcome, one commit. Answers each ballot (app/ballots.py)."""
+        answers: list[tuple[Ballot[SessionView], SessionView]] = []
+        async with self._deps.uow() as uow:
+            found = await uow.sessions.lock_for_votes(
+                {b.session_id: b.caller.subject for b in ballots}
+            )
+            now = self._deps.clock()
+            checked: list[tuple[Ballot[SessionView], Session, Session]] = []
+            for b in ballots:
+                try:
+                    if b.session_id not in found:
+                        raise missing_or_denied(
+                            b.caller,
+                            NotFound("session", b.session_id),
+                            not_session_approver(b.session_id, b.caller.subject),
+                        )
+                    before, enrolled = found[b.session_id]
+                    after, key = self._checked_vote(
+                        before, enrolled, b.caller.subject, b.decision, b.comment, b.signature, now
+                    )
+                except DomainError as err:
+                    # Refused here, unless its request_id may name an earlier call (whose
+                    # answer a replay gets) or the refusal writes something down (an expired
+                    # session is settled): those are cast alone.
+                    if not b.request_id and err.reason != Reason.SESSION_EXPIRED:
+                        b.answer.set_result(Refused(err))
+                    continue
+                if not is_passkey_key(key):  # a passkey's use is counted alone, with its vote
+                    checked.append((b, before, after))
+            claimed = await uow.idempotency.claim_many(
+                [
+                    Claim(
+                        request_scope(b.caller, "Vote"), b.request_id, b.fingerprint, b.session_id
+                    )
+                    for b, _, _ in checked
+                    if b.request_id
+                ],
+                now,
+            )
+            # A request_id claimed before names an earlier call: cast alone, it is answered
+            # as that call was (or refused as REQUEST_ID_REUSED).
+            checked = [
+                c
+                for c in checked
+                if not c[0].request_id
+                or (request_scope(c[0].caller, "Vote"), c[0].request_id) in claimed
+            ]
+            await uow.sessions.add_votes([after for _, _, after in checked])
+            # The deciding votes' effects: their grants read in one statement, the sessions'
+            # and grants' UPDATEs sent together (a read in an effect sends them first).
+            deciding = [after.session_id for _, _, after in checked if after.is_final]
+            if deciding:
+                await uow.grants.lock_by_sessions(deciding)
+            uow.sessions.defer_saves()
+            uow.grants.defer_saves()
+            written = [await self._store_vote(uow, b, bef, aft) for b, bef, aft in checked]
+            await uow.sessions.flush()
+            await uow.grants.flush()
+            await uow.activity.record_many(
+                [
+                    (before.team_id, b.caller.subject, Activity(activity_of_vote(before.kind), now))
+                    for b, before, _ in checked
+                ]
+            )
+            views = await self.views(uow, written)
+            await uow.commit()
+            answers = [(b, view) for (b, _, _), view in zip(checked, views, strict=True)]
+        for b, view in answers:
+            b.answer.set_result(view)
+
+    async def _vote_alone(self, b: Ballot[SessionView]) -> SessionView:
+        """A vote in a transaction of its own."""
+        caller, session_id, signature = b.caller, b.session_id, b.signature
 
         async def act(uow: UnitOfWork) -> Done[SessionView]:
             # The session, locked, and the voter's enrolled key: one read.
@@ -607,28 +746,17 @@ class SessionService:
                     NotFound("session", session_id),
                     not_session_approver(session_id, caller.subject),
                 )
-            before, key = found
+            before, enrolled = found
             now = self._deps.clock()
             try:
-                after = cast_vote(before, caller.subject, decision, comment, signature, now)
+                after, key = self._checked_vote(
+                    before, enrolled, caller.subject, b.decision, b.comment, signature, now
+                )
             except DomainError as err:
                 raise self._expiry_guard(session_id, err) from None
-            if not signature:
-                raise InvalidArgument.field(
-                    "signature", "required: an Ed25519 signature over the vote digest"
-                )
-            if key is None:
-                raise FailedPrecondition(
-                    f"approver {caller.subject!r} enrolled no key in team version "
-                    f"{before.team_version}",
-                    reason=Reason.NO_KEY_ENROLLED,
-                    metadata={"sessionId": session_id},
-                )
-            signing.verify(key, signature, vote_digest(before, decision), "signature")
             if is_passkey_key(key):
                 await passkey_uses.count_vote(uow, key, signature, caller.subject, now)
-            uow.record(vote_cast(caller, session_id, decision, comment, signature, channel))
-            written = await self.store_outcome(uow, before, after, caller)
+            written = await self._store_vote(uow, b, before, after)
             await uow.activity.record(
                 before.team_id, caller.subject, Activity(activity_of_vote(before.kind), now)
             )
@@ -637,7 +765,7 @@ class SessionService:
 
         # Vote's result is the session id, known before the work: claimed with it (once).
         return await run_once(
-            self._deps, caller, "Vote", request_id, act, self._read, known=session_id
+            self._deps, caller, "Vote", b.request_id, act, self._read, known=session_id
         )
 
     async def cancel_session(

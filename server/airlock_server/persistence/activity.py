@@ -126,6 +126,19 @@ class SqlActivityRepository:
         conn = await self._s.connection()
         await conn.execute(_UPSERT[conn.dialect.name], _row((team_id, approver_id), activity))
 
+    async def record_many(self, entries: Sequence[tuple[str, str, Activity]]) -> None:
+        if self._writer is not None:
+            for team_id, approver_id, activity in entries:
+                _later(self.deferred, (team_id, approver_id), activity)
+            return
+        latest: dict[Key, Activity] = {}
+        for team_id, approver_id, activity in entries:
+            _later(latest, (team_id, approver_id), activity)
+        if latest:
+            conn = await self._s.connection()
+            rows = [_row(k, latest[k]) for k in sorted(latest)]
+            await conn.execute(_UPSERT[conn.dialect.name], rows)
+
     async def written(self) -> None:
         """After COMMIT: the deferred activity, written by the writer (a no-op without)."""
         if self._writer is not None and self.deferred:

@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, exists, insert, or_, select, update
+from sqlalchemy import String, Table, any_, bindparam, exists, insert, or_, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import ColumnElement
 
 from airlock_server.app.ports import TimeCursor
 from airlock_server.domain.vaults import OPEN_GRANT_STATES, GrantState, RestoreAccessGrant
+from airlock_server.persistence.held import HeldUpdates
 from airlock_server.persistence.mappers import GRANTS, check, grant_fields, grant_from_row
 from airlock_server.persistence.models import RestoreAccessGrantRecord, VaultRecord
 from airlock_server.persistence.queries import after_cursor
@@ -34,19 +36,65 @@ def checked_grant(sealer: Sealer, r: Any) -> RestoreAccessGrant:
     return grant
 
 
+def _by_sessions_locked(dialect: str) -> Any:
+    """The grants that the sessions `ids` request or revoke, locked."""
+    ids: Any = (
+        any_(bindparam("ids", type_=ARRAY(String)))
+        if dialect == "postgresql"
+        else bindparam("ids", expanding=True)
+    )
+    g = _G.c
+    if dialect == "postgresql":
+        where = or_(g.session_id == ids, g.revoke_session_id == ids)
+    else:
+        where = or_(g.session_id.in_(ids), g.revoke_session_id.in_(ids))
+    return select(*_G.c).where(where).order_by(g.grant_id).with_for_update()
+
+
+_BY_SESSIONS_LOCKED = {d: _by_sessions_locked(d) for d in ("postgresql", "sqlite")}
+
+
 class SqlGrantRepository:
     """Core statements and rows, no ORM objects: grant reads are on the vote path."""
 
     def __init__(self, session: AsyncSession, sealer: Sealer | None = None) -> None:
         self._s = session
         self._sealer = sealer or Sealer()
+        # Grants read by lock_by_sessions (locked: only this transaction changes them), by the
+        # session id that requests or revokes them; None: that session has none.
+        self._of_session: dict[str, RestoreAccessGrant | None] = {}
+        self._held = HeldUpdates(session, _GRANT_UPDATE)
 
-    async def _rows(self, q: Any, params: dict[str, Any] | None = None) -> list[RestoreAccessGrant]:
-        conn = await self._s.connection()
+    def defer_saves(self) -> None:
+        self._held.holding = True
+
+    async def flush(self) -> None:
+        await self._held.flush()
+
+    async def _conn(self) -> Any:
+        """The connection, every held save sent first."""
+        return await self._held.send()
+
+    async def lock_by_sessions(self, session_ids: Sequence[str]) -> None:
+        ids = [i for i in session_ids if i not in self._of_session]
+        if not ids:
+            return
+        conn = await self._conn()
+        q = _BY_SESSIONS_LOCKED[conn.dialect.name]
+        found: dict[str, RestoreAccessGrant | None] = dict.fromkeys(ids)
+        for grant in await self._rows(q, {"ids": ids}):
+            for i in (grant.session_id, grant.revoke_session_id):
+                if i in found:
+                    found[i] = grant
+        self._of_session.update(found)
+
+    async def _rows(self, q: Any, params: Any = None) -> list[RestoreAccessGrant]:
+        conn = await self._conn()
         return [checked_grant(self._sealer, r) for r in await conn.execute(q, params)]
 
     async def add(self, grant: RestoreAccessGrant) -> None:
-        conn = await self._s.connection()
+        self._of_session.clear()  # a session's grant may be this one now
+        conn = await self._conn()
         await conn.execute(
             insert(_G).values(
                 grant_id=grant.grant_id,
@@ -76,18 +124,24 @@ class SqlGrantRepository:
         return await self._one(RestoreAccessGrantRecord.grant_id == grant_id, for_update)
 
     async def save(self, grant: RestoreAccessGrant) -> None:
-        conn = await self._s.connection()
-        await conn.execute(
-            _GRANT_UPDATE,
-            {
-                "gid": grant.grant_id,
-                "state": grant.state.value,
-                "status_message": grant.status_message,
-                "revoke_session_id": grant.revoke_session_id,
-                "update_time": grant.update_time,
-                "mac": self._sealer.mac(GRANTS, grant_fields(grant)),
-            },
-        )
+        update = {
+            "gid": grant.grant_id,
+            "state": grant.state.value,
+            "status_message": grant.status_message,
+            "revoke_session_id": grant.revoke_session_id,
+            "update_time": grant.update_time,
+            "mac": self._sealer.mac(GRANTS, grant_fields(grant)),
+        }
+        # What lock_by_sessions read follows the grant (its revocation session may change).
+        for sid, held in list(self._of_session.items()):
+            if sid in (grant.session_id, grant.revoke_session_id):
+                self._of_session[sid] = grant
+            elif held is not None and held.grant_id == grant.grant_id:
+                self._of_session[sid] = None
+        if self._held.hold(grant.grant_id, update):
+            return
+        conn = await self._conn()
+        await conn.execute(_GRANT_UPDATE, update)
 
     async def open_for(self, vault_arn: str, account_id: str) -> list[RestoreAccessGrant]:
         return await self._rows(OPEN_FOR, {"arn": vault_arn, "account": account_id})
@@ -104,6 +158,8 @@ class SqlGrantRepository:
     async def by_session(
         self, session_id: str, *, for_update: bool = False
     ) -> RestoreAccessGrant | None:
+        if session_id in self._of_session:
+            return self._of_session[session_id]
         g = _G.c
         return await self._one(
             or_(g.session_id == session_id, g.revoke_session_id == session_id), for_update
@@ -150,4 +206,5 @@ class SqlGrantRepository:
             )
             .order_by(g.grant_id)
         )
+        await self._conn()
         return list(await self._s.scalars(q))

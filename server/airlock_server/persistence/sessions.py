@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple, cast
 
 from sqlalchemy import (
+    String,
     Table,
     and_,
+    any_,
     bindparam,
     exists,
     func,
@@ -20,12 +23,14 @@ from sqlalchemy import (
     union_all,
     update,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import ColumnElement
 
 from airlock_server.app.ports import SessionQuery, TimeCursor
 from airlock_server.domain.principals import PrincipalKind
 from airlock_server.domain.sessions import Session, SessionState, Vote
+from airlock_server.persistence.held import HeldUpdates
 from airlock_server.persistence.mappers import (
     SESSIONS,
     VOTES,
@@ -59,12 +64,19 @@ _SESSION_ROWS = select(*_S, TeamRecord.__table__.c.name.label("team_name")).join
 )
 
 
-def _votes_and_approvers(of: Any = None) -> Any:
+def _ids_in(column: Any, name: str, dialect: str) -> Any:
+    """`column` among the list parameter `name`: PostgreSQL's `= ANY(array)` keeps one
+    statement text whatever the list's length (one prepared statement); SQLite expands IN."""
+    if dialect == "postgresql":
+        return column == any_(bindparam(name, type_=ARRAY(String)))
+    return column.in_(bindparam(name, expanding=True))
+
+
+def _votes_and_approvers(of: Any = None, dialect: str = "sqlite") -> Any:
     """Votes (k = 1) and approvers (k = 0) of the sessions `ids` (or of the one session `of`),
     in one statement.
 
     Votes come first: the result takes its column types (UTC times) from the first branch."""
-    ids: Any = bindparam("ids", expanding=True)
     votes = select(
         _VO.session_id,
         literal_column("1").label("k"),
@@ -75,7 +87,7 @@ def _votes_and_approvers(of: Any = None) -> Any:
         _VO.vote_time,
         _VO.signature,
         _VO.mac,
-    ).where(_VO.session_id.in_(ids) if of is None else _VO.session_id == of)
+    ).where(_ids_in(_VO.session_id, "ids", dialect) if of is None else _VO.session_id == of)
     approvers = select(
         _SA.session_id,
         literal_column("0"),
@@ -86,7 +98,7 @@ def _votes_and_approvers(of: Any = None) -> Any:
         null(),
         null(),
         null(),
-    ).where(_SA.session_id.in_(ids) if of is None else _SA.session_id == of)
+    ).where(_ids_in(_SA.session_id, "ids", dialect) if of is None else _SA.session_id == of)
     return union_all(votes, approvers)
 
 
@@ -123,7 +135,7 @@ class _Part(NamedTuple):
     mac: bytes | None
 
 
-_VOTES_AND_APPROVERS = _votes_and_approvers()
+_VOTES_AND_APPROVERS = {d: _votes_and_approvers(dialect=d) for d in ("postgresql", "sqlite")}
 _SESSION_BY_ID = _SESSION_ROWS.where(_S.session_id == bindparam("sid"))
 _SESSION_READ = _session_read()
 _SESSION_BY_ID_LOCKED = _SESSION_BY_ID.with_for_update(of=SessionRecord.__table__)
@@ -135,35 +147,56 @@ _VOTE_INSERT = insert(cast(Table, VoteRecord.__table__))
 _TM = TeamMemberRecord.__table__.c
 
 
-# A vote's read: the session, locked, and the key its voter enrolled in the session's team
-# version, in one statement.
-def _voter_column(column: Any, label: str) -> Any:
-    """One column of the voter's member row in the session's team version (unique index)."""
-    return (
-        select(column)
-        .where(
+def _sessions_and_keys_locked(dialect: str) -> Any:
+    """Votes' read: the sessions `ids`, locked in id order (two batches of votes lock shared
+    sessions in one order), each with its team's name and the member rows of the `voters`
+    in its team version (the row's other columns come along: its MAC covers them,
+    domain/integrity.py); a session repeated on each such row, once when there is none."""
+    sessions = cast(Table, SessionRecord.__table__)
+    teams = cast(Table, TeamRecord.__table__)
+    members = cast(Table, TeamMemberRecord.__table__)
+    joined = sessions.outerjoin(teams, teams.c.team_id == _S.team_id).outerjoin(
+        members,
+        and_(
             _TM.team_id == _S.team_id,
             _TM.version == _S.team_version,
-            _TM.approver_id == bindparam("voter"),
+            _ids_in(_TM.approver_id, "voters", dialect),
+        ),
+    )
+    return (
+        select(
+            *_S,
+            teams.c.name.label("team_name"),
+            _TM.approver_id.label("m_approver_id"),
+            _TM.public_key.label("enrolled_key"),
+            _TM.invitation_id.label("m_invitation_id"),
+            _TM.invitation_state.label("m_invitation_state"),
+            _TM.response_time.label("m_response_time"),
+            _TM.approved_key.label("m_approved_key"),
+            _TM.mac.label("m_mac"),
         )
-        .scalar_subquery()
-        .label(label)
+        .select_from(joined)
+        .where(_ids_in(_S.session_id, "ids", dialect))
+        .order_by(_S.session_id)
+        .with_for_update(of=sessions)
     )
 
 
-# The member row's other columns come along: its MAC covers them (domain/integrity.py).
-_SESSION_AND_KEY_LOCKED = (
-    _SESSION_ROWS.add_columns(
-        _voter_column(_TM.public_key, "enrolled_key"),
-        _voter_column(_TM.invitation_id, "m_invitation_id"),
-        _voter_column(_TM.invitation_state, "m_invitation_state"),
-        _voter_column(_TM.response_time, "m_response_time"),
-        _voter_column(_TM.approved_key, "m_approved_key"),
-        _voter_column(_TM.mac, "m_mac"),
+_SESSIONS_AND_KEYS_LOCKED = {d: _sessions_and_keys_locked(d) for d in ("postgresql", "sqlite")}
+
+
+def _row(s: Session) -> tuple[Any, ...]:
+    """What of a session's row a save may change (its MAC changes with these only)."""
+    return (
+        s.state,
+        s.status,
+        s.status_message,
+        s.execution_status,
+        s.execution_message,
+        s.complete_time,
+        s.execution_time,
+        s.excluded_approver_ids,
     )
-    .where(_S.session_id == bindparam("sid"))
-    .with_for_update(of=SessionRecord.__table__)
-)
 
 
 class SqlSessionRepository:
@@ -180,13 +213,30 @@ class SqlSessionRepository:
         # ones back. Measured (a non-deciding Vote, in process, loaded 2-core machine, min of 6
         # runs of 40): 6 statements instead of 8 on PostgreSQL, 9 instead of 11 on SQLite;
         # 12.9 instead of 15.3 ms (PostgreSQL), 15.9 instead of 24.9 ms (SQLite).
-        self._known: dict[str, tuple[dict[str, Any], set[str]]] = {}
+        # (The row as _row() puts it: no MAC is computed to tell whether it changed.)
+        self._known: dict[str, tuple[tuple[Any, ...], set[str]]] = {}
         # Team names never change: the ones read joined with sessions are shared with the
         # transaction's team repository, whose names() then needs no read for them.
         self._names = {} if names is None else names
+        self._held = HeldUpdates(session, _SESSION_UPDATE)
+
+    def defer_saves(self) -> None:
+        self._held.holding = True
+
+    async def flush(self) -> None:
+        await self._held.flush()
+
+    async def _conn(self) -> Any:
+        """The connection, every held save sent first: whatever this repository reads or
+        writes next sees them."""
+        return await self._held.send()
+
+    async def _scalars(self, q: Any) -> Any:
+        await self._held.send()
+        return await self._s.scalars(q)
 
     async def _load(self, q: Any, params: dict[str, Any] | None = None) -> list[Session]:
-        conn = await self._s.connection()
+        conn = await self._conn()
         return await self._build(list(await conn.execute(q, params)))
 
     async def _build(self, rows: list[Any], parts: list[Any] | None = None) -> list[Session]:
@@ -197,8 +247,8 @@ class SqlSessionRepository:
         approvers: dict[str, list[tuple[int, str]]] = {i: [] for i in ids}
         votes: dict[str, list[tuple[int, Vote]]] = {i: [] for i in ids}
         if parts is None:
-            conn = await self._s.connection()
-            parts = list(await conn.execute(_VOTES_AND_APPROVERS, {"ids": ids}))
+            conn = await self._conn()
+            parts = list(await conn.execute(_VOTES_AND_APPROVERS[conn.dialect.name], {"ids": ids}))
         for x in parts:
             if x.k == 1:
                 vote = vote_from_row(x)
@@ -219,7 +269,7 @@ class SqlSessionRepository:
             # The session's facts, state or frozen approver set (session_approvers).
             check(self._sealer, SESSIONS, session.session_id, session_fields(session), r.mac)
             self._known[session.session_id] = (
-                self._values(session),
+                _row(session),
                 {v.approver_id for v in session.votes},
             )
             out.append(session)
@@ -241,6 +291,7 @@ class SqlSessionRepository:
         }
 
     async def add(self, session: Session) -> None:
+        await self._held.send()
         await self._s.execute(
             insert(SessionRecord).values(
                 session_id=session.session_id,
@@ -271,12 +322,12 @@ class SqlSessionRepository:
             )
         await self._insert_votes(session, set())
         self._known[session.session_id] = (
-            self._values(session),
+            _row(session),
             {v.approver_id for v in session.votes},
         )
 
-    async def _insert_votes(self, session: Session, stored: set[str]) -> None:
-        rows = [
+    def _new_vote_rows(self, session: Session, stored: set[str]) -> list[dict[str, Any]]:
+        return [
             {
                 "session_id": session.session_id,
                 "approver_id": v.approver_id,
@@ -290,9 +341,12 @@ class SqlSessionRepository:
             for i, v in enumerate(session.votes)
             if v.approver_id not in stored
         ]
+
+    async def _insert_votes(self, session: Session, stored: set[str]) -> None:
+        rows = self._new_vote_rows(session, stored)
         if rows:
             # A second vote of one approver fails here (primary key), whatever the app did.
-            conn = await self._s.connection()
+            conn = await self._conn()
             await conn.execute(_VOTE_INSERT, rows)
 
     async def get(self, session_id: str, *, for_update: bool = False) -> Session | None:
@@ -300,7 +354,7 @@ class SqlSessionRepository:
         if for_update:
             sessions = await self._load(_SESSION_BY_ID_LOCKED, {"sid": session_id})
             return sessions[0] if sessions else None
-        conn = await self._s.connection()
+        conn = await self._conn()
         rows = list(await conn.execute(_SESSION_READ, {"sid": session_id}))
         if not rows:
             return None
@@ -324,47 +378,77 @@ class SqlSessionRepository:
     async def get_for_vote(
         self, session_id: str, approver_id: str
     ) -> tuple[Session, bytes | None] | None:
-        conn = await self._s.connection()
-        rows = list(
-            await conn.execute(_SESSION_AND_KEY_LOCKED, {"sid": session_id, "voter": approver_id})
-        )
-        sessions = await self._build(rows)
-        if not sessions:
-            return None
-        s, r = sessions[0], rows[0]
-        if r.m_invitation_id is not None:
+        return (await self.lock_for_votes({session_id: approver_id})).get(session_id)
+
+    async def lock_for_votes(
+        self, voters: Mapping[str, str]
+    ) -> dict[str, tuple[Session, bytes | None]]:
+        conn = await self._conn()
+        params = {"ids": list(voters), "voters": sorted(set(voters.values()))}
+        rows = list(await conn.execute(_SESSIONS_AND_KEYS_LOCKED[conn.dialect.name], params))
+        first: dict[str, Any] = {}
+        member: dict[str, Any] = {}
+        for r in rows:
+            first.setdefault(r.session_id, r)
+            if r.m_approver_id is not None and r.m_approver_id == voters[r.session_id]:
+                member[r.session_id] = r
+        out: dict[str, tuple[Session, bytes | None]] = {}
+        for s in await self._build(list(first.values())):
+            m = member.get(s.session_id)
+            if m is None:
+                out[s.session_id] = (s, None)
+                continue
             check_member(
                 self._sealer,
                 s.team_id,
                 s.team_version,
-                r.m_invitation_id,
-                approver_id,
-                r.m_invitation_state,
-                r.m_response_time,
-                r.enrolled_key,
-                r.m_mac,
-                r.m_approved_key,
+                m.m_invitation_id,
+                m.m_approver_id,
+                m.m_invitation_state,
+                m.m_response_time,
+                m.enrolled_key,
+                m.m_mac,
+                m.m_approved_key,
             )
-        return s, r.enrolled_key
+            out[s.session_id] = (s, m.enrolled_key)
+        return out
+
+    async def add_votes(self, sessions: Sequence[Session]) -> None:
+        rows = [row for s in sessions for row in self._new_vote_rows(s, self._stored(s))]
+        if rows:
+            conn = await self._conn()
+            await conn.execute(_VOTE_INSERT, rows)
+        for s in sessions:
+            known = self._known.get(s.session_id)
+            if known is not None:
+                self._known[s.session_id] = (known[0], {v.approver_id for v in s.votes})
+
+    def _stored(self, session: Session) -> set[str]:
+        known = self._known.get(session.session_id)
+        if known is None:
+            raise RuntimeError(f"session {session.session_id} was not read in this transaction")
+        return known[1]
 
     async def save(self, session: Session) -> None:
-        values = self._values(session)
+        row = _row(session)
         known = self._known.get(session.session_id)
-        if known is None or known[0] != values:
-            conn = await self._s.connection()
-            await conn.execute(_SESSION_UPDATE, {"sid": session.session_id, **values})
+        if known is None or known[0] != row:
+            update = {"sid": session.session_id, **self._values(session)}
+            if not self._held.hold(session.session_id, update):
+                conn = await self._conn()
+                await conn.execute(_SESSION_UPDATE, update)
         if known is not None:
             stored = known[1]
         else:
             stored = set(
-                await self._s.scalars(
+                await self._scalars(
                     select(VoteRecord.approver_id).where(
                         VoteRecord.session_id == session.session_id
                     )
                 )
             )
         await self._insert_votes(session, stored)
-        self._known[session.session_id] = (values, {v.approver_id for v in session.votes})
+        self._known[session.session_id] = (row, {v.approver_id for v in session.votes})
 
     async def list_page(
         self, query: SessionQuery, now: datetime, after: TimeCursor | None, limit: int
@@ -453,11 +537,11 @@ class SqlSessionRepository:
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
-        return list(await self._s.scalars(q))
+        return list(await self._scalars(q))
 
     async def pending_summary(self) -> tuple[int, datetime | None]:
         row = (
-            await self._s.execute(
+            await (await self._conn()).execute(
                 select(func.count(), func.min(SessionRecord.create_time)).where(
                     SessionRecord.state == SessionState.PENDING.value
                 )
@@ -474,4 +558,4 @@ class SqlSessionRepository:
             )
             .order_by(SessionRecord.session_id)
         )
-        return list(await self._s.scalars(q))
+        return list(await self._scalars(q))

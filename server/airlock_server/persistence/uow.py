@@ -176,6 +176,9 @@ class SqlUnitOfWork:
         self._events.append(event)
 
     async def commit(self) -> None:
+        # Saves held back (defer_saves) are sent before anything else commits.
+        await self.sessions.flush()
+        await self.grants.flush()
         last = 0
         committed = False
         if self._events:
