@@ -28,6 +28,7 @@ from airlock_server.persistence.credential_watch import CredentialWatch
 from airlock_server.persistence.db import create_engine, session_factory
 from airlock_server.persistence.event_log import PgListenSignal, PollSignal
 from airlock_server.persistence.events import SqlEventLogReader
+from airlock_server.persistence.hot_reads import hot_reads_of
 from airlock_server.persistence.seal import Sealer
 from airlock_server.persistence.sequencer import Sequencer
 from airlock_server.persistence.uow import SqlUnitOfWork
@@ -156,7 +157,13 @@ def wire(
     # cache waits for the LISTEN connection that tells it what others changed.
     credentials = CredentialCache(live=not postgres)
     watch = CredentialWatch(settings.database_url, credentials) if postgres else None
-    deps = Deps(uow=uow, clock=clock, region=settings.region, credentials=credentials)
+    deps = Deps(
+        uow=uow,
+        clock=clock,
+        region=settings.region,
+        credentials=credentials,
+        reads=hot_reads_of(engine, sealer),
+    )
     log = SqlEventLogReader(sessions)
     # One follower of the log per process (WatchEvents, WatchSession): it waits on the
     # signal, and reads again after `poll` at the latest (a lost notification, SQLite's

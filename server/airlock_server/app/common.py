@@ -57,6 +57,9 @@ class Deps:
     new_id: Callable[[str], str] = field(default=new_id)
     # Verified credentials of this process (app/credential_cache.py); None reads every time.
     credentials: CredentialCache | None = None
+    # The hot reads' units (`transact(..., hot=True)`): PostgreSQL's driver connection, no ORM
+    # session (persistence/hot_reads.py); None: `uow`.
+    reads: UnitOfWorkFactory | None = None
 
 
 class RefuseAfter(Exception):
@@ -75,20 +78,25 @@ async def transact(
     *,
     read_only: bool = False,
     one_statement: bool = False,
+    hot: bool = False,
 ) -> T:
     """Run one use case as one transaction; retry when a concurrent change won, and once when
     the database had closed the connection before the transaction sent anything (a restart).
 
-    `read_only`, `one_statement`: see UnitOfWorkFactory."""
+    `read_only`, `one_statement`: see UnitOfWorkFactory. `hot`: a read only, on `deps.reads`
+    when there is one (the work neither writes nor commits)."""
+    factory = deps.reads if hot and deps.reads is not None else deps.uow
     try:
-        return await _attempts(deps, work, read_only=read_only, one_statement=one_statement)
+        return await _attempts(
+            factory, work, read_only=read_only or hot, one_statement=one_statement
+        )
     except RefuseAfter as refused:
         await refused.write()
         raise refused.error from None
 
 
 async def _attempts(
-    deps: Deps,
+    factory: UnitOfWorkFactory,
     work: Callable[[UnitOfWork], Awaitable[T]],
     *,
     read_only: bool,
@@ -97,7 +105,7 @@ async def _attempts(
     stale = False
     for attempt in range(ATTEMPTS):
         try:
-            async with deps.uow(read_only=read_only, one_statement=one_statement) as uow:
+            async with factory(read_only=read_only, one_statement=one_statement) as uow:
                 return await work(uow)
         except Conflict:
             if attempt == ATTEMPTS - 1:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -62,9 +62,25 @@ class CredentialRepository(Protocol):
     async def save(self, credential: Credential) -> None: ...
 
 
+@dataclass(frozen=True)
+class TeamRead:
+    """What GetApprovalTeam reads of a team (TeamRepository.view): the caller's share of it,
+    the team, and `extras()`, its latest deletion request and its approvers' last activity,
+    read (or, when the read brought them along, checked) once the caller may see them."""
+
+    share: TeamShare | None
+    team: Team | None
+    extras: Callable[[], Awaitable[tuple[TeamDeletion | None, dict[str, Activity]]]]
+
+
 class TeamRepository(Protocol):
     async def add(self, team: Team) -> None: ...
     async def get(self, team_id: str, *, for_update: bool = False) -> Team | None: ...
+    async def view(self, team_id: str, sharer: Principal | None) -> TeamRead:
+        """The team, with `sharer`'s share of it (None: none read): on PostgreSQL one
+        statement brings all of TeamRead."""
+        ...
+
     async def get_by_name(self, name: str) -> Team | None: ...
     async def list_page(
         self, visible_to: Principal | None, after: str | None, limit: int
@@ -229,6 +245,13 @@ class SessionRepository(Protocol):
 class VaultRepository(Protocol):
     async def add(self, vault: Vault) -> None: ...
     async def get(self, vault_arn: str, *, for_update: bool = False) -> Vault | None: ...
+    async def with_open_grants(
+        self, vault_arn: str, account_id: str
+    ) -> tuple[Vault | None, Callable[[], Awaitable[list[RestoreAccessGrant]]]]:
+        """The vault, and a function giving the account's open grants on it (GrantRepository
+        .open_for), read or checked when called: on PostgreSQL one statement brings both."""
+        ...
+
     async def save(self, vault: Vault) -> None: ...
     async def list_page(
         self, account_id: str, team_id: str, after: str | None, limit: int

@@ -481,7 +481,7 @@ class SessionService:
 
         # The session, its team's name, votes and approvers are one statement (one snapshot);
         # the vault read for an owner's visibility needs none in common with it.
-        view, expired = await transact(self._deps, work, one_statement=True)
+        view, expired = await transact(self._deps, work, one_statement=True, hot=True)
         if expired:
             # Read-time expiry writes the decision down, with its effect.
             return await self.settle(session_id)

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 from airlock_server.app import signing
 from airlock_server.app.common import Deps, Done, run_once, transact
-from airlock_server.app.ports import UnitOfWork
+from airlock_server.app.ports import TeamRead, UnitOfWork
 from airlock_server.app.sessions import Effect, SessionService, SessionView
 from airlock_server.app.vaults import end_team_guard
 from airlock_server.domain.errors import (
@@ -189,14 +189,12 @@ class TeamService:
             uow.record(update_activation_failed(settled, draft_version))
         return settled
 
-    async def _visible(self, uow: UnitOfWork, caller: Principal, team_id: str) -> Team:
+    @staticmethod
+    def _visible(caller: Principal, team_id: str, found: TeamRead) -> Team:
         """A team GetApprovalTeam shows the caller. An unknown id answers what a team not
         shared with the caller answers (missing_or_denied): ids cannot be probed."""
-        shared = caller.kind in (
-            PrincipalKind.ACCOUNT,
-            PrincipalKind.SERVICE,
-        ) and bool(await uow.shares.get(team_id, caller))
-        team = await uow.teams.get(team_id)
+        shared = found.share is not None
+        team = found.team
         if team is None or team.state is TeamState.DELETED:
             raise missing_or_denied(
                 caller, NotFound("approval team", team_id), _not_shared(team_id, caller), own=shared
@@ -222,15 +220,23 @@ class TeamService:
             activity = (await uow.activity.of_teams([team_id])).get(team_id, {})
             return TeamView(team, deletion, activity)
 
+        # Only accounts and services see a team through a share.
+        sharer = caller if caller.kind in (PrincipalKind.ACCOUNT, PrincipalKind.SERVICE) else None
+
         async def read(uow: UnitOfWork) -> TeamView:
-            team = await self._visible(uow, caller, team_id)
+            found = await uow.teams.view(team_id, sharer)
+            team = self._visible(caller, team_id, found)
             if settle_team(team, self._deps.clock()) is not team:
                 return TeamView(team, unsettled=True)
-            return await extras(uow, team)
+            if not full:
+                return TeamView(team)
+            deletion, activity = await found.extras()
+            return TeamView(team, deletion, activity)
 
-        # A snapshot transaction still: its 4 reads without one (autocommit) measured no
-        # cheaper in process (issue 11, docs/benchmarks.md round 4).
-        view = await transact(self._deps, read, read_only=True)
+        # PostgreSQL: one statement (share, team, deletion, activity) on the driver connection
+        # (hot, issue 11). SQLite: the reads of each, on its one connection, which no other
+        # transaction of the process can write through meanwhile.
+        view = await transact(self._deps, read, one_statement=True, hot=True)
         if not view.unsettled:
             return view
 

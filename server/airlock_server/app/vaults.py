@@ -63,6 +63,7 @@ from airlock_server.domain.vaults import (
     GrantState,
     RestoreAccessGrant,
     Vault,
+    VaultArn,
     apply_association_change,
     approve_grant,
     associate_now,
@@ -161,14 +162,7 @@ class VaultService:
         were it there (missing_or_denied); NOT_FOUND to admin, auditor, and to an account for
         an ARN in its own account (the ARN names the account: nothing to probe there)."""
         parsed = parse_vault_arn(arn)
-        vault = await uow.vaults.get(arn, for_update=for_update)
-        if vault is None:
-            missing = NotFound("vault", arn)
-            if caller is None or denied is None:
-                raise missing
-            own = caller.is_account(parsed.account_id)
-            raise missing_or_denied(caller, missing, denied, own=own)
-        return vault
+        return _known(await uow.vaults.get(arn, for_update=for_update), arn, caller, denied, parsed)
 
     async def _owned_vault(self, uow: UnitOfWork, caller: Principal, arn: str) -> Vault:
         """The caller's own vault, locked: its owner alone changes what guards it."""
@@ -560,21 +554,40 @@ class VaultService:
         )
         _account_id(account_id)
 
+        parsed = parse_vault_arn(vault_arn)
+
         async def work(uow: UnitOfWork) -> AccessAnswer:
             # A service asks about any vault (a known one gets an answer): NOT_FOUND for it.
             denied = _not_owner(vault_arn, caller) if caller.kind is PrincipalKind.ACCOUNT else None
-            vault = await self._vault(uow, vault_arn, caller=caller, denied=denied)
+            found, open_grants = await uow.vaults.with_open_grants(vault_arn, account_id)
+            vault = _known(found, vault_arn, caller, denied, parsed)
             if caller.kind is PrincipalKind.ACCOUNT and not caller.is_account(vault.account_id):
                 raise _not_owner(vault_arn, caller)
-            grant = next(
-                (g for g in await uow.grants.open_for(vault_arn, account_id) if g.grants_access),
-                None,
-            )
+            grant = next((g for g in await open_grants() if g.grants_access), None)
             return AccessAnswer(grant is not None, grant)
 
-        # The vault (it exists, whose it is) and its grants need no common snapshot: the answer
-        # is the grants' as of their read (issue 11: 2 statements instead of 4).
-        return await transact(self._deps, work, one_statement=True)
+        # PostgreSQL: the vault and the account's open grants in one statement, on the driver
+        # connection (hot, issue 11). SQLite: one read each, on its one connection.
+        return await transact(self._deps, work, one_statement=True, hot=True)
+
+
+def _known(
+    vault: Vault | None,
+    arn: str,
+    caller: Principal | None,
+    denied: PermissionDenied | None,
+    parsed: VaultArn,
+) -> Vault:
+    """The vault read. An unknown ARN answers `denied` to a caller who could not see the vault
+    were it there (missing_or_denied); NOT_FOUND to admin, auditor, and to an account for an
+    ARN in its own account (the ARN names the account: nothing to probe there)."""
+    if vault is None:
+        missing = NotFound("vault", arn)
+        if caller is None or denied is None:
+            raise missing
+        own = caller.is_account(parsed.account_id)
+        raise missing_or_denied(caller, missing, denied, own=own)
+    return vault
 
 
 # --- the effects of the vault's sessions, run by SessionService when one ends ----------------

@@ -47,8 +47,8 @@ def _encode(value: RowField) -> bytes:
 
 def row_mac(key: bytes, table: str, fields: Sequence[RowField]) -> bytes:
     """HMAC-SHA256 over the table's name and the row's fields, in the table's fixed order."""
-    message = b"".join(_encode(v) for v in (table, *fields))
-    return hmac.new(key, message, hashlib.sha256).digest()
+    message = b"".join([_encode(table), *map(_encode, fields)])
+    return hmac.digest(key, message, "sha256")
 
 
 def same_mac(expected: bytes, stored: bytes | None) -> bool:

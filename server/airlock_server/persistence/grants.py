@@ -20,6 +20,20 @@ from airlock_server.persistence.seal import Sealer
 
 _G = cast(Table, RestoreAccessGrantRecord.__table__)
 _GRANT_UPDATE = update(_G).where(_G.c.grant_id == bindparam("gid"))
+# CheckAccess's read, prebuilt.
+OPEN_FOR = select(*_G.c).where(
+    _G.c.vault_arn == bindparam("arn"),
+    _G.c.account_id == bindparam("account"),
+    _G.c.state.in_([s.value for s in OPEN_GRANT_STATES]),
+)
+
+
+def checked_grant(sealer: Sealer, r: Any) -> RestoreAccessGrant:
+    """A grant row the server wrote (CheckAccess reads these: a grant the server did not write
+    grants nothing); RECORD_NOT_AUTHENTIC otherwise."""
+    grant = grant_from_row(r)
+    check(sealer, GRANTS, grant.grant_id, grant_fields(grant), r.mac)
+    return grant
 
 
 def _by_sessions_locked(dialect: str) -> Any:
@@ -76,13 +90,7 @@ class SqlGrantRepository:
 
     async def _rows(self, q: Any, params: Any = None) -> list[RestoreAccessGrant]:
         conn = await self._conn()
-        out = []
-        for r in await conn.execute(q, params):
-            grant = grant_from_row(r)
-            # CheckAccess reads these: a grant the server did not write grants nothing.
-            check(self._sealer, GRANTS, grant.grant_id, grant_fields(grant), r.mac)
-            out.append(grant)
-        return out
+        return [checked_grant(self._sealer, r) for r in await conn.execute(q, params)]
 
     async def add(self, grant: RestoreAccessGrant) -> None:
         self._of_session.clear()  # a session's grant may be this one now
@@ -136,13 +144,7 @@ class SqlGrantRepository:
         await conn.execute(_GRANT_UPDATE, update)
 
     async def open_for(self, vault_arn: str, account_id: str) -> list[RestoreAccessGrant]:
-        g = _G.c
-        q = select(*_G.c).where(
-            g.vault_arn == vault_arn,
-            g.account_id == account_id,
-            g.state.in_([s.value for s in OPEN_GRANT_STATES]),
-        )
-        return await self._rows(q)
+        return await self._rows(OPEN_FOR, {"arn": vault_arn, "account": account_id})
 
     async def open_of_vault(self, vault_arn: str) -> list[RestoreAccessGrant]:
         g = _G.c

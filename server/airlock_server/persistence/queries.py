@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import and_, or_
@@ -26,3 +27,19 @@ def after_cursor(
         return None
     t, key = after
     return or_(time_col < t, and_(time_col == t, id_col < key))
+
+
+class Fields:
+    """Attribute access to a row that comes as a mapping (PostgreSQL's composite values, as
+    asyncpg returns a row of a table selected whole), for the mappers that read attributes."""
+
+    __slots__ = ("_row",)
+
+    def __init__(self, row: Mapping[str, Any]) -> None:
+        self._row = row
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._row[name]
+        except KeyError:
+            raise AttributeError(name) from None

@@ -20,12 +20,16 @@ log = structlog.get_logger("airlock.integrity")
 # Heads this process signed, so its next append skips verifying them (the common case on one
 # replica); a head signed by another replica is verified once (Ed25519, ~0.1 ms).
 _REMEMBERED = 64
+# Row MACs this process computed, by table and fields: a row read again (every GetSession
+# reads the same session and votes) is checked by a lookup, not an HMAC over its encoding.
+_MACS_REMEMBERED = 4096
 
 
 class Sealer:
     def __init__(self, signer: LogSigner | None = None) -> None:
         self.signer = signer
         self._known: OrderedDict[tuple[int, bytes], None] = OrderedDict()
+        self._macs: dict[tuple[str, tuple[RowField, ...]], bytes] = {}
 
     @property
     def keyed(self) -> bool:
@@ -71,14 +75,25 @@ class Sealer:
     def mac(self, table: str, fields: Sequence[RowField]) -> bytes | None:
         if self.signer is None:
             return None
-        return row_mac(self.signer.row_mac_key, table, fields)
+        return self._mac(table, tuple(fields))
+
+    def _mac(self, table: str, fields: tuple[RowField, ...]) -> bytes:
+        assert self.signer is not None
+        key = (table, fields)
+        mac = self._macs.get(key)
+        if mac is None:
+            mac = row_mac(self.signer.row_mac_key, table, fields)
+            if len(self._macs) >= _MACS_REMEMBERED:
+                self._macs.clear()  # a bound, not an LRU: refilled by the next reads
+            self._macs[key] = mac
+        return mac
 
     def authentic(
         self, table: str, key: str, fields: Sequence[RowField], stored: bytes | None
     ) -> bool:
         if self.signer is None:
             return True
-        if same_mac(row_mac(self.signer.row_mac_key, table, fields), stored):
+        if same_mac(self._mac(table, tuple(fields)), stored):
             return True
         log.warning("integrity.row_not_authentic", table=table, key=key)
         return False

@@ -28,17 +28,21 @@ _DELETIONS_OF_TEAMS = (
 )
 
 
+def checked_deletion(sealer: Sealer, r: Any) -> TeamDeletion:
+    """From a TeamDeletionRecord or a row of its columns, that the server wrote;
+    RECORD_NOT_AUTHENTIC otherwise."""
+    d = deletion_from_row(r)
+    check(sealer, TEAM_DELETIONS, r.session_id, deletion_fields(d, r.due_time), r.mac)
+    return d
+
+
 class SqlTeamDeletionRepository:
     def __init__(self, session: AsyncSession, sealer: Sealer | None = None) -> None:
         self._s = session
         self._sealer = sealer or Sealer()
 
     def _to_domain(self, r: Any) -> TeamDeletion:
-        """From a TeamDeletionRecord or a Core row of its columns, that the server wrote;
-        RECORD_NOT_AUTHENTIC otherwise."""
-        d = deletion_from_row(r)
-        check(self._sealer, TEAM_DELETIONS, r.session_id, deletion_fields(d, r.due_time), r.mac)
-        return d
+        return checked_deletion(self._sealer, r)
 
     @staticmethod
     def _due(d: TeamDeletion, done: bool) -> datetime | None:

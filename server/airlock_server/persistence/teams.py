@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, bindparam, delete, exists, insert, or_, select, update
+from sqlalchemy import Table, and_, bindparam, delete, exists, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from airlock_server.app.ports import TeamRead
+from airlock_server.domain.health import Activity, ActivityKind
 from airlock_server.domain.principals import Principal
+from airlock_server.domain.team_changes import TeamDeletion
 from airlock_server.domain.teams import (
     InvitationState,
     Team,
@@ -19,6 +22,7 @@ from airlock_server.domain.teams import (
     TeamStatus,
     TeamVersion,
 )
+from airlock_server.persistence.activity import SqlActivityRepository
 from airlock_server.persistence.mappers import (
     TEAM_MEMBERS,
     TEAM_VERSIONS,
@@ -32,13 +36,17 @@ from airlock_server.persistence.mappers import (
     version_from_row,
 )
 from airlock_server.persistence.models import (
+    ApproverActivityRecord,
+    TeamDeletionRecord,
     TeamMemberRecord,
     TeamRecord,
     TeamShareRecord,
     TeamVersionRecord,
 )
+from airlock_server.persistence.queries import Fields
 from airlock_server.persistence.seal import Sealer
-from airlock_server.persistence.shares import SHARE_COLUMNS
+from airlock_server.persistence.shares import SHARE_COLUMNS, SqlShareRepository
+from airlock_server.persistence.team_deletions import SqlTeamDeletionRepository, checked_deletion
 
 _T = TeamRecord.__table__.c
 _V = TeamVersionRecord.__table__.c
@@ -80,6 +88,37 @@ _TEAM_ROWS = (
 
 
 _TEAM_BY_ID = _TEAM_ROWS.where(_T.team_id == bindparam("team_id"))
+
+
+def _team_view() -> Any:
+    """GetApprovalTeam's read on PostgreSQL, one statement (one snapshot, no transaction): the
+    team's rows, each with the caller's share, the latest deletion request and the approvers'
+    activity, each a whole row (a composite value) or an array of them."""
+    sh = cast(Table, TeamShareRecord.__table__).alias("s")
+    d = cast(Table, TeamDeletionRecord.__table__).alias("d")
+    a = cast(Table, ApproverActivityRecord.__table__).alias("a")
+    team_id: Any = bindparam("team_id")
+    share = select(sh.table_valued()).where(
+        sh.c.team_id == team_id,
+        sh.c.principal_kind == bindparam("kind"),
+        sh.c.subject == bindparam("subject"),
+    )
+    # The latest request, as SqlTeamDeletionRepository.latest_of orders them.
+    deletion = (
+        select(d.table_valued())
+        .where(d.c.team_id == team_id)
+        .order_by(d.c.request_time.desc(), d.c.session_id.desc())
+        .limit(1)
+    )
+    activity = select(func.array_agg(a.table_valued())).where(a.c.team_id == team_id)
+    return _TEAM_BY_ID.add_columns(
+        share.scalar_subquery().label("x_share"),
+        deletion.scalar_subquery().label("x_deletion"),
+        activity.scalar_subquery().label("x_activity"),
+    )
+
+
+_TEAM_VIEW = _team_view()
 _TEAM_BY_ID_LOCKED = _TEAM_BY_ID.with_for_update(of=TeamRecord.__table__)
 _TEAM_BY_INVITATION = _TEAM_ROWS.where(
     _T.team_id
@@ -137,6 +176,9 @@ class SqlTeamRepository:
     async def _rows(self, q: Any, params: dict[str, Any] | None = None) -> list[Team]:
         """The teams of a query of _TEAM_ROWS."""
         conn = await self._s.connection()
+        return self._teams(await conn.execute(q, params))
+
+    def _teams(self, rows: Iterable[Any]) -> list[Team]:
         teams: list[Team] = []
         versions: dict[int, TeamVersion] = {}
         members: dict[int, list[TeamMember]] = {}
@@ -163,7 +205,7 @@ class SqlTeamRepository:
             self._known[team.team_id] = team
             teams.append(team)
 
-        for r in await conn.execute(q, params):
+        for r in rows:
             if first is None or r.team_id != first.team_id:
                 if first is not None:
                     finish()
@@ -323,6 +365,47 @@ class SqlTeamRepository:
         q = _TEAM_BY_ID_LOCKED if for_update else _TEAM_BY_ID
         teams = await self._rows(q, {"team_id": team_id})
         return teams[0] if teams else None
+
+    async def view(self, team_id: str, sharer: Principal | None) -> TeamRead:
+        if self._s.get_bind().dialect.name != "postgresql":
+            return await self._view_in_reads(team_id, sharer)
+        conn = await self._s.connection()
+        kind, subject = (sharer.kind.value, sharer.subject) if sharer else ("", "")
+        rows = list(
+            await conn.execute(_TEAM_VIEW, {"team_id": team_id, "kind": kind, "subject": subject})
+        )
+        if not rows:  # no such team: whether it is shared still decides the answer
+            return await self._view_in_reads(team_id, sharer)
+        first = rows[0]
+        x_share = first.x_share
+        share = checked_share(self._sealer, Fields(x_share)) if x_share is not None else None
+        team = self._teams(rows)[0]
+        sealer = self._sealer
+
+        async def extras() -> tuple[TeamDeletion | None, dict[str, Activity]]:
+            d = first.x_deletion
+            activity = {
+                a["approver_id"]: Activity(ActivityKind(a["kind"]), a["activity_time"])
+                for a in first.x_activity or ()
+            }
+            return (checked_deletion(sealer, Fields(d)) if d is not None else None), activity
+
+        return TeamRead(share if sharer else None, team, extras)
+
+    async def _view_in_reads(self, team_id: str, sharer: Principal | None) -> TeamRead:
+        """TeamRead by the reads of each part (SQLite; a team PostgreSQL did not find)."""
+        s, sealer = self._s, self._sealer
+        share = await SqlShareRepository(s, sealer).get(team_id, sharer) if sharer else None
+        team = await self.get(team_id)
+
+        async def extras() -> tuple[TeamDeletion | None, dict[str, Activity]]:
+            deletion = (await SqlTeamDeletionRepository(s, sealer).latest_of([team_id])).get(
+                team_id
+            )
+            activity = (await SqlActivityRepository(s).of_teams([team_id])).get(team_id, {})
+            return deletion, activity
+
+        return TeamRead(share, team, extras)
 
     async def get_by_name(self, name: str) -> Team | None:
         teams = await self._rows(_TEAM_ROWS.where(_T.name == name))

@@ -2,19 +2,37 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, insert, or_, select, update
+from sqlalchemy import Table, bindparam, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from airlock_server.domain.vaults import Vault
+from airlock_server.domain.vaults import OPEN_GRANT_STATES, RestoreAccessGrant, Vault
+from airlock_server.persistence.grants import SqlGrantRepository, checked_grant
 from airlock_server.persistence.mappers import VAULTS, check, vault_fields, vault_from_row
-from airlock_server.persistence.models import VaultRecord
+from airlock_server.persistence.models import RestoreAccessGrantRecord, VaultRecord
+from airlock_server.persistence.queries import Fields
 from airlock_server.persistence.seal import Sealer
 
 _V = cast(Table, VaultRecord.__table__)
 _VAULT_BY_ARN = select(*_V.c).where(_V.c.vault_arn == bindparam("arn"))
 _VAULT_BY_ARN_LOCKED = _VAULT_BY_ARN.with_for_update()
+
+
+def _vault_and_grants() -> Any:
+    """CheckAccess's read on PostgreSQL, one statement (one snapshot): the vault and, as an
+    array of whole rows, the account's open grants on it (the rows of grants.OPEN_FOR)."""
+    g = cast(Table, RestoreAccessGrantRecord.__table__).alias("g")
+    grants = select(func.array_agg(g.table_valued())).where(
+        g.c.vault_arn == bindparam("arn"),
+        g.c.account_id == bindparam("account"),
+        g.c.state.in_([s.value for s in OPEN_GRANT_STATES]),
+    )
+    return _VAULT_BY_ARN.add_columns(grants.scalar_subquery().label("x_grants"))
+
+
+_VAULT_AND_GRANTS = _vault_and_grants()
 
 
 class SqlVaultRepository:
@@ -63,6 +81,27 @@ class SqlVaultRepository:
         q = _VAULT_BY_ARN_LOCKED if for_update else _VAULT_BY_ARN
         r = (await conn.execute(q, {"arn": vault_arn})).first()
         return self._checked(r) if r else None
+
+    async def with_open_grants(
+        self, vault_arn: str, account_id: str
+    ) -> tuple[Vault | None, Callable[[], Awaitable[list[RestoreAccessGrant]]]]:
+        s, sealer = self._s, self._sealer
+        if s.get_bind().dialect.name != "postgresql":
+
+            async def read() -> list[RestoreAccessGrant]:
+                return await SqlGrantRepository(s, sealer).open_for(vault_arn, account_id)
+
+            return await self.get(vault_arn), read
+        conn = await s.connection()
+        r = (
+            await conn.execute(_VAULT_AND_GRANTS, {"arn": vault_arn, "account": account_id})
+        ).first()
+        rows = (r.x_grants or ()) if r else ()
+
+        async def checked() -> list[RestoreAccessGrant]:
+            return [checked_grant(sealer, Fields(g)) for g in rows]
+
+        return (self._checked(r) if r else None), checked
 
     async def save(self, vault: Vault) -> None:
         await self._s.execute(

@@ -50,7 +50,8 @@ class Authentication:
     def __init__(self, identities: IdentityService) -> None:
         self._identities = identities
 
-    async def caller(self, context: Ctx) -> Caller:
-        caller = await self._identities.authenticate(bearer(context.invocation_metadata()))
+    async def caller(self, metadata: Iterable[tuple[str, str | bytes]] | None) -> Caller:
+        """From the call's metadata (read once per call by the interceptor)."""
+        caller = await self._identities.authenticate(bearer(metadata))
         _caller.set(caller)
         return caller

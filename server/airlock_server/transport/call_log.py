@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import grpc
 import structlog
 
-from airlock_server.transport.authentication import Ctx, authenticated
+from airlock_server.app.identity import Caller
+from airlock_server.transport.authentication import Ctx
 from airlock_server.transport.metrics import Call, Telemetry, peer_of
 
 log = structlog.get_logger("airlock.rpc")
@@ -18,8 +20,8 @@ class CallLog:
     def __init__(self, telemetry: Telemetry) -> None:
         self._telemetry = telemetry
 
-    def start(self, method: str, context: Ctx) -> Call:
-        return self._telemetry.start(method, context.invocation_metadata())
+    def start(self, method: str, metadata: Iterable[tuple[str, str | bytes]] | None) -> Call:
+        return self._telemetry.start(method, metadata)
 
     def completed(
         self,
@@ -29,10 +31,10 @@ class CallLog:
         reason: str,
         request: Any,
         context: Ctx,
+        caller: Caller | None,
     ) -> None:
         """The call's metrics and its one `rpc.completed` line (never a token or a body)."""
         self._telemetry.finish(call, code)
-        caller = authenticated()
         request_id = getattr(request, "request_id", "")
         log.info(
             "rpc.completed",

@@ -114,12 +114,13 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):
         failure answered with its status; then the call's metrics and log line."""
 
         async def serve(request: Any, context: Ctx) -> Any:
-            call = self._log.start(method, context)
+            metadata = context.invocation_metadata()
+            call = self._log.start(method, metadata)
             code = grpc.StatusCode.OK
             reason = ""
             caller: Caller | None = None
             try:
-                caller = await self._authentication.caller(context)
+                caller = await self._authentication.caller(metadata)
                 _admit(request)
                 return await run(request, context)
             except asyncio.CancelledError:
@@ -141,7 +142,7 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):
                     status = to_status(error)
                 await context.abort_with_status(rpc_status.to_status(status))
             finally:
-                self._log.completed(method, call, code, reason, request, context)
+                self._log.completed(method, call, code, reason, request, context, caller)
 
         return serve
 

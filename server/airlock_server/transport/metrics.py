@@ -1,8 +1,8 @@
 """What an operator sees: OpenTelemetry metrics of every call and of the service's state,
 exported for Prometheus on `--metrics-listen`, and a trace id for every call's log line.
 
-Each call gets a server span (continuing the caller's W3C `traceparent` when it sends one):
-its trace id goes on the `rpc.completed` line, and its duration and status code into the
+Each call gets a trace id (the caller's W3C `traceparent`'s when it sends one): it goes on the
+`rpc.completed` line, and its duration and status code into the
 `rpc.server.call.duration` histogram (OpenTelemetry's RPC conventions: by service, method and
 code). Gauges read values the process keeps (open streams, the pool) or that a sampler reads
 from the database every few seconds (pending sessions, team slack): a scrape never waits for
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -26,7 +27,6 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.propagate import extract
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
-from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry, start_http_server
 
 log = structlog.get_logger("airlock.metrics")
@@ -37,18 +37,31 @@ DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 
 SAMPLE_INTERVAL = 15.0
 
 
-@dataclass
+@dataclass(slots=True)
 class Call:
-    """One call being served: its span and its trace id (hex, as W3C spells it)."""
+    """One call being served: its method's names, its start, its trace id (hex, as W3C spells
+    it: the caller's when it sent a valid `traceparent`, else a new one)."""
 
-    span: trace.Span
     service: str
     method: str
+    trace_id: str
     started: float = field(default_factory=time.perf_counter)
 
-    @property
-    def trace_id(self) -> str:
-        return format(self.span.get_span_context().trace_id, "032x")
+
+def trace_id_of(metadata: Iterable[tuple[str, str | bytes]] | None) -> str:
+    """The trace a call belongs to. Only a call that carries a `traceparent` pays for the W3C
+    propagator; the others get a random id, as a new root span would (issue 11: a span per
+    call, exported nowhere, cost more than the rest of the call log)."""
+    for key, value in metadata or ():
+        if key == "traceparent" and isinstance(value, str):
+            parent = trace.get_current_span(extract({key: value})).get_span_context()
+            if parent.is_valid:
+                return format(parent.trace_id, "032x")
+            break
+    trace_id = 0
+    while not trace_id:
+        trace_id = random.getrandbits(128)
+    return format(trace_id, "032x")
 
 
 @dataclass
@@ -64,7 +77,9 @@ class Telemetry:
     """Spans and metrics of the process; `Telemetry()` alone gives trace ids only."""
 
     def __init__(self, meter_provider: metrics.MeterProvider | None = None) -> None:
-        self._tracer = TracerProvider().get_tracer("airlock_server")
+        # Per method, and per method and code: names and metric attributes built once.
+        self._names: dict[str, tuple[str, str]] = {}
+        self._attributes: dict[tuple[str, str, grpc.StatusCode], dict[str, str | int]] = {}
         provider = meter_provider or metrics.NoOpMeterProvider()
         self.meter = provider.get_meter("airlock_server")
         self._duration = self.meter.create_histogram(
@@ -81,24 +96,23 @@ class Telemetry:
         self.sampled = Sampled()
 
     def start(self, method: str, metadata: Iterable[tuple[str, str | bytes]] | None) -> Call:
-        carrier = {k: v for k, v in metadata or () if isinstance(v, str)}
-        service, _, name = method.lstrip("/").partition("/")
-        span = self._tracer.start_span(
-            method.lstrip("/"), context=extract(carrier), kind=trace.SpanKind.SERVER
-        )
-        return Call(span, service, name)
+        names = self._names.get(method)
+        if names is None:
+            service, _, name = method.lstrip("/").partition("/")
+            names = self._names[method] = (service, name)
+        return Call(names[0], names[1], trace_id_of(metadata))
 
     def finish(self, call: Call, code: grpc.StatusCode) -> None:
-        call.span.end()
-        self._duration.record(
-            time.perf_counter() - call.started,
-            {
+        key = (call.service, call.method, code)
+        attributes = self._attributes.get(key)
+        if attributes is None:
+            attributes = self._attributes[key] = {
                 "rpc.system": "grpc",
                 "rpc.service": call.service,
                 "rpc.method": call.method,
                 "rpc.grpc.status_code": code.value[0],
-            },
-        )
+            }
+        self._duration.record(time.perf_counter() - call.started, attributes)
 
     def sweeper_failed(self, task: str, count: int = 1) -> None:
         """`count` 0 makes the task's series exist (at 0) before any failure."""
