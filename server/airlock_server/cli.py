@@ -12,6 +12,7 @@ import contextlib
 import os
 import signal
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
@@ -23,7 +24,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from airlock_server.bootstrap import Wiring, wire
-from airlock_server.config import LOG_LEVELS, ConfigError, Settings
+from airlock_server.config import EVENT_LOOPS, LOG_LEVELS, ConfigError, Settings
 from airlock_server.domain.errors import DomainError, Unavailable
 from airlock_server.log_key import LogKeyError, create_log_key, load_log_key
 from airlock_server.logs import configure_logging
@@ -79,6 +80,7 @@ def _environment_help(d: Settings) -> str:
             "AIRLOCK_HEALTH_PROBE_INTERVAL",
             f"seconds between database probes for health (default {d.health_probe_interval:g})",
         ),
+        ("AIRLOCK_EVENT_LOOP", f"serve --event-loop (default {d.event_loop})"),
         ("AIRLOCK_SHUTDOWN_GRACE", f"seconds to drain on SIGTERM (default {d.shutdown_grace:g})"),
         ("AIRLOCK_DB_POOL_SIZE", f"PostgreSQL connections (default {d.db_pool_size})"),
         ("AIRLOCK_EVENTS_POLL_INTERVAL", f"SQLite watch poll (default {d.events_poll_interval:g})"),
@@ -206,6 +208,13 @@ def _parser() -> argparse.ArgumentParser:
         help="serve the approval portal (web pages for approvers) at http(s)://HOST:PORT; off by "
         "default (env AIRLOCK_PORTAL_LISTEN; its WebAuthn origin: AIRLOCK_PORTAL_ORIGIN, default "
         "http(s)://localhost:PORT)",
+    )
+    serve.add_argument(
+        "--event-loop",
+        choices=EVENT_LOOPS,
+        default=env.event_loop,
+        help="uvloop (asyncio when it is not installed) or asyncio "
+        f"(env AIRLOCK_EVENT_LOOP; default {env.event_loop})",
     )
 
     sub.add_parser("migrate", help="upgrade the database schema to the newest revision")
@@ -396,6 +405,7 @@ async def _serve(settings: Settings, ready_file: Path | None, tls: TlsFiles | No
         listen=f"{host}:{served.port}",
         region=settings.region,
         tls="mutual" if tls and tls.client_ca else "server" if tls else "off",
+        event_loop=type(asyncio.get_running_loop()).__module__.split(".")[0],
         log_public_key=log_key.public_key.hex() if log_key else "",
         log_key_id=log_key.key_id if log_key else "",
         metrics_listen=f"{metrics_host}:{metrics.port}" if metrics else "",
@@ -670,6 +680,17 @@ async def _migrate(url: str) -> None:
         raise _unreachable(url, exc) from exc
 
 
+def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The event loop the server runs on: uvloop's when asked for and installed; None, asyncio's."""
+    if name == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            return None
+        return uvloop.new_event_loop
+    return None
+
+
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     """One command; a start-up failure raises ConfigError, StartupError, ListenError or
     LogKeyError."""
@@ -716,9 +737,11 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         tls_client_ca=args.tls_client_ca,
         metrics_listen=args.metrics_listen or None,
         portal_listen=args.portal_listen or None,
+        event_loop=args.event_loop,
     )
     settings = with_portal_origin(settings)
-    asyncio.run(_serve(settings, args.ready_file, tls_files(settings)))
+    with asyncio.Runner(loop_factory=loop_factory(settings.event_loop)) as runner:
+        runner.run(_serve(settings, args.ready_file, tls_files(settings)))
     return 0
 
 

@@ -11,6 +11,9 @@ from airlock_server.domain.notifications import parse_fractions
 
 DEFAULT_DATABASE_URL = "sqlite:///var/airlock.db"
 LOG_LEVELS = ("debug", "info", "warning", "error")
+# The server's event loop: uvloop serves the same calls with less CPU (docs/benchmarks.md);
+# asyncio when asked, or when uvloop is not installed.
+EVENT_LOOPS = ("uvloop", "asyncio")
 
 
 class ConfigError(Exception):
@@ -87,6 +90,7 @@ class Settings:
     log_level: str = "info"
     region: str = "us-east-1"
     shutdown_grace: float = 10.0
+    event_loop: str = "uvloop"
     sweep_interval: float = 30.0
     # Health answers NOT_SERVING while this probe (SELECT 1, every so many seconds) fails.
     health_probe_interval: float = 1.0
@@ -156,6 +160,7 @@ class Settings:
             log_level=_choice(env, "AIRLOCK_LOG_LEVEL", d.log_level, LOG_LEVELS),
             region=env.get("AIRLOCK_REGION", d.region),
             shutdown_grace=_positive(env, "AIRLOCK_SHUTDOWN_GRACE", d.shutdown_grace),
+            event_loop=_choice(env, "AIRLOCK_EVENT_LOOP", d.event_loop, EVENT_LOOPS),
             sweep_interval=_positive(env, "AIRLOCK_SWEEP_INTERVAL", d.sweep_interval),
             health_probe_interval=_positive(
                 env, "AIRLOCK_HEALTH_PROBE_INTERVAL", d.health_probe_interval

@@ -63,6 +63,9 @@ async def test_a_signal_turns_health_to_not_serving_and_exits_zero(
     assert "server.stopping" in seen
     assert seen[-1] == "server.stopped"
     assert seen.index("server.started") < seen.index("server.stopping")
+    # The signals were handled on the production default loop (AIRLOCK_EVENT_LOOP).
+    [started] = [r for r in server.log_records() if r.get("event") == "server.started"]
+    assert started["event_loop"] == "uvloop"
 
 
 async def test_calls_in_flight_at_sigterm_finish_whole(quiet_server: ServerProcess) -> None:

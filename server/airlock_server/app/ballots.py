@@ -21,11 +21,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Final, Generic, TypeVar
 
+import structlog
+
 from airlock_server.domain.errors import DomainError
 from airlock_server.domain.principals import Principal
 from airlock_server.domain.sessions import VoteDecision
 
 V = TypeVar("V")
+
+log = structlog.get_logger("airlock.votes")
 
 # Enough to amortise a transaction's fixed cost; small enough that one batch's statements
 # (each carries every vote of the batch) stay short.
@@ -90,8 +94,10 @@ class Ballots(Generic[V]):
             batch = self._next_batch()
             try:
                 await self._write(batch)
-            except Exception:
-                pass
+            except Exception as error:
+                # Each vote is cast alone next (below): the batch's failure is nobody's answer,
+                # but an operator sees that batches fail.
+                log.warning("votes.batch_failed", votes=len(batch), error=type(error).__name__)
             finally:
                 for ballot in batch:
                     if not ballot.answer.done():

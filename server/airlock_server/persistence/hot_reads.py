@@ -28,23 +28,10 @@ from airlock_server.app import ports
 from airlock_server.domain.errors import StaleConnection, Unavailable
 from airlock_server.domain.events import NewEvent
 from airlock_server.domain.notifications import Routing
-from airlock_server.persistence.accounts import SqlAccountRepository
 from airlock_server.persistence.activity import SqlActivityRepository
-from airlock_server.persistence.approvers import SqlApproverRepository
-from airlock_server.persistence.credentials import SqlCredentialRepository
 from airlock_server.persistence.db import is_outage
-from airlock_server.persistence.events import SqlEventRepository
-from airlock_server.persistence.grants import SqlGrantRepository
-from airlock_server.persistence.idempotency import SqlIdempotencyRepository
-from airlock_server.persistence.notifications import SqlNotificationRepository
-from airlock_server.persistence.passkeys import SqlPasskeyRepository
+from airlock_server.persistence.repositories import Repositories
 from airlock_server.persistence.seal import Sealer
-from airlock_server.persistence.sessions import SqlSessionRepository
-from airlock_server.persistence.settings import SqlSettingsRepository
-from airlock_server.persistence.shares import SqlShareRepository
-from airlock_server.persistence.team_deletions import SqlTeamDeletionRepository
-from airlock_server.persistence.teams import SqlTeamRepository
-from airlock_server.persistence.vaults import SqlVaultRepository
 
 # Statements compiled, by identity, the least recently used dropped beyond this: the hot reads'
 # are prebuilt and stay; one built per call (a rare read) is compiled each time.
@@ -218,7 +205,7 @@ class DriverSession:
         return result
 
 
-class HotReadUnit:
+class HotReadUnit(Repositories):
     """A read-only unit of work on a connection lent by the engine's pool; `snapshot`: its reads
     see one instant (REPEATABLE READ, READ ONLY), else each statement is its own (autocommit)."""
 
@@ -246,25 +233,7 @@ class HotReadUnit:
                 raise
             d.sent = False  # BEGIN alone read nothing: a retry is still safe
         s = cast(AsyncSession, d)
-        sealer = self._sealer
-        self.approvers: ports.ApproverRepository = SqlApproverRepository(s, sealer)
-        self.accounts: ports.AccountRepository = SqlAccountRepository(s, sealer)
-        self.credentials: ports.CredentialRepository = SqlCredentialRepository(s, sealer)
-        names: dict[str, str] = {}
-        self.teams: ports.TeamRepository = SqlTeamRepository(s, sealer, names)
-        self.shares: ports.ShareRepository = SqlShareRepository(s, sealer)
-        self.idempotency: ports.IdempotencyRepository = SqlIdempotencyRepository(s)
-        self.settings: ports.SettingsRepository = SqlSettingsRepository(s)
-        self.sessions: ports.SessionRepository = SqlSessionRepository(s, sealer, names)
-        self.vaults: ports.VaultRepository = SqlVaultRepository(s, sealer)
-        self.grants: ports.GrantRepository = SqlGrantRepository(s, sealer)
-        self.deletions: ports.TeamDeletionRepository = SqlTeamDeletionRepository(s, sealer)
-        self.activity: ports.ActivityRepository = SqlActivityRepository(s)
-        self.events: ports.EventRepository = SqlEventRepository(s)
-        self.notifications: ports.NotificationRepository = SqlNotificationRepository(
-            s, Routing(), sealer
-        )
-        self.passkeys: ports.PasskeyRepository = SqlPasskeyRepository(s)
+        self._attach(s, self._sealer, Routing(), SqlActivityRepository(s))
         return self
 
     def record(self, event: NewEvent) -> None:

@@ -9,15 +9,11 @@ from types import TracebackType
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from airlock_server.app import ports
 from airlock_server.app.ports import Clock
 from airlock_server.domain.errors import Conflict
 from airlock_server.domain.events import NewEvent
 from airlock_server.domain.notifications import Routing, notice_for
-from airlock_server.persistence.accounts import SqlAccountRepository
 from airlock_server.persistence.activity import ActivityWriter, SqlActivityRepository
-from airlock_server.persistence.approvers import SqlApproverRepository
-from airlock_server.persistence.credentials import SqlCredentialRepository
 from airlock_server.persistence.db import (
     ONE_STATEMENT_OPTION,
     READ_ONLY_OPTION,
@@ -27,16 +23,12 @@ from airlock_server.persistence.db import (
     outage,
 )
 from airlock_server.persistence.event_log import append_events
-from airlock_server.persistence.events import SqlEventRepository
-from airlock_server.persistence.grants import SqlGrantRepository
-from airlock_server.persistence.idempotency import SqlIdempotencyRepository
 from airlock_server.persistence.notifications import (
     Outbox,
-    SqlNotificationRepository,
     plan_events,
     write_events,
 )
-from airlock_server.persistence.passkeys import SqlPasskeyRepository
+from airlock_server.persistence.repositories import Repositories
 from airlock_server.persistence.seal import Sealer
 from airlock_server.persistence.sequencer import (
     Sequencer,
@@ -44,12 +36,6 @@ from airlock_server.persistence.sequencer import (
     planned_notice,
     sequence_pending,
 )
-from airlock_server.persistence.sessions import SqlSessionRepository
-from airlock_server.persistence.settings import SqlSettingsRepository
-from airlock_server.persistence.shares import SqlShareRepository
-from airlock_server.persistence.team_deletions import SqlTeamDeletionRepository
-from airlock_server.persistence.teams import SqlTeamRepository
-from airlock_server.persistence.vaults import SqlVaultRepository
 
 # Serialization failure, deadlock, unique violation: a concurrent change won; retry.
 RETRYABLE_SQLSTATES = {"40001", "40P01", "23505", "55P03"}
@@ -67,7 +53,7 @@ def _is_conflict(exc: BaseException) -> bool:
     return False
 
 
-class SqlUnitOfWork:
+class SqlUnitOfWork(Repositories):
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
@@ -110,26 +96,8 @@ class SqlUnitOfWork:
                 raise
             raise unavailable from error
         s = self.session
-        self.approvers: ports.ApproverRepository = SqlApproverRepository(s, self._sealer)
-        self.accounts: ports.AccountRepository = SqlAccountRepository(s, self._sealer)
-        self.credentials: ports.CredentialRepository = SqlCredentialRepository(s, self._sealer)
-        # Team names never change: the ones a session read brings are shared, read once.
-        names: dict[str, str] = {}
-        self.teams: ports.TeamRepository = SqlTeamRepository(s, self._sealer, names)
-        self.shares: ports.ShareRepository = SqlShareRepository(s, self._sealer)
-        self.idempotency: ports.IdempotencyRepository = SqlIdempotencyRepository(s)
-        self.settings: ports.SettingsRepository = SqlSettingsRepository(s)
-        self.sessions: ports.SessionRepository = SqlSessionRepository(s, self._sealer, names)
-        self.vaults: ports.VaultRepository = SqlVaultRepository(s, self._sealer)
-        self.grants: ports.GrantRepository = SqlGrantRepository(s, self._sealer)
-        self.deletions: ports.TeamDeletionRepository = SqlTeamDeletionRepository(s, self._sealer)
         self._activity = SqlActivityRepository(s, self._activity_writer)
-        self.activity: ports.ActivityRepository = self._activity
-        self.events: ports.EventRepository = SqlEventRepository(s)
-        self.notifications: ports.NotificationRepository = SqlNotificationRepository(
-            s, self._routing, self._sealer
-        )
-        self.passkeys: ports.PasskeyRepository = SqlPasskeyRepository(s)
+        self._attach(s, self._sealer, self._routing, self._activity)
         self._events = []
         return self
 
