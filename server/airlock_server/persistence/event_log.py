@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
+import json
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -13,17 +13,16 @@ from typing import Any
 import asyncpg
 import structlog
 from sqlalchemy import (
-    String,
+    LargeBinary,
     bindparam,
     insert,
     select,
     text,
     update,
 )
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Row, make_url
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql import Executable
-from sqlalchemy.sql.elements import BindParameter
 
 from airlock_server.domain.events import (
     EVENT_TYPES,
@@ -35,8 +34,8 @@ from airlock_server.domain.events import (
 from airlock_server.domain.integrity import log_not_authentic
 from airlock_server.persistence.models import (
     EventRecord,
-    EventSubjectRecord,
     LogHeadRecord,
+    UTCDateTime,
 )
 from airlock_server.persistence.seal import Sealer
 
@@ -88,15 +87,7 @@ async def append_events(
         raise ValueError(f"event types {unknown} are not in EVENT_TYPES (domain/events.py)")
     sealer = sealer or _UNSEALED
     postgres = session.get_bind().dialect.name == "postgresql"
-    head = (
-        await session.execute(
-            select(
-                LogHeadRecord.seq, LogHeadRecord.hash, LogHeadRecord.time, LogHeadRecord.signature
-            )
-            .where(LogHeadRecord.id == 1)
-            .with_for_update()
-        )
-    ).first()
+    head = (await session.execute(_LOCKED_HEAD)).first()
     if head is None:
         raise RuntimeError("the event log has no head row; run `airlock-server migrate`")
     if not sealer.head_is_ours(head.seq, head.hash, head.time, head.signature):
@@ -105,19 +96,47 @@ async def append_events(
     if postgres:
         # One round trip under the lock: the inserts, the head and the notification (delivered
         # at commit to every replica's listener, WatchEvents) as data-modifying CTEs.
-        await session.execute(_pg_append(*_shape(events)), _params(events))
+        await session.execute(_PG_APPEND, _pg_params(events))
         return events
-    last = events[-1]
-    await session.execute(insert(EventRecord), [event_row(e) for e in events])
+    # Fixed statements, the rows an executemany: one compiled statement whatever the count.
+    await session.execute(_INSERT_EVENTS, [event_row(e) for e in events])
     subjects = _subject_rows(events)
     if subjects:
-        await session.execute(insert(EventSubjectRecord), subjects)
-    await session.execute(
-        update(LogHeadRecord)
-        .where(LogHeadRecord.id == 1)
-        .values(seq=last.seq, hash=last.hash, time=last.time, signature=last.head_signature or None)
-    )
+        await session.execute(_INSERT_SUBJECTS, subjects)
+    await session.execute(_MOVE_HEAD, head_params(events))
     return events
+
+
+_LOCKED_HEAD = (
+    select(LogHeadRecord.seq, LogHeadRecord.hash, LogHeadRecord.time, LogHeadRecord.signature)
+    .where(LogHeadRecord.id == 1)
+    .with_for_update()
+)
+# Core tables, not the mapped classes: an ORM bulk insert is the heavier path.
+_TABLES = EventRecord.metadata.tables
+_INSERT_EVENTS = insert(_TABLES["events"])
+_INSERT_SUBJECTS = insert(_TABLES["event_subjects"])
+_MOVE_HEAD = (
+    update(_TABLES["log_head"])
+    .where(_TABLES["log_head"].c.id == 1)
+    .values(
+        seq=bindparam("head_seq"),
+        hash=bindparam("head_hash"),
+        time=bindparam("head_time"),
+        signature=bindparam("head_signature"),
+    )
+)
+
+
+def head_params(events: Sequence[Event]) -> dict[str, object]:
+    """The head after the events, as the appends' statements bind it."""
+    last = events[-1]
+    return {
+        "head_seq": last.seq,
+        "head_hash": last.hash,
+        "head_time": last.time,
+        "head_signature": last.head_signature or None,
+    }
 
 
 def _chained(
@@ -143,24 +162,24 @@ def _subject_rows(events: Sequence[Event]) -> list[dict[str, Any]]:
     return [{"subject": s, "seq": e.seq} for e in events for s in event_subjects(e)]
 
 
-def _shape(events: Sequence[Event]) -> tuple[int, int]:
-    return len(events), sum(len(event_subjects(e)) for e in events)
-
-
-def _params(events: Sequence[Event]) -> dict[str, object]:
-    last = events[-1]
-    params: dict[str, object] = {
-        "last_seq": str(last.seq),
-        "seq": last.seq,
-        "hash": last.hash,
-        "time": last.time,
-        "signature": last.head_signature or None,
+def _pg_params(events: Sequence[Event]) -> dict[str, object]:
+    subjects = _subject_rows(events)
+    return {
+        **head_params(events),
+        "last_seq": str(events[-1].seq),
+        "seqs": [e.seq for e in events],
+        "times": [e.time for e in events],
+        "types": [e.type for e in events],
+        "actors": [e.actor for e in events],
+        # As the JSON columns' own serializer writes them.
+        "subjects": [json.dumps(list(e.subjects)) for e in events],
+        "details": [json.dumps(dict(e.details)) for e in events],
+        "prev_hashes": [e.prev_hash for e in events],
+        "hashes": [e.hash for e in events],
+        "head_signatures": [e.head_signature or None for e in events],
+        "subject_names": [r["subject"] for r in subjects],
+        "subject_seqs": [r["seq"] for r in subjects],
     }
-    for i, e in enumerate(events):
-        params.update({f"e{i}_{k}": v for k, v in event_row(e).items()})
-    for i, row in enumerate(_subject_rows(events)):
-        params.update({f"s{i}_{k}": v for k, v in row.items()})
-    return params
 
 
 _EVENT_COLUMNS = (
@@ -183,56 +202,34 @@ def event_subjects(e: Event) -> list[str]:
     return list(dict.fromkeys(e.subjects))
 
 
-_SUBJECT_COLUMNS = ("subject", "seq")
-
-
-def values_of(
-    prefix: str, n: int, columns: Sequence[str], table: Any
-) -> tuple[list[BindParameter[Any]], str]:
-    """n rows of typed parameters (`{prefix}{i}_{column}`) for a VALUES list, and its text."""
-    binds: list[BindParameter[Any]] = []
-    rows = []
-    for i in range(n):
-        names = [f"{prefix}{i}_{c}" for c in columns]
-        binds += [bindparam(n, type_=table[c].type) for n, c in zip(names, columns, strict=True)]
-        rows.append("(" + ", ".join(f":{n}" for n in names) + ")")
-    return binds, ", ".join(rows)
-
-
-@functools.lru_cache(maxsize=256)
-def _pg_append(n_events: int, n_subjects: int) -> Executable:
-    """The PostgreSQL append of n events with n subjects, built once per shape.
-
-    Plain SQL text with typed parameters, not an insert() of several VALUES rows: SQLAlchemy
-    cannot cache a multi-row VALUES construct and compiled it again on every append (≈ 1 ms
-    of CPU); a text() statement is compiled once per shape and then served from the cache.
-    """
-    events = EventRecord.__table__.c
-    subjects = EventSubjectRecord.__table__.c
-    binds = [
-        bindparam("seq", type_=events["seq"].type),
-        bindparam("hash", type_=events["hash"].type),
-        bindparam("time", type_=events["time"].type),
-        bindparam("signature", type_=events["head_signature"].type),
-    ]
-    # The head row is locked already (SELECT … FOR UPDATE).
-    event_binds, values = values_of("e", n_events, _EVENT_COLUMNS, events)
-    binds += event_binds
-    sql = (
-        "WITH new_head AS (UPDATE log_head SET seq = :seq, hash = :hash, time = :time, "
-        "signature = :signature WHERE id = 1), "
-        f"new_events AS (INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) VALUES {values})"
-    )
-    if n_subjects:
-        subject_binds, values = values_of("s", n_subjects, _SUBJECT_COLUMNS, subjects)
-        binds += subject_binds
-        sql += (
-            f", new_subjects AS (INSERT INTO event_subjects ({', '.join(_SUBJECT_COLUMNS)}) "
-            f"VALUES {values})"
-        )
-    sql += f" SELECT pg_notify('{NOTIFY_CHANNEL}', :last_seq)"
-    binds.append(bindparam("last_seq", type_=String()))
-    return text(sql).bindparams(*binds)
+# The PostgreSQL append, one statement whatever the number of events: the columns travel as
+# arrays, so SQLAlchemy compiles it once and asyncpg prepares it once per connection (a VALUES
+# list of n rows was a new statement, compiled and prepared again, for each n). The head row
+# is locked already (SELECT … FOR UPDATE); the notification is delivered at commit to every
+# replica's listener (WatchEvents).
+_PG_APPEND = text(
+    "WITH new_head AS (UPDATE log_head SET seq = :head_seq, hash = :head_hash, "
+    "time = :head_time, signature = :head_signature WHERE id = 1), "
+    f"new_events AS (INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) "
+    "SELECT u.seq, u.time, u.type, u.actor, CAST(u.subjects AS json), "
+    "CAST(u.details AS json), u.prev_hash, u.hash, u.head_signature "
+    "FROM unnest(CAST(:seqs AS bigint[]), CAST(:times AS timestamptz[]), "
+    "CAST(:types AS text[]), CAST(:actors AS text[]), CAST(:subjects AS text[]), "
+    "CAST(:details AS text[]), CAST(:prev_hashes AS bytea[]), CAST(:hashes AS bytea[]), "
+    "CAST(:head_signatures AS bytea[])) "
+    "AS u(seq, time, type, actor, subjects, details, prev_hash, hash, head_signature)), "
+    "new_subjects AS (INSERT INTO event_subjects (subject, seq) "
+    "SELECT * FROM unnest(CAST(:subject_names AS text[]), CAST(:subject_seqs AS bigint[]))) "
+    f"SELECT pg_notify('{NOTIFY_CHANNEL}', :last_seq)"
+).bindparams(
+    bindparam("head_hash", type_=LargeBinary()),
+    bindparam("head_time", type_=UTCDateTime()),
+    bindparam("head_signature", type_=LargeBinary()),
+    bindparam("times", type_=postgresql.ARRAY(UTCDateTime())),
+    bindparam("prev_hashes", type_=postgresql.ARRAY(LargeBinary())),
+    bindparam("hashes", type_=postgresql.ARRAY(LargeBinary())),
+    bindparam("head_signatures", type_=postgresql.ARRAY(LargeBinary())),
+)
 
 
 GENESIS = {"id": 1, "seq": 0, "hash": GENESIS_HASH}

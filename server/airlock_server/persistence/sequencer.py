@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import json
 import secrets
 import threading
@@ -51,13 +50,12 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
-from sqlalchemy.sql import Executable
 
 from airlock_server.domain.events import EVENT_TYPES, Event, NewEvent, event_hash, format_time
 from airlock_server.domain.integrity import RowField, log_not_authentic
 from airlock_server.domain.notifications import Channel
 from airlock_server.persistence.db import create_engine, is_outage
-from airlock_server.persistence.event_log import NOTIFY_CHANNEL, event_subjects, values_of
+from airlock_server.persistence.event_log import NOTIFY_CHANNEL, event_subjects, head_params
 from airlock_server.persistence.models import LogHeadRecord, UnsequencedEventRecord, UTCDateTime
 from airlock_server.persistence.notifications import notification_rows
 from airlock_server.persistence.seal import Sealer
@@ -135,30 +133,30 @@ async def enqueue(
         # The log's types are a closed set (docs/event-log.md), as append_events checks.
         raise ValueError(f"event types {unknown} are not in EVENT_TYPES (domain/events.py)")
     txn = secrets.token_bytes(16)
-    params: dict[str, object] = {}
+    columns: dict[str, list[Any]] = {
+        "types": [],
+        "actors": [],
+        "subjects": [],
+        "details": [],
+        "notices": [],
+        "macs": [],
+    }
     for position, (e, notice) in enumerate(zip(new, notices, strict=True)):
         actor = str(e.actor)
         details = dict(e.details)
-        mac = (
-            sealer.mac(
-                TABLE, _fields(txn, position, now, e.type, actor, e.subjects, details, notice)
-            )
+        subjects = list(e.subjects)
+        columns["types"].append(e.type)
+        columns["actors"].append(actor)
+        # As the JSON columns' own serializer writes them (`null` for no notice).
+        columns["subjects"].append(json.dumps(subjects))
+        columns["details"].append(json.dumps(details))
+        columns["notices"].append(json.dumps(notice))
+        columns["macs"].append(
+            sealer.mac(TABLE, _fields(txn, position, now, e.type, actor, subjects, details, notice))
             if sealer.keyed
             else None
         )
-        row = {
-            "txn": txn,
-            "position": position,
-            "time": now,
-            "type": e.type,
-            "actor": actor,
-            "subjects": list(e.subjects),
-            "details": details,
-            "notice": notice,
-            "mac": mac,
-        }
-        params.update({f"e{position}_{k}": v for k, v in row.items()})
-    found = (await session.execute(_enqueue_statement(len(new)), params)).one()
+    found = (await session.execute(_ENQUEUE, {"txn": txn, "time": now, **columns})).one()
     if not sealer.head_is_ours(found.seq, found.hash, found.time, found.signature):
         raise log_not_authentic(found.seq)
     return list(found.ids)
@@ -176,30 +174,39 @@ _QUEUE_COLUMNS = (
     "mac",
 )
 
+_HEAD = LogHeadRecord.__table__.c
 
-@functools.lru_cache(maxsize=64)
-def _enqueue_statement(n: int) -> Executable:
-    """The insert of n unsequenced events and the read of the head, one statement, built once
-    per n (plain SQL text: see event_log._pg_append)."""
-    head = LogHeadRecord.__table__.c
-    binds, values = values_of("e", n, _QUEUE_COLUMNS, UnsequencedEventRecord.__table__.c)
-    sql = (
+# The insert of a transaction's unsequenced events and the read of the head, one statement
+# whatever their number: the columns travel as arrays (one text, compiled once by SQLAlchemy
+# and prepared once per connection by asyncpg; a VALUES list was a new statement per count).
+# `position` is the row's place in the arrays, inserted in that order (ids follow it).
+_ENQUEUE = (
+    text(
         f"WITH q AS (INSERT INTO {TABLE} ({', '.join(_QUEUE_COLUMNS)}) "
-        f"VALUES {values} RETURNING id) "
+        "SELECT CAST(:txn AS bytea), CAST(u.ord - 1 AS integer), CAST(:time AS timestamptz), "
+        "u.type, u.actor, CAST(u.subjects AS json), CAST(u.details AS json), "
+        "CAST(u.notice AS json), u.mac "
+        "FROM unnest(CAST(:types AS text[]), CAST(:actors AS text[]), "
+        "CAST(:subjects AS text[]), CAST(:details AS text[]), CAST(:notices AS text[]), "
+        "CAST(:macs AS bytea[])) WITH ORDINALITY "
+        "AS u(type, actor, subjects, details, notice, mac, ord) ORDER BY u.ord "
+        "RETURNING id) "
         "SELECT seq, hash, time, signature, ARRAY(SELECT id FROM q ORDER BY id) AS ids "
         "FROM log_head WHERE id = 1"
     )
-    return (
-        text(sql)
-        .bindparams(*binds)
-        .columns(
-            seq=head["seq"].type,
-            hash=head["hash"].type,
-            time=head["time"].type,
-            signature=head["signature"].type,
-            ids=postgresql.ARRAY(BigInteger()),
-        )
+    .bindparams(
+        bindparam("txn", type_=LargeBinary()),
+        bindparam("time", type_=UTCDateTime()),
+        bindparam("macs", type_=postgresql.ARRAY(LargeBinary())),
     )
+    .columns(
+        seq=_HEAD["seq"].type,
+        hash=_HEAD["hash"].type,
+        time=_HEAD["time"].type,
+        signature=_HEAD["signature"].type,
+        ids=postgresql.ARRAY(BigInteger()),
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -246,8 +253,9 @@ _WRITE = text(
     # One statement, so atomic without a transaction around it: the head moves only from the
     # head read (another sequencer's batch in between makes it write nothing), and the events,
     # their subject rows and notifications are inserted and the rows deleted only if it did.
-    "WITH new_head AS (UPDATE log_head SET seq = :seq, hash = :hash, time = :time, "
-    "signature = :signature WHERE id = 1 AND seq = :known_seq AND hash = :known_hash "
+    "WITH new_head AS (UPDATE log_head SET seq = :head_seq, hash = :head_hash, "
+    "time = :head_time, signature = :head_signature "
+    "WHERE id = 1 AND seq = :known_seq AND hash = :known_hash "
     "RETURNING 1), "
     "new_events AS (INSERT INTO events (seq, time, type, actor, subjects, details, prev_hash, "
     "hash, head_signature, origin) SELECT (e->>'seq')::bigint, (e->>'time')::timestamptz, "
@@ -269,9 +277,9 @@ _WRITE = text(
     f"gone AS (DELETE FROM {TABLE} WHERE id = ANY(:removed) AND EXISTS (SELECT FROM new_head)) "
     f"SELECT count(pg_notify('{NOTIFY_CHANNEL}', :last_seq)) FROM new_head"
 ).bindparams(
-    bindparam("time", type_=UTCDateTime()),
-    bindparam("hash", type_=LargeBinary()),
-    bindparam("signature", type_=LargeBinary()),
+    bindparam("head_time", type_=UTCDateTime()),
+    bindparam("head_hash", type_=LargeBinary()),
+    bindparam("head_signature", type_=LargeBinary()),
     bindparam("known_hash", type_=LargeBinary()),
     bindparam("removed", type_=postgresql.ARRAY(BigInteger())),
 )
@@ -345,10 +353,7 @@ def _write_params(
                 )
     last = events[-1]
     return {
-        "seq": last.seq,
-        "hash": last.hash,
-        "time": last.time,
-        "signature": last.head_signature or None,
+        **head_params(events),
         "known_seq": head.head_seq,
         "known_hash": head.head_hash,
         "events": json.dumps(
