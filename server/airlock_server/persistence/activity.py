@@ -118,15 +118,11 @@ class SqlActivityRepository:
         self.deferred: dict[Key, Activity] = {}
 
     async def record(self, team_id: str, approver_id: str, activity: Activity) -> None:
-        if self._writer is not None:
-            _later(self.deferred, (team_id, approver_id), activity)
-            return
-        # One statement, no read-modify-write: concurrent votes of one approver in two sessions
-        # of a team both land, and the later activity stays (a tie goes to the last writer).
-        conn = await self._s.connection()
-        await conn.execute(_UPSERT[conn.dialect.name], _row((team_id, approver_id), activity))
+        await self.record_many([(team_id, approver_id, activity)])
 
     async def record_many(self, entries: Sequence[tuple[str, str, Activity]]) -> None:
+        # One statement, no read-modify-write: concurrent votes of one approver in two sessions
+        # of a team both land, and the later activity stays (a tie goes to the last writer).
         if self._writer is not None:
             for team_id, approver_id, activity in entries:
                 _later(self.deferred, (team_id, approver_id), activity)

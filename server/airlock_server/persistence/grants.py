@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, cast
 
-from sqlalchemy import String, Table, any_, bindparam, exists, insert, or_, select, update
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import Table, bindparam, exists, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import ColumnElement
 
@@ -15,7 +14,7 @@ from airlock_server.domain.vaults import OPEN_GRANT_STATES, GrantState, RestoreA
 from airlock_server.persistence.held import HeldUpdates
 from airlock_server.persistence.mappers import GRANTS, check, grant_fields, grant_from_row
 from airlock_server.persistence.models import RestoreAccessGrantRecord, VaultRecord
-from airlock_server.persistence.queries import after_cursor
+from airlock_server.persistence.queries import after_cursor, ids_in
 from airlock_server.persistence.seal import Sealer
 
 _G = cast(Table, RestoreAccessGrantRecord.__table__)
@@ -38,16 +37,8 @@ def checked_grant(sealer: Sealer, r: Any) -> RestoreAccessGrant:
 
 def _by_sessions_locked(dialect: str) -> Any:
     """The grants that the sessions `ids` request or revoke, locked."""
-    ids: Any = (
-        any_(bindparam("ids", type_=ARRAY(String)))
-        if dialect == "postgresql"
-        else bindparam("ids", expanding=True)
-    )
     g = _G.c
-    if dialect == "postgresql":
-        where = or_(g.session_id == ids, g.revoke_session_id == ids)
-    else:
-        where = or_(g.session_id.in_(ids), g.revoke_session_id.in_(ids))
+    where = or_(ids_in(g.session_id, "ids", dialect), ids_in(g.revoke_session_id, "ids", dialect))
     return select(*_G.c).where(where).order_by(g.grant_id).with_for_update()
 
 

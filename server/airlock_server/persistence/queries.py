@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import and_, or_
+from sqlalchemy import String, and_, any_, bindparam, or_
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -17,6 +18,14 @@ from airlock_server.app.ports import TimeCursor
 def dialect_insert(session: AsyncSession):  # type: ignore[no-untyped-def]
     """The dialect's INSERT, for ON CONFLICT DO NOTHING."""
     return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+
+
+def ids_in(column: Any, name: str, dialect: str) -> Any:
+    """`column` among the list parameter `name`: PostgreSQL's `= ANY(array)` keeps one
+    statement text whatever the list's length (one prepared statement); SQLite expands IN."""
+    if dialect == "postgresql":
+        return column == any_(bindparam(name, type_=ARRAY(String)))
+    return column.in_(bindparam(name, expanding=True))
 
 
 def after_cursor(

@@ -7,10 +7,8 @@ from datetime import datetime
 from typing import Any, NamedTuple, cast
 
 from sqlalchemy import (
-    String,
     Table,
     and_,
-    any_,
     bindparam,
     exists,
     func,
@@ -23,7 +21,6 @@ from sqlalchemy import (
     union_all,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import ColumnElement
 
@@ -50,7 +47,7 @@ from airlock_server.persistence.models import (
     VaultRecord,
     VoteRecord,
 )
-from airlock_server.persistence.queries import after_cursor
+from airlock_server.persistence.queries import after_cursor, ids_in
 from airlock_server.persistence.seal import Sealer
 
 _S = SessionRecord.__table__.c
@@ -62,14 +59,6 @@ _SESSION_ROWS = select(*_S, TeamRecord.__table__.c.name.label("team_name")).join
     TeamRecord.__table__.c.team_id == _S.team_id,
     isouter=True,
 )
-
-
-def _ids_in(column: Any, name: str, dialect: str) -> Any:
-    """`column` among the list parameter `name`: PostgreSQL's `= ANY(array)` keeps one
-    statement text whatever the list's length (one prepared statement); SQLite expands IN."""
-    if dialect == "postgresql":
-        return column == any_(bindparam(name, type_=ARRAY(String)))
-    return column.in_(bindparam(name, expanding=True))
 
 
 def _votes_and_approvers(of: Any = None, dialect: str = "sqlite") -> Any:
@@ -87,7 +76,7 @@ def _votes_and_approvers(of: Any = None, dialect: str = "sqlite") -> Any:
         _VO.vote_time,
         _VO.signature,
         _VO.mac,
-    ).where(_ids_in(_VO.session_id, "ids", dialect) if of is None else _VO.session_id == of)
+    ).where(ids_in(_VO.session_id, "ids", dialect) if of is None else _VO.session_id == of)
     approvers = select(
         _SA.session_id,
         literal_column("0"),
@@ -98,7 +87,7 @@ def _votes_and_approvers(of: Any = None, dialect: str = "sqlite") -> Any:
         null(),
         null(),
         null(),
-    ).where(_ids_in(_SA.session_id, "ids", dialect) if of is None else _SA.session_id == of)
+    ).where(ids_in(_SA.session_id, "ids", dialect) if of is None else _SA.session_id == of)
     return union_all(votes, approvers)
 
 
@@ -160,7 +149,7 @@ def _sessions_and_keys_locked(dialect: str) -> Any:
         and_(
             _TM.team_id == _S.team_id,
             _TM.version == _S.team_version,
-            _ids_in(_TM.approver_id, "voters", dialect),
+            ids_in(_TM.approver_id, "voters", dialect),
         ),
     )
     return (
@@ -176,7 +165,7 @@ def _sessions_and_keys_locked(dialect: str) -> Any:
             _TM.mac.label("m_mac"),
         )
         .select_from(joined)
-        .where(_ids_in(_S.session_id, "ids", dialect))
+        .where(ids_in(_S.session_id, "ids", dialect))
         .order_by(_S.session_id)
         .with_for_update(of=sessions)
     )
