@@ -103,8 +103,8 @@ async def test_a_use_case_enqueues_any_number_of_events_with_one_statement(
 async def test_an_append_of_any_number_of_events_is_one_statement(
     harnesses: HarnessFactory,
 ) -> None:
-    """SQLite's append in the use case's transaction (one executemany of a fixed INSERT);
-    PostgreSQL's own append under the head lock (the columns as arrays)."""
+    """The in-transaction append (SQLite's; on PostgreSQL the sequencer's path is the
+    product's): one executemany of a fixed INSERT, whatever the number of events."""
     app, _, sealer = await _keyed(harnesses)
     with _statements(app.engine) as sent:
         for size in SIZES:

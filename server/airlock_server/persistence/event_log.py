@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -13,14 +12,11 @@ from typing import Any
 import asyncpg
 import structlog
 from sqlalchemy import (
-    LargeBinary,
     bindparam,
     insert,
     select,
-    text,
     update,
 )
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Row, make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -35,7 +31,6 @@ from airlock_server.domain.integrity import log_not_authentic
 from airlock_server.persistence.models import (
     EventRecord,
     LogHeadRecord,
-    UTCDateTime,
 )
 from airlock_server.persistence.seal import Sealer
 
@@ -65,7 +60,8 @@ async def append_events(
 ) -> list[Event]:
     """Lock the head row, check it is ours, chain the events after it, sign and move the head.
     SQLite's append, in the use case's transaction (one writer at a time anyway); PostgreSQL's
-    use cases commit their events unsequenced instead (persistence/sequencer.py).
+    use cases commit their events unsequenced instead (persistence/sequencer.py), whose batch
+    write also notifies the replicas' listeners: this append notifies no one.
 
     With a log key (`sealer.keyed`) the head row must carry this key's signature (or be the
     genesis): a head someone else wrote is refused (FAILED_PRECONDITION LOG_NOT_AUTHENTIC), so
@@ -86,18 +82,12 @@ async def append_events(
         # any test of the use case.
         raise ValueError(f"event types {unknown} are not in EVENT_TYPES (domain/events.py)")
     sealer = sealer or _UNSEALED
-    postgres = session.get_bind().dialect.name == "postgresql"
     head = (await session.execute(_LOCKED_HEAD)).first()
     if head is None:
         raise RuntimeError("the event log has no head row; run `airlock-server migrate`")
     if not sealer.head_is_ours(head.seq, head.hash, head.time, head.signature):
         raise log_not_authentic(head.seq)
     events = _chained(head.seq, head.hash, head.time, new, now, sealer)
-    if postgres:
-        # One round trip under the lock: the inserts, the head and the notification (delivered
-        # at commit to every replica's listener, WatchEvents) as data-modifying CTEs.
-        await session.execute(_PG_APPEND, _pg_params(events))
-        return events
     # Fixed statements, the rows an executemany: one compiled statement whatever the count.
     await session.execute(_INSERT_EVENTS, [event_row(e) for e in events])
     subjects = _subject_rows(events)
@@ -162,37 +152,6 @@ def _subject_rows(events: Sequence[Event]) -> list[dict[str, Any]]:
     return [{"subject": s, "seq": e.seq} for e in events for s in event_subjects(e)]
 
 
-def _pg_params(events: Sequence[Event]) -> dict[str, object]:
-    subjects = _subject_rows(events)
-    return {
-        **head_params(events),
-        "last_seq": str(events[-1].seq),
-        "seqs": [e.seq for e in events],
-        "times": [e.time for e in events],
-        "types": [e.type for e in events],
-        "actors": [e.actor for e in events],
-        # As the JSON columns' own serializer writes them.
-        "subjects": [json.dumps(list(e.subjects)) for e in events],
-        "details": [json.dumps(dict(e.details)) for e in events],
-        "prev_hashes": [e.prev_hash for e in events],
-        "hashes": [e.hash for e in events],
-        "head_signatures": [e.head_signature or None for e in events],
-        "subject_names": [r["subject"] for r in subjects],
-        "subject_seqs": [r["seq"] for r in subjects],
-    }
-
-
-_EVENT_COLUMNS = (
-    "seq",
-    "time",
-    "type",
-    "actor",
-    "subjects",
-    "details",
-    "prev_hash",
-    "hash",
-    "head_signature",
-)
 _UNSEALED = Sealer()
 
 
@@ -200,36 +159,6 @@ def event_subjects(e: Event) -> list[str]:
     """The event_subjects rows of an event: derived from its chained subjects, each once
     (VerifyLog checks the table against this)."""
     return list(dict.fromkeys(e.subjects))
-
-
-# The PostgreSQL append, one statement whatever the number of events: the columns travel as
-# arrays, so SQLAlchemy compiles it once and asyncpg prepares it once per connection (a VALUES
-# list of n rows was a new statement, compiled and prepared again, for each n). The head row
-# is locked already (SELECT … FOR UPDATE); the notification is delivered at commit to every
-# replica's listener (WatchEvents).
-_PG_APPEND = text(
-    "WITH new_head AS (UPDATE log_head SET seq = :head_seq, hash = :head_hash, "
-    "time = :head_time, signature = :head_signature WHERE id = 1), "
-    f"new_events AS (INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) "
-    "SELECT u.seq, u.time, u.type, u.actor, CAST(u.subjects AS json), "
-    "CAST(u.details AS json), u.prev_hash, u.hash, u.head_signature "
-    "FROM unnest(CAST(:seqs AS bigint[]), CAST(:times AS timestamptz[]), "
-    "CAST(:types AS text[]), CAST(:actors AS text[]), CAST(:subjects AS text[]), "
-    "CAST(:details AS text[]), CAST(:prev_hashes AS bytea[]), CAST(:hashes AS bytea[]), "
-    "CAST(:head_signatures AS bytea[])) "
-    "AS u(seq, time, type, actor, subjects, details, prev_hash, hash, head_signature)), "
-    "new_subjects AS (INSERT INTO event_subjects (subject, seq) "
-    "SELECT * FROM unnest(CAST(:subject_names AS text[]), CAST(:subject_seqs AS bigint[]))) "
-    f"SELECT pg_notify('{NOTIFY_CHANNEL}', :last_seq)"
-).bindparams(
-    bindparam("head_hash", type_=LargeBinary()),
-    bindparam("head_time", type_=UTCDateTime()),
-    bindparam("head_signature", type_=LargeBinary()),
-    bindparam("times", type_=postgresql.ARRAY(UTCDateTime())),
-    bindparam("prev_hashes", type_=postgresql.ARRAY(LargeBinary())),
-    bindparam("hashes", type_=postgresql.ARRAY(LargeBinary())),
-    bindparam("head_signatures", type_=postgresql.ARRAY(LargeBinary())),
-)
 
 
 GENESIS = {"id": 1, "seq": 0, "hash": GENESIS_HASH}
