@@ -158,9 +158,7 @@ class VaultService:
         caller: Principal | None = None,
         denied: PermissionDenied | None = None,
     ) -> Vault:
-        """The vault. An unknown ARN answers `denied` to a caller who could not see the vault
-        were it there (missing_or_denied); NOT_FOUND to admin, auditor, and to an account for
-        an ARN in its own account (the ARN names the account: nothing to probe there)."""
+        """The vault; an unknown ARN answers as _known says."""
         parsed = parse_vault_arn(arn)
         return _known(await uow.vaults.get(arn, for_update=for_update), arn, caller, denied, parsed)
 
